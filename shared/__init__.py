@@ -1,0 +1,1 @@
+"""The shared library every service uses: settings, database, Kafka, outbox, inbox, telemetry, security, money."""
