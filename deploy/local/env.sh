@@ -1,0 +1,15 @@
+# Settings of the local stack. Every value can be overridden from the environment.
+# Sourced by deploy/local/*.sh and the Makefile; services read the same names (shared/settings.py).
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export MEDASSIST_RUN_DIR="${MEDASSIST_RUN_DIR:-$ROOT_DIR/.run}"
+export MEDASSIST_CACHE_DIR="${MEDASSIST_CACHE_DIR:-$ROOT_DIR/.cache}"
+export PG_PORT="${PG_PORT:-55432}"
+export PG_USER="${PG_USER:-medassist}"
+export PG_PASSWORD="${PG_PASSWORD:-medassist-dev}"
+export KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+export KAFKA_PORT="${KAFKA_PORT:-19092}"
+export KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+export KAFKA_PARTITIONS="${KAFKA_PARTITIONS:-6}"
+export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+export SERVICES="intake eligibility calculation approval disbursement"

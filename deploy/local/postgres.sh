@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Private PostgreSQL cluster on loopback: ./postgres.sh up|stop|status
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+PGDATA="$MEDASSIST_RUN_DIR/pg/data"
+LOG="$MEDASSIST_RUN_DIR/logs/postgres.log"
+
+pg_bin() {
+  local dir
+  for dir in /usr/lib/postgresql/*/bin; do [ -x "$dir/initdb" ] && { echo "$dir"; return; }; done
+  command -v initdb >/dev/null && dirname "$(command -v initdb)"
+}
+
+install_if_missing() {
+  [ -n "$(pg_bin)" ] && return
+  [ "$(id -u)" = 0 ] || fail "PostgreSQL server is not installed; run as root or: sudo apt-get install -y postgresql"
+  say "installing PostgreSQL server packages (apt-get)"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+    || fail "apt-get install postgresql failed"
+}
+
+up() {
+  install_if_missing
+  local bin; bin=$(pg_bin)
+  if as_db_owner "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    say "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return
+  fi
+  port_open "$PG_PORT" && fail "port $PG_PORT is taken by another process; set PG_PORT to a free port"
+  if [ ! -f "$PGDATA/PG_VERSION" ]; then
+    say "initialising a private cluster in $PGDATA"
+    mkdir -p "$PGDATA"
+    local pwfile="$MEDASSIST_RUN_DIR/pg/.pw"
+    printf '%s\n' "$PG_PASSWORD" > "$pwfile"
+    if [ "$(id -u)" = 0 ]; then chown -R postgres "$MEDASSIST_RUN_DIR/pg"; chmod 700 "$PGDATA"; fi
+    as_db_owner "$bin/initdb" -D "$PGDATA" -U "$PG_USER" --pwfile="$pwfile" -A scram-sha-256 -E UTF8 \
+      --locale=C.UTF-8 >"$MEDASSIST_RUN_DIR/logs/initdb.log" 2>&1 || fail "initdb failed: see $MEDASSIST_RUN_DIR/logs/initdb.log"
+    rm -f "$pwfile"
+    cat >>"$PGDATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = ''
+max_connections = 300
+shared_buffers = 256MB
+synchronous_commit = on
+fsync = on
+CONF
+  fi
+  touch "$LOG"; [ "$(id -u)" = 0 ] && chown postgres "$LOG"
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  as_db_owner "$bin/pg_ctl" -D "$PGDATA" -l "$LOG" -w -t 60 start >/dev/null || fail "PostgreSQL did not start: see $LOG"
+}
+
+stop() {
+  local bin; bin=$(pg_bin)
+  [ -n "$bin" ] && [ -f "$PGDATA/postmaster.pid" ] && as_db_owner "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 \
+    && say "PostgreSQL stopped" || true
+}
+
+status() {
+  local bin; bin=$(pg_bin)
+  if [ -n "$bin" ] && as_db_owner "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
+    echo "postgres     up    127.0.0.1:$PG_PORT"
+  else
+    echo "postgres     down"
+  fi
+}
+
+"${1:-status}"

@@ -1,0 +1,56 @@
+"""The envelope every event travels in (DESIGN.md section 3)."""
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contracts.events import EventData
+from shared.contracts.topics import EVENT_TYPES
+from shared.contracts.types import PERSON_REF_PATTERN
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+class Envelope(BaseModel):
+    """`event_id` is the dedupe key; `person_ref` is the Kafka key, so one person's events stay ordered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: UUID
+    event_type: str
+    schema_version: int = Field(default=1, ge=1)
+    occurred_at: datetime
+    producer: str
+    person_ref: str = Field(pattern=PERSON_REF_PATTERN)
+    data: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, data: EventData, *, person_ref: str, producer: str, event_id: UUID | None = None) -> "Envelope":
+        """Put an event's payload in a new envelope."""
+        return cls(
+            event_id=event_id or uuid4(),
+            event_type=type(data).__name__,
+            occurred_at=datetime.now(UTC),
+            producer=producer,
+            person_ref=person_ref,
+            data=data.model_dump(mode="json"),
+        )
+
+    def payload(self) -> EventData:
+        """The typed, validated payload; raises for an unknown event type or invalid data."""
+        model = EVENT_TYPES.get(self.event_type)
+        if model is None:
+            raise UnknownEventType(self.event_type)
+        return model.model_validate(self.data)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Envelope":
+        return cls.model_validate(orjson.loads(raw))

@@ -1,0 +1,33 @@
+"""Logical topic names and which events travel on each. Physical names add `settings.topic_prefix`."""
+
+from shared.contracts import events as ev
+
+SETTLEMENT_RECEIVED = "settlement.received"
+ELIGIBILITY_DECIDED = "eligibility.decided"
+ASSISTANCE_CALCULATED = "assistance.calculated"
+CASE_DECIDED = "case.decided"
+TRANSFER_SETTLED = "transfer.settled"
+REGISTRY_PAYEE = "registry.payee"
+
+TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
+    SETTLEMENT_RECEIVED: (ev.SettlementReceived, ev.SettlementReversed),
+    ELIGIBILITY_DECIDED: (ev.EligibilityDecided, ev.SettlementReversed),
+    ASSISTANCE_CALCULATED: (ev.AssistanceCalculated, ev.AssistanceReversed),
+    CASE_DECIDED: (ev.CaseDecided,),
+    TRANSFER_SETTLED: (ev.TransferSettled,),
+    REGISTRY_PAYEE: (ev.PayeeAccountUpdated,),
+}
+
+EVENT_TYPES: dict[str, type[ev.EventData]] = {
+    model.__name__: model for models in TOPIC_EVENTS.values() for model in models
+}
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic of a topic."""
+    return f"{topic}.dlq"
+
+
+def all_topics() -> list[str]:
+    """Every logical topic with its dead-letter topic."""
+    return [name for topic in TOPIC_EVENTS for name in (topic, dlq(topic))]

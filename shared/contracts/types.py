@@ -1,0 +1,59 @@
+"""Field types used on the wire."""
+
+import re
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+from shared.money import to_money
+
+_MONEY_PATTERN = re.compile(r"^-?\d{1,12}\.\d{2}$")
+_RATIO_PATTERN = re.compile(r"^\d(\.\d{1,4})?$")
+
+
+def _money_in(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return to_money(value)
+    if not isinstance(value, str) or not _MONEY_PATTERN.match(value):
+        raise ValueError("money travels as a decimal string with two places, e.g. '123.45'")
+    return Decimal(value)
+
+
+def _ratio_in(value: Any) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str) or not _RATIO_PATTERN.match(value):
+        raise ValueError("a ratio travels as a decimal string, e.g. '0.85'")
+    return Decimal(value)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_money_in),
+    PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _MONEY_PATTERN.pattern}),
+]
+"""Yuan with two places, as a string on the wire so no consumer parses it as a float."""
+
+Ratio = Annotated[
+    Decimal,
+    BeforeValidator(_ratio_in),
+    PlainSerializer(lambda d: str(d), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": _RATIO_PATTERN.pattern}),
+]
+
+PERSON_REF_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class VisitType(StrEnum):
+    INPATIENT = "inpatient"
+    OUTPATIENT_CHRONIC = "outpatient_chronic"
+    OUTPATIENT = "outpatient"
+
+
+class Category(StrEnum):
+    EXTREME_POVERTY = "extreme_poverty"
+    SUBSISTENCE = "subsistence"
+    LOW_INCOME = "low_income"

@@ -1,0 +1,281 @@
+"""The one consumer runner every service uses.
+
+Per poll: decode the batch, open ONE database transaction, claim the event ids in the inbox, hand the
+new events to the service's handler, commit, and only then commit the Kafka offsets. A crash anywhere
+before the offset commit redelivers the batch; the inbox turns the redelivery into a no-op.
+
+Failures: infrastructure errors (database or broker unreachable) are retried without limit, so an outage
+pauses consumption instead of emptying the topic into the DLQ. Any other error is retried a bounded number
+of times for the batch; then each event is tried alone and the ones that still fail go to `<topic>.dlq`
+with the error, and the partition keeps flowing.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import EventData
+from shared.contracts.topics import dlq
+from shared.db import Database
+from shared.messaging.inbox import claim_new
+from shared.messaging.kafka import KafkaProducer, create_consumer
+from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_DUPLICATE, HANDLER_RETRIES
+from shared.settings import ServiceSettings
+from shared.telemetry import tracer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Event:
+    """A decoded message handed to a handler: envelope, typed payload, and the span of its processing."""
+
+    topic: str  # logical topic name
+    envelope: Envelope
+    data: EventData
+    record: ConsumerRecord = field(repr=False)
+    span: Span = field(repr=False)
+
+
+Handler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that say the infrastructure is away, not that the event is bad."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (OperationalError, InterfaceError, ConnectionError, OSError, TimeoutError, KafkaError)):
+        return True
+    text = f"{type(exc).__name__} {getattr(exc, 'orig', '')}"
+    return any(s in text for s in ("SerializationError", "DeadlockDetected", "ConnectionDoesNotExist",
+                                   "CannotConnectNow", "TooManyConnections"))
+
+
+class _WaitForBatch(ConsumerRebalanceListener):
+    """Before partitions are taken away, let the batch in hand finish and commit its offsets."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class ConsumerRunner:
+    """Consumes logical `topics` as consumer group `group_id` and applies batches with `handler`."""
+
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        db: Database,
+        producer: KafkaProducer,
+        group_id: str,
+        topics: Sequence[str],
+        handler: Handler,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._producer = producer
+        self._group = group_id
+        self._topics = list(topics)
+        self._handler = handler
+        self._after_commit = after_commit
+        self._physical_to_logical = {settings.topic(t): t for t in topics}
+        self._consumer = create_consumer(settings, group_id, self._topics)
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._service = settings.service_name
+        self.ready = asyncio.Event()
+        self._lag_recorded_at = 0.0
+
+    async def run(self) -> None:
+        """Consume until `stop()`; a graceful stop finishes the batch in hand and commits it."""
+        await self._start_consumer()
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(
+                    timeout_ms=self._settings.consumer_poll_timeout_ms,
+                    max_records=self._settings.consumer_batch_max,
+                )
+                if batch:
+                    async with self._lock:
+                        await self._handle_batch(batch)
+                await self._record_lag()
+        finally:
+            await self._consumer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _start_consumer(self) -> None:
+        self._consumer.subscribe(list(self._physical_to_logical), listener=_WaitForBatch(self._lock))
+        while True:
+            try:
+                await self._consumer.start()
+                break
+            except KafkaError:
+                log.warning("broker not reachable, retrying consumer start")
+                await asyncio.sleep(1)
+        self.ready.set()
+
+    async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        records = [r for recs in batch.values() for r in recs]
+        events, undecodable = self._decode(records)
+        for record, error in undecodable:
+            await self._dead_letter(record, error)
+        try:
+            if events:
+                await self._apply_with_retries(events)
+        finally:
+            for event in events:
+                event.span.end()
+        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError, KafkaError) as exc:
+            # The partitions moved to another member, or the broker is away: these messages will be
+            # delivered again and the inbox will skip them, because the database transaction committed.
+            log.warning("offset commit failed (%s); redelivery will be deduplicated", type(exc).__name__)
+        if self._after_commit is not None:
+            self._after_commit()
+
+    def _decode(self, records: list[ConsumerRecord]) -> tuple[list[Event], list[tuple[ConsumerRecord, Exception]]]:
+        events: list[Event] = []
+        bad: list[tuple[ConsumerRecord, Exception]] = []
+        for record in records:
+            topic = self._physical_to_logical.get(record.topic, record.topic)
+            carrier = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+            span = tracer.start_span(
+                f"{topic} process",
+                context=propagate.extract(carrier),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": record.topic,
+                    "messaging.kafka.partition": record.partition,
+                    "messaging.kafka.offset": record.offset,
+                    "messaging.consumer.group.name": self._group,
+                },
+            )
+            try:
+                envelope = Envelope.from_bytes(record.value)
+                data = envelope.payload()
+            except Exception as exc:  # any decoding failure makes the message poison, never the batch
+                span.set_status(Status(StatusCode.ERROR, "undecodable"))
+                span.end()
+                bad.append((record, exc))
+                continue
+            span.set_attribute("event.id", str(envelope.event_id))
+            span.set_attribute("event.type", envelope.event_type)
+            span.set_attribute("person_ref", envelope.person_ref)
+            events.append(Event(topic, envelope, data, record, span))
+        return events, bad
+
+    async def _apply(self, events: list[Event]) -> None:
+        async with self._db.transaction() as session:
+            fresh_ids = await claim_new(session, self._group, [e.envelope.event_id for e in events])
+            fresh: list[Event] = []
+            for event in events:
+                if event.envelope.event_id in fresh_ids:
+                    fresh_ids.discard(event.envelope.event_id)  # a duplicate inside one batch counts once
+                    fresh.append(event)
+                else:
+                    EVENTS_DUPLICATE.labels(self._service, event.topic).inc()
+            if fresh:
+                await self._handler(session, fresh)
+        for event in fresh:
+            EVENTS_CONSUMED.labels(self._service, event.topic).inc()
+
+    async def _apply_with_retries(self, events: list[Event]) -> None:
+        try:
+            await self._retrying(self._apply, events, self._settings.handler_max_attempts)
+            return
+        except Exception as exc:
+            if len(events) == 1:
+                await self._dead_letter(events[0].record, exc, events[0].span)
+                return
+            log.warning("batch of %d failed after retries (%s); isolating the failing events",
+                        len(events), type(exc).__name__)
+        for event in events:
+            try:
+                await self._retrying(self._apply, [event], 2)
+            except Exception as exc:
+                await self._dead_letter(event.record, exc, event.span)
+
+    async def _retrying(self, fn: Callable[[list[Event]], Awaitable[None]], events: list[Event], attempts: int) -> None:
+        """Bounded retries for handler errors; unbounded (with capped backoff) while infrastructure is away."""
+        s = self._settings
+        wait = wait_exponential_jitter(multiplier=s.handler_backoff_initial_s, max=s.handler_backoff_max_s)
+        while True:
+            try:
+                async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait, reraise=True,
+                                                   retry=retry_if_exception(lambda e: not is_transient(e))):
+                    with attempt:
+                        if attempt.retry_state.attempt_number > 1:
+                            HANDLER_RETRIES.labels(self._service).inc()
+                        await fn(events)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or self._stopping.is_set():
+                    raise
+                HANDLER_RETRIES.labels(self._service).inc()
+                log.warning("infrastructure error (%s); retrying the batch", type(exc).__name__)
+                await asyncio.sleep(s.handler_backoff_max_s)
+
+    async def _dead_letter(self, record: ConsumerRecord, error: BaseException, span: Span | None = None) -> None:
+        """Park a message that cannot be applied on `<topic>.dlq`, with the error, and record it as seen."""
+        logical = self._physical_to_logical.get(record.topic, record.topic)
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers.update({
+            "dlq.error.type": type(error).__name__,
+            "dlq.error.message": str(error)[:500],
+            "dlq.original.topic": record.topic,
+            "dlq.original.partition": str(record.partition),
+            "dlq.original.offset": str(record.offset),
+            "dlq.consumer.group": self._group,
+        })
+        key = record.key.decode(errors="replace") if record.key else ""
+        while True:  # a dead letter must not be lost either: wait for the broker
+            try:
+                await self._producer.send_and_wait(self._settings.topic(dlq(logical)), record.value or b"",
+                                                   key=key, headers=headers)
+                break
+            except KafkaError:
+                log.warning("dead-letter publish failed; retrying")
+                await asyncio.sleep(1)
+        DEAD_LETTERS.labels(self._service, logical).inc()
+        if span is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+        log.error("event dead-lettered", extra={"topic": logical, "offset": record.offset,
+                                                 "error_type": type(error).__name__})
+
+    async def _record_lag(self) -> None:
+        """Publish consumer lag (high watermark minus position) at most once a second."""
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_recorded_at < 1.0:
+            return
+        self._lag_recorded_at = now
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await self._consumer.position(tp)
+            CONSUMER_LAG.labels(self._service, self._physical_to_logical.get(tp.topic, tp.topic),
+                                str(tp.partition)).set(max(0, high - position))

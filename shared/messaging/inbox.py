@@ -1,0 +1,23 @@
+"""Inbox dedupe: an event is applied by a consumer group at most once, decided inside its transaction."""
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.messaging.tables import InboxEntry
+
+
+async def claim_new(session: AsyncSession, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Record the ids in the inbox; returns those not seen before (one bulk INSERT ... ON CONFLICT DO NOTHING)."""
+    unique = list(dict.fromkeys(event_ids))
+    if not unique:
+        return set()
+    stmt = (
+        insert(InboxEntry)
+        .values([{"consumer": consumer, "event_id": eid} for eid in unique])
+        .on_conflict_do_nothing()  # type: ignore[attr-defined]
+        .returning(InboxEntry.event_id)
+    )
+    return set((await session.execute(stmt)).scalars().all())

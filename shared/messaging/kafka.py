@@ -1,0 +1,94 @@
+"""Kafka clients with the safe settings set on purpose (aiokafka's defaults are acks=1 and auto-commit)."""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from shared.contracts.topics import all_topics
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class KafkaProducer:
+    """An idempotent producer with acks=all: a retried send is written once and in order per partition."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"{settings.service_name}-producer",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=30000,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str] | None = None
+    ) -> "asyncio.Future[object]":
+        """Queue one message; returns a future that resolves when the broker has it (acks=all)."""
+        return await self._producer.send(
+            topic,
+            value=value,
+            key=key.encode(),
+            headers=[(k, v.encode()) for k, v in (headers or {}).items()],
+        )
+
+    async def send_and_wait(
+        self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        await (await self.send(topic, value, key=key, headers=headers))
+
+
+def create_consumer(settings: ServiceSettings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+    """A consumer that never commits on its own: the runner commits after the database commit."""
+    return AIOKafkaConsumer(
+        *[settings.topic(t) for t in topics],
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=f"{settings.topic_prefix}{group_id}",
+        client_id=f"{settings.service_name}-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=settings.consumer_batch_max,
+        fetch_max_wait_ms=50,
+        session_timeout_ms=30000,
+        heartbeat_interval_ms=3000,
+        max_poll_interval_ms=300000,
+    )
+
+
+async def ensure_topics(settings: ServiceSettings, partitions: int = 6, attempts: int = 60) -> list[str]:
+    """Create every contract topic and its DLQ if missing; waits for the broker to answer."""
+    names = [settings.topic(t) for t in all_topics()]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    for attempt in range(attempts):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

@@ -1,0 +1,151 @@
+"""Transactional outbox: `add_events` inside the business transaction, `OutboxRelay` publishes after commit."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts.envelope import Envelope
+from shared.db import Database
+from shared.messaging.kafka import KafkaProducer
+from shared.messaging.tables import InboxEntry, OutboxMessage
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+_RELAY_LOCK_KEY = 0x6D656473  # one relay per database publishes at a time, which keeps per-key order
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An event to emit: a logical topic and its envelope; `cause` is the span of what caused it."""
+
+    topic: str
+    envelope: Envelope
+    cause: Span | None = None
+
+
+def _trace_headers(cause: Span | None) -> dict[str, str]:
+    carrier: dict[str, str] = {}
+    context = trace.set_span_in_context(cause) if cause is not None else None
+    propagate.inject(carrier, context=context)
+    return carrier
+
+
+async def add_events(session: AsyncSession, settings: ServiceSettings, events: Sequence[Outgoing]) -> None:
+    """Write events to the outbox in the caller's transaction (one bulk INSERT). Nothing is sent here."""
+    if not events:
+        return
+    rows = [
+        {
+            "event_id": e.envelope.event_id,
+            "topic": settings.topic(e.topic),
+            "key": e.envelope.person_ref,
+            "payload": e.envelope.to_bytes(),
+            "headers": _trace_headers(e.cause),
+        }
+        for e in events
+    ]
+    await session.execute(insert(OutboxMessage), rows)
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in id order, then marks them sent.
+
+    A crash after publishing and before marking re-publishes on restart: consumers dedupe by event_id.
+    """
+
+    def __init__(self, db: Database, producer: KafkaProducer, settings: ServiceSettings) -> None:
+        self._db = db
+        self._producer = producer
+        self._settings = settings
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask for a publish pass now (called after a local commit wrote outbox rows)."""
+        self._wake.set()
+
+    async def publish_once(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        async with self._db.transaction() as session:
+            leader = await session.scalar(select(text(f"pg_try_advisory_xact_lock({_RELAY_LOCK_KEY})")))
+            if not leader:
+                return 0
+            rows = (
+                await session.execute(
+                    select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.key, OutboxMessage.payload,
+                           OutboxMessage.headers)
+                    .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+                    .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+                    .limit(self._settings.outbox_batch_max)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = [
+                await self._producer.send(row.topic, row.payload, key=row.key, headers=row.headers) for row in rows
+            ]
+            await asyncio.gather(*futures)
+            await self._mark_published(session, [row.id for row in rows])
+        OUTBOX_PUBLISHED.labels(self._settings.service_name).inc(len(rows))
+        return len(rows)
+
+    async def _mark_published(self, session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+            .values(published_at=text("now()"))
+        )
+
+    async def purge(self, published_older_than_s: int = 3600, inbox_older_than_days: int = 7) -> None:
+        """Forget published outbox rows and old inbox entries (redeliveries older than that cannot happen)."""
+        async with self._db.transaction() as session:
+            await session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.published_at < text(f"now() - interval '{int(published_older_than_s)} seconds'")  # type: ignore[operator]
+                )
+            )
+            await session.execute(
+                delete(InboxEntry).where(
+                    InboxEntry.received_at < text(f"now() - interval '{int(inbox_older_than_days)} days'")  # type: ignore[operator]
+                )
+            )
+            backlog = await session.scalar(
+                select(text("count(*)")).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+            )
+        OUTBOX_BACKLOG.labels(self._settings.service_name).set(backlog or 0)
+
+    async def run(self) -> None:
+        """Publish until stopped; transient failures back off and retry, nothing is dropped."""
+        backoff = 0.1
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                published = await self.publish_once()
+                backoff = 0.1
+                if loop.time() - last_purge > 60:
+                    await self.purge()
+                    last_purge = loop.time()
+            except Exception:
+                log.exception("outbox relay pass failed; retrying in %.1fs", backoff)
+                published = 0
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if published < self._settings.outbox_batch_max:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_idle_poll_s)
+                except TimeoutError:
+                    pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()

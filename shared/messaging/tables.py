@@ -1,0 +1,43 @@
+"""The outbox and inbox tables every service database has (created by each service's first migration)."""
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import Column, DateTime, Index, LargeBinary, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class OutboxMessage(SQLModel, table=True):
+    """An event written in the same transaction as the state change it describes; the relay publishes it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: UUID = Field(unique=True, nullable=False)
+    topic: str = Field(sa_column=Column(String(128), nullable=False))
+    key: str = Field(sa_column=Column(String(128), nullable=False))
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    headers: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    created_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class InboxEntry(SQLModel, table=True):
+    """An event a consumer group has applied; the primary key makes a redelivery a no-op."""
+
+    __tablename__ = "inbox"
+
+    consumer: str = Field(sa_column=Column(String(128), primary_key=True))
+    event_id: UUID = Field(primary_key=True)
+    received_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    )
+
+
+MESSAGING_TABLES = [OutboxMessage.__table__, InboxEntry.__table__]  # type: ignore[attr-defined]

@@ -1,0 +1,172 @@
+"""Builds a service process: FastAPI app, database, producer, outbox relay, consumer runners, health, metrics."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.db import Database, ensure_database
+from shared.messaging.consumer import ConsumerRunner, Handler
+from shared.messaging.kafka import KafkaProducer
+from shared.messaging.outbox import OutboxRelay
+from shared.migrations import upgrade_to_head
+from shared.problems import ProblemError, install_problem_handlers
+from shared.settings import ServiceSettings
+from shared.telemetry import setup_telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds: handlers and routes reach the infrastructure through it."""
+
+    settings: Any
+    db: Database
+    producer: KafkaProducer
+    relay: OutboxRelay
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    group_id: str
+    topics: Sequence[str]
+    handler: Callable[[Runtime], Handler]
+
+
+Background = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    """Everything a service declares; `build_app` wires it the same way for every service."""
+
+    settings: ServiceSettings
+    title: str
+    routers: Sequence[APIRouter] = ()
+    consumers: Sequence[ConsumerSpec] = ()
+    background: Sequence[Background] = ()
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+
+
+def build_app(spec: ServiceSpec) -> FastAPI:
+    """The service's FastAPI app; its lifespan starts and stops every moving part in order."""
+    settings = spec.settings
+    setup_telemetry(settings.service_name, settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings)
+        producer = KafkaProducer(settings)
+        await _start_producer(producer)
+        relay = OutboxRelay(db, producer, settings)
+        runtime = Runtime(settings=settings, db=db, producer=producer, relay=relay)
+        app.state.runtime = runtime
+        if spec.on_start:
+            await spec.on_start(runtime)
+        stopping = asyncio.Event()
+        runners = [
+            ConsumerRunner(settings=settings, db=db, producer=producer, group_id=c.group_id, topics=c.topics,
+                           handler=c.handler(runtime), after_commit=relay.wake)
+            for c in spec.consumers
+        ]
+        app.state.runners = runners
+        tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
+        tasks += [asyncio.create_task(r.run(), name=f"consumer-{c.group_id}") for r, c in zip(runners, spec.consumers)]
+        tasks += [asyncio.create_task(b(runtime, stopping), name=getattr(b, "__name__", "bg")) for b in spec.background]
+        for task in tasks:
+            task.add_done_callback(_crash_loudly)
+        log.info("%s started", settings.service_name)
+        try:
+            yield
+        finally:
+            stopping.set()
+            for r in runners:
+                r.stop()
+            relay.stop()
+            await asyncio.wait(tasks, timeout=15)
+            for task in tasks:
+                task.cancel()
+            if spec.on_stop:
+                await spec.on_stop(runtime)
+            await producer.stop()
+            await db.dispose()
+            log.info("%s stopped", settings.service_name)
+
+    app = FastAPI(title=spec.title, lifespan=lifespan, version="1.0.0")
+    install_problem_handlers(app)
+    app.include_router(_ops_router())
+    for router in spec.routers:
+        app.include_router(router)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    return app
+
+
+async def _start_producer(producer: KafkaProducer) -> None:
+    for attempt in range(60):
+        try:
+            await producer.start()
+            return
+        except Exception:
+            if attempt == 59:
+                raise
+            log.warning("broker not reachable, retrying producer start")
+            await asyncio.sleep(1)
+
+
+def _crash_loudly(task: "asyncio.Task[Any]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died", task.get_name(), exc_info=task.exception())
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz(request: Request) -> dict[str, Any]:
+        """Readiness: the database answers and every consumer has joined its group."""
+        runtime: Runtime = request.app.state.runtime
+        try:
+            await runtime.db.ping()
+        except Exception as exc:
+            raise ProblemError(503, "database_unavailable", "the database does not answer") from exc
+        if not all(r.ready.is_set() for r in request.app.state.runners):
+            raise ProblemError(503, "broker_unavailable", "consumers have not joined their groups yet")
+        return {"status": "ready"}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> None:
+    """Create the database if missing and migrate it to head (synchronous, before serving)."""
+    asyncio.run(ensure_database(settings))
+    upgrade_to_head(settings.database_url, migrations_dir)
+
+
+def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrations_dir: Path) -> None:
+    """Entry point of `python -m <service>`: migrate, then serve HTTP with the consumers in the same process."""
+    AsyncPGInstrumentor().instrument()
+    prepare_database(settings, migrations_dir)
+    uvicorn.run(app_factory(), host=settings.http_host, port=settings.http_port, log_config=None,
+                access_log=False, timeout_graceful_shutdown=20)

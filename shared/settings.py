@@ -1,0 +1,60 @@
+"""Settings every service shares. The only place that reads the environment."""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every service; each service subclasses it and sets `service_name`."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    service_name: str = "service"
+    environment: str = "development"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = Field(default="", description="Prepended to every topic name; isolates test runs.")
+    consumer_batch_max: int = 500
+    consumer_poll_timeout_ms: int = 200
+    handler_max_attempts: int = 4
+    handler_backoff_initial_s: float = 0.05
+    handler_backoff_max_s: float = 2.0
+    outbox_batch_max: int = 1000
+    outbox_idle_poll_s: float = 0.02
+
+    # PostgreSQL
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_user: str = "medassist"
+    pg_password: SecretStr = SecretStr("medassist-dev")
+    database_name: str | None = None
+    db_pool_size: int = 10
+
+    # Secrets (development defaults; production sets them from a secret store)
+    person_ref_pepper: SecretStr = SecretStr("dev-pepper-change-me")
+    field_keys: SecretStr = SecretStr("k1=ZGV2LWZpZWxkLWtleS0zMi1ieXRlcy1sb25nLSEhIQ==")
+    field_active_key_id: str = "k1"
+    jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me-at-least-32-bytes")
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str = "medassist-dev"
+    jwt_audience: str = "medassist"
+
+    # Telemetry
+    log_level: str = "INFO"
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @property
+    def database(self) -> str:
+        return self.database_name or self.service_name
+
+    @property
+    def database_url(self) -> str:
+        password = self.pg_password.get_secret_value()
+        return f"postgresql+asyncpg://{self.pg_user}:{password}@{self.pg_host}:{self.pg_port}/{self.database}"
+
+    def topic(self, base: str) -> str:
+        """The physical topic name of a logical topic (see shared.contracts.topics)."""
+        return f"{self.topic_prefix}{base}"

@@ -1,0 +1,186 @@
+"""The reliability rules against the real broker and database: nothing lost, nothing applied twice."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from shared.tests.integration.helpers import (
+    committed_total,
+    effects,
+    settlement_event,
+    spawn_probe,
+    wait_until,
+    write_outbox,
+)
+from shared.tests.integration.probe import probe_handler
+from sqlalchemy import text
+
+from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
+from shared.messaging.consumer import ConsumerRunner
+from shared.messaging.outbox import OutboxRelay
+from shared.testing import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def running(*workers):  # type: ignore[no-untyped-def]
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield
+    finally:
+        for w in workers:
+            w.stop()
+        await asyncio.wait(tasks, timeout=20)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception():
+                raise t.exception()  # type: ignore[misc]
+
+
+def runner(settings, db, producer, delay: float = 0.0) -> ConsumerRunner:  # type: ignore[no-untyped-def]
+    return ConsumerRunner(settings=settings, db=db, producer=producer, group_id="probe",
+                          topics=[SETTLEMENT_RECEIVED], handler=probe_handler(delay))
+
+
+async def test_10k_events_with_injected_duplicates_apply_exactly_once(probe_settings, db, producer) -> None:
+    envelopes = [settlement_event(i) for i in range(10_000)]
+    await write_outbox(db, probe_settings, envelopes)
+    # Duplicates: the same event (same event_id, same key) delivered again, as a retrying producer would.
+    topic = probe_settings.topic(SETTLEMENT_RECEIVED)
+    for e in envelopes[::10]:
+        await producer.send(topic, e.to_bytes(), key=e.person_ref)
+    async with running(OutboxRelay(db, producer, probe_settings), runner(probe_settings, db, producer)):
+        async def all_consumed() -> bool:
+            return await committed_total(probe_settings, "probe") >= 11_000
+
+        await wait_until(all_consumed, 120, "11,000 messages consumed and committed")
+    applied, most = await effects(db)
+    print(f"\n10k+dupes: messages=11000 distinct_applied={applied} max_applications_per_event={most}")
+    assert (applied, most) == (10_000, 1)
+
+
+async def test_consumer_sigkilled_mid_batch_loses_nothing_and_applies_once(probe_settings, db, producer) -> None:
+    await write_outbox(db, probe_settings, [settlement_event(i) for i in range(3_000)])
+    relay = OutboxRelay(db, producer, probe_settings)
+    while await relay.publish_once():
+        pass
+    consumer = spawn_probe(probe_settings, "consume", "--handler-delay", "0.05")
+    try:
+        async def some_applied() -> bool:
+            return (await effects(db))[0] >= 400
+
+        await wait_until(some_applied, 60, "the consumer to apply some events")
+        consumer.send_signal(signal.SIGKILL)
+        consumer.wait(10)
+        at_kill = (await effects(db))[0]
+        assert at_kill < 3_000, "the kill must land before the end to prove anything"
+        consumer = spawn_probe(probe_settings, "consume")
+
+        async def all_applied() -> bool:
+            return (await effects(db))[0] == 3_000 and await committed_total(probe_settings, "probe") >= 3_000
+
+        await wait_until(all_applied, 90, "all 3,000 events applied after restart")
+    finally:
+        consumer.terminate()
+        consumer.wait(20)
+    applied, most = await effects(db)
+    print(f"\nSIGKILL: applied_at_kill={at_kill} applied_after_restart={applied} max_applications={most}")
+    assert (applied, most) == (3_000, 1)
+
+
+async def test_relay_killed_after_publish_before_marking_republishes_and_applies_once(
+    probe_settings, db, producer
+) -> None:
+    await write_outbox(db, probe_settings, [settlement_event(i) for i in range(200)])
+    dying = spawn_probe(probe_settings, "relay", "--die-before-mark")
+    assert dying.wait(60) == 9, "the relay should have died right after publishing"
+    async with db.transaction() as session:
+        unmarked = await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+    assert unmarked == 200, "the crash came before the rows were marked sent"
+    relay = spawn_probe(probe_settings, "relay")
+    try:
+        async def all_marked() -> bool:
+            async with db.transaction() as session:
+                return await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
+
+        await wait_until(all_marked, 60, "the restarted relay to publish")
+    finally:
+        relay.terminate()
+        relay.wait(20)
+    async with running(runner(probe_settings, db, producer)):
+        async def consumed() -> bool:
+            return await committed_total(probe_settings, "probe") >= 400
+
+        await wait_until(consumed, 60, "both copies consumed")
+    applied, most = await effects(db)
+    print(f"\nrelay crash: published=400 (200 twice) applied={applied} max_applications={most}")
+    assert (applied, most) == (200, 1)
+
+
+async def test_poison_messages_go_to_dlq_and_the_partition_keeps_flowing(probe_settings, db, producer) -> None:
+    same_person = 7  # one key, so every message lands on the same partition in this order
+    good_before = [settlement_event(i, person=same_person) for i in range(5)]
+    poison = settlement_event(5, hospital_id="POISON", person=same_person)
+    good_after = [settlement_event(i, person=same_person) for i in range(6, 11)]
+    topic = probe_settings.topic(SETTLEMENT_RECEIVED)
+    for e in [*good_before, poison]:
+        await producer.send_and_wait(topic, e.to_bytes(), key=e.person_ref)
+    await producer.send_and_wait(topic, b"{not json", key=poison.person_ref)
+    for e in good_after:
+        await producer.send_and_wait(topic, e.to_bytes(), key=e.person_ref)
+    async with running(runner(probe_settings, db, producer)):
+        async def applied_all_good() -> bool:
+            return (await effects(db))[0] == 10
+
+        await wait_until(applied_all_good, 60, "the 10 good events")
+    dead = AIOKafkaConsumer(probe_settings.topic(dlq(SETTLEMENT_RECEIVED)),
+                            bootstrap_servers=probe_settings.kafka_bootstrap_servers,
+                            auto_offset_reset="earliest", enable_auto_commit=False)
+    await dead.start()
+    try:
+        records = []
+        while len(records) < 2:
+            batch = await dead.getmany(timeout_ms=5000)
+            assert batch, "expected two dead letters"
+            records += [r for rs in batch.values() for r in rs]
+    finally:
+        await dead.stop()
+    errors = sorted(dict(r.headers)["dlq.error.type"].decode() for r in records)
+    print(f"\npoison: good_applied=10 dead_letters={len(records)} errors={errors}")
+    assert errors == ["JSONDecodeError", "ValueError"]
+    assert (await effects(db))[1] == 1
+
+
+async def test_broker_restart_while_producing_and_consuming_loses_nothing(probe_settings, db, producer) -> None:
+    total = 2_000
+    envelopes = [settlement_event(i) for i in range(total)]
+    kafka = ["bash", str(ROOT / "deploy/local/kafka.sh")]
+
+    async def write_slowly() -> None:
+        for start in range(0, total, 50):
+            await write_outbox(db, probe_settings, envelopes[start:start + 50])
+            await asyncio.sleep(0.05)
+
+    async with running(OutboxRelay(db, producer, probe_settings), runner(probe_settings, db, producer)):
+        writer = asyncio.create_task(write_slowly())
+
+        async def some() -> bool:
+            return (await effects(db))[0] >= 300
+
+        await wait_until(some, 60, "consumption to start")
+        subprocess.run([*kafka, "stop"], check=True, env=os.environ)
+        await asyncio.sleep(3)
+        subprocess.run([*kafka, "up"], check=True, env=os.environ)
+        await writer
+
+        async def everything() -> bool:
+            return (await effects(db))[0] == total
+
+        await wait_until(everything, 180, "every event after the broker restart")
+    applied, most = await effects(db)
+    print(f"\nbroker restart: written={total} applied={applied} max_applications={most}")
+    assert (applied, most) == (total, 1)
