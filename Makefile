@@ -1,0 +1,71 @@
+# Two commands matter: `make run` (everything up + the demo) and `make test` (everything up + every test).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR):$(CURDIR)/services/intake:$(CURDIR)/services/eligibility:$(CURDIR)/services/calculation:$(CURDIR)/services/approval:$(CURDIR)/services/disbursement:$(CURDIR)/services/simulators
+PYTEST_ARGS ?=
+
+.PHONY: help venv up stop status clean run demo test test-unit test-integration test-e2e bench contracts lint services
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with every Python dependency
+
+up: venv ## start PostgreSQL and Kafka (installing what is missing), create topics and databases
+	@bash deploy/local/postgres.sh up
+	@bash deploy/local/kafka.sh up
+	@$(PY) -m deploy.local.bootstrap
+
+services: up ## start every service and the simulators in the background (honcho)
+	@bash deploy/local/services.sh up
+
+run: services ## everything up, then the demo feed through the whole flow, with a summary
+	@$(PY) -m deploy.local.demo
+
+demo: ## push the demo feed again through a running stack
+	@$(PY) -m deploy.local.demo
+
+stop: ## stop the services, Kafka and PostgreSQL
+	@bash deploy/local/services.sh stop
+	@bash deploy/local/kafka.sh stop
+	@bash deploy/local/postgres.sh stop
+
+status: ## what is running
+	@bash deploy/local/postgres.sh status
+	@bash deploy/local/kafka.sh status
+	@bash deploy/local/services.sh status
+
+clean: stop ## stop everything and delete local data and logs (keeps downloaded jars)
+	@rm -rf .run
+	@echo "[stack] local data removed"
+
+test: up ## every test: unit, integration (real Kafka + PostgreSQL) and end to end
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## unit tests only (no infrastructure)
+	@$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+test-integration: up ## integration tests only
+	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: up ## end-to-end tests only
+	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+bench: up ## the benchmark of DESIGN.md section 10 (see bench/README.md)
+	@$(PY) -m bench $(BENCH_ARGS)
+
+contracts: venv ## regenerate contracts/events/*.schema.json and contracts/openapi/*.json from the code
+	@$(PY) -m shared.contracts.generate
+
+lint: venv ## ruff and mypy
+	@$(VENV)/bin/ruff check shared services tests
+	@$(VENV)/bin/mypy shared

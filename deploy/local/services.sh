@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Every service and the bank simulator as local processes under honcho: ./services.sh up|stop|status
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+PIDFILE="$MEDASSIST_RUN_DIR/services.pid"
+LOG="$MEDASSIST_RUN_DIR/logs/services.log"
+PY="$ROOT_DIR/.venv/bin/python"
+declare -A PORTS=([intake]=8001 [eligibility]=8002 [calculation]=8003 [approval]=8004 [disbursement]=8005 [bank]=8090)
+
+ready() { "$PY" - "$1" <<'PYEOF'
+import sys, urllib.request
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2)
+except Exception:
+    sys.exit(1)
+PYEOF
+}
+
+up() {
+  if pid_alive "$PIDFILE"; then say "services already running (pid $(cat "$PIDFILE"))"; return; fi
+  for name in "${!PORTS[@]}"; do
+    port_open "${PORTS[$name]}" && fail "port ${PORTS[$name]} ($name) is taken by another process"
+  done
+  say "starting services (log: $LOG)"
+  (cd "$ROOT_DIR" && nohup setsid "$ROOT_DIR/.venv/bin/honcho" -f deploy/local/Procfile start >>"$LOG" 2>&1 & echo $! >"$PIDFILE")
+  for name in bank intake eligibility calculation approval disbursement; do
+    wait_for "$name" 120 ready "${PORTS[$name]}" || { tail -n 40 "$LOG" >&2; fail "$name did not become ready: see $LOG"; }
+  done
+  say "services ready"
+}
+
+stop() {
+  if pid_alive "$PIDFILE"; then
+    local pid; pid=$(cat "$PIDFILE")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+    wait_for "services to stop" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
+    say "services stopped"
+  fi
+  rm -f "$PIDFILE"
+}
+
+status() {
+  for name in bank intake eligibility calculation approval disbursement; do
+    if ready "${PORTS[$name]}"; then
+      printf '%-12s up    http://127.0.0.1:%s/docs\n' "$name" "${PORTS[$name]}"
+    else
+      printf '%-12s down\n' "$name"
+    fi
+  done
+}
+
+"${1:-status}"
