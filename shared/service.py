@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,6 +21,7 @@ from shared.messaging.kafka import KafkaProducer
 from shared.messaging.outbox import OutboxRelay
 from shared.migrations import upgrade_to_head
 from shared.problems import ProblemError, install_problem_handlers
+from shared.security.staff_auth import Principal, Role, TokenVerifier, bearer_token, require
 from shared.settings import ServiceSettings
 from shared.telemetry import setup_telemetry
 
@@ -72,6 +74,7 @@ def build_app(spec: ServiceSpec) -> FastAPI:
         await _start_producer(producer)
         relay = OutboxRelay(db, producer, settings)
         runtime = Runtime(settings=settings, db=db, producer=producer, relay=relay)
+        runtime.extras["verifier"] = token_verifier(settings)
         app.state.runtime = runtime
         if spec.on_start:
             await spec.on_start(runtime)
@@ -128,6 +131,29 @@ async def _start_producer(producer: KafkaProducer) -> None:
 def _crash_loudly(task: "asyncio.Task[Any]") -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s died", task.get_name(), exc_info=task.exception())
+
+
+def token_verifier(settings: ServiceSettings) -> TokenVerifier:
+    """JWKS in production (JWT_JWKS_URL), the shared secret in development."""
+    if settings.jwt_jwks_url:
+        return TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience, jwks_url=settings.jwt_jwks_url)
+    return TokenVerifier(issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+                         secret=settings.jwt_secret.get_secret_value())
+
+
+_bearer = HTTPBearer(auto_error=False, description="A staff JWT (see `python -m shared.security.devtoken`).")
+
+
+def staff(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the verified staff member, who must hold one of `roles` (401 / 403 problems otherwise)."""
+
+    async def dependency(request: Request,
+                         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        token = bearer_token(f"Bearer {credentials.credentials}" if credentials else None)
+        verifier: TokenVerifier = request.app.state.runtime.extras["verifier"]
+        return require(verifier.verify(token), roles)
+
+    return dependency
 
 
 def _ops_router() -> APIRouter:

@@ -35,8 +35,10 @@ class ServiceSettings(BaseSettings):
 
     # Secrets (development defaults; production sets them from a secret store)
     person_ref_pepper: SecretStr = SecretStr("dev-pepper-change-me")
-    field_keys: SecretStr = SecretStr("k1=ZGV2LWZpZWxkLWtleS0zMi1ieXRlcy1sb25nLSEhIQ==")
+    field_keys: SecretStr = SecretStr("k1=ZGV2LWZpZWxkLWtleS0zMi1ieXRlcy1sb25nLSEhISE=")
     field_active_key_id: str = "k1"
+    payee_keys: SecretStr = SecretStr("p1=ZGV2LXBheWVlLXRyYW5zcG9ydC1rZXktMzItYnl0ZSE=")
+    payee_active_key_id: str = "p1"
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me-at-least-32-bytes")
     jwt_jwks_url: str | None = None
     jwt_issuer: str = "medassist-dev"

@@ -1,0 +1,47 @@
+"""Approval's tables: cases and their append-only audit trail."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Column, DateTime, Numeric, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+class CaseRecord(SQLModel, table=True):
+    __tablename__ = "case"
+
+    id: UUID = Field(primary_key=True)
+    calculation_id: UUID = Field(unique=True)
+    settlement_id: UUID
+    person_ref: str = Field(max_length=64)
+    hospital_id: str = Field(max_length=32)
+    district_code: str = Field(max_length=12)
+    subdistrict_code: str = Field(max_length=12)
+    category: str = Field(max_length=32)
+    discharge_date: date
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    state: str = Field(max_length=32)
+    payment_status: str | None = Field(default=None, max_length=32)
+    calculation: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class AuditRecord(SQLModel, table=True):
+    """One action on a case. The database refuses UPDATE and DELETE on this table (a trigger)."""
+
+    __tablename__ = "case_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: UUID = Field(index=True)
+    actor: str = Field(max_length=64)
+    role: str = Field(max_length=32)
+    action: str = Field(max_length=32)
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=64)
+    comment: str | None = Field(default=None, max_length=500)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

@@ -1,0 +1,194 @@
+"""Clerks work their sub-district's queue; district reviewers their district's; ops see queue depth."""
+
+from datetime import date
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from approval.adapters.tables import AuditRecord, CaseRecord
+from approval.domain.case import Action, CaseState, RejectReason
+from approval.domain.case import Role as CaseRole
+from approval.service_layer.cases import act_on_case
+from shared.problems import ProblemError
+from shared.security.staff_auth import Principal, Role
+from shared.service import Runtime, staff
+
+router = APIRouter(prefix="/v1", tags=["cases"])
+Reviewer = Annotated[Principal, Depends(staff(Role.clerk, Role.district_reviewer))]
+Clerk = Annotated[Principal, Depends(staff(Role.clerk))]
+Viewer = Annotated[Principal, Depends(staff(Role.clerk, Role.district_reviewer, Role.ops))]
+Ops = Annotated[Principal, Depends(staff(Role.ops, Role.district_reviewer))]
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: RejectReason
+    comment: str | None = Field(default=None, max_length=500)
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(default=None, max_length=500)
+
+
+class SendBackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field(min_length=1, max_length=500)
+
+
+class BatchApproveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    case_ids: list[UUID] = Field(min_length=1)
+    comment: str | None = Field(default=None, max_length=500)
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None) -> dict[str, Any]:
+    out = {
+        "case_id": str(c.id), "settlement_id": str(c.settlement_id), "calculation_id": str(c.calculation_id),
+        "person_ref": c.person_ref, "hospital_id": c.hospital_id, "district_code": c.district_code,
+        "subdistrict_code": c.subdistrict_code, "category": c.category,
+        "discharge_date": c.discharge_date.isoformat(), "amount": f"{c.amount:.2f}", "state": c.state,
+        "payment_status": c.payment_status, "created_at": c.created_at.isoformat(),
+        "updated_at": c.updated_at.isoformat(),
+    }
+    if audit is not None:
+        calc = c.calculation
+        out["calculation"] = {k: calc.get(k) for k in (
+            "policy_id", "policy_version", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid",
+            "base", "deductible_applied", "ratio", "amount_before_caps", "assistance", "breakdown")}
+        out["audit"] = [{"actor": a.actor, "role": a.role, "action": a.action, "from_state": a.from_state,
+                         "to_state": a.to_state, "reason": a.reason, "comment": a.comment,
+                         "at": a.at.isoformat()} for a in audit]
+    return out
+
+
+def _area(principal: Principal) -> tuple[str | None, str | None]:
+    """(sub-district, district) the principal is confined to."""
+    if principal.role == Role.clerk:
+        return principal.subdistrict_code, principal.district_code
+    if principal.role == Role.district_reviewer:
+        return None, principal.district_code
+    return None, None
+
+
+def _case_role(principal: Principal) -> CaseRole:
+    return CaseRole.CLERK if principal.role == Role.clerk else CaseRole.DISTRICT_REVIEWER
+
+
+@router.get("/cases")
+async def list_cases(
+    request: Request, viewer: Viewer,
+    state: CaseState | None = Query(None, description="Default: the caller's own queue."),
+    subdistrict_code: str | None = Query(None), hospital_id: str | None = Query(None),
+    discharged_from: date | None = Query(None), discharged_to: date | None = Query(None),
+    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    """Cases in the caller's area, oldest first, filtered and paginated (`total` counts every match)."""
+    own_sub, own_district = _area(viewer)
+    if state is None and viewer.role in (Role.clerk, Role.district_reviewer):
+        state = CaseState.AWAITING_SUBDISTRICT if viewer.role == Role.clerk else CaseState.AWAITING_DISTRICT
+    conditions = []
+    if own_sub:
+        conditions.append(CaseRecord.subdistrict_code == own_sub)
+    if own_district:
+        conditions.append(CaseRecord.district_code == own_district)
+    if state:
+        conditions.append(CaseRecord.state == state.value)
+    if subdistrict_code:
+        conditions.append(CaseRecord.subdistrict_code == subdistrict_code)
+    if hospital_id:
+        conditions.append(CaseRecord.hospital_id == hospital_id)
+    if discharged_from:
+        conditions.append(CaseRecord.discharge_date >= discharged_from)
+    if discharged_to:
+        conditions.append(CaseRecord.discharge_date <= discharged_to)
+    async with _runtime(request).db.transaction() as session:
+        total = await session.scalar(select(func.count()).select_from(CaseRecord).where(*conditions))
+        rows = (await session.execute(select(CaseRecord).where(*conditions)
+                                      .order_by(CaseRecord.created_at, CaseRecord.id).limit(limit).offset(offset))
+                ).scalars()
+        return {"total": total, "limit": limit, "offset": offset, "items": [_case_out(c) for c in rows]}
+
+
+@router.get("/cases/{case_id}")
+async def get_case(case_id: UUID, request: Request, viewer: Viewer) -> dict[str, Any]:
+    """One case with its calculation (every figure) and its audit trail."""
+    own_sub, own_district = _area(viewer)
+    async with _runtime(request).db.transaction() as session:
+        case = await session.get(CaseRecord, case_id)
+        if case is None or (own_sub and case.subdistrict_code != own_sub) or (
+                own_district and case.district_code != own_district):
+            raise ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
+        audit = list((await session.execute(select(AuditRecord).where(AuditRecord.case_id == case_id)
+                                            .order_by(AuditRecord.id))).scalars())
+        return _case_out(case, audit)
+
+
+async def _act(request: Request, principal: Principal, case_id: UUID, action: Action,
+               reason: str | None = None, comment: str | None = None) -> dict[str, Any]:
+    runtime = _runtime(request)
+    own_sub, own_district = _area(principal)
+    async with runtime.db.transaction() as session:
+        case = await act_on_case(session, runtime.settings, runtime.extras["policy"], case_id, action,
+                                 principal.subject, _case_role(principal), own_sub, own_district, reason, comment)
+    runtime.relay.wake()
+    return _case_out(case)
+
+
+@router.post("/cases/{case_id}/approve")
+async def approve(case_id: UUID, body: CommentIn, request: Request, reviewer: Reviewer) -> dict[str, Any]:
+    """Approve: a clerk passes it to the district (or approves it outright under the threshold); a reviewer approves."""
+    return await _act(request, reviewer, case_id, Action.APPROVE, comment=body.comment)
+
+
+@router.post("/cases/{case_id}/reject")
+async def reject(case_id: UUID, body: RejectIn, request: Request, reviewer: Reviewer) -> dict[str, Any]:
+    """Reject with a reason code (and a comment when the reason is `other`)."""
+    return await _act(request, reviewer, case_id, Action.REJECT, reason=body.reason.value, comment=body.comment)
+
+
+@router.post("/cases/{case_id}/send-back")
+async def send_back(case_id: UUID, body: SendBackIn, request: Request,
+                    reviewer: Annotated[Principal, Depends(staff(Role.district_reviewer))]) -> dict[str, Any]:
+    """A district reviewer returns a case to the sub-district clerk, saying why."""
+    return await _act(request, reviewer, case_id, Action.SEND_BACK, comment=body.comment)
+
+
+@router.post("/cases:batch-approve")
+async def batch_approve(body: BatchApproveIn, request: Request, clerk: Clerk) -> dict[str, Any]:
+    """A clerk approves many cases; each is its own transaction and gets its own result."""
+    runtime = _runtime(request)
+    if len(body.case_ids) > runtime.settings.max_batch_approve:
+        raise ProblemError(413, "batch_too_large", f"at most {runtime.settings.max_batch_approve} cases",
+                           field="case_ids")
+    results = []
+    for case_id in dict.fromkeys(body.case_ids):
+        try:
+            case = await _act(request, clerk, case_id, Action.APPROVE, comment=body.comment)
+            results.append({"case_id": str(case_id), "ok": True, "state": case["state"]})
+        except ProblemError as exc:
+            results.append({"case_id": str(case_id), "ok": False, "code": exc.code, "message": exc.message})
+    return {"approved": sum(r["ok"] for r in results), "failed": sum(not r["ok"] for r in results),
+            "results": results}
+
+
+@router.get("/queues")
+async def queue_depth(request: Request, ops: Ops) -> list[dict[str, Any]]:
+    """Open cases per sub-district and state, with the oldest one's age."""
+    query = (select(CaseRecord.subdistrict_code, CaseRecord.state, func.count(), func.min(CaseRecord.created_at))
+             .where(CaseRecord.state.in_([CaseState.AWAITING_SUBDISTRICT.value,  # type: ignore[attr-defined]
+                                          CaseState.AWAITING_DISTRICT.value]))
+             .group_by(CaseRecord.subdistrict_code, CaseRecord.state))
+    if ops.role == Role.district_reviewer:
+        query = query.where(CaseRecord.district_code == ops.district_code)
+    async with _runtime(request).db.transaction() as session:
+        rows = (await session.execute(query)).all()
+    return [{"subdistrict_code": s, "state": st, "count": n, "oldest_created_at": oldest.isoformat()}
+            for s, st, n, oldest in rows]

@@ -1,0 +1,73 @@
+"""Calculation's tables: published policies, per-person annual ledgers, calculations and recoveries."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Column, DateTime, Numeric, func
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def _money(nullable: bool = False) -> Any:
+    return Field(sa_column=Column(Numeric(14, 2), nullable=nullable))
+
+
+class PolicyRecord(SQLModel, table=True):
+    __tablename__ = "policy"
+
+    policy_id: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True)
+    region_code: str = Field(max_length=12, index=True)
+    effective_from: date
+    effective_to: date | None = None
+    document: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    published_by: str = Field(max_length=64)
+    published_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class Ledger(SQLModel, table=True):
+    """Deductible used and assistance committed for one person in one calendar year."""
+
+    __tablename__ = "ledger"
+
+    person_ref: str = Field(primary_key=True, max_length=64)
+    year: int = Field(primary_key=True)
+    deductible_used: Decimal = _money()
+    committed: Decimal = _money()
+
+
+class Calculation(SQLModel, table=True):
+    __tablename__ = "calculation"
+
+    id: UUID = Field(primary_key=True)
+    settlement_id: UUID = Field(unique=True)
+    person_ref: str = Field(max_length=64, index=True)
+    year: int
+    category: str = Field(max_length=32)
+    district_code: str = Field(max_length=12)
+    subdistrict_code: str = Field(max_length=12)
+    policy_id: str | None = Field(default=None, max_length=64)
+    policy_version: int | None = None
+    deductible_applied: Decimal = _money()
+    assistance: Decimal = _money()
+    breakdown: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    status: str = Field(max_length=32)
+    released: bool = False
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class Recovery(SQLModel, table=True):
+    """Money paid for a settlement the hospital later reversed: the district recovers it."""
+
+    __tablename__ = "recovery"
+
+    id: UUID = Field(primary_key=True)
+    calculation_id: UUID = Field(unique=True)
+    settlement_id: UUID
+    person_ref: str = Field(max_length=64)
+    district_code: str = Field(max_length=12, index=True)
+    amount: Decimal = _money()
+    status: str = Field(default="open", max_length=16)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

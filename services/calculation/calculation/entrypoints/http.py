@@ -1,0 +1,116 @@
+"""Policies (policy administrators), calculations with their explanation, recoveries and ledgers."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
+from calculation.domain.policy import Policy
+from calculation.service_layer.policies import publish_policy
+from shared.problems import ProblemError
+from shared.security.staff_auth import Principal, Role
+from shared.service import Runtime, staff
+
+router = APIRouter(prefix="/v1", tags=["calculation"])
+PolicyAdmin = Annotated[Principal, Depends(staff(Role.policy_admin))]
+Reader = Annotated[Principal, Depends(staff(Role.policy_admin, Role.clerk, Role.district_reviewer, Role.ops))]
+DistrictStaff = Annotated[Principal, Depends(staff(Role.district_reviewer, Role.ops))]
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+@router.get("/policies")
+async def list_policies(request: Request, reader: Reader) -> list[dict[str, Any]]:
+    """Every published policy version."""
+    async with _runtime(request).db.transaction() as session:
+        rows = (await session.execute(select(PolicyRecord).order_by(PolicyRecord.policy_id,
+                                                                    PolicyRecord.version))).scalars()
+        return [{**r.document, "published_by": r.published_by, "published_at": r.published_at.isoformat()}
+                for r in rows]
+
+
+@router.post("/policies", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
+    "application/json": {"schema": Policy.model_json_schema()}}}})
+async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
+    """Publish a new policy version (region, effective dates, per-category parameters)."""
+    try:
+        policy = Policy.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "code": e["type"], "message": e["msg"]}
+                  for e in exc.errors(include_input=False)]
+        raise ProblemError(422, "invalid_policy", "the policy document is invalid", field=errors[0]["field"] or None,
+                           errors=errors) from None
+    async with _runtime(request).db.transaction() as session:
+        await publish_policy(session, policy, admin.subject)
+    return {"policy_id": policy.policy_id, "version": policy.version}
+
+
+def _scope(principal: Principal, calc: Calculation) -> None:
+    if principal.role == Role.clerk and calc.subdistrict_code != principal.subdistrict_code:
+        raise ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
+    if principal.role == Role.district_reviewer and calc.district_code != principal.district_code:
+        raise ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
+
+
+@router.get("/calculations/{settlement_id}")
+async def get_calculation(settlement_id: UUID, request: Request, reader: Reader) -> dict[str, Any]:
+    """The assistance for one settlement with every intermediate figure, and why."""
+    async with _runtime(request).db.transaction() as session:
+        calc = (await session.execute(select(Calculation).where(Calculation.settlement_id == settlement_id))
+                ).scalar_one_or_none()
+    if calc is None:
+        raise ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
+    _scope(reader, calc)
+    figures = {k: v for k, v in calc.breakdown.items() if k != "settlement"}
+    return {
+        "calculation_id": str(calc.id), "settlement_id": str(calc.settlement_id), "person_ref": calc.person_ref,
+        "status": calc.status, "year": calc.year, "category": calc.category,
+        "policy": {"policy_id": calc.policy_id, "version": calc.policy_version},
+        "assistance": f"{calc.assistance:.2f}", "deductible_applied": f"{calc.deductible_applied:.2f}",
+        "released": calc.released, "figures": figures, "explanation": explain_figures(figures),
+    }
+
+
+def explain_figures(f: dict[str, str]) -> list[str]:
+    """Human-readable lines from the stored figures (what a clerk reads)."""
+    if "base" not in f:
+        return ["no policy covered this settlement's region and date"]
+    lines = [f"base = max(0, policy scope - basic insurance - critical illness) = {f['base']}",
+             f"deductible left this year = {f.get('ded_left', '')}, applied = {f.get('ded_applied', '')}",
+             f"ratio = {f.get('ratio', '')}; amount = round_half_up((base - deductible applied) x ratio) = "
+             f"{f.get('amount_before_caps', '')}"]
+    if f.get("per_settlement_cap"):
+        lines.append(f"per-settlement cap {f['per_settlement_cap']} -> {f.get('amount_after_settlement_cap', '')}")
+    lines.append(f"annual cap {f.get('cap', '')}, already committed {f.get('committed_before', '')}, "
+                 f"left {f.get('cap_left', '')} -> assistance {f.get('assistance', '')}")
+    return lines
+
+
+@router.get("/recoveries")
+async def list_recoveries(request: Request, staff_member: DistrictStaff,
+                          status: str = Query("open"), limit: int = Query(100, ge=1, le=1000),
+                          offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    """Money paid for settlements later reversed, for the district to recover."""
+    query = select(Recovery).where(Recovery.status == status)
+    if staff_member.role == Role.district_reviewer:
+        query = query.where(Recovery.district_code == staff_member.district_code)
+    async with _runtime(request).db.transaction() as session:
+        rows = (await session.execute(query.order_by(Recovery.created_at).limit(limit).offset(offset))).scalars()
+        return [{"recovery_id": str(r.id), "settlement_id": str(r.settlement_id), "person_ref": r.person_ref,
+                 "district_code": r.district_code, "amount": f"{r.amount:.2f}", "status": r.status,
+                 "created_at": r.created_at.isoformat()} for r in rows]
+
+
+@router.get("/ledgers/{person_ref}")
+async def person_ledger(person_ref: str, request: Request, reader: Reader) -> list[dict[str, Any]]:
+    """A person's deductible used and assistance committed, per year."""
+    async with _runtime(request).db.transaction() as session:
+        rows = (await session.execute(select(Ledger).where(Ledger.person_ref == person_ref)
+                                      .order_by(Ledger.year))).scalars()
+        return [{"year": r.year, "deductible_used": f"{r.deductible_used:.2f}", "committed": f"{r.committed:.2f}"}
+                for r in rows]

@@ -1,0 +1,221 @@
+"""Applying the money rule to eligible settlements, in each person's event order, against their ledger."""
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
+from calculation.domain.money_rule import LedgerPosition, SettlementFigures, calculate, release
+from calculation.domain.policy import Policy, select_policy
+from shared.contracts import events as ev
+from shared.contracts.envelope import Envelope
+from shared.contracts.topics import ASSISTANCE_CALCULATED
+from shared.messaging.consumer import Event
+from shared.messaging.outbox import Outgoing, add_events
+from shared.money import ZERO
+from shared.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+async def load_policies(session: AsyncSession) -> list[Policy]:
+    rows = (await session.execute(select(PolicyRecord.document))).scalars()
+    return [Policy.model_validate(doc) for doc in rows]
+
+
+class Ledgers:
+    """The (person, year) ledgers a batch touches, locked and loaded at once, written back at once."""
+
+    def __init__(self, rows: dict[tuple[str, int], LedgerPosition]) -> None:
+        self._rows = rows
+        self._dirty: set[tuple[str, int]] = set()
+
+    @classmethod
+    async def lock(cls, session: AsyncSession, keys: set[tuple[str, int]]) -> "Ledgers":
+        if not keys:
+            return cls({})
+        found = (await session.execute(
+            select(Ledger).where(tuple_(Ledger.person_ref, Ledger.year).in_(list(keys))).with_for_update()
+        )).scalars()
+        rows = {(r.person_ref, r.year): LedgerPosition(r.year, r.deductible_used, r.committed) for r in found}
+        for person_ref, year in keys:
+            rows.setdefault((person_ref, year), LedgerPosition(year, ZERO, ZERO))
+        return cls(rows)
+
+    def get(self, person_ref: str, year: int) -> LedgerPosition:
+        return self._rows[(person_ref, year)]
+
+    def put(self, person_ref: str, position: LedgerPosition) -> None:
+        self._rows[(person_ref, position.year)] = position
+        self._dirty.add((person_ref, position.year))
+
+    async def save(self, session: AsyncSession) -> None:
+        if not self._dirty:
+            return
+        values = [{"person_ref": p, "year": y, "deductible_used": self._rows[(p, y)].deductible_used,
+                   "committed": self._rows[(p, y)].committed} for p, y in self._dirty]
+        stmt = insert(Ledger).values(values)
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=[Ledger.person_ref, Ledger.year],
+            set_={"deductible_used": stmt.excluded.deductible_used, "committed": stmt.excluded.committed}))
+
+
+def _figures(s: ev.SettlementReceived) -> SettlementFigures:
+    return SettlementFigures(
+        policy_scope_amount=s.policy_scope_amount, basic_insurance_paid=s.basic_insurance_paid,
+        critical_illness_paid=s.critical_illness_paid, visit_type=s.visit_type.value,
+        hospital_level=s.hospital_level, discharge_date=s.discharge_date,
+    )
+
+
+def _breakdown(calc: object) -> dict[str, str]:
+    out = {}
+    for f in dataclasses.fields(calc):  # type: ignore[arg-type]
+        value = getattr(calc, f.name)
+        if isinstance(value, (Decimal, int, str)) or value is None:
+            out[f.name] = "" if value is None else str(value)
+    return out
+
+
+async def handle_events(session: AsyncSession, settings: ServiceSettings, events: Sequence[Event]) -> None:
+    """Consumer handler for eligibility.decided, case.decided and transfer.settled."""
+    eligible = [e for e in events if isinstance(e.data, ev.EligibilityDecided) and e.data.eligible]
+    if eligible:
+        await _assess(session, settings, eligible)
+    approved = [e.data.calculation_id for e in events
+                if isinstance(e.data, ev.CaseDecided) and e.data.decision == "approved"]
+    if approved:  # the common case, in one statement
+        await session.execute(update(Calculation).where(Calculation.id.in_(approved),  # type: ignore[attr-defined]
+                                                        Calculation.status == "calculated").values(status="approved"))
+    settled = {e.data.calculation_id: e.data for e in events
+               if isinstance(e.data, ev.TransferSettled) and e.data.status == "settled"}
+    if settled:
+        await _paid(session, settled)
+    for event in events:
+        match event.data:
+            case ev.SettlementReversed():
+                await _reverse(session, settings, event)
+            case ev.CaseDecided() if event.data.decision in ("rejected", "cancelled"):
+                await _release(session, event.data.calculation_id, event.data.decision)
+
+
+async def _assess(session: AsyncSession, settings: ServiceSettings, events: list[Event]) -> None:
+    decided = [(e, e.data) for e in events]
+    known = set((await session.execute(select(Calculation.settlement_id).where(
+        Calculation.settlement_id.in_([d.settlement.settlement_id for _, d in decided])))).scalars())  # type: ignore[attr-defined]
+    decided = [(e, d) for e, d in decided if d.settlement.settlement_id not in known]  # type: ignore[union-attr]
+    if not decided:
+        return
+    policies = await load_policies(session)
+    ledgers = await Ledgers.lock(session, {(e.envelope.person_ref, d.settlement.discharge_date.year)  # type: ignore[union-attr]
+                                           for e, d in decided})
+    rows, outgoing = [], []
+    for event, data in decided:
+        assert isinstance(data, ev.EligibilityDecided)
+        s, ref = data.settlement, event.envelope.person_ref
+        calc_id = uuid.uuid4()
+        event.span.set_attribute("settlement.id", str(s.settlement_id))
+        event.span.set_attribute("calculation.id", str(calc_id))
+        policy = select_policy(policies, data.district_code or "", s.discharge_date)
+        base_row = {"id": calc_id, "settlement_id": s.settlement_id, "person_ref": ref,
+                    "year": s.discharge_date.year, "category": data.category,
+                    "district_code": data.district_code, "subdistrict_code": data.subdistrict_code}
+        if policy is None or data.category is None:
+            log.error("no policy for region %s on %s", data.district_code, s.discharge_date)
+            rows.append({**base_row, "deductible_applied": ZERO, "assistance": ZERO, "status": "no_policy",
+                         "breakdown": {"settlement": s.model_dump(mode="json")}})
+            continue
+        calc = calculate(_figures(s), data.category.value, policy, ledgers.get(ref, s.discharge_date.year))
+        ledgers.put(ref, calc.ledger_after)
+        breakdown = _breakdown(calc)
+        rows.append({**base_row, "policy_id": policy.policy_id, "policy_version": policy.version,
+                     "deductible_applied": calc.ded_applied, "assistance": calc.assistance,
+                     "status": "calculated", "breakdown": {**breakdown, "settlement": s.model_dump(mode="json")}})
+        event.span.set_attribute("assistance.amount", str(calc.assistance))
+        out = ev.AssistanceCalculated(
+            calculation_id=calc_id, settlement_id=s.settlement_id, hospital_id=s.hospital_id,
+            category=data.category, district_code=data.district_code or "",
+            subdistrict_code=data.subdistrict_code or "", visit_type=s.visit_type, hospital_level=s.hospital_level,
+            discharge_date=s.discharge_date, year=s.discharge_date.year, policy_id=policy.policy_id,
+            policy_version=policy.version, policy_scope_amount=s.policy_scope_amount,
+            basic_insurance_paid=s.basic_insurance_paid, critical_illness_paid=s.critical_illness_paid,
+            base=calc.base, deductible_applied=calc.ded_applied, ratio=calc.ratio,
+            amount_before_caps=calc.amount_before_caps, assistance=calc.assistance, breakdown=breakdown,
+        )
+        outgoing.append(Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(out, person_ref=ref, producer="calculation"),
+                                 event.span))
+    await session.execute(insert(Calculation).values(rows))
+    await ledgers.save(session)
+    await add_events(session, settings, outgoing)
+
+
+async def _locked_calculation(session: AsyncSession, **where: object) -> Calculation | None:
+    query = select(Calculation).filter_by(**where).with_for_update()
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _give_back(session: AsyncSession, calc: Calculation) -> Decimal:
+    """Return a calculation's deductible and assistance to the ledger, once."""
+    if calc.released or calc.status == "no_policy":
+        return ZERO
+    ledgers = await Ledgers.lock(session, {(calc.person_ref, calc.year)})
+    ledgers.put(calc.person_ref, release(ledgers.get(calc.person_ref, calc.year), calc.deductible_applied,
+                                         calc.assistance))
+    await ledgers.save(session)
+    await session.execute(update(Calculation).where(Calculation.id == calc.id).values(released=True))
+    return calc.assistance
+
+
+async def _release(session: AsyncSession, calculation_id: uuid.UUID, status: str) -> None:
+    calc = await _locked_calculation(session, id=calculation_id)
+    if calc is None or calc.status in ("reversed", "paid"):
+        return
+    await _give_back(session, calc)
+    await session.execute(update(Calculation).where(Calculation.id == calc.id).values(status=status))
+
+
+async def _open_recovery(session: AsyncSession, calc: Calculation, amount: Decimal) -> uuid.UUID:
+    recovery_id = uuid.uuid4()
+    stmt = insert(Recovery).values(id=recovery_id, calculation_id=calc.id, settlement_id=calc.settlement_id,
+                                   person_ref=calc.person_ref, district_code=calc.district_code, amount=amount,
+                                   created_at=datetime.now(UTC))
+    inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(Recovery.id))).scalar_one_or_none()
+    return inserted or recovery_id
+
+
+async def _reverse(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:
+    """Before payment: free the ledger. After payment: open a recovery for the district."""
+    reversal = event.data
+    assert isinstance(reversal, ev.SettlementReversed)
+    calc = await _locked_calculation(session, settlement_id=reversal.settlement_id)
+    if calc is None or calc.status == "reversed":
+        return
+    event.span.set_attribute("settlement.id", str(calc.settlement_id))
+    recovery_id = None
+    released = ZERO
+    if calc.status == "paid":
+        recovery_id = await _open_recovery(session, calc, calc.assistance)
+    else:
+        released = await _give_back(session, calc)
+    await session.execute(update(Calculation).where(Calculation.id == calc.id).values(status="reversed"))
+    data = ev.AssistanceReversed(calculation_id=calc.id, settlement_id=calc.settlement_id,
+                                 released_assistance=released, recovery_id=recovery_id)
+    await add_events(session, settings, [Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(
+        data, person_ref=calc.person_ref, producer="calculation"), event.span)])
+
+
+async def _paid(session: AsyncSession, settled: dict[uuid.UUID, ev.TransferSettled]) -> None:
+    await session.execute(update(Calculation).where(Calculation.id.in_(list(settled)),  # type: ignore[attr-defined]
+                                                    Calculation.status != "reversed").values(status="paid"))
+    reversed_meanwhile = (await session.execute(select(Calculation).where(
+        Calculation.id.in_(list(settled)), Calculation.status == "reversed"))).scalars()  # type: ignore[attr-defined]
+    for calc in reversed_meanwhile:
+        # The money left after the hospital reversed the settlement (a race with the bank): recover it.
+        await _open_recovery(session, calc, settled[calc.id].amount)

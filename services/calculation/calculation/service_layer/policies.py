@@ -1,0 +1,33 @@
+"""Publishing versioned policy documents."""
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calculation.adapters.tables import PolicyRecord
+from calculation.domain.policy import Policy
+from shared.problems import ProblemError
+
+
+async def publish_policy(session: AsyncSession, policy: Policy, published_by: str) -> None:
+    """Store a new version; versions of a policy only go up, and a published version never changes."""
+    latest = await session.scalar(select(func.max(PolicyRecord.version)).where(
+        PolicyRecord.policy_id == policy.policy_id))
+    if latest is not None and policy.version <= latest:
+        raise ProblemError(409, "policy_version_exists",
+                           f"version must be greater than {latest}; published versions are immutable", field="version")
+    session.add(PolicyRecord(policy_id=policy.policy_id, version=policy.version, region_code=policy.region_code,
+                             effective_from=policy.effective_from, effective_to=policy.effective_to,
+                             document=policy.model_dump(mode="json"), published_by=published_by))
+
+
+async def seed_policies(session: AsyncSession, policies: list[Policy]) -> int:
+    """Load the repository's demo policies when absent (idempotent)."""
+    if not policies:
+        return 0
+    stmt = insert(PolicyRecord).values([{
+        "policy_id": p.policy_id, "version": p.version, "region_code": p.region_code,
+        "effective_from": p.effective_from, "effective_to": p.effective_to,
+        "document": p.model_dump(mode="json"), "published_by": "seed"} for p in policies])
+    result = await session.execute(stmt.on_conflict_do_nothing().returning(PolicyRecord.policy_id))
+    return len(result.all())

@@ -1,0 +1,57 @@
+"""Disbursement's tables: payees (encrypted), payments, and every attempt's idempotency key."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import Column, DateTime, Numeric, func
+from sqlmodel import Field, SQLModel
+
+
+class Payee(SQLModel, table=True):
+    """A person's bank account as the registry last sent it, still encrypted (payee transport key)."""
+
+    __tablename__ = "payee"
+
+    person_ref: str = Field(primary_key=True, max_length=64)
+    payee_ciphertext: str
+    account_version: int
+    account_masked: str = Field(max_length=32)
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class Payment(SQLModel, table=True):
+    __tablename__ = "payment"
+
+    id: UUID = Field(primary_key=True)
+    case_id: UUID = Field(unique=True)
+    calculation_id: UUID
+    settlement_id: UUID
+    person_ref: str = Field(max_length=64, index=True)
+    district_code: str = Field(max_length=12)
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    status: str = Field(max_length=32)
+    attempt: int = 1
+    idempotency_key: str = Field(unique=True, max_length=64)
+    account_version: int | None = None
+    bank_reference: str | None = Field(default=None, max_length=64)
+    failure_reason: str | None = Field(default=None, max_length=64)
+    approved_on: date
+    traceparent: str | None = Field(default=None, max_length=64)
+    approved_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PaymentAttempt(SQLModel, table=True):
+    """Every idempotency key ever used, so no attempt can be re-keyed or sent twice under two keys."""
+
+    __tablename__ = "payment_attempt"
+
+    idempotency_key: str = Field(primary_key=True, max_length=64)
+    payment_id: UUID = Field(index=True)
+    attempt: int
+    account_version: int | None = None
+    status: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

@@ -1,0 +1,22 @@
+from typing import Literal
+
+from shared.settings import ServiceSettings
+
+
+class DisbursementSettings(ServiceSettings):
+    service_name: str = "disbursement"
+    http_port: int = 8005
+    bank_adapter: Literal["rest", "iso20022"] = "rest"
+    bank_base_url: str = "http://127.0.0.1:8090"
+    bank_timeout_s: float = 2.0
+    bank_max_attempts: int = 4
+    bank_backoff_initial_s: float = 0.2
+    bank_backoff_max_s: float = 5.0
+    bank_concurrency: int = 32
+    callback_base_url: str = "http://127.0.0.1:8005"
+    worker_batch: int = 200
+    worker_idle_s: float = 0.05
+    poll_after_s: float = 5.0
+    resend_backoff_s: float = 5.0
+    debtor_account: str = "310110000000000001"
+    debtor_name: str = "Yangpu District Medical Assistance Centre"

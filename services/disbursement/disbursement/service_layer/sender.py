@@ -1,0 +1,110 @@
+"""The background workers: send due payments, and resolve the ones the bank still owes an answer on."""
+
+import asyncio
+import logging
+
+import orjson
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
+from sqlalchemy import select, update
+
+from disbursement.adapters.bank import BankGateway, BankRejected, BankResult, BankStatus, BankUnavailable, PaymentInstruction
+from disbursement.adapters.tables import Payee, Payment
+from disbursement.service_layer.payments import apply_bank_results, claim_due, retry_later, unresolved
+from disbursement.domain.payment import PaymentStatus
+from shared.security.crypto import FieldCipher
+from shared.service import Runtime
+from shared.telemetry import tracer
+
+log = logging.getLogger(__name__)
+
+
+async def _send_one(gateway: BankGateway, payment: Payment, payee: dict[str, str], callback_url: str,
+                    ) -> BankResult | None:
+    """One bank call (with the adapter's own bounded retries). None: the bank is unreachable, try later."""
+    context = propagate.extract({"traceparent": payment.traceparent} if payment.traceparent else {})
+    with tracer.start_as_current_span("bank transfer", context=context, kind=SpanKind.CLIENT) as span:
+        span.set_attribute("payment.id", str(payment.id))
+        span.set_attribute("case.id", str(payment.case_id))
+        span.set_attribute("settlement.id", str(payment.settlement_id))
+        span.set_attribute("person_ref", payment.person_ref)
+        span.set_attribute("payment.amount", f"{payment.amount:.2f}")
+        span.set_attribute("payment.attempt", payment.attempt)
+        instruction = PaymentInstruction(
+            idempotency_key=payment.idempotency_key, amount=payment.amount, creditor_account=payee["account"],
+            creditor_name=payee["name"], remittance_info=f"medical assistance case {payment.case_id}",
+            callback_url=callback_url,
+        )
+        try:
+            return await gateway.submit(instruction)
+        except BankRejected as exc:
+            span.set_attribute("payment.rejected", True)
+            return BankResult(payment.idempotency_key, None, BankStatus.FAILED, getattr(exc, "reason", "rejected"))
+        except BankUnavailable:
+            span.set_attribute("payment.retry_later", True)
+            return None
+
+
+async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
+    """Claim due payments in batches and send them concurrently (bounded), recording every answer."""
+    settings = runtime.settings
+    gateway: BankGateway = runtime.extras["bank"]
+    cipher: FieldCipher = runtime.extras["payee_cipher"]
+    semaphore = asyncio.Semaphore(settings.bank_concurrency)
+    callback_url = f"{settings.callback_base_url}/v1/bank/callbacks"
+    while not stopping.is_set():
+        try:
+            async with runtime.db.transaction() as session:
+                due = await claim_due(session, settings.worker_batch)
+                payees = {p.person_ref: p for p in (await session.execute(select(Payee).where(
+                    Payee.person_ref.in_([d.person_ref for d in due])))).scalars()}  # type: ignore[attr-defined]
+                missing = [d.id for d in due if d.person_ref not in payees]
+                if missing:
+                    await session.execute(update(Payment).where(Payment.id.in_(missing))  # type: ignore[attr-defined]
+                                          .values(status=PaymentStatus.AWAITING_ACCOUNT.value))
+                due = [d for d in due if d.person_ref in payees]
+                if due:
+                    await session.execute(update(Payment), [
+                        {"id": d.id, "account_version": payees[d.person_ref].account_version} for d in due])
+            if not due:
+                await asyncio.sleep(settings.worker_idle_s)
+                continue
+
+            async def send(payment: Payment) -> BankResult | None:
+                payee = orjson.loads(cipher.decrypt(payees[payment.person_ref].payee_ciphertext, payment.person_ref))
+                async with semaphore:
+                    return await _send_one(gateway, payment, payee, callback_url)
+
+            answers = await asyncio.gather(*(send(p) for p in due))
+            async with runtime.db.transaction() as session:
+                await apply_bank_results(session, settings, [a for a in answers if a is not None])
+                await retry_later(session, [p.idempotency_key for p, a in zip(due, answers) if a is None],
+                                  settings.resend_backoff_s)
+            runtime.relay.wake()
+        except Exception:
+            log.exception("payment sender pass failed; retrying")
+            await asyncio.sleep(1)
+
+
+async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
+    """Ask the bank, by key, about attempts with no final word; never re-send what the bank already has."""
+    settings = runtime.settings
+    gateway: BankGateway = runtime.extras["bank"]
+    while not stopping.is_set():
+        try:
+            async with runtime.db.transaction() as session:
+                keys = await unresolved(session, settings.poll_after_s)
+            answers = await asyncio.gather(*(gateway.status(k) for k in keys), return_exceptions=True)
+            known = [a for a in answers if isinstance(a, BankResult)]
+            unknown = [k for k, a in zip(keys, answers) if a is None]
+            if known or unknown:
+                async with runtime.db.transaction() as session:
+                    await apply_bank_results(session, settings, known)
+                    await retry_later(session, unknown, 0)  # the bank never got it: send again, same key
+                runtime.relay.wake()
+        except Exception:
+            log.exception("payment resolver pass failed; retrying")
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        except TimeoutError:
+            pass

@@ -1,0 +1,40 @@
+"""Wires the eligibility service."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from eligibility.config import EligibilitySettings
+from eligibility.domain.rules import ConsentLookback
+from eligibility.entrypoints.http import router
+from eligibility.service_layer.registry import Keys
+from eligibility.service_layer.screening import screen_events
+from shared.contracts.topics import SETTLEMENT_RECEIVED
+from shared.messaging.consumer import Handler
+from shared.security.crypto import FieldCipher
+from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
+    settings = settings or EligibilitySettings()
+    lookback = ConsentLookback(settings.consent_lookback)
+
+    async def on_start(runtime: Runtime) -> None:
+        runtime.extras["keys"] = Keys(
+            pepper=settings.person_ref_pepper.get_secret_value().encode(),
+            at_rest=FieldCipher.from_config(settings.field_keys.get_secret_value(), active=settings.field_active_key_id),
+            payee=FieldCipher.from_config(settings.payee_keys.get_secret_value(), active=settings.payee_active_key_id),
+        )
+
+    def screening_handler(runtime: Runtime) -> Handler:
+        return lambda session, events: screen_events(session, settings, lookback, events)
+
+    return build_app(ServiceSpec(
+        settings=settings,
+        title="Eligibility: registry, consent and screening",
+        routers=[router],
+        consumers=[ConsumerSpec("eligibility", [SETTLEMENT_RECEIVED], screening_handler)],
+        on_start=on_start,
+    ))

@@ -1,0 +1,184 @@
+"""Registry officers import the registry; counter clerks and officers record consents; ops read screenings."""
+
+import csv
+import io
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import func, select
+
+from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod, Screening
+from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
+from eligibility.domain.rules import ConsentLookback
+from eligibility.service_layer.registry import Keys, import_registry, revoke_consent, sign_consent
+from shared.problems import ProblemError
+from shared.security.crypto import mask_name, mask_national_id, person_ref
+from shared.security.national_id import validate_national_id
+from shared.security.staff_auth import Principal, Role
+from shared.service import Runtime, staff
+
+router = APIRouter(prefix="/v1", tags=["registry"])
+RegistryOfficer = Annotated[Principal, Depends(staff(Role.registry_officer))]
+ConsentRecorder = Annotated[Principal, Depends(staff(Role.registry_officer, Role.clerk))]
+Reader = Annotated[Principal, Depends(staff(Role.registry_officer, Role.ops))]
+
+
+class ImportOut(BaseModel):
+    records: int
+    persons_created: int
+    periods_upserted: int
+    payee_updates: int
+    rescreened: int
+
+
+class ConsentOut(BaseModel):
+    consent_id: str
+    person_ref: str
+    signed_on: str
+    revoked_on: str | None
+    rescreened: int = 0
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def _lookback(runtime: Runtime) -> ConsentLookback:
+    return ConsentLookback(runtime.settings.consent_lookback)
+
+
+def _validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
+    return ProblemError(422, "invalid_input", f"{len({e.get('index') for e in errors})} record(s) invalid; "
+                        "the import was refused whole and nothing was stored", field=errors[0]["field"],
+                        errors=errors)
+
+
+async def _records(request: Request) -> list[dict[str, Any]]:
+    body = await request.body()
+    if len(body) > _runtime(request).settings.max_body_bytes:
+        raise ProblemError(413, "payload_too_large", "the import is too large; split it")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("text/csv"):
+        try:
+            reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+        except UnicodeDecodeError:
+            raise ProblemError(400, "malformed_csv", "the CSV is not UTF-8") from None
+        if reader.fieldnames is None or set(reader.fieldnames) - set(CSV_COLUMNS):
+            raise ProblemError(422, "invalid_input", f"CSV columns must be among {', '.join(CSV_COLUMNS)}",
+                               field="header")
+        return list(reader)
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise ProblemError(400, "malformed_json", "the body is not valid JSON") from None
+    if not isinstance(payload, dict) or set(payload) != {"records"} or not isinstance(payload["records"], list):
+        raise ProblemError(422, "invalid_input", 'expected {"records": [...]}', field="records")
+    return payload["records"]  # type: ignore[no-any-return]
+
+
+@router.post("/registry/import", response_model=ImportOut, openapi_extra={"requestBody": {"content": {
+    "application/json": {"schema": {"type": "object", "properties": {"records": {
+        "type": "array", "items": RegistryRecordIn.model_json_schema()}}}},
+    "text/csv": {"schema": {"type": "string", "description": f"header: {','.join(CSV_COLUMNS)}"}}}}})
+async def import_records(request: Request, officer: RegistryOfficer) -> ImportOut:
+    """Import or update registry records (JSON or CSV). All records are valid and stored, or none."""
+    runtime = _runtime(request)
+    raw = await _records(request)
+    if not raw:
+        raise ProblemError(422, "invalid_input", "no records", field="records")
+    if len(raw) > runtime.settings.max_import_records:
+        raise ProblemError(413, "batch_too_large", f"at most {runtime.settings.max_import_records} records",
+                           field="records")
+    records, errors = [], []
+    for index, item in enumerate(raw):
+        try:
+            record = RegistryRecordIn.model_validate(item)
+            validate_national_id(record.national_id, field=f"records.{index}.national_id")
+            records.append(record)
+        except ValidationError as exc:
+            errors += [{"index": index, "field": ".".join(str(p) for p in ("records", index, *e["loc"])),
+                        "code": e["type"], "message": e["msg"]} for e in exc.errors(include_input=False)]
+        except ProblemError as exc:
+            errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
+    if errors:
+        raise _validation_problem(errors)
+    async with runtime.db.transaction() as session:
+        result = await import_registry(session, runtime.settings, runtime.extras["keys"], _lookback(runtime), records)
+    runtime.relay.wake()
+    return ImportOut(**result.__dict__)
+
+
+@router.post("/consents", status_code=201, response_model=ConsentOut)
+async def record_consent(body: ConsentIn, request: Request, recorder: ConsentRecorder) -> ConsentOut:
+    """Record a resident's signed informed consent; their parked settlements are screened again."""
+    runtime = _runtime(request)
+    national_id = validate_national_id(body.national_id, field="national_id")
+    async with runtime.db.transaction() as session:
+        consent, rescreened = await sign_consent(session, runtime.settings, runtime.extras["keys"].pepper,
+                                                 _lookback(runtime), national_id, body.signed_on, body.channel,
+                                                 recorder.subject)
+    runtime.relay.wake()
+    return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
+                      signed_on=consent.signed_on.isoformat(), revoked_on=None, rescreened=rescreened)
+
+
+@router.post("/consents/{consent_id}/revoke", response_model=ConsentOut)
+async def revoke(consent_id: UUID, body: RevokeIn, request: Request, recorder: ConsentRecorder) -> ConsentOut:
+    """Revoke a consent from a date on (settlements discharged before it stay covered)."""
+    runtime = _runtime(request)
+    async with runtime.db.transaction() as session:
+        consent = await revoke_consent(session, consent_id, body.revoked_on)
+    return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
+                      signed_on=consent.signed_on.isoformat(),
+                      revoked_on=consent.revoked_on.isoformat() if consent.revoked_on else None)
+
+
+class LookupIn(BaseModel):
+    national_id: str
+
+
+@router.post("/persons:lookup")
+async def lookup_person(body: LookupIn, request: Request, reader: Reader) -> dict[str, Any]:
+    """A person's registry entry, masked, with periods, consents and screenings (by national ID in the body,
+    never in a URL, so it stays out of access logs)."""
+    runtime = _runtime(request)
+    national_id = validate_national_id(body.national_id, field="national_id")
+    keys: Keys = runtime.extras["keys"]
+    ref = person_ref(keys.pepper, national_id)
+    async with runtime.db.transaction() as session:
+        person = await session.get(Person, ref)
+        if person is None:
+            raise ProblemError(404, "person_not_found", "this person is not in the registry", field="national_id")
+        periods = (await session.execute(select(RegistryPeriod).where(RegistryPeriod.person_ref == ref))).scalars()
+        consents = (await session.execute(select(ConsentRecord).where(ConsentRecord.person_ref == ref))).scalars()
+        screenings = (await session.execute(select(Screening).where(Screening.person_ref == ref)
+                                            .order_by(Screening.discharge_date))).scalars()
+        return {
+            "person_ref": ref,
+            "national_id": mask_national_id(keys.at_rest.decrypt(person.national_id_enc, ref)),
+            "name": mask_name(keys.at_rest.decrypt(person.name_enc, ref)),
+            "district_code": person.district_code,
+            "subdistrict_code": person.subdistrict_code,
+            "bank_account": person.account_masked,
+            "periods": [{"category": p.category, "valid_from": p.valid_from.isoformat(),
+                         "valid_to": p.valid_to.isoformat() if p.valid_to else None} for p in periods],
+            "consents": [{"consent_id": str(c.id), "signed_on": c.signed_on.isoformat(),
+                          "revoked_on": c.revoked_on.isoformat() if c.revoked_on else None} for c in consents],
+            "screenings": [{"settlement_id": str(s.settlement_id), "discharge_date": s.discharge_date.isoformat(),
+                            "eligible": s.eligible, "reason": s.reason, "parked": s.parked,
+                            "reversed": s.reversed} for s in screenings],
+        }
+
+
+@router.get("/screenings/summary")
+async def screening_summary(request: Request, reader: Reader,
+                            parked_only: bool = Query(False)) -> dict[str, int]:
+    """Screenings by reason (ops)."""
+    runtime = _runtime(request)
+    query = select(Screening.reason, func.count()).group_by(Screening.reason)
+    if parked_only:
+        query = query.where(Screening.parked)
+    async with runtime.db.transaction() as session:
+        return {reason: count for reason, count in (await session.execute(query)).all()}

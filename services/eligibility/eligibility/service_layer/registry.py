@@ -1,0 +1,126 @@
+"""Registry import and consent: each change screens the person's parked settlements again."""
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod
+from eligibility.domain.registry import RegistryRecordIn
+from eligibility.domain.rules import ConsentLookback
+from eligibility.service_layer.screening import rescreen_parked
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import PayeeAccountUpdated
+from shared.contracts.topics import REGISTRY_PAYEE
+from shared.messaging.outbox import Outgoing, add_events
+from shared.problems import ProblemError
+from shared.security.crypto import FieldCipher, mask_account, person_ref
+from shared.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys eligibility works with: pepper for pseudonyms, at-rest cipher, payee transport cipher."""
+
+    pepper: bytes
+    at_rest: FieldCipher
+    payee: FieldCipher
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    records: int
+    persons_created: int
+    periods_upserted: int
+    payee_updates: int
+    rescreened: int
+
+
+def _fingerprint(pepper: bytes, account: str, name: str) -> str:
+    return hashlib.sha256(pepper + b"|" + account.encode() + b"|" + name.encode()).hexdigest()
+
+
+async def import_registry(session: AsyncSession, settings: ServiceSettings, keys: Keys,
+                          lookback: ConsentLookback, records: Sequence[RegistryRecordIn]) -> ImportResult:
+    """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked."""
+    by_ref = {person_ref(keys.pepper, r.national_id): r for r in records}  # last record of a person wins
+    existing = {p.person_ref: p for p in (await session.execute(
+        select(Person).where(Person.person_ref.in_(list(by_ref))).with_for_update())).scalars()}  # type: ignore[attr-defined]
+    person_rows, payee_events = [], []
+    for ref, r in by_ref.items():
+        old = existing.get(ref)
+        row = {
+            "person_ref": ref,
+            "national_id_enc": keys.at_rest.encrypt(r.national_id, ref),
+            "name_enc": keys.at_rest.encrypt(r.name, ref),
+            "district_code": r.district_code,
+            "subdistrict_code": r.subdistrict_code,
+            "bank_account_enc": old.bank_account_enc if old else None,
+            "bank_account_fingerprint": old.bank_account_fingerprint if old else None,
+            "account_masked": old.account_masked if old else None,
+            "account_version": old.account_version if old else 0,
+            "updated_at": datetime.now(UTC),
+        }
+        if r.bank_account:
+            fingerprint = _fingerprint(keys.pepper, r.bank_account, r.name)
+            if fingerprint != row["bank_account_fingerprint"]:
+                row["bank_account_enc"] = keys.at_rest.encrypt(r.bank_account, ref)
+                row["bank_account_fingerprint"] = fingerprint
+                row["account_masked"] = mask_account(r.bank_account)
+                row["account_version"] = int(row["account_version"]) + 1  # type: ignore[call-overload]
+                payload = orjson.dumps({"account": r.bank_account, "name": r.name, "bank": r.bank_name}).decode()
+                data = PayeeAccountUpdated(account_version=row["account_version"],
+                                           payee_ciphertext=keys.payee.encrypt(payload, ref),
+                                           account_masked=row["account_masked"])
+                payee_events.append(Outgoing(REGISTRY_PAYEE, Envelope.wrap(data, person_ref=ref,
+                                                                           producer="eligibility")))
+        person_rows.append(row)
+    if person_rows:
+        stmt = insert(Person).values(person_rows)
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=[Person.person_ref],
+            set_={c: stmt.excluded[c] for c in person_rows[0] if c != "person_ref"},
+        ))
+    period_rows = [{"person_ref": person_ref(keys.pepper, r.national_id), "category": r.category.value,
+                    "valid_from": r.valid_from, "valid_to": r.valid_to} for r in records]
+    period_rows = list({(p["person_ref"], p["category"], p["valid_from"]): p for p in period_rows}.values())
+    if period_rows:
+        stmt = insert(RegistryPeriod).values(period_rows)
+        await session.execute(stmt.on_conflict_do_update(
+            constraint="uq_registry_period", set_={"valid_to": stmt.excluded.valid_to}))
+    await add_events(session, settings, payee_events)
+    rescreened = await rescreen_parked(session, settings, lookback, by_ref)
+    return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), len(payee_events),
+                        rescreened)
+
+
+async def sign_consent(session: AsyncSession, settings: ServiceSettings, pepper: bytes, lookback: ConsentLookback,
+                       national_id: str, signed_on: date, channel: str, recorded_by: str) -> tuple[ConsentRecord, int]:
+    """Record a signed consent and re-screen the person's parked settlements."""
+    ref = person_ref(pepper, national_id)
+    consent = ConsentRecord(id=uuid.uuid4(), person_ref=ref, signed_on=signed_on, channel=channel,
+                            recorded_by=recorded_by)
+    session.add(consent)
+    await session.flush()
+    return consent, await rescreen_parked(session, settings, lookback, [ref])
+
+
+async def revoke_consent(session: AsyncSession, consent_id: uuid.UUID, revoked_on: date) -> ConsentRecord:
+    """Revoke from a date on: settlements discharged before it are unaffected."""
+    consent = await session.get(ConsentRecord, consent_id, with_for_update=True)
+    if consent is None:
+        raise ProblemError(404, "consent_not_found", "no such consent", field="consent_id")
+    if revoked_on < consent.signed_on:
+        raise ProblemError(422, "invalid_input", "revoked_on is before signed_on", field="revoked_on")
+    if consent.revoked_on is None or revoked_on < consent.revoked_on:
+        await session.execute(update(ConsentRecord).where(ConsentRecord.id == consent_id)
+                              .values(revoked_on=revoked_on))
+        consent.revoked_on = revoked_on
+    return consent
+

@@ -1,0 +1,1 @@
+"""Security: hospital request signatures, staff tokens, encryption at rest, pseudonyms, masking."""
