@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
+from stdnum.cn import ric
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from shared.contracts.types import VisitType
@@ -23,8 +24,15 @@ Amount = Annotated[
 class Patient(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    national_id: str = Field(min_length=15, max_length=18, description="Resident identity card number.")
+    national_id: str = Field(min_length=18, max_length=18, description="Resident identity card number.")
     name: str = Field(min_length=1, max_length=64)
+
+    @field_validator("national_id")
+    @classmethod
+    def _checksum(cls, value: str) -> str:
+        if not ric.is_valid(value):
+            raise ValueError("not a valid resident identity card number (format, birth date or check digit)")
+        return value.upper()
 
 
 class SettlementIn(BaseModel):

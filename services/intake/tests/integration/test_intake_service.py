@@ -1,0 +1,176 @@
+"""Intake as its own process against the real Kafka and PostgreSQL."""
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from intake.bootstrap import MIGRATIONS
+from intake.config import IntakeSettings
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import EligibilityDecided, SettlementReceived
+from shared.contracts.topics import ELIGIBILITY_DECIDED, SETTLEMENT_RECEIVED
+from shared.messaging.kafka import KafkaProducer
+from shared.security.hospital_signing import signed_headers
+from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from simulators.hospital.client import IntakeClient
+from simulators.hospital.feed import Patient, bad_records, national_id, person_name, settlement
+
+pytestmark = pytest.mark.integration
+rng = random.Random(7)
+PATIENT = Patient(national_id(rng), person_name(rng))
+
+
+@pytest.fixture(scope="module")
+async def intake() -> AsyncIterator[tuple[IntakeSettings, ServiceProcess]]:
+    settings = IntakeSettings(topic_prefix=unique_prefix("intake"), database_name="test_intake")
+    if not await stack_available(settings):
+        pytest.fail("PostgreSQL is not reachable: run `make up`")
+    await prepare(settings, MIGRATIONS)
+    process = ServiceProcess("intake", {"TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": "test_intake"},
+                             free_port()).start()
+    try:
+        await process.wait_ready()
+        yield settings, process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+async def h001(intake) -> AsyncIterator[IntakeClient]:  # type: ignore[no-untyped-def]
+    client = IntakeClient(intake[1].url, "H001", "dev-secret-H001")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def h002(intake) -> AsyncIterator[IntakeClient]:  # type: ignore[no-untyped-def]
+    client = IntakeClient(intake[1].url, "H002", "dev-secret-H002")
+    yield client
+    await client.aclose()
+
+
+async def test_accepts_a_settlement_once_and_publishes_it_without_personal_data(intake, h001) -> None:
+    settings, _ = intake
+    body = settlement(rng, PATIENT, "S-ONE")
+    first = await h001.push(body)
+    assert first.status_code == 202, first.text
+    assert first.json()["outcome"] == "created"
+    await asyncio.sleep(1.1)  # a retry is signed anew; within the same second it would be a replay
+    again = await h001.push(body)
+    assert again.json() == {**first.json(), "outcome": "duplicate"}
+    records = await read_topic(settings, SETTLEMENT_RECEIVED, expect=1)
+    mine = [r for r in records if b"S-ONE" in r.value]
+    assert len(mine) == 1, "a retried push publishes nothing new"
+    envelope = Envelope.from_bytes(mine[0].value)
+    assert isinstance(envelope.payload(), SettlementReceived)
+    assert mine[0].key.decode() == envelope.person_ref
+    raw = mine[0].value + b"".join(v for _, v in mine[0].headers)
+    assert PATIENT.national_id.encode() not in raw and PATIENT.name.encode() not in raw
+
+
+async def test_same_id_with_a_different_body_is_a_conflict(h001) -> None:
+    body = settlement(rng, PATIENT, "S-CONFLICT")
+    assert (await h001.push(body)).status_code == 202
+    response = await h001.push({**body, "total_amount": "1.00", "policy_scope_amount": "1.00",
+                                "basic_insurance_paid": "0.00", "critical_illness_paid": "0.00"})
+    assert response.status_code == 409
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "conflicting_duplicate"
+
+
+async def test_a_batch_with_one_bad_record_is_refused_whole(h001) -> None:
+    good = [settlement(rng, PATIENT, f"S-B{i}") for i in range(3)]
+    for why, bad in bad_records(rng, PATIENT):
+        response = await h001.push_batch([*good, bad])
+        assert response.status_code == 422, why
+        problem = response.json()
+        assert problem["code"] == "invalid_input"
+        assert {e["index"] for e in problem["errors"]} == {3}, why
+        assert problem["field"].startswith("items.3"), why
+        assert PATIENT.national_id not in response.text
+    for item in good:
+        assert (await h001.status(item["hospital_settlement_id"])).status_code == 404, "nothing half-written"
+    accepted = await h001.push_batch(good)
+    assert accepted.status_code == 202 and accepted.json()["created"] == 3
+
+
+@pytest.mark.parametrize("tamper", ["no_signature", "bad_signature", "stale", "unknown_hospital", "body_swapped"])
+async def test_unsigned_or_tampered_requests_are_refused_and_store_nothing(intake, tamper: str) -> None:
+    import httpx
+
+    _, process = intake
+    body = settlement(rng, PATIENT, f"S-T-{tamper}")
+    content = orjson.dumps(body)
+    headers = signed_headers("H001", "dev-secret-H001", "POST", "/v1/settlements", content)
+    if tamper == "no_signature":
+        headers = {}
+    elif tamper == "bad_signature":
+        headers["X-Signature"] = "0" * 64
+    elif tamper == "stale":
+        headers = signed_headers("H001", "dev-secret-H001", "POST", "/v1/settlements", content,
+                                 now=int(time.time()) - 3600)
+    elif tamper == "unknown_hospital":
+        headers = signed_headers("H999", "whatever", "POST", "/v1/settlements", content)
+    elif tamper == "body_swapped":
+        content = orjson.dumps({**body, "total_amount": "99999.00"})
+    async with httpx.AsyncClient(base_url=process.url) as http:
+        response = await http.post("/v1/settlements", content=content,
+                                   headers={"Content-Type": "application/json", **headers})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    client = IntakeClient(process.url, "H001", "dev-secret-H001")
+    assert (await client.status(f"S-T-{tamper}")).status_code == 404
+    await client.aclose()
+
+
+async def test_a_replayed_request_is_refused(intake) -> None:
+    import httpx
+
+    _, process = intake
+    content = orjson.dumps(settlement(rng, PATIENT, "S-REPLAY"))
+    headers = {"Content-Type": "application/json",
+               **signed_headers("H001", "dev-secret-H001", "POST", "/v1/settlements", content)}
+    async with httpx.AsyncClient(base_url=process.url) as http:
+        assert (await http.post("/v1/settlements", content=content, headers=headers)).status_code == 202
+        replay = await http.post("/v1/settlements", content=content, headers=headers)
+    assert replay.status_code == 401 and replay.json()["code"] == "replayed_request"
+
+
+async def test_a_hospital_sees_only_its_own_settlements(h001, h002) -> None:
+    assert (await h001.push(settlement(rng, PATIENT, "S-MINE"))).status_code == 202
+    assert (await h002.status("S-MINE")).status_code == 404
+    assert (await h002.reverse("S-MINE")).status_code == 404
+    assert (await h001.status("S-MINE")).status_code == 200
+
+
+async def test_status_follows_downstream_events_and_reversal_is_published(intake, h001) -> None:
+    settings, _ = intake
+    accepted = (await h001.push(settlement(rng, PATIENT, "S-JOURNEY"))).json()
+    records = await read_topic(settings, SETTLEMENT_RECEIVED, expect=50, timeout=5)
+    received = next(Envelope.from_bytes(r.value) for r in records if b"S-JOURNEY" in r.value)
+    decided = EligibilityDecided(settlement=received.payload(), eligible=False, reason="no_consent")
+    producer = KafkaProducer(settings)
+    await producer.start()
+    await producer.send_and_wait(settings.topic(ELIGIBILITY_DECIDED),
+                                 Envelope.wrap(decided, person_ref=received.person_ref, producer="test").to_bytes(),
+                                 key=received.person_ref)
+    await producer.stop()
+    for _ in range(60):
+        status = (await h001.status("S-JOURNEY")).json()
+        if status["status"] == "parked":
+            break
+        await asyncio.sleep(0.25)
+    assert status["status"] == "parked" and status["reason"] == "no_consent"
+    assert [j["status"] for j in status["journey"]] == ["received", "parked"]
+    reversed_ = await h001.reverse("S-JOURNEY", "voided_at_hospital")
+    assert reversed_.status_code == 200 and reversed_.json()["status"] == "reversed"
+    await asyncio.sleep(1.1)
+    assert (await h001.reverse("S-JOURNEY")).status_code == 200, "a repeated reversal is a no-op"
+    records = await read_topic(settings, SETTLEMENT_RECEIVED, expect=100, timeout=5)
+    reversals = [Envelope.from_bytes(r.value) for r in records if b"SettlementReversed" in r.value]
+    assert [e.payload().settlement_id for e in reversals].count(
+        __import__("uuid").UUID(accepted["settlement_id"])) == 1

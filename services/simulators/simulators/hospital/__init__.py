@@ -1,0 +1,1 @@
+"""The hospital side: a signed intake client and a realistic settlement feed."""
