@@ -12,7 +12,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from approval.adapters.tables import AuditRecord, CaseRecord
-from approval.domain.case import Action, CaseState, IllegalTransition, RejectReason, Role, is_final, transition
+from approval.domain.case import (
+    Action,
+    CaseState,
+    IllegalTransition,
+    MissingReason,
+    RejectReason,
+    Role,
+    is_final,
+    transition,
+)
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import CASE_DECIDED
@@ -141,4 +150,7 @@ async def act_on_case(session: AsyncSession, settings: ServiceSettings, policy: 
         except IllegalTransition as exc:
             raise ProblemError(409, "illegal_transition", f"cannot {action.value} a case that is {case.state}",
                                field="state") from exc
+        except MissingReason as exc:
+            raise ProblemError(422, "reason_required", str(exc), field="reason" if action is Action.REJECT
+                               else "comment") from exc
     return case

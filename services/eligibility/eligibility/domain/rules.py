@@ -1,0 +1,92 @@
+"""Who is eligible on the date of care (DESIGN.md section 4). Pure: no I/O.
+
+Eligible on discharge date D when the registry lists an assisted category valid on D and a consent
+covers D. A consent covers D when signed on or before D (or, with calendar-year lookback, signed later
+in D's year) and not revoked on or before D. Anything else is parked and screened again when the
+person's registry entry or consent changes.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+
+class Category(StrEnum):
+    EXTREME_POVERTY = "extreme_poverty"
+    SUBSISTENCE = "subsistence"
+    LOW_INCOME = "low_income"
+
+
+# The most protective category wins when several are valid on the same day.
+_PRIORITY = [Category.EXTREME_POVERTY, Category.SUBSISTENCE, Category.LOW_INCOME]
+
+
+class Reason(StrEnum):
+    ELIGIBLE = "eligible"
+    NOT_REGISTERED = "not_registered"
+    CATEGORY_NOT_VALID_ON_DATE = "category_not_valid_on_date"
+    NO_CONSENT = "no_consent"
+    CONSENT_REVOKED = "consent_revoked"
+
+
+class ConsentLookback(StrEnum):
+    CALENDAR_YEAR = "calendar_year"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class RegistryPeriod:
+    category: str
+    valid_from: date
+    valid_to: date | None = None
+
+    def covers(self, on: date) -> bool:
+        return self.valid_from <= on and (self.valid_to is None or on <= self.valid_to)
+
+
+@dataclass(frozen=True)
+class Consent:
+    signed_on: date
+    revoked_on: date | None = None
+
+    def signed_for(self, on: date, lookback: ConsentLookback) -> bool:
+        """Signed in time for `on`, revocation aside."""
+        return self.signed_on <= on or (lookback is ConsentLookback.CALENDAR_YEAR and self.signed_on.year == on.year)
+
+    def revoked_by(self, on: date) -> bool:
+        return self.revoked_on is not None and self.revoked_on <= on
+
+
+@dataclass(frozen=True)
+class EligibilityDecision:
+    eligible: bool
+    reason: Reason
+    category: Category | None
+    parked: bool
+
+
+def _parked(reason: Reason) -> EligibilityDecision:
+    return EligibilityDecision(False, reason, None, parked=True)
+
+
+def decide(periods: Sequence[RegistryPeriod], consents: Sequence[Consent], on: date,
+           lookback: ConsentLookback = ConsentLookback.CALENDAR_YEAR) -> EligibilityDecision:
+    """The decision for a settlement discharged on `on`."""
+    if not periods:
+        return _parked(Reason.NOT_REGISTERED)
+    valid = {Category(p.category) for p in periods if p.covers(on)}
+    if not valid:
+        return _parked(Reason.CATEGORY_NOT_VALID_ON_DATE)
+    in_time = [c for c in consents if c.signed_for(on, lookback)]
+    if not in_time:
+        return _parked(Reason.NO_CONSENT)
+    if all(c.revoked_by(on) for c in in_time):
+        return _parked(Reason.CONSENT_REVOKED)
+    category = next(c for c in _PRIORITY if c in valid)
+    return EligibilityDecision(True, Reason.ELIGIBLE, category, parked=False)
+
+
+def should_rescreen(previous: EligibilityDecision, new: EligibilityDecision) -> bool:
+    """A new decision is worth emitting only when the outcome or its reason changed."""
+    return (previous.eligible, previous.reason) != (new.eligible, new.reason)
