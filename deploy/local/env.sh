@@ -13,3 +13,5 @@ export KAFKA_PARTITIONS="${KAFKA_PARTITIONS:-6}"
 export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
 export SERVICES="intake eligibility calculation approval disbursement"
+# Services run from their folders; only the shared library is installed in the virtualenv.
+export PYTHONPATH="$ROOT_DIR:$ROOT_DIR/services/intake:$ROOT_DIR/services/eligibility:$ROOT_DIR/services/calculation:$ROOT_DIR/services/approval:$ROOT_DIR/services/disbursement:$ROOT_DIR/services/simulators"

@@ -16,15 +16,22 @@ except Exception:
 PYEOF
 }
 
+# ready_or_dead PORT: stop waiting when the service is ready or honcho has exited (a service crashed).
+ready_or_dead() { ready "$1" || ! pid_alive "$PIDFILE"; }
+
 up() {
   if pid_alive "$PIDFILE"; then say "services already running (pid $(cat "$PIDFILE"))"; return; fi
   for name in "${!PORTS[@]}"; do
     port_open "${PORTS[$name]}" && fail "port ${PORTS[$name]} ($name) is taken by another process"
   done
   say "starting services (log: $LOG)"
-  (cd "$ROOT_DIR" && nohup setsid "$ROOT_DIR/.venv/bin/honcho" -f deploy/local/Procfile start >>"$LOG" 2>&1 & echo $! >"$PIDFILE")
+  (cd "$ROOT_DIR" && PATH="$ROOT_DIR/.venv/bin:$PATH" nohup setsid "$ROOT_DIR/.venv/bin/honcho" \
+     -f deploy/local/Procfile start >>"$LOG" 2>&1 & echo $! >"$PIDFILE")
   for name in bank intake eligibility calculation approval disbursement; do
-    wait_for "$name" 120 ready "${PORTS[$name]}" || { tail -n 40 "$LOG" >&2; fail "$name did not become ready: see $LOG"; }
+    wait_for "$name" 120 ready_or_dead "${PORTS[$name]}" || true
+    if ! pid_alive "$PIDFILE" || ! ready "${PORTS[$name]}"; then
+      tail -n 40 "$LOG" >&2; stop; fail "$name did not become ready: see $LOG"
+    fi
   done
   say "services ready"
 }

@@ -1,0 +1,136 @@
+"""ISO 20022 bank adapter: pain.001.001.09 credit-transfer batches out, pain.002.001.10 status reports in.
+
+Written on the standard library's ElementTree: the PyPI libraries for pain.001 target SEPA (EUR, IBAN),
+not CNY transfers to domestic account numbers (docs/decisions/0004-iso20022-without-a-library.md).
+"""
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import httpx
+
+from disbursement.adapters.bank import (
+    Ambiguous,
+    BankRejected,
+    BankResult,
+    BankStatus,
+    PaymentInstruction,
+    with_retries,
+)
+
+PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
+PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
+# ISO external status reason codes the bank uses, in our words.
+REASONS = {"AC04": "account_closed", "AC01": "account_invalid", "BE01": "name_mismatch", "AM04": "insufficient_funds"}
+STATUSES = {"ACCP": BankStatus.ACCEPTED, "ACSP": BankStatus.ACCEPTED, "ACTC": BankStatus.ACCEPTED,
+            "PDNG": BankStatus.ACCEPTED, "ACSC": BankStatus.SETTLED, "RJCT": BankStatus.FAILED}
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def build_pain001(instructions: Sequence[PaymentInstruction], *, debtor_name: str, debtor_account: str,
+                  message_id: str | None = None, execution_date: date | None = None) -> tuple[str, bytes]:
+    """A pain.001 document for a batch; returns (MsgId, XML bytes). EndToEndId is the idempotency key."""
+    if not instructions:
+        raise ValueError("a batch holds at least one instruction")
+    msg_id = message_id or f"MA{uuid.uuid4().hex[:30]}"
+    total = sum((i.amount for i in instructions), Decimal("0"))
+    ET.register_namespace("", PAIN001)
+    doc = ET.Element(f"{{{PAIN001}}}Document")
+    root = _sub(doc, "CstmrCdtTrfInitn")
+    header = _sub(root, "GrpHdr")
+    _sub(header, "MsgId", msg_id)
+    _sub(header, "CreDtTm", datetime.now(UTC).isoformat(timespec="seconds"))
+    _sub(header, "NbOfTxs", str(len(instructions)))
+    _sub(header, "CtrlSum", f"{total:.2f}")
+    _sub(_sub(header, "InitgPty"), "Nm", debtor_name)
+    info = _sub(root, "PmtInf")
+    _sub(info, "PmtInfId", msg_id)
+    _sub(info, "PmtMtd", "TRF")
+    _sub(info, "NbOfTxs", str(len(instructions)))
+    _sub(info, "CtrlSum", f"{total:.2f}")
+    _sub(_sub(info, "ReqdExctnDt"), "Dt", (execution_date or date.today()).isoformat())
+    _sub(_sub(info, "Dbtr"), "Nm", debtor_name)
+    _sub(_sub(_sub(_sub(info, "DbtrAcct"), "Id"), "Othr"), "Id", debtor_account)
+    _sub(info, "DbtrAgt")
+    for instruction in instructions:
+        tx = _sub(info, "CdtTrfTxInf")
+        _sub(_sub(tx, "PmtId"), "EndToEndId", instruction.idempotency_key)
+        _sub(_sub(tx, "Amt"), "InstdAmt", f"{instruction.amount:.2f}", Ccy="CNY")
+        _sub(_sub(tx, "Cdtr"), "Nm", instruction.creditor_name)
+        _sub(_sub(_sub(_sub(tx, "CdtrAcct"), "Id"), "Othr"), "Id", instruction.creditor_account)
+        _sub(_sub(tx, "RmtInf"), "Ustrd", instruction.remittance_info[:140])
+    return msg_id, ET.tostring(doc, encoding="utf-8", xml_declaration=True)
+
+
+def parse_pain002(xml: bytes) -> dict[str, BankResult]:
+    """Per EndToEndId, the status a pain.002 report gives."""
+    ns = {"p": PAIN002}
+    root = ET.fromstring(xml)
+    results: dict[str, BankResult] = {}
+    for tx in root.iterfind(".//p:TxInfAndSts", ns):
+        key = tx.findtext("p:OrgnlEndToEndId", namespaces=ns)
+        code = tx.findtext("p:TxSts", namespaces=ns)
+        if not key or code not in STATUSES:
+            raise ValueError(f"unreadable pain.002 transaction status {code!r}")
+        reason_code = tx.findtext("p:StsRsnInf/p:Rsn/p:Cd", namespaces=ns)
+        reference = tx.findtext("p:AcctSvcrRef", namespaces=ns)
+        results[key] = BankResult(key, reference, STATUSES[code],
+                                  REASONS.get(reason_code or "", reason_code) if reason_code else None)
+    return results
+
+
+class Iso20022BankGateway:
+    """Sends pain.001 documents to the bank's ISO 20022 endpoint and reads its pain.002 reports."""
+
+    def __init__(self, base_url: str, debtor_account: str, debtor_name: str, timeout_s: float = 5.0,
+                 max_attempts: int = 4, backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        self._debtor = {"debtor_account": debtor_account, "debtor_name": debtor_name}
+        self._retry = {"max_attempts": max_attempts, "initial_s": backoff_initial_s, "max_s": backoff_max_s}
+
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> dict[str, BankResult]:
+        """One pain.001 for many attempts; the bank deduplicates by EndToEndId, so a re-sent batch is safe."""
+        _, document = build_pain001(instructions, **self._debtor)
+        ambiguous = False
+
+        async def once() -> dict[str, BankResult]:
+            nonlocal ambiguous
+            if ambiguous:  # ask first: which of the batch did the bank already book?
+                known = {i.idempotency_key: r for i in instructions
+                         if (r := await self.status(i.idempotency_key)) is not None}
+                if len(known) == len(instructions):
+                    return known
+            try:
+                response = await self._http.post("/iso20022/pain.001", content=document,
+                                                  headers={"Content-Type": "application/xml"})
+            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                ambiguous = True
+                raise Ambiguous(type(exc).__name__) from exc
+            if 400 <= response.status_code < 500:
+                raise BankRejected(f"http_{response.status_code}")
+            response.raise_for_status()
+            return parse_pain002(response.content)
+
+        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+
+    async def submit(self, instruction: PaymentInstruction) -> BankResult:
+        return (await self.submit_batch([instruction]))[instruction.idempotency_key]
+
+    async def status(self, idempotency_key: str) -> BankResult | None:
+        response = await self._http.get("/iso20022/pain.002", params={"end_to_end_id": idempotency_key})
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return parse_pain002(response.content).get(idempotency_key)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
