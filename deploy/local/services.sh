@@ -25,8 +25,9 @@ up() {
     port_open "${PORTS[$name]}" && fail "port ${PORTS[$name]} ($name) is taken by another process"
   done
   say "starting services (log: $LOG)"
-  (cd "$ROOT_DIR" && PATH="$ROOT_DIR/.venv/bin:$PATH" nohup setsid "$ROOT_DIR/.venv/bin/honcho" \
-     -f deploy/local/Procfile start >>"$LOG" 2>&1 & echo $! >"$PIDFILE")
+  cd "$ROOT_DIR"
+  PATH="$ROOT_DIR/.venv/bin:$PATH" nohup "$ROOT_DIR/.venv/bin/honcho" -f deploy/local/Procfile start >>"$LOG" 2>&1 &
+  echo $! >"$PIDFILE"
   for name in bank intake eligibility calculation approval disbursement; do
     wait_for "$name" 120 ready_or_dead "${PORTS[$name]}" || true
     if ! pid_alive "$PIDFILE" || ! ready "${PORTS[$name]}"; then
@@ -39,8 +40,12 @@ up() {
 stop() {
   if pid_alive "$PIDFILE"; then
     local pid; pid=$(cat "$PIDFILE")
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    wait_for "services to stop" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true  # honcho passes SIGTERM on: each service shuts down gracefully
+    wait_for "services to stop" 40 bash -c "! kill -0 $pid 2>/dev/null" || kill -KILL -- "-$pid" 2>/dev/null || true
+    for name in "${!PORTS[@]}"; do
+      wait_for "$name to release its port" 20 bash -c "! (exec 3<>/dev/tcp/127.0.0.1/${PORTS[$name]}) 2>/dev/null" \
+        || say "warning: port ${PORTS[$name]} ($name) still in use"
+    done
     say "services stopped"
   fi
   rm -f "$PIDFILE"

@@ -154,14 +154,15 @@ async def apply_bank_results(session: AsyncSession, settings: ServiceSettings,
                 current == PaymentStatus.ACCEPTED and new == PaymentStatus.ACCEPTED):
             continue  # duplicate news (a second callback, a poll after the callback)
         move(current, new)
-        payment.status = new.value
-        payment.bank_reference = result.bank_reference or payment.bank_reference
-        payment.failure_reason = result.reason if new == PaymentStatus.FAILED else None
-        await session.execute(update(Payment).where(Payment.id == payment.id).values(
-            status=new.value, bank_reference=payment.bank_reference, failure_reason=payment.failure_reason,
-            updated_at=now))
-        await session.execute(update(PaymentAttempt).where(PaymentAttempt.idempotency_key == payment.idempotency_key)
-                              .values(status=new.value, reason=payment.failure_reason))
+        changes = {"status": new.value, "bank_reference": result.bank_reference or payment.bank_reference,
+                   "failure_reason": result.reason if new == PaymentStatus.FAILED else None}
+        await session.execute(update(Payment.__table__).where(Payment.__table__.c.id == payment.id)  # type: ignore[attr-defined]
+                              .values(**changes, updated_at=now))
+        await session.execute(update(PaymentAttempt.__table__)  # type: ignore[attr-defined]
+                              .where(PaymentAttempt.__table__.c.idempotency_key == result.idempotency_key)  # type: ignore[attr-defined]
+                              .values(status=new.value, reason=changes["failure_reason"]))
+        for name, value in changes.items():
+            setattr(payment, name, value)
         if new in (PaymentStatus.SETTLED, PaymentStatus.FAILED):
             outgoing.append(settled_event(payment, new.value))
     await add_events(session, settings, outgoing)

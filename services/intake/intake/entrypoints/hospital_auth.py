@@ -24,6 +24,10 @@ async def signed_hospital(request: Request) -> str:
         request.headers, request.method, request.url.path, body,
         secrets_by_hospital=settings.hospital_secrets, now=int(time.time()), window_s=settings.signature_window_s,
     )
+    if request.method in ("GET", "HEAD"):
+        # Reads change nothing, and a hospital polling twice in one second signs the same bytes twice:
+        # they get the timestamp window but no nonce (docs/decisions/0005-request-signing.md).
+        return verified.hospital_id
     async with runtime.db.transaction() as session:
         stored = await session.execute(
             insert(RequestNonce).values(hospital_id=verified.hospital_id, signature=verified.signature)

@@ -1,6 +1,7 @@
 """The bank simulator's HTTP API."""
 
 import asyncio
+from collections import Counter
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -126,6 +127,8 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
     async def stats() -> dict[str, Any]:
         return {**books.stats, "transfers": len(books.transfers),
                 "max_transfers_per_remittance": max(books.per_remittance.values(), default=0),
+                "max_settled_per_remittance": max(Counter(t.remittance for t in books.transfers.values()
+                                                          if t.status == "settled").values(), default=0),
                 "settled_amount": f"{sum(t.amount for t in books.transfers.values() if t.status == 'settled'):.2f}"}
 
     @app.get("/healthz")
