@@ -131,6 +131,11 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
                                                           if t.status == "settled").values(), default=0),
                 "settled_amount": f"{sum(t.amount for t in books.transfers.values() if t.status == 'settled'):.2f}"}
 
+    @app.get("/admin/transfers")
+    async def transfers_of(remittance_info: str) -> list[dict[str, str | None]]:
+        """Every transfer booked for one remittance text (tests prove a case was never paid twice)."""
+        return [t.public() for t in books.transfers.values() if t.remittance == remittance_info]
+
     @app.get("/healthz")
     @app.get("/readyz")
     async def health() -> dict[str, str]:
