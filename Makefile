@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR):$(CURDIR)/services/intake:$(CURDIR)/services/eligibility:$(CURDIR)/services/calculation:$(CURDIR)/services/approval:$(CURDIR)/services/disbursement:$(CURDIR)/services/simulators
+# Python sees the same settings as the stack scripts (ports, PYTHONPATH): both come from deploy/local/env.sh.
+WITH_ENV := source deploy/local/env.sh &&
 PYTEST_ARGS ?=
 
 .PHONY: help venv up stop status clean run demo test test-unit test-integration test-e2e bench contracts lint services
@@ -23,16 +24,16 @@ venv: $(VENV)/.installed ## create the virtualenv with every Python dependency
 up: venv ## start PostgreSQL and Kafka (installing what is missing), create topics and databases
 	@bash deploy/local/postgres.sh up
 	@bash deploy/local/kafka.sh up
-	@$(PY) -m deploy.local.bootstrap
+	@$(WITH_ENV) $(PY) -m deploy.local.bootstrap
 
 services: up ## start every service and the simulators in the background (honcho)
 	@bash deploy/local/services.sh up
 
 run: services ## everything up, then the demo feed through the whole flow, with a summary
-	@$(PY) -m deploy.local.demo
+	@$(WITH_ENV) $(PY) -m deploy.local.demo
 
 demo: ## push the demo feed again through a running stack
-	@$(PY) -m deploy.local.demo
+	@$(WITH_ENV) $(PY) -m deploy.local.demo
 
 stop: ## stop the services, Kafka and PostgreSQL
 	@bash deploy/local/services.sh stop
@@ -49,22 +50,22 @@ clean: stop ## stop everything and delete local data and logs (keeps downloaded 
 	@echo "[stack] local data removed"
 
 test: up ## every test: unit, integration (real Kafka + PostgreSQL) and end to end
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(WITH_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no infrastructure)
-	@$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+	@$(WITH_ENV) $(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
 test-integration: up ## integration tests only
-	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+	@$(WITH_ENV) $(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 test-e2e: up ## end-to-end tests only
-	@$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+	@$(WITH_ENV) $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 bench: up ## the benchmark of DESIGN.md section 10 (see bench/README.md)
-	@$(PY) -m bench $(BENCH_ARGS)
+	@$(WITH_ENV) $(PY) -m bench $(BENCH_ARGS)
 
 contracts: venv ## regenerate contracts/events/*.schema.json and contracts/openapi/*.json from the code
-	@$(PY) -m shared.contracts.generate
+	@$(WITH_ENV) $(PY) -m shared.contracts.generate
 
 lint: venv ## ruff and mypy
 	@$(VENV)/bin/ruff check shared services tests
