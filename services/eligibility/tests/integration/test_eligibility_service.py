@@ -1,0 +1,157 @@
+"""Eligibility as its own process: registry import (JSON and CSV), consents, screening, parking, re-screening."""
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from eligibility.bootstrap import MIGRATIONS
+from eligibility.config import EligibilitySettings
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import EligibilityDecided, PayeeAccountUpdated, SettlementReceived
+from shared.contracts.topics import ELIGIBILITY_DECIDED, REGISTRY_PAYEE, SETTLEMENT_RECEIVED
+from shared.messaging.kafka import KafkaProducer
+from shared.security.crypto import person_ref
+from shared.security.staff_auth import mint_dev_token
+from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from simulators.hospital.feed import national_id, person_name
+
+pytestmark = pytest.mark.integration
+rng = random.Random(11)
+PEPPER = b"dev-pepper-change-me"
+
+
+@pytest.fixture(scope="module")
+async def service() -> AsyncIterator[tuple[EligibilitySettings, str]]:
+    settings = EligibilitySettings(topic_prefix=unique_prefix("elig"), database_name="test_eligibility")
+    if not await stack_available(settings):
+        pytest.fail("PostgreSQL is not reachable: run `make up`")
+    await prepare(settings, MIGRATIONS)
+    process = ServiceProcess("eligibility", {"TOPIC_PREFIX": settings.topic_prefix,
+                                             "DATABASE_NAME": "test_eligibility"}, free_port()).start()
+    try:
+        await process.wait_ready()
+        yield settings, process.url
+    finally:
+        process.stop()
+
+
+def client(url: str, role: str, **area: str) -> httpx.AsyncClient:
+    token = mint_dev_token("dev-jwt-secret-change-me-at-least-32-bytes", f"{role}-t", role,
+                           area.get("district"), area.get("subdistrict"))
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"})
+
+
+def record(nid: str, **over: str) -> dict[str, str]:
+    return {"national_id": nid, "name": person_name(rng), "category": "subsistence", "district_code": "310110",
+            "subdistrict_code": "310110001", "valid_from": "2026-01-01", "valid_to": "",
+            "bank_account": "6222020200445566", "bank_name": "Bank", **over}
+
+
+async def send_settlement(settings: EligibilitySettings, nid: str, discharge: date) -> uuid.UUID:
+    data = SettlementReceived(
+        settlement_id=uuid.uuid4(), hospital_id="H001", hospital_settlement_id=f"E-{uuid.uuid4().hex[:8]}",
+        hospital_level=2, visit_type="inpatient", admission_date=discharge, discharge_date=discharge,
+        total_amount=Decimal("1000.00"), policy_scope_amount=Decimal("900.00"),
+        basic_insurance_paid=Decimal("400.00"), critical_illness_paid=Decimal("0.00"))
+    producer = KafkaProducer(settings)
+    await producer.start()
+    ref = person_ref(PEPPER, nid)
+    await producer.send_and_wait(settings.topic(SETTLEMENT_RECEIVED),
+                                 Envelope.wrap(data, person_ref=ref, producer="test").to_bytes(), key=ref)
+    await producer.stop()
+    return data.settlement_id
+
+
+async def decisions_for(settings: EligibilitySettings, settlement_id: uuid.UUID, expect: int) -> list[EligibilityDecided]:
+    import asyncio
+
+    for _ in range(40):
+        found = [e.payload() for e in (Envelope.from_bytes(r.value) for r in await read_topic(
+            settings, ELIGIBILITY_DECIDED, expect=10_000, timeout=0.5)) if e.event_type == "EligibilityDecided"]
+        mine = [d for d in found if d.settlement.settlement_id == settlement_id]  # type: ignore[attr-defined]
+        if len(mine) >= expect:
+            return mine  # type: ignore[return-value]
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"expected {expect} decisions for {settlement_id}, got {len(mine)}")
+
+
+async def test_csv_and_json_import_publish_the_account_only_encrypted(service) -> None:  # type: ignore[no-untyped-def]
+    settings, url = service
+    nid_a, nid_b = national_id(rng), national_id(rng)
+    csv_body = "national_id,name,category,district_code,subdistrict_code,valid_from,valid_to,bank_account,bank_name\n"
+    csv_body += f"{nid_a},张伟,low_income,310110,310110002,2026-01-01,,6222020200778899,Bank\n"
+    async with client(url, "registry_officer") as officer:
+        imported = await officer.post("/v1/registry/import", content=csv_body.encode(),
+                                      headers={"Content-Type": "text/csv"})
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["persons_created"] == 1 and imported.json()["payee_updates"] == 1
+        again = await officer.post("/v1/registry/import", json={"records": [record(nid_b)]})
+        assert again.status_code == 200
+        looked = (await officer.post("/v1/persons:lookup", json={"national_id": nid_a})).json()
+    assert looked["bank_account"] == "************8899" and looked["national_id"] != nid_a
+    assert looked["name"] == "张*"
+    payees = await read_topic(settings, REGISTRY_PAYEE, expect=2)
+    raw = b"".join(r.value for r in payees)
+    assert b"6222020200778899" not in raw and "张伟".encode() not in raw and nid_a.encode() not in raw
+    assert all(isinstance(Envelope.from_bytes(r.value).payload(), PayeeAccountUpdated) for r in payees)
+
+
+async def test_a_bad_record_refuses_the_whole_import(service) -> None:  # type: ignore[no-untyped-def]
+    _, url = service
+    good, valid = national_id(rng), national_id(rng)
+    wrong_check_digit = valid[:-1] + ("1" if valid[-1] != "1" else "2")
+    async with client(url, "registry_officer") as officer:
+        response = await officer.post("/v1/registry/import", json={"records": [
+            record(good), record(wrong_check_digit), record(national_id(rng), subdistrict_code="310107001")]})
+        assert response.status_code == 422
+        problem = response.json()
+        assert {e["index"] for e in problem["errors"]} == {1, 2}
+        assert problem["errors"][0]["code"] == "invalid_national_id"
+        assert good not in response.text
+        missing = await officer.post("/v1/persons:lookup", json={"national_id": good})
+        assert missing.status_code == 404, "nothing of the refused import was stored"
+
+
+async def test_parked_for_consent_then_eligible_when_signed_later_that_year(service) -> None:  # type: ignore[no-untyped-def]
+    settings, url = service
+    nid = national_id(rng)
+    async with client(url, "registry_officer") as officer:
+        assert (await officer.post("/v1/registry/import", json={"records": [record(nid)]})).status_code == 200
+        settlement_id = await send_settlement(settings, nid, date(2026, 3, 1))
+        [first] = await decisions_for(settings, settlement_id, 1)
+        assert (first.eligible, first.reason) == (False, "no_consent")
+        signed = await officer.post("/v1/consents", json={"national_id": nid, "signed_on": "2026-06-01"})
+        assert signed.status_code == 201 and signed.json()["rescreened"] == 1
+    decisions = await decisions_for(settings, settlement_id, 2)
+    assert (decisions[1].eligible, decisions[1].rescreened, decisions[1].category) == (True, True, "subsistence")
+    assert decisions[1].district_code == "310110"
+
+
+async def test_revocation_applies_from_its_date_on(service) -> None:  # type: ignore[no-untyped-def]
+    settings, url = service
+    nid = national_id(rng)
+    async with client(url, "clerk", district="310110", subdistrict="310110001") as clerk, \
+            client(url, "registry_officer") as officer:
+        await officer.post("/v1/registry/import", json={"records": [record(nid)]})
+        consent = (await clerk.post("/v1/consents", json={"national_id": nid, "signed_on": "2026-01-02"})).json()
+        revoked = await clerk.post(f"/v1/consents/{consent['consent_id']}/revoke", json={"revoked_on": "2026-05-01"})
+        assert revoked.status_code == 200 and revoked.json()["revoked_on"] == "2026-05-01"
+    before = await send_settlement(settings, nid, date(2026, 4, 30))
+    after = await send_settlement(settings, nid, date(2026, 5, 1))
+    assert (await decisions_for(settings, before, 1))[0].reason == "eligible"
+    assert (await decisions_for(settings, after, 1))[0].reason == "consent_revoked"
+
+
+async def test_roles_are_enforced(service) -> None:  # type: ignore[no-untyped-def]
+    _, url = service
+    async with httpx.AsyncClient(base_url=url) as anonymous, client(url, "policy_admin") as admin, \
+            client(url, "ops") as ops:
+        assert (await anonymous.post("/v1/registry/import", json={"records": []})).status_code == 401
+        assert (await admin.post("/v1/registry/import", json={"records": []})).json()["code"] == "forbidden_role"
+        assert (await ops.post("/v1/consents", json={"national_id": national_id(rng),
+                                                     "signed_on": "2026-01-01"})).status_code == 403
