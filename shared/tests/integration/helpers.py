@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy import text
 
 from shared.contracts.envelope import Envelope
@@ -63,6 +64,8 @@ async def committed_total(settings: ServiceSettings, group: str) -> int:
     try:
         offsets = await admin.list_consumer_group_offsets(f"{settings.topic_prefix}{group}")
         return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+    except KafkaError:
+        return 0  # a new broker creates its offsets topic on first use: not there yet, nothing committed yet
     finally:
         await admin.close()
 
