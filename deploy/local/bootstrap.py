@@ -4,7 +4,7 @@ import asyncio
 import os
 
 from shared.db import ensure_database
-from shared.messaging.kafka import ensure_topics
+from shared.messaging.kafka import ensure_topics, wait_for_group_coordinator
 from shared.settings import ServiceSettings
 
 SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
@@ -13,7 +13,8 @@ SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
 async def main() -> None:
     settings = ServiceSettings()
     created = await ensure_topics(settings, partitions=int(os.environ.get("KAFKA_PARTITIONS", "6")))
-    print(f"[stack] topics ready ({len(created)} created)")
+    await wait_for_group_coordinator(settings)
+    print(f"[stack] topics ready ({len(created)} created), consumer groups available")
     for name in SERVICES:
         await ensure_database(settings, name)
     print(f"[stack] databases ready: {', '.join(SERVICES)}")

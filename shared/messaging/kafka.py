@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from shared.contracts.topics import all_topics
 from shared.settings import ServiceSettings
@@ -90,5 +90,22 @@ async def ensure_topics(settings: ServiceSettings, partitions: int = 6, attempts
             except TopicAlreadyExistsError:
                 pass
         return [t.name for t in missing]
+    finally:
+        await admin.close()
+
+
+async def wait_for_group_coordinator(settings: ServiceSettings, attempts: int = 60) -> None:
+    """A new broker creates its offsets topic on the first group lookup; wait until groups can be used."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        for attempt in range(attempts):
+            try:
+                await admin.find_coordinator(f"{settings.topic_prefix}warm-up")
+                return
+            except KafkaError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
