@@ -223,3 +223,34 @@ async def test_duplicates_and_bank_timeouts_never_pay_twice(staff: Staff) -> Non
         assert len(transfers) == 1, f"case {case['case_id']} booked {len(transfers)} transfers"
     print(f"\nfaults: cases={len(cases)} timeouts={stats.get('timeouts_injected')} "
           f"errors={stats.get('errors_injected')} duplicates_absorbed={stats.get('duplicates_absorbed')}")
+
+
+async def test_staff_never_see_or_act_outside_their_area(staff: Staff) -> None:
+    rng = random.Random(7)
+    [person] = residents(rng, 1)
+    person.category, person.district, person.subdistrict = "extreme_poverty", "310110", "310110001"
+    await enrol(staff, [person])
+    hospital = staff.hospital("H001")
+    ids = await push_all(hospital, [settlement(rng, person.patient, "AR-1", discharge=date(2026, 8, 1))])
+    await wait_statuses(hospital, ["AR-1"], {"calculated"})
+    [case] = await cases_for(staff, {ids["AR-1"]})
+    path = f"/v1/cases/{case['case_id']}"
+    other_clerk = staff.client(staff.endpoints.approval, "clerk", "310110", "310110002")
+    other_reviewer = staff.client(staff.endpoints.approval, "district_reviewer", "310107")
+    own_clerk = staff.client(staff.endpoints.approval, "clerk", "310110", "310110001")
+    for outsider in (other_clerk, other_reviewer):
+        assert (await outsider.get(path)).status_code == 404
+        assert (await outsider.post(f"{path}/approve", json={})).status_code == 404
+        queue = (await outsider.get("/v1/cases", params={"state": "awaiting_subdistrict"})).json()
+        assert case["case_id"] not in {c["case_id"] for c in queue["items"]}
+    batch = (await other_clerk.post("/v1/cases:batch-approve", json={"case_ids": [case["case_id"]]})).json()
+    assert batch["results"][0]["code"] == "case_not_found"
+    assert (await own_clerk.get(path)).json()["state"] == "awaiting_subdistrict", "nothing changed"
+    other_calc = staff.client(staff.endpoints.calculation, "clerk", "310110", "310110002")
+    assert (await other_calc.get(f"/v1/calculations/{ids['AR-1']}")).status_code == 404
+    reviewer = staff.client(staff.endpoints.approval, "district_reviewer", "310110")
+    assert (await reviewer.post(f"{path}/approve", json={})).status_code == 409, "not yet past the clerk"
+    assert (await own_clerk.post(f"{path}/approve", json={})).json()["state"] == "awaiting_district"
+    sent_back = await reviewer.post(f"{path}/send-back", json={"comment": "attach the invoice"})
+    assert sent_back.json()["state"] == "awaiting_subdistrict"
+    assert (await own_clerk.post(f"{path}/reject", json={"reason": "other"})).json()["code"] == "reason_required"
