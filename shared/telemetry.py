@@ -6,7 +6,8 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -60,3 +61,14 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
 
 
 tracer = trace.get_tracer("medassist")
+
+
+def traceparent_of(span: trace.Span) -> str | None:
+    """The W3C traceparent of a span, to store with a row whose later work continues the same trace."""
+    ctx = span.get_span_context()
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01" if ctx.is_valid else None
+
+
+def context_from(traceparent: str | None) -> Context:
+    """The trace context a stored traceparent continues (an empty context when there is none)."""
+    return propagate.extract({"traceparent": traceparent} if traceparent else {})

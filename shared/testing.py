@@ -123,3 +123,63 @@ async def read_topic(settings: ServiceSettings, topic: str, expect: int, timeout
     finally:
         await consumer.stop()
     return records
+
+
+class OtlpReceiver:
+    """A real OTLP/HTTP trace receiver on loopback: services export to it, tests read what they exported."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.spans: list[dict] = []  # type: ignore[type-arg]
+        self.raw: list[bytes] = []
+        lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                with lock:
+                    receiver.raw.append(body)
+                    for resource_spans in request.resource_spans:
+                        service = next((a.value.string_value for a in resource_spans.resource.attributes
+                                        if a.key == "service.name"), "?")
+                        for scope in resource_spans.scope_spans:
+                            for span in scope.spans:
+                                receiver.spans.append({
+                                    "service": service, "name": span.name, "trace_id": span.trace_id.hex(),
+                                    "span_id": span.span_id.hex(), "parent_span_id": span.parent_span_id.hex(),
+                                    "kind": span.kind, "duration_ms": (span.end_time_unix_nano
+                                                                       - span.start_time_unix_nano) / 1e6,
+                                    "attributes": {a.key: _otlp_value(a.value) for a in span.attributes},
+                                })
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+def _otlp_value(value: object) -> object:
+    kind = value.WhichOneof("value")  # type: ignore[attr-defined]
+    return getattr(value, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else str(value)

@@ -5,14 +5,21 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shared.settings import ServiceSettings
-from shared.testing import ServiceProcess, free_port, prepare, stack_available, unique_prefix
+from shared.testing import OtlpReceiver, ServiceProcess, free_port, prepare, stack_available, unique_prefix
 from simulators.scenario import Endpoints
 
 SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
 
 
 @pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[Endpoints]:
+def otlp() -> "OtlpReceiver":
+    receiver = OtlpReceiver()
+    yield receiver  # type: ignore[misc]
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack(otlp: OtlpReceiver) -> AsyncIterator[Endpoints]:
     prefix = unique_prefix("e2e")
     probe = ServiceSettings(topic_prefix=prefix)
     if not await stack_available(probe):
@@ -20,7 +27,7 @@ async def stack() -> AsyncIterator[Endpoints]:
     ports = {name: free_port() for name in (*SERVICES, "bank")}
     for name in SERVICES:
         await prepare(ServiceSettings(service_name=name, topic_prefix=prefix, database_name=f"e2e_{name}"))
-    common = {"TOPIC_PREFIX": prefix}
+    common = {"TOPIC_PREFIX": prefix, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
     processes = [ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(ports["bank"]),
                                                     "BANK_SIM_SETTLE_DELAY_MS": "30"}, ports["bank"])]
     for name in SERVICES:
@@ -36,7 +43,8 @@ async def stack() -> AsyncIterator[Endpoints]:
             process.start()
         for process in processes:
             await process.wait_ready(120)
-        yield Endpoints(**{name: f"http://127.0.0.1:{ports[name]}" for name in (*SERVICES, "bank")})
+        yield Endpoints(**{name: f"http://127.0.0.1:{ports[name]}" for name in (*SERVICES, "bank")},
+                        topic_prefix=prefix, logs=[p.log_path for p in processes])
     finally:
         for process in processes:
             process.stop()

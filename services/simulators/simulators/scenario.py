@@ -72,6 +72,8 @@ class Endpoints:
     jwt_secret: str = "dev-jwt-secret-change-me-at-least-32-bytes"
     hospital_secrets: dict[str, str] = field(default_factory=lambda: {
         "H001": "dev-secret-H001", "H002": "dev-secret-H002", "H003": "dev-secret-H003"})
+    topic_prefix: str = ""
+    logs: list[Any] = field(default_factory=list)
 
 
 class Staff:

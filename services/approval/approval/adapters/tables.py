@@ -25,6 +25,7 @@ class CaseRecord(SQLModel, table=True):
     amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
     state: str = Field(max_length=32)
     payment_status: str | None = Field(default=None, max_length=32)
+    traceparent: str | None = Field(default=None, max_length=64)
     calculation: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from opentelemetry import trace
 from opentelemetry.trace import Span
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,7 +30,7 @@ from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing, add_events
 from shared.problems import ProblemError
 from shared.settings import ServiceSettings
-from shared.telemetry import tracer
+from shared.telemetry import context_from, traceparent_of, tracer
 
 SYSTEM = "system"
 
@@ -85,6 +86,7 @@ async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy
             person_ref=event.envelope.person_ref, hospital_id=calc.hospital_id, district_code=calc.district_code,
             subdistrict_code=calc.subdistrict_code, category=calc.category.value, discharge_date=calc.discharge_date,
             amount=calc.assistance, state=initial.value, calculation=calc.model_dump(mode="json"),
+            traceparent=traceparent_of(event.span),
         )
         rows.append(row)
         audits.append(_audit(case_id, SYSTEM, SYSTEM, "open", None, CaseState.AWAITING_SUBDISTRICT.value))
@@ -142,7 +144,10 @@ async def act_on_case(session: AsyncSession, settings: ServiceSettings, policy: 
     if case is None or (scope_subdistrict and case.subdistrict_code != scope_subdistrict) or (
             scope_district and case.district_code != scope_district):
         raise ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
-    with tracer.start_as_current_span(f"case {action.value}") as span:
+    # The action continues the settlement's trace (one settlement, one trace) and links the clerk's request.
+    request = trace.get_current_span().get_span_context()
+    with tracer.start_as_current_span(f"case {action.value}", context=context_from(case.traceparent),
+                                      links=[trace.Link(request)] if request.is_valid else None) as span:
         span.set_attribute("case.id", str(case.id))
         span.set_attribute("settlement.id", str(case.settlement_id))
         try:

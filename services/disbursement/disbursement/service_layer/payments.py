@@ -18,6 +18,7 @@ from shared.contracts.topics import TRANSFER_SETTLED
 from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing, add_events
 from shared.settings import ServiceSettings
+from shared.telemetry import traceparent_of
 
 
 def _now() -> datetime:
@@ -85,18 +86,13 @@ async def _open_payments(session: AsyncSession, events: list[Event]) -> None:
             "district_code": case.district_code, "amount": case.amount, "status": status.value, "attempt": 1,
             "idempotency_key": idempotency_key(payment_id, 1), "approved_on": case.decided_at.date(),
             "approved_at": case.decided_at, "next_attempt_at": now, "updated_at": now,
-            "traceparent": _traceparent(event.span),
+            "traceparent": traceparent_of(event.span),
         })
     opened = (await session.execute(pg_insert(Payment).values(rows).on_conflict_do_nothing(
         index_elements=["case_id"]).returning(Payment.id, Payment.idempotency_key))).all()
     if opened:
         await session.execute(insert(PaymentAttempt), [
             {"idempotency_key": key, "payment_id": pid, "attempt": 1, "status": "open"} for pid, key in opened])
-
-
-def _traceparent(span: Span) -> str | None:
-    ctx = span.get_span_context()
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01" if ctx.is_valid else None
 
 
 async def _cancel(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:

@@ -4,7 +4,6 @@ import asyncio
 import logging
 
 import orjson
-from opentelemetry import propagate
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select, update
 
@@ -14,7 +13,7 @@ from disbursement.service_layer.payments import apply_bank_results, claim_due, r
 from disbursement.domain.payment import PaymentStatus
 from shared.security.crypto import FieldCipher
 from shared.service import Runtime
-from shared.telemetry import tracer
+from shared.telemetry import context_from, tracer
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +21,8 @@ log = logging.getLogger(__name__)
 async def _send_one(gateway: BankGateway, payment: Payment, payee: dict[str, str], callback_url: str,
                     ) -> BankResult | None:
     """One bank call (with the adapter's own bounded retries). None: the bank is unreachable, try later."""
-    context = propagate.extract({"traceparent": payment.traceparent} if payment.traceparent else {})
-    with tracer.start_as_current_span("bank transfer", context=context, kind=SpanKind.CLIENT) as span:
+    with tracer.start_as_current_span("bank transfer", context=context_from(payment.traceparent),
+                                      kind=SpanKind.CLIENT) as span:
         span.set_attribute("payment.id", str(payment.id))
         span.set_attribute("case.id", str(payment.case_id))
         span.set_attribute("settlement.id", str(payment.settlement_id))

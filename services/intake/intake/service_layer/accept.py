@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from opentelemetry import trace
+from opentelemetry.context import Context
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +74,8 @@ async def accept_settlements(
                            "a settlement id was already used with a different body; nothing was stored",
                            field=str(conflicts[0]["field"]), errors=conflicts)
 
+    request = trace.get_current_span().get_span_context()
+    request_link = [trace.Link(request)] if request.is_valid else None
     results: list[Accepted] = []
     rows: list[dict[str, object]] = []
     events: list[Outgoing] = []
@@ -120,8 +124,8 @@ async def accept_settlements(
             basic_insurance_paid=Decimal(item.basic_insurance_paid),
             critical_illness_paid=Decimal(item.critical_illness_paid),
         )
-        # One span per settlement: the root of its trace from here to the bank.
-        with tracer.start_as_current_span("settlement accepted", end_on_exit=True) as span:
+        # One trace per settlement, from here to the bank: a new root, linked to the hospital's request.
+        with tracer.start_as_current_span("settlement accepted", context=Context(), links=request_link) as span:
             span.set_attribute("settlement.id", str(settlement_id))
             span.set_attribute("person_ref", ref)
             span.set_attribute("hospital.id", hospital_id)
