@@ -112,3 +112,56 @@ async def test_no_personal_data_on_kafka_in_logs_or_in_spans(staff: Staff, otlp:
           f"({sum(map(len, logs))} bytes), {len(spans)} OTLP exports for {len(secrets)} personal values")
     assert len(records) > 0 and len(spans) > 0
     assert not found, f"personal data found: {sorted(w for w, _ in found)}"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples matching the labels."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            if series.split("{")[0] == name and all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+    return total
+
+
+async def test_metrics_move_with_a_small_run(staff: Staff) -> None:
+    import httpx
+
+    async def scrape() -> dict[str, str]:
+        async with httpx.AsyncClient() as http:
+            return {name: (await http.get(f"{getattr(staff.endpoints, name)}/metrics")).text
+                    for name in ("intake", "eligibility", "calculation", "approval", "disbursement")}
+
+    before = await scrape()
+    rng = random.Random(23)
+    people = residents(rng, 3)
+    for p in people:
+        p.category = "extreme_poverty"  # no deductible: every settlement has something to pay
+    officer = staff.client(staff.endpoints.eligibility, "registry_officer")
+    await import_registry(officer, people)
+    await sign_consents(officer, people)
+    hospital = staff.hospital("H003")
+    feed = [settlement(rng, p.patient, f"MT-{i}", discharge=date(2026, 10, 5)) for i, p in enumerate(people)]
+    ids = await push_all(hospital, feed)
+    await wait_statuses(hospital, list(ids), {"calculated"})
+    await asyncio.sleep(5.5)  # the queue gauge refreshes every 5 s
+    waiting = await scrape()
+    await approve(staff, await cases_for(staff, set(ids.values())))
+    await wait_statuses(hospital, list(ids), {"paid"})
+    after = await scrape()
+
+    def moved(service: str, name: str, **labels: str) -> float:
+        return metric(after[service], name, **labels) - metric(before[service], name, **labels)
+
+    assert moved("intake", "medassist_settlements_accepted_total", hospital="H003") == 3
+    assert moved("eligibility", "medassist_eligibility_decisions_total", reason="eligible") == 3
+    assert moved("calculation", "medassist_calculations_total", outcome="assistance") == 3
+    assert moved("approval", "medassist_cases_opened_total") == 3
+    assert moved("approval", "medassist_case_actions_total", action="approve", to_state="approved") == 3
+    assert moved("disbursement", "medassist_payments_opened_total") == 3
+    assert moved("disbursement", "medassist_payments_total", status="settled") == 3
+    assert metric(waiting["approval"], "medassist_approval_queue_depth", state="awaiting_subdistrict") >= 3
+    assert metric(after["eligibility"], "medassist_events_consumed_total", topic="settlement.received") >= 3
+    print("\nmetrics: " + ", ".join(sorted({line.split("{")[0].split(" ")[0] for text in after.values()
+                                             for line in text.splitlines() if line.startswith("medassist_")})))

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from approval.config import ApprovalSettings
 from approval.entrypoints.http import router
 from approval.service_layer.cases import Policy, handle_events
+from approval.service_layer.queues import publish_queue_depth
 from shared.contracts.topics import ASSISTANCE_CALCULATED, TRANSFER_SETTLED
 from shared.messaging.consumer import Handler
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
@@ -31,5 +32,6 @@ def create_app(settings: ApprovalSettings | None = None) -> FastAPI:
         title="Approval: sub-district and district review",
         routers=[router],
         consumers=[ConsumerSpec("approval", [ASSISTANCE_CALCULATED, TRANSFER_SETTLED], handler)],
+        background=[publish_queue_depth],
         on_start=on_start,
     ))

@@ -12,6 +12,7 @@ from approval.adapters.tables import AuditRecord, CaseRecord
 from approval.domain.case import Action, CaseState, RejectReason
 from approval.domain.case import Role as CaseRole
 from approval.service_layer.cases import act_on_case
+from approval.service_layer.queues import queue_depth
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
@@ -180,15 +181,7 @@ async def batch_approve(body: BatchApproveIn, request: Request, clerk: Clerk) ->
 
 
 @router.get("/queues")
-async def queue_depth(request: Request, ops: Ops) -> list[dict[str, Any]]:
+async def queues(request: Request, ops: Ops) -> list[dict[str, Any]]:
     """Open cases per sub-district and state, with the oldest one's age."""
-    query = (select(CaseRecord.subdistrict_code, CaseRecord.state, func.count(), func.min(CaseRecord.created_at))
-             .where(CaseRecord.state.in_([CaseState.AWAITING_SUBDISTRICT.value,  # type: ignore[attr-defined]
-                                          CaseState.AWAITING_DISTRICT.value]))
-             .group_by(CaseRecord.subdistrict_code, CaseRecord.state))
-    if ops.role == Role.district_reviewer:
-        query = query.where(CaseRecord.district_code == ops.district_code)
     async with _runtime(request).db.transaction() as session:
-        rows = (await session.execute(query)).all()
-    return [{"subdistrict_code": s, "state": st, "count": n, "oldest_created_at": oldest.isoformat()}
-            for s, st, n, oldest in rows]
+        return await queue_depth(session, ops.district_code if ops.role == Role.district_reviewer else None)

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from approval.adapters.metrics import CASE_ACTIONS, CASES_OPENED
 from approval.adapters.tables import AuditRecord, CaseRecord
 from approval.domain.case import (
     Action,
@@ -101,6 +102,7 @@ async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy
         pg_insert(CaseRecord).values(values).on_conflict_do_nothing(index_elements=["calculation_id"])
         .returning(CaseRecord.id))).scalars())
     audits = [a for a in audits if a["case_id"] in opened]
+    CASES_OPENED.inc(len(opened))
     if audits:
         await session.execute(insert(AuditRecord), audits)
     await add_events(session, settings, [o for o in outgoing if o.envelope.data["case_id"] in {str(i) for i in opened}])
@@ -128,6 +130,7 @@ async def _apply(session: AsyncSession, settings: ServiceSettings, case: CaseRec
                           .values(state=new.value, updated_at=datetime.now(UTC)))
     await session.execute(insert(AuditRecord).values(**_audit(case.id, actor, role.value, action.value, old.value,
                                                               new.value, reason, comment)))
+    CASE_ACTIONS.labels(action.value, new.value).inc()
     if new in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED) and new != old:
         await add_events(session, settings, [_decided(case, new, reason, span)])
     case.state = new.value

@@ -11,6 +11,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from calculation.adapters.metrics import CALCULATIONS, RECOVERIES
 from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
 from calculation.domain.money_rule import LedgerPosition, SettlementFigures, calculate, release
 from calculation.domain.policy import Policy, select_policy
@@ -129,6 +130,7 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
                     "district_code": data.district_code, "subdistrict_code": data.subdistrict_code}
         if policy is None or data.category is None:
             log.error("no policy for region %s on %s", data.district_code, s.discharge_date)
+            CALCULATIONS.labels("no_policy").inc()
             rows.append({**base_row, "deductible_applied": ZERO, "assistance": ZERO, "status": "no_policy",
                          "breakdown": {"settlement": s.model_dump(mode="json")}})
             continue
@@ -139,6 +141,7 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
                      "deductible_applied": calc.ded_applied, "assistance": calc.assistance,
                      "status": "calculated", "breakdown": {**breakdown, "settlement": s.model_dump(mode="json")}})
         event.span.set_attribute("assistance.amount", str(calc.assistance))
+        CALCULATIONS.labels("assistance" if calc.assistance > 0 else "nothing_to_pay").inc()
         out = ev.AssistanceCalculated(
             calculation_id=calc_id, settlement_id=s.settlement_id, hospital_id=s.hospital_id,
             category=data.category, district_code=data.district_code or "",
@@ -187,6 +190,8 @@ async def _open_recovery(session: AsyncSession, calc: Calculation, amount: Decim
                                    person_ref=calc.person_ref, district_code=calc.district_code, amount=amount,
                                    created_at=datetime.now(UTC))
     inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(Recovery.id))).scalar_one_or_none()
+    if inserted:
+        RECOVERIES.inc()
     return inserted or recovery_id
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from disbursement.adapters.bank import BankResult, BankStatus
+from disbursement.adapters.metrics import PAYMENT_CENTS, PAYMENTS, PAYMENTS_OPENED
 from disbursement.adapters.tables import Payee, Payment, PaymentAttempt
 from disbursement.domain.payment import CANCELLABLE, PaymentStatus, idempotency_key, move
 from shared.contracts import events as ev
@@ -18,7 +19,7 @@ from shared.contracts.topics import TRANSFER_SETTLED
 from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing, add_events
 from shared.settings import ServiceSettings
-from shared.telemetry import traceparent_of
+from shared.telemetry import context_from, traceparent_of, tracer
 
 
 def _now() -> datetime:
@@ -90,6 +91,7 @@ async def _open_payments(session: AsyncSession, events: list[Event]) -> None:
         })
     opened = (await session.execute(pg_insert(Payment).values(rows).on_conflict_do_nothing(
         index_elements=["case_id"]).returning(Payment.id, Payment.idempotency_key))).all()
+    PAYMENTS_OPENED.inc(len(opened))
     if opened:
         await session.execute(insert(PaymentAttempt), [
             {"idempotency_key": key, "payment_id": pid, "attempt": 1, "status": "open"} for pid, key in opened])
@@ -159,8 +161,13 @@ async def apply_bank_results(session: AsyncSession, settings: ServiceSettings,
                               .values(status=new.value, reason=changes["failure_reason"]))
         for name, value in changes.items():
             setattr(payment, name, value)
+        PAYMENTS.labels(new.value).inc()
+        PAYMENT_CENTS.labels(new.value).inc(int(payment.amount * 100))
         if new in (PaymentStatus.SETTLED, PaymentStatus.FAILED):
-            outgoing.append(settled_event(payment, new.value))
+            with tracer.start_as_current_span(f"transfer {new.value}", context=context_from(payment.traceparent)) as span:
+                span.set_attribute("payment.id", str(payment.id))
+                span.set_attribute("settlement.id", str(payment.settlement_id))
+                outgoing.append(settled_event(payment, new.value, span))
     await add_events(session, settings, outgoing)
     return len(outgoing)
 

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from eligibility.adapters.metrics import DECISIONS
 from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod, Screening
 from eligibility.domain.rules import Consent, ConsentLookback, EligibilityDecision, decide
 from eligibility.domain.rules import RegistryPeriod as Period
@@ -75,7 +76,8 @@ def _screening_row(person_ref: str, settlement: SettlementReceived, decision: El
     }
 
 
-def _annotate(span: Span, settlement_id: object, decision: EligibilityDecision) -> None:
+def _annotate(span: Span, settlement_id: object, decision: EligibilityDecision, rescreened: bool = False) -> None:
+    DECISIONS.labels(decision.reason.value, str(rescreened).lower()).inc()
     span.set_attribute("settlement.id", str(settlement_id))
     span.set_attribute("eligibility.reason", decision.reason.value)
 
@@ -133,7 +135,7 @@ async def rescreen_parked(session: AsyncSession, settings: ServiceSettings, look
             continue
         changed.append(_screening_row(screening.person_ref, settlement, decision))
         with tracer.start_as_current_span("settlement rescreened") as span:
-            _annotate(span, settlement.settlement_id, decision)
+            _annotate(span, settlement.settlement_id, decision, rescreened=True)
             data = facts.decided_event(screening.person_ref, settlement, decision, rescreened=True)
             outgoing.append(Outgoing(ELIGIBILITY_DECIDED, Envelope.wrap(
                 data, person_ref=screening.person_ref, producer="eligibility"), span))

@@ -10,6 +10,7 @@ from opentelemetry.context import Context
 from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from intake.adapters.metrics import SETTLEMENTS_ACCEPTED, SETTLEMENTS_DUPLICATE, SETTLEMENTS_REVERSED
 from intake.adapters.tables import JourneyStep, Settlement
 from intake.domain.journey import Journey
 from intake.domain.settlement import SettlementIn
@@ -136,6 +137,8 @@ async def accept_settlements(
         await session.execute(insert(JourneyStep), [{"settlement_id": r["id"], "status": Journey.RECEIVED.value}
                                                     for r in rows])
         await add_events(session, settings, events)
+    SETTLEMENTS_ACCEPTED.labels(hospital_id).inc(len(rows))
+    SETTLEMENTS_DUPLICATE.labels(hospital_id).inc(len(results) - len(rows))
     return results
 
 
@@ -169,4 +172,5 @@ async def reverse_settlement(
         await add_events(session, settings, [Outgoing(
             SETTLEMENT_RECEIVED, Envelope.wrap(data, person_ref=settlement.person_ref, producer="intake"), span)])
     settlement.status = Journey.REVERSED.value
+    SETTLEMENTS_REVERSED.labels(hospital_id).inc()
     return settlement
