@@ -183,3 +183,36 @@ class OtlpReceiver:
 def _otlp_value(value: object) -> object:
     kind = value.WhichOneof("value")  # type: ignore[attr-defined]
     return getattr(value, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else str(value)
+
+
+SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
+
+
+async def start_services(prefix: str, db_prefix: str, env: dict[str, str] | None = None,
+                         per_service: dict[str, dict[str, str]] | None = None) -> tuple[dict[str, str], list[ServiceProcess]]:
+    """The bank simulator and every service as processes on free ports, with fresh databases and topics.
+
+    Returns ({name: url}, processes); the caller stops the processes.
+    """
+    ports = {name: free_port() for name in (*SERVICES, "bank")}
+    for name in SERVICES:
+        await prepare(ServiceSettings(service_name=name, topic_prefix=prefix, database_name=f"{db_prefix}_{name}"))
+    common = {"TOPIC_PREFIX": prefix, **(env or {})}
+    processes = [ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(ports["bank"]),
+                                                    **(per_service or {}).get("bank", {})}, ports["bank"])]
+    for name in SERVICES:
+        service_env = {**common, "DATABASE_NAME": f"{db_prefix}_{name}", **(per_service or {}).get(name, {})}
+        if name == "disbursement":
+            service_env = {"BANK_BASE_URL": f"http://127.0.0.1:{ports['bank']}",
+                           "CALLBACK_BASE_URL": f"http://127.0.0.1:{ports['disbursement']}", **service_env}
+        processes.append(ServiceProcess(name, service_env, ports[name]))
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            await process.wait_ready(120)
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
+    return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, processes

@@ -136,6 +136,12 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
         """Every transfer booked for one remittance text (tests prove a case was never paid twice)."""
         return [t.public() for t in books.transfers.values() if t.remittance == remittance_info]
 
+    @app.get("/admin/transfers/all")
+    async def all_transfers() -> list[dict[str, object]]:
+        """Every booking with when it arrived (the benchmark measures latency up to the bank call)."""
+        return [{"remittance_info": t.remittance, "received_at": t.received_at, "status": t.status}
+                for t in books.transfers.values()]
+
     @app.get("/healthz")
     @app.get("/readyz")
     async def health() -> dict[str, str]:

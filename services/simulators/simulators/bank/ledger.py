@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import random
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ class Transfer:
     reference: str = field(default_factory=lambda: f"BK{uuid.uuid4().hex[:16].upper()}")
     status: str = "accepted"
     reason: str | None = None
+    received_at: float = field(default_factory=time.time)
 
     def public(self) -> dict[str, str | None]:
         return {"idempotency_key": self.key, "bank_reference": self.reference, "status": self.status,
