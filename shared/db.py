@@ -19,6 +19,7 @@ class Database:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_pre_ping=True,
+            hide_parameters=True,  # errors must not carry row values into logs (they may be personal data)
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 

@@ -91,6 +91,11 @@ class ServiceProcess:
                     raise TimeoutError(f"{self.module} not ready; see {self.log_path}")
                 await asyncio.sleep(0.3)
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def kill(self) -> None:
         if self._proc is not None:
             self._proc.kill()

@@ -4,6 +4,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, date, datetime
 
 import orjson
@@ -81,23 +82,27 @@ async def import_registry(session: AsyncSession, settings: ServiceSettings, keys
                 payee_events.append(Outgoing(REGISTRY_PAYEE, Envelope.wrap(data, person_ref=ref,
                                                                            producer="eligibility")))
         person_rows.append(row)
-    if person_rows:
-        stmt = insert(Person).values(person_rows)
+    for chunk in _chunks(person_rows):  # PostgreSQL takes at most 32767 parameters per statement
+        stmt = insert(Person).values(chunk)
         await session.execute(stmt.on_conflict_do_update(
             index_elements=[Person.person_ref],
-            set_={c: stmt.excluded[c] for c in person_rows[0] if c != "person_ref"},
+            set_={c: stmt.excluded[c] for c in chunk[0] if c != "person_ref"},
         ))
     period_rows = [{"person_ref": person_ref(keys.pepper, r.national_id), "category": r.category.value,
                     "valid_from": r.valid_from, "valid_to": r.valid_to} for r in records]
     period_rows = list({(p["person_ref"], p["category"], p["valid_from"]): p for p in period_rows}.values())
-    if period_rows:
-        stmt = insert(RegistryPeriod).values(period_rows)
+    for chunk in _chunks(period_rows):
+        stmt = insert(RegistryPeriod).values(chunk)
         await session.execute(stmt.on_conflict_do_update(
             constraint="uq_registry_period", set_={"valid_to": stmt.excluded.valid_to}))
     await add_events(session, settings, payee_events)
     rescreened = await rescreen_parked(session, settings, lookback, by_ref)
     return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), len(payee_events),
                         rescreened)
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> list[list[dict[str, Any]]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
 async def sign_consent(session: AsyncSession, settings: ServiceSettings, pepper: bytes, lookback: ConsentLookback,

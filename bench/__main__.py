@@ -1,0 +1,338 @@
+"""`make bench`: throughput and latency of the system against the raw Kafka limit (DESIGN.md section 10).
+
+python -m bench [--registry 100000] [--screening 20000] [--pipeline 5000] [--consented 2000] [--seed 7]
+
+Runs, on the local Kafka and PostgreSQL, with every service as its own process (bench databases, a fresh
+topic prefix, bench-only auto-approval):
+  1. baseline   raw aiokafka produce -> consume of messages the size of a settlement event
+  2. screening  settlements over HTTP (batches, concurrent), acceptance -> eligibility decided
+  3. pipeline   acceptance -> bank call, p50/p95/p99
+  4. peak RSS of each service process
+Prints one table and writes it as JSON under bench/results/. Fails only if a settlement is lost or
+duplicated (count in = count out), never on a figure.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.contracts.envelope import Envelope
+from shared.contracts.topics import CASE_DECIDED, ELIGIBILITY_DECIDED
+from shared.security.staff_auth import mint_dev_token
+from shared.settings import ServiceSettings
+from shared.testing import ServiceProcess, stack_available, start_services, unique_prefix
+from simulators.hospital.client import IntakeClient
+from simulators.hospital.feed import Patient, national_id, settlement
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GOALS = {"screening_per_s": 3000, "pipeline_per_s": 1000, "pipeline_p99_ms": 500, "rss_mb": 200}
+
+
+class TopicWatch:
+    """Reads a topic from the start in the background, recording when each event was seen."""
+
+    def __init__(self, settings: ServiceSettings, topic: str, key: Callable[[Envelope], str | None]) -> None:
+        self.seen: dict[str, float] = {}
+        self.duplicates = 0
+        self.payloads: dict[str, Any] = {}
+        self._consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap_servers,
+                                          auto_offset_reset="earliest", enable_auto_commit=False,
+                                          max_poll_records=2000)
+        self._key = key
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for records in batch.values():
+                for record in records:
+                    envelope = Envelope.from_bytes(record.value)
+                    key = self._key(envelope)
+                    if key is None:
+                        continue
+                    if key in self.seen:
+                        self.duplicates += 1
+                    else:
+                        self.seen[key] = now
+                        self.payloads[key] = envelope.data
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def baseline(settings: ServiceSettings, messages: int, size: int) -> float:
+    """Messages per second through the same broker with the same safety settings, nothing else."""
+    topic = f"{settings.topic_prefix}baseline"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])  # like the real topics
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True,
+                                acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=topic,
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000)
+    await producer.start()
+    payload = b"x" * size
+    await producer.send_and_wait(topic, payload, key=b"warm-up")
+    await consumer.start()
+    start = time.perf_counter()
+    futures = [await producer.send(topic, payload, key=str(i % 10_000).encode()) for i in range(messages)]
+    received = 0
+    while received < messages + 1:
+        batch = await consumer.getmany(timeout_ms=500)
+        received += sum(len(r) for r in batch.values())
+        if batch:
+            await consumer.commit()
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*futures)
+    await consumer.stop()
+    await producer.stop()
+    return messages / elapsed
+
+
+def peak_rss_mb(process: ServiceProcess) -> float:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return kb / 1024
+
+
+async def timed(label: str, step: Awaitable[Any]) -> Any:
+    start = time.perf_counter()
+    result = await step
+    print(f"  {label}: {time.perf_counter() - start:.1f}s", flush=True)
+    return result
+
+
+async def push(clients: list[IntakeClient], feed: list[dict[str, Any]], batch: int, concurrency: int
+               ) -> dict[str, tuple[str, float]]:
+    """Push the feed in batches, `concurrency` at a time; hospital_settlement_id -> (settlement_id, accepted at)."""
+    accepted: dict[str, tuple[str, float]] = {}
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for start in range(0, len(feed), batch):
+        queue.put_nowait(feed[start:start + batch])
+
+    async def worker(client: IntakeClient) -> None:
+        while not queue.empty():
+            items = queue.get_nowait()
+            response = await client.push_batch(items)
+            response.raise_for_status()
+            now = time.time()
+            for r in response.json()["results"]:
+                accepted[r["hospital_settlement_id"]] = (r["settlement_id"], now)
+
+    await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(concurrency)))
+    return accepted
+
+
+async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    prefix = unique_prefix("bench")
+    settings = ServiceSettings(topic_prefix=prefix)
+    if not await stack_available(settings):
+        raise SystemExit("PostgreSQL is not reachable: run `make up` (make bench does it)")
+    print(f"bench: registry={args.registry} screening={args.screening} pipeline={args.pipeline} seed={args.seed}")
+    urls, processes = await timed("start services", start_services(
+        prefix, "bench", env={"LOG_LEVEL": "WARNING"},
+        per_service={"approval": {"BENCH_AUTO_APPROVE": "true"}, "bank": {"BANK_SIM_SETTLE_DELAY_MS": "20"}}))
+    secret = ServiceSettings().jwt_secret.get_secret_value()
+    officer = httpx.AsyncClient(base_url=urls["eligibility"], timeout=300, headers={
+        "Authorization": f"Bearer {mint_dev_token(secret, 'bench', 'registry_officer')}"})
+    hospitals = [IntakeClient(urls["intake"], h, f"dev-secret-{h}", timeout=300) for h in ("H001", "H002", "H003")]
+    decided = TopicWatch(settings, ELIGIBILITY_DECIDED,
+                         lambda e: e.data["settlement"]["settlement_id"] if e.event_type == "EligibilityDecided" else None)
+    cases = TopicWatch(settings, CASE_DECIDED, lambda e: e.data["settlement_id"])
+    try:
+        sample = Envelope.wrap(settlement_event_sample(), person_ref="a" * 64, producer="intake").to_bytes()
+        base = await timed("baseline", baseline(settings, args.baseline, len(sample)))
+
+        consented = [Patient(national_id(rng, "310110"), f"受益人{i}") for i in range(args.consented)]
+        others = [Patient(national_id(rng, "310110"), f"登记人{i}") for i in range(args.registry - args.consented)]
+
+        async def load_registry() -> None:
+            records = [{"national_id": p.national_id, "name": p.name, "category": "extreme_poverty",
+                        "district_code": "310110", "subdistrict_code": "310110001", "valid_from": "2026-01-01",
+                        "bank_account": f"6222{i:012d}1"} for i, p in enumerate(consented)]
+            records += [{"national_id": p.national_id, "name": p.name, "category": "low_income",
+                         "district_code": "310110", "subdistrict_code": "310110002", "valid_from": "2026-01-01"}
+                        for p in others]
+            for start in range(0, len(records), 5000):
+                (await officer.post("/v1/registry/import", json={"records": records[start:start + 5000]})
+                 ).raise_for_status()
+            sem = asyncio.Semaphore(16)
+
+            async def consent(p: Patient) -> None:
+                async with sem:
+                    (await officer.post("/v1/consents", json={"national_id": p.national_id,
+                                                              "signed_on": "2026-01-01"})).raise_for_status()
+
+            await asyncio.gather(*(consent(p) for p in consented))
+
+        await timed(f"registry of {args.registry} people, {args.consented} consents", load_registry())
+        await decided.start()
+        await cases.start()
+
+        def feed_of(n: int, eligible_share: float, tag: str) -> list[dict[str, Any]]:
+            out = []
+            for i in range(n):
+                pool = consented if rng.random() < eligible_share else others
+                out.append(settlement(rng, rng.choice(pool), f"{tag}-{i:07d}",
+                                      discharge=date(2026, 1, 2) + timedelta(days=rng.randrange(300))))
+            return out
+
+        screening_feed = feed_of(args.screening, 0.05, "SCR")
+        start = time.time()
+        accepted = await timed(f"screening: push {args.screening}", push(hospitals, screening_feed, 500, 6))
+        ids = {sid for sid, _ in accepted.values()}
+        await timed("screening: wait for every decision",
+                    wait_until(lambda: ids <= decided.seen.keys(), 600, "screening decisions"))
+        first_accept = min(t for _, t in accepted.values())
+        screening_rate = len(ids) / (max(decided.seen[i] for i in ids) - first_accept)
+        screening_lost = len(ids - decided.seen.keys())
+
+        bank = httpx.AsyncClient(base_url=urls["bank"], timeout=120)
+        pipeline_feed = feed_of(args.pipeline, 1.0, "PIP")
+        accepted_p = await timed(f"pipeline: push {args.pipeline}", push(hospitals, pipeline_feed, 250, 4))
+        pids = {sid: t for sid, t in accepted_p.values()}
+        await timed("pipeline: wait for every case",
+                    wait_until(lambda: pids.keys() <= cases.seen.keys() | nothing_to_pay(decided, pids), 600,
+                               "cases"))
+        case_of = {sid: cases.payloads[sid]["case_id"] for sid in pids if sid in cases.payloads}
+
+        async def bank_has_all() -> dict[str, dict[str, Any]]:
+            rows = (await bank.get("/admin/transfers/all")).json()
+            return {r["remittance_info"].rsplit(" ", 1)[-1]: r for r in rows}
+
+        transfers: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            transfers = await bank_has_all()
+            if all(c in transfers for c in case_of.values()):
+                break
+            await asyncio.sleep(0.5)
+        latencies = [(transfers[case_of[s]]["received_at"] - pids[s]) * 1000 for s in case_of if case_of[s] in transfers]
+        all_rows = (await bank.get("/admin/transfers/all")).json()
+        per_case: dict[str, int] = {}
+        for r in all_rows:
+            per_case[r["remittance_info"]] = per_case.get(r["remittance_info"], 0) + 1
+        paid_twice = sum(1 for n in per_case.values() if n > 1)
+        pipeline_rate = len(latencies) / (max(transfers[case_of[s]]["received_at"] for s in case_of)
+                                          - min(pids.values())) if latencies else 0.0
+        rss = {p.module.split(".")[-1]: round(peak_rss_mb(p), 1) for p in processes}
+        await bank.aclose()
+    finally:
+        await decided.stop()
+        await cases.stop()
+        await officer.aclose()
+        for h in hospitals:
+            await h.aclose()
+        for p in processes:
+            p.stop()
+
+    result = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sizes": {"registry": args.registry, "screening": args.screening, "pipeline": args.pipeline,
+                  "consented": args.consented, "seed": args.seed},
+        "baseline_msgs_per_s": round(base, 1),
+        "screening_per_s": round(screening_rate, 1),
+        "pipeline_per_s": round(pipeline_rate, 1),
+        "pipeline_latency_ms": {"p50": round(percentile(latencies, 50), 1), "p95": round(percentile(latencies, 95), 1),
+                                "p99": round(percentile(latencies, 99), 1)} if latencies else {},
+        "peak_rss_mb": rss,
+        "checks": {"screening_lost": screening_lost, "screening_duplicate_decisions": decided.duplicates,
+                   "pipeline_cases": len(case_of), "pipeline_bank_calls": len(latencies),
+                   "cases_paid_twice": paid_twice},
+    }
+    return result
+
+
+def nothing_to_pay(decided: TopicWatch, pids: dict[str, float]) -> set[str]:
+    """Pipeline settlements that open no case: none in this benchmark (extreme poverty, no deductible)."""
+    return set()
+
+
+def settlement_event_sample() -> Any:
+    from decimal import Decimal
+
+    from shared.contracts.events import SettlementReceived
+
+    return SettlementReceived(settlement_id=uuid.uuid4(), hospital_id="H001", hospital_settlement_id="SCR-0000001",
+                              hospital_level=2, visit_type="inpatient", admission_date=date(2026, 3, 1),
+                              discharge_date=date(2026, 3, 9), total_amount=Decimal("12345.67"),
+                              policy_scope_amount=Decimal("11000.00"), basic_insurance_paid=Decimal("6000.00"),
+                              critical_illness_paid=Decimal("1000.00"))
+
+
+def report(result: dict[str, Any]) -> None:
+    base = result["baseline_msgs_per_s"]
+    rows = [
+        ("raw Kafka produce->consume (msgs/s)", base, 1.0, "-"),
+        ("screening: accepted -> decided (/s)", result["screening_per_s"], result["screening_per_s"] / base,
+         f">= {GOALS['screening_per_s']}"),
+        ("full pipeline: accepted -> bank call (/s)", result["pipeline_per_s"], result["pipeline_per_s"] / base,
+         f">= {GOALS['pipeline_per_s']}"),
+    ]
+    for p in ("p50", "p95", "p99"):
+        rows.append((f"pipeline latency {p} (ms)", result["pipeline_latency_ms"].get(p, float("nan")), None,
+                     f"<= {GOALS['pipeline_p99_ms']}" if p == "p99" else "-"))
+    for name, mb in result["peak_rss_mb"].items():
+        rows.append((f"peak RSS {name} (MB)", mb, None, f"<= {GOALS['rss_mb']}"))
+    print(f"\n{'figure':<44} {'value':>10} {'x baseline':>11}  goal")
+    for label, value, ratio, goal in rows:
+        print(f"{label:<44} {value:>10.1f} {'' if ratio is None else f'{ratio:.3f}':>11}  {goal}")
+    print(f"\nchecks: {result['checks']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", type=int, default=100_000)
+    parser.add_argument("--consented", type=int, default=2_000)
+    parser.add_argument("--screening", type=int, default=20_000)
+    parser.add_argument("--pipeline", type=int, default=5_000)
+    parser.add_argument("--baseline", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    report(result)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-{result['when'].replace(':', '')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {path}")
+    checks = result["checks"]
+    if checks["screening_lost"] or checks["cases_paid_twice"] or checks["pipeline_bank_calls"] != checks["pipeline_cases"]:
+        raise SystemExit("the pipeline lost or duplicated settlements during the run")
+
+
+if __name__ == "__main__":
+    main()
