@@ -9,7 +9,7 @@ from disbursement.adapters.rest_bank import RestBankGateway
 from disbursement.config import DisbursementSettings
 from disbursement.entrypoints.http import router
 from disbursement.service_layer.payments import handle_events
-from disbursement.service_layer.sender import resolve_open_payments, send_due_payments
+from disbursement.service_layer.sender import Hints, resolve_open_payments, send_due_payments
 from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
@@ -22,6 +22,7 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
     settings = settings or DisbursementSettings()
 
     async def on_start(runtime: Runtime) -> None:
+        runtime.extras["hints"] = Hints()
         runtime.extras["payee_cipher"] = FieldCipher.from_config(settings.payee_keys.get_secret_value(),
                                                                  active=settings.payee_active_key_id)
         if settings.bank_adapter == "iso20022":

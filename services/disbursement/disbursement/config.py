@@ -1,5 +1,7 @@
 from typing import Literal
 
+from pydantic import SecretStr
+
 from shared.settings import ServiceSettings
 
 
@@ -14,9 +16,13 @@ class DisbursementSettings(ServiceSettings):
     bank_backoff_max_s: float = 5.0
     bank_concurrency: int = 32
     callback_base_url: str = "http://127.0.0.1:8005"
+    bank_callback_secret: SecretStr = SecretStr("dev-bank-callback-secret")
     worker_batch: int = 200
     worker_idle_s: float = 0.05
     poll_after_s: float = 5.0
+    sending_stale_s: float = 60.0
+    """A payment still `sending` after this long was left by a crash: ask the bank, then re-send if unknown.
+    Longer than a bank call with all its retries, so a live call is never mistaken for a crashed one."""
     resend_backoff_s: float = 5.0
     debtor_account: str = "310110000000000001"
     debtor_name: str = "Yangpu District Medical Assistance Centre"

@@ -6,7 +6,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
-import httpx
+import asyncio
+
+import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 T = TypeVar("T")
@@ -66,10 +68,23 @@ class Ambiguous(Exception):
     """The request may or may not have reached the bank (timeout, connection dropped after sending)."""
 
 
+class BankServerError(Exception):
+    """The bank answered 5xx or 429: it did not take the request; try again."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"http_{status}")
+        self.status = status
+
+
 def transient(exc: BaseException) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code >= 500 or exc.response.status_code == 429
-    return isinstance(exc, (httpx.TransportError, Ambiguous))
+    return isinstance(exc, (BankServerError, Ambiguous, aiohttp.ClientConnectionError, asyncio.TimeoutError))
+
+
+def http_session(base_url: str, timeout_s: float, connections: int = 64) -> aiohttp.ClientSession:
+    """aiohttp, not httpx, for the bank: measured 4,478 vs 347 requests/s against the simulator
+    (docs/decisions/0011-aiohttp-for-the-bank.md). Create it inside the running event loop."""
+    return aiohttp.ClientSession(base_url=base_url, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                                 connector=aiohttp.TCPConnector(limit=connections))
 
 
 async def with_retries(call: Callable[[], Awaitable[T]], *, max_attempts: int, initial_s: float, max_s: float) -> T:

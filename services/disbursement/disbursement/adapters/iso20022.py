@@ -10,14 +10,18 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import httpx
+import asyncio
+
+import aiohttp
 
 from disbursement.adapters.bank import (
     Ambiguous,
     BankRejected,
     BankResult,
+    BankServerError,
     BankStatus,
     PaymentInstruction,
+    http_session,
     with_retries,
 )
 
@@ -93,9 +97,16 @@ class Iso20022BankGateway:
 
     def __init__(self, base_url: str, debtor_account: str, debtor_name: str, timeout_s: float = 5.0,
                  max_attempts: int = 4, backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+        self._base_url, self._timeout_s = base_url, timeout_s
+        self._http: aiohttp.ClientSession | None = None
         self._debtor = {"debtor_account": debtor_account, "debtor_name": debtor_name}
         self._retry = {"max_attempts": max_attempts, "initial_s": backoff_initial_s, "max_s": backoff_max_s}
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = http_session(self._base_url, self._timeout_s)
+        return self._http
 
     async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> dict[str, BankResult]:
         """One pain.001 for many attempts; the bank deduplicates by EndToEndId, so a re-sent batch is safe."""
@@ -110,15 +121,16 @@ class Iso20022BankGateway:
                 if len(known) == len(instructions):
                     return known
             try:
-                response = await self._http.post("/iso20022/pain.001", content=document,
-                                                  headers={"Content-Type": "application/xml"})
-            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                async with self.http.post("/iso20022/pain.001", data=document,
+                                          headers={"Content-Type": "application/xml"}) as response:
+                    if 400 <= response.status < 500 and response.status != 429:
+                        raise BankRejected(f"http_{response.status}")
+                    if response.status >= 500 or response.status == 429:
+                        raise BankServerError(response.status)
+                    return parse_pain002(await response.read())
+            except (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
                 ambiguous = True
                 raise Ambiguous(type(exc).__name__) from exc
-            if 400 <= response.status_code < 500:
-                raise BankRejected(f"http_{response.status_code}")
-            response.raise_for_status()
-            return parse_pain002(response.content)
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 
@@ -126,11 +138,16 @@ class Iso20022BankGateway:
         return (await self.submit_batch([instruction]))[instruction.idempotency_key]
 
     async def status(self, idempotency_key: str) -> BankResult | None:
-        response = await self._http.get("/iso20022/pain.002", params={"end_to_end_id": idempotency_key})
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return parse_pain002(response.content).get(idempotency_key)
+        async def once() -> BankResult | None:
+            async with self.http.get("/iso20022/pain.002", params={"end_to_end_id": idempotency_key}) as response:
+                if response.status == 404:
+                    return None
+                if response.status >= 500 or response.status == 429:
+                    raise BankServerError(response.status)
+                return parse_pain002(await response.read()).get(idempotency_key)
+
+        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()

@@ -1,18 +1,23 @@
 """REST bank adapter (the project's bank simulator speaks it): Idempotency-Key on every transfer."""
 
-import httpx
+import asyncio
+from typing import Any
+
+import aiohttp
 
 from disbursement.adapters.bank import (
     Ambiguous,
     BankRejected,
     BankResult,
+    BankServerError,
     BankStatus,
     PaymentInstruction,
+    http_session,
     with_retries,
 )
 
 
-def _result(body: dict) -> BankResult:  # type: ignore[type-arg]
+def _result(body: dict[str, Any]) -> BankResult:
     return BankResult(body["idempotency_key"], body.get("bank_reference"), BankStatus(body["status"]),
                       body.get("reason"))
 
@@ -20,9 +25,15 @@ def _result(body: dict) -> BankResult:  # type: ignore[type-arg]
 class RestBankGateway:
     def __init__(self, base_url: str, timeout_s: float = 2.0, max_attempts: int = 4, backoff_initial_s: float = 0.2,
                  backoff_max_s: float = 5.0) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
-                                       limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self._base_url, self._timeout_s = base_url, timeout_s
+        self._http: aiohttp.ClientSession | None = None
         self._retry = {"max_attempts": max_attempts, "initial_s": backoff_initial_s, "max_s": backoff_max_s}
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = http_session(self._base_url, self._timeout_s)
+        return self._http
 
     async def submit(self, instruction: PaymentInstruction) -> BankResult:
         """Send one transfer. After an ambiguous failure the bank is asked by key before anything is re-sent."""
@@ -38,35 +49,38 @@ class RestBankGateway:
                 if known is not None:
                     return known
             try:
-                response = await self._http.post("/v1/transfers", json=body,
-                                                  headers={"Idempotency-Key": instruction.idempotency_key})
-            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                ambiguous = True
+                async with self.http.post("/v1/transfers", json=body,
+                                          headers={"Idempotency-Key": instruction.idempotency_key}) as response:
+                    if 400 <= response.status < 500 and response.status != 429:
+                        raise BankRejected(await _reason(response))
+                    if response.status >= 500 or response.status == 429:
+                        raise BankServerError(response.status)
+                    return _result(await response.json())
+            except (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+                ambiguous = True  # it may have been booked: ask before sending again
                 raise Ambiguous(type(exc).__name__) from exc
-            if 400 <= response.status_code < 500 and response.status_code != 429:
-                raise BankRejected(_reason(response))
-            response.raise_for_status()
-            return _result(response.json())
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 
     async def status(self, idempotency_key: str) -> BankResult | None:
         """What the bank knows of an attempt, or None when it never received it."""
         async def once() -> BankResult | None:
-            response = await self._http.get(f"/v1/transfers/{idempotency_key}")
-            if response.status_code == 404:
-                return None
-            response.raise_for_status()
-            return _result(response.json())
+            async with self.http.get(f"/v1/transfers/{idempotency_key}") as response:
+                if response.status == 404:
+                    return None
+                if response.status >= 500 or response.status == 429:
+                    raise BankServerError(response.status)
+                return _result(await response.json())
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
 
-def _reason(response: httpx.Response) -> str:
+async def _reason(response: aiohttp.ClientResponse) -> str:
     try:
-        return str(response.json().get("code") or f"http_{response.status_code}")
-    except ValueError:
-        return f"http_{response.status_code}"
+        return str((await response.json()).get("code") or f"http_{response.status}")
+    except (aiohttp.ContentTypeError, ValueError):
+        return f"http_{response.status}"

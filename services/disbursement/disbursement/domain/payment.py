@@ -21,7 +21,9 @@ class IllegalPaymentTransition(ValueError):
 
 _ALLOWED: dict[PaymentStatus, set[PaymentStatus]] = {
     PaymentStatus.AWAITING_ACCOUNT: {PaymentStatus.PENDING, PaymentStatus.CANCELLED},
-    PaymentStatus.PENDING: {PaymentStatus.SENDING, PaymentStatus.CANCELLED, PaymentStatus.AWAITING_ACCOUNT},
+    # pending -> accepted/settled/failed: the bank's word on an attempt queued to be sent again arrived first
+    PaymentStatus.PENDING: {PaymentStatus.SENDING, PaymentStatus.CANCELLED, PaymentStatus.AWAITING_ACCOUNT,
+                            PaymentStatus.ACCEPTED, PaymentStatus.SETTLED, PaymentStatus.FAILED},
     PaymentStatus.SENDING: {PaymentStatus.ACCEPTED, PaymentStatus.SETTLED, PaymentStatus.FAILED,
                             PaymentStatus.PENDING},
     PaymentStatus.ACCEPTED: {PaymentStatus.SETTLED, PaymentStatus.FAILED},

@@ -184,18 +184,30 @@ async def claim_due(session: AsyncSession, limit: int) -> list[Payment]:
     return due
 
 
-async def retry_later(session: AsyncSession, keys: list[str], delay_s: float) -> None:
-    """The bank could not be reached: the same attempt (same key) goes again later."""
+async def retry_later(session: AsyncSession, keys: list[str], delay_s: float, stale_before: datetime | None = None
+                      ) -> None:
+    """The bank could not be reached (or never got it): the same attempt (same key) goes again later.
+
+    With `stale_before`, only rows left `sending` since before then: never a call still in progress.
+    """
     if keys:
-        later = _now() + timedelta(seconds=delay_s)
-        await session.execute(update(Payment).where(Payment.idempotency_key.in_(keys),  # type: ignore[attr-defined]
-                                                    Payment.status == PaymentStatus.SENDING.value)
-                              .values(status=PaymentStatus.PENDING.value, next_attempt_at=later, updated_at=_now()))
+        now = _now()
+        conditions = [Payment.idempotency_key.in_(keys), Payment.status == PaymentStatus.SENDING.value]  # type: ignore[attr-defined]
+        if stale_before is not None:
+            conditions.append(Payment.updated_at < stale_before)  # type: ignore[arg-type]
+        await session.execute(update(Payment).where(*conditions).values(
+            status=PaymentStatus.PENDING.value, next_attempt_at=now + timedelta(seconds=delay_s), updated_at=now))
 
 
-async def unresolved(session: AsyncSession, older_than_s: float, limit: int = 500) -> list[str]:
-    """Keys the bank owes us an answer on: accepted without a final word, or left `sending` by a crash."""
-    cutoff = _now() - timedelta(seconds=older_than_s)
-    return list((await session.execute(select(Payment.idempotency_key).where(
-        Payment.status.in_([PaymentStatus.ACCEPTED.value, PaymentStatus.SENDING.value]),  # type: ignore[attr-defined]
-        Payment.updated_at < cutoff).limit(limit))).scalars())
+async def unresolved(session: AsyncSession, accepted_after_s: float, sending_after_s: float,
+                     limit: int = 500) -> tuple[list[str], list[str]]:
+    """Keys the bank owes us an answer on: (accepted without a final word, left `sending` by a crash)."""
+    now = _now()
+    rows = (await session.execute(select(Payment.idempotency_key, Payment.status).where(
+        ((Payment.status == PaymentStatus.ACCEPTED.value)
+         & (Payment.updated_at < now - timedelta(seconds=accepted_after_s)))  # type: ignore[operator]
+        | ((Payment.status == PaymentStatus.SENDING.value)
+           & (Payment.updated_at < now - timedelta(seconds=sending_after_s)))  # type: ignore[operator]
+    ).limit(limit))).all()
+    return ([k for k, s in rows if s == PaymentStatus.ACCEPTED.value],
+            [k for k, s in rows if s == PaymentStatus.SENDING.value])

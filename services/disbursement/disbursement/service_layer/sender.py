@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from opentelemetry.trace import SpanKind
@@ -85,25 +86,57 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
             await asyncio.sleep(1)
 
 
+class Hints:
+    """What the bank's signed callbacks said, waiting for the resolver's next pass (one transaction for all)."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, BankResult] = {}
+        self.event = asyncio.Event()
+
+    def report(self, result: BankResult) -> None:
+        self.results[result.idempotency_key] = result
+        self.event.set()
+
+    def take(self) -> list[BankResult]:
+        results, self.results = list(self.results.values()), {}
+        self.event.clear()
+        return results
+
+
 async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
     """Ask the bank, by key, about attempts with no final word; never re-send what the bank already has."""
     settings = runtime.settings
     gateway: BankGateway = runtime.extras["bank"]
+    hints: Hints = runtime.extras["hints"]
+    semaphore = asyncio.Semaphore(settings.bank_concurrency)
+
+    async def ask(key: str) -> BankResult | None:
+        async with semaphore:
+            return await gateway.status(key)
+
     while not stopping.is_set():
         try:
+            reported = hints.take()
             async with runtime.db.transaction() as session:
-                keys = await unresolved(session, settings.poll_after_s)
-            answers = await asyncio.gather(*(gateway.status(k) for k in keys), return_exceptions=True)
+                await apply_bank_results(session, settings, reported)
+                accepted, stale = await unresolved(session, settings.poll_after_s, settings.sending_stale_s)
+            keys = sorted(set(accepted) | set(stale))
+            asked_at = datetime.now(UTC) - timedelta(seconds=settings.sending_stale_s)
+            answers = await asyncio.gather(*(ask(k) for k in keys), return_exceptions=True)
             known = [a for a in answers if isinstance(a, BankResult)]
-            unknown = [k for k, a in zip(keys, answers) if a is None]
+            unknown = [k for k, a in zip(keys, answers) if a is None and k in stale]
+            if reported:
+                runtime.relay.wake()
             if known or unknown:
                 async with runtime.db.transaction() as session:
                     await apply_bank_results(session, settings, known)
-                    await retry_later(session, unknown, 0)  # the bank never got it: send again, same key
+                    # Left `sending` by a crash and unknown to the bank: send again, same key.
+                    await retry_later(session, unknown, 0, stale_before=asked_at)
                 runtime.relay.wake()
         except Exception:
             log.exception("payment resolver pass failed; retrying")
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        try:  # the next pass: as soon as callbacks arrive (a little later, to gather several), or in a second
+            await asyncio.wait_for(hints.event.wait(), timeout=1.0)
+            await asyncio.sleep(0.05)
         except TimeoutError:
             pass

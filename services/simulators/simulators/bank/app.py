@@ -1,11 +1,14 @@
 """The bank simulator's HTTP API."""
 
 import asyncio
+import hashlib
+import hmac
+import json
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +31,7 @@ class TransferIn(BaseModel):
 def create_app(settings: BankSettings | None = None) -> FastAPI:
     settings = settings or BankSettings()
     books = Books(settings.faults(), settings.seed)
-    callbacks = httpx.AsyncClient(timeout=5)
+    sessions: list[aiohttp.ClientSession] = []  # created in the running loop on first use
     reports: dict[str, list[str]] = {}
     app = FastAPI(title="Bank simulator")
     app.state.books = books
@@ -39,11 +42,17 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
         books.stats[f"status_{transfer.status}"] += 1
         if transfer.callback_url:
             times = 2 if books.chance(books.faults.duplicate_callback_rate) else 1
+            body = json.dumps(transfer.public()).encode()
+            signature = hmac.new(settings.callback_secret.encode(), body, hashlib.sha256).hexdigest()
+            if not sessions:
+                sessions.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)))
             for _ in range(times):
                 try:
-                    await callbacks.post(transfer.callback_url, json=transfer.public())
+                    async with sessions[0].post(transfer.callback_url, data=body, headers={
+                            "Content-Type": "application/json", "X-Bank-Signature": signature}) as response:
+                        await response.read()
                     books.stats["callbacks_sent"] += 1
-                except httpx.HTTPError:
+                except (aiohttp.ClientError, asyncio.TimeoutError):
                     books.stats["callbacks_failed"] += 1  # the payer polls by key anyway
 
     def schedule(transfer: Transfer) -> None:

@@ -28,6 +28,7 @@ class BankSettings(BaseSettings):
     timeout_sleep_ms: int = 5000
     duplicate_callback_rate: float = 0.0
     settle_delay_ms: int = 50
+    callback_secret: str = "dev-bank-callback-secret"
 
     def faults(self) -> Faults:
         return Faults(latency_ms=self.latency_ms, error_rate=self.error_rate, timeout_rate=self.timeout_rate,
