@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WITH_ENV := source deploy/local/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: help venv up stop status clean run demo test test-unit test-integration test-e2e bench contracts lint services
+.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ run: services ## everything up, then the demo feed through the whole flow, with 
 
 demo: ## push the demo feed again through a running stack
 	@$(WITH_ENV) $(PY) -m deploy.local.demo
+
+ops: ## the operations view of the running stack: lag, dead letters, queues, payments, reconciliation
+	@$(WITH_ENV) $(PY) -m deploy.local.ops
 
 stop: ## stop the services, Kafka and PostgreSQL
 	@bash deploy/local/services.sh stop

@@ -20,6 +20,7 @@ from shared.messaging.consumer import ConsumerRunner, Handler
 from shared.messaging.kafka import KafkaProducer
 from shared.messaging.outbox import OutboxRelay
 from shared.migrations import upgrade_to_head
+from shared.ops import kafka_overview
 from shared.problems import ProblemError, install_problem_handlers
 from shared.security.staff_auth import Principal, Role, TokenVerifier, bearer_token, require
 from shared.settings import ServiceSettings
@@ -85,6 +86,7 @@ def build_app(spec: ServiceSpec) -> FastAPI:
             for c in spec.consumers
         ]
         app.state.runners = runners
+        app.state.consumer_specs = spec.consumers
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
         tasks += [asyncio.create_task(r.run(), name=f"consumer-{c.group_id}") for r, c in zip(runners, spec.consumers)]
         tasks += [asyncio.create_task(b(runtime, stopping), name=getattr(b, "__name__", "bg")) for b in spec.background]
@@ -175,6 +177,13 @@ def _ops_router() -> APIRouter:
         if not all(r.ready.is_set() for r in request.app.state.runners):
             raise ProblemError(503, "broker_unavailable", "consumers have not joined their groups yet")
         return {"status": "ready"}
+
+    @router.get("/ops/kafka")
+    async def kafka(request: Request, _: Principal = Depends(staff(Role.ops))) -> dict[str, Any]:
+        """This service's consumer lag per topic and the dead letters of the topics it consumes (ops)."""
+        runtime: Runtime = request.app.state.runtime
+        groups = {c.group_id: list(c.topics) for c in request.app.state.consumer_specs}
+        return await kafka_overview(runtime.settings, groups)
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

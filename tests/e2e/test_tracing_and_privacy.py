@@ -165,3 +165,18 @@ async def test_metrics_move_with_a_small_run(staff: Staff) -> None:
     assert metric(after["eligibility"], "medassist_events_consumed_total", topic="settlement.received") >= 3
     print("\nmetrics: " + ", ".join(sorted({line.split("{")[0].split(" ")[0] for text in after.values()
                                              for line in text.splitlines() if line.startswith("medassist_")})))
+
+
+async def test_ops_view_reports_lag_and_dead_letters(staff: Staff) -> None:
+    import httpx
+
+    from shared.security.staff_auth import mint_dev_token
+
+    ops = mint_dev_token("dev-jwt-secret-change-me-at-least-32-bytes", "ops-1", "ops")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ops}"}) as http:
+        overview = (await http.get(f"{staff.endpoints.eligibility}/ops/kafka")).json()
+        refused = await http.get(f"{staff.endpoints.eligibility}/ops/kafka", headers={"Authorization": "Bearer x"})
+    assert refused.status_code == 401
+    assert [(row["group"], row["topic"]) for row in overview["lag"]] == [("eligibility", "settlement.received")]
+    assert overview["lag"][0]["lag"] >= 0
+    assert overview["dead_letters"] == {"settlement.received": 0}
