@@ -88,7 +88,8 @@ def build_app(spec: ServiceSpec) -> FastAPI:
         app.state.runners = runners
         app.state.consumer_specs = spec.consumers
         tasks = [asyncio.create_task(relay.run(), name="outbox-relay")]
-        tasks += [asyncio.create_task(r.run(), name=f"consumer-{c.group_id}") for r, c in zip(runners, spec.consumers)]
+        tasks += [asyncio.create_task(r.run(), name=f"consumer-{c.group_id}")
+                  for r, c in zip(runners, spec.consumers, strict=True)]
         tasks += [asyncio.create_task(b(runtime, stopping), name=getattr(b, "__name__", "bg")) for b in spec.background]
         for task in tasks:
             task.add_done_callback(_crash_loudly)

@@ -2,6 +2,8 @@
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -63,12 +65,9 @@ class ServiceProcess:
         log_dir = log_dir or ROOT / ".run" / "logs" / "tests"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{module.replace('.', '-')}-{port}.log"
-        self._proc: "subprocess.Popen[bytes] | None" = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "ServiceProcess":
-        import subprocess
-        import sys
-
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._proc = subprocess.Popen([sys.executable, "-m", self.module], env=self._env, cwd=ROOT,
                                       stdout=self._log, stderr=self._log)
@@ -194,7 +193,8 @@ SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
 
 
 async def start_services(prefix: str, db_prefix: str, env: dict[str, str] | None = None,
-                         per_service: dict[str, dict[str, str]] | None = None) -> tuple[dict[str, str], list[ServiceProcess]]:
+                         per_service: dict[str, dict[str, str]] | None = None,
+                         ) -> tuple[dict[str, str], list[ServiceProcess]]:
     """The bank simulator and every service as processes on free ports, with fresh databases and topics.
 
     Returns ({name: url}, processes); the caller stops the processes.

@@ -14,7 +14,6 @@ from typing import Any
 from simulators.hospital.feed import bad_records, settlement
 from simulators.scenario import (
     Endpoints,
-    Resident,
     Staff,
     all_pages,
     approve_everything,
@@ -70,7 +69,7 @@ async def main() -> None:
     for hospital_id, body in rng.sample(feed, 5):  # hospitals retrying: absorbed, never counted twice
         duplicates += (await hospitals[hospital_id].push(body)).json()["outcome"] == "duplicate"
     refused = Counter()
-    for why, bad in bad_records(rng, people[0].patient):
+    for _why, bad in bad_records(rng, people[0].patient):
         response = await hospitals["H001"].push(bad)
         refused[f"{response.status_code} {response.json()['code']}"] += 1
     line("settlements accepted", f"{created} (+{duplicates} retries absorbed as duplicates)")
@@ -155,7 +154,7 @@ async def main() -> None:
         line("reversal after payment -> recovery records", len((await ops_calc.get("/v1/recoveries")).json()))
 
     journeys = []
-    for settlement_id, (hospital_id, sid) in origin.items():
+    for hospital_id, sid in origin.values():
         journeys.append((await hospitals[hospital_id].status(sid)).json())
     reached = Counter(step["status"] for j in journeys for step in j["journey"])
     now = Counter(j["status"] for j in journeys)

@@ -9,10 +9,10 @@ from collections import Counter
 from typing import Any
 
 import httpx
+from simulators.scenario import Endpoints
 
 from shared.security.staff_auth import mint_dev_token
 from shared.settings import ServiceSettings
-from simulators.scenario import Endpoints
 
 
 async def main() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession

@@ -1,4 +1,7 @@
-"""Mint a development staff token: python -m shared.security.devtoken --role clerk --district 310110 --subdistrict 310110001"""
+"""Mint a development staff token.
+
+python -m shared.security.devtoken --role clerk --district 310110 --subdistrict 310110001
+"""
 
 import argparse
 

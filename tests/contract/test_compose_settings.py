@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import yaml
-
 from approval.config import ApprovalSettings
 from calculation.config import CalculationSettings
 from disbursement.config import DisbursementSettings

@@ -3,10 +3,10 @@
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from simulators.scenario import Endpoints
 
 from shared.settings import ServiceSettings
 from shared.testing import OtlpReceiver, stack_available, start_services, unique_prefix
-from simulators.scenario import Endpoints
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from simulators.scenario import Endpoints
 
 from shared.security.staff_auth import Role, mint_dev_token
-from simulators.scenario import Endpoints
 
 pytestmark = pytest.mark.e2e
 SECRET = "dev-jwt-secret-change-me-at-least-32-bytes"

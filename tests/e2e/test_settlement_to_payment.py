@@ -7,9 +7,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from simulators.hospital.feed import settlement
 from simulators.scenario import Endpoints, Resident, Staff, import_registry, residents, sign_consents, wait_for
+
 from tests.e2e.expected import ExpectedLedger
 from tests.e2e.helpers import approve, cases_for, push_all, wait_statuses
 

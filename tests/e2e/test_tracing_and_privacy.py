@@ -8,11 +8,11 @@ from datetime import date
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from simulators.hospital.feed import settlement
+from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents
 
 from shared.settings import ServiceSettings
 from shared.testing import OtlpReceiver
-from simulators.hospital.feed import settlement
-from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents
 from tests.e2e.helpers import approve, cases_for, push_all, wait_statuses
 
 pytestmark = pytest.mark.e2e

@@ -24,7 +24,8 @@ def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
     async def on_start(runtime: Runtime) -> None:
         runtime.extras["keys"] = Keys(
             pepper=settings.person_ref_pepper.get_secret_value().encode(),
-            at_rest=FieldCipher.from_config(settings.field_keys.get_secret_value(), active=settings.field_active_key_id),
+            at_rest=FieldCipher.from_config(settings.field_keys.get_secret_value(),
+                                            active=settings.field_active_key_id),
             payee=FieldCipher.from_config(settings.payee_keys.get_secret_value(), active=settings.payee_active_key_id),
         )
 

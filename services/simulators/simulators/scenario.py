@@ -43,7 +43,7 @@ def residents(rng: random.Random, n: int, *, unregistered: int = 0, without_cons
               closed_accounts: int = 0) -> list[Resident]:
     """n residents; the last ones are unregistered / without consent / with a closed bank account."""
     people = []
-    for i in range(n):
+    for _ in range(n):
         district = rng.choice(list(DISTRICTS))
         account = "62220" + "".join(str(rng.randrange(10)) for _ in range(11))
         if account.endswith("0000"):

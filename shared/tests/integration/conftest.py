@@ -1,11 +1,13 @@
-import pytest
 from collections.abc import AsyncIterator
+
+import pytest
 
 from shared.db import Database
 from shared.messaging.kafka import KafkaProducer
 from shared.messaging.tables import MESSAGING_TABLES
 from shared.settings import ServiceSettings
 from shared.testing import prepare, stack_available, unique_prefix
+
 
 @pytest.fixture
 async def probe_settings() -> ServiceSettings:

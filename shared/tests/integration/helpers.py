@@ -40,7 +40,8 @@ def settlement_event(i: int, hospital_id: str = "H001", person: int | None = Non
 async def write_outbox(db: Database, settings: ServiceSettings, envelopes: list[Envelope]) -> None:
     for start in range(0, len(envelopes), 1000):
         async with db.transaction() as session:
-            await add_events(session, settings, [Outgoing(SETTLEMENT_RECEIVED, e) for e in envelopes[start:start + 1000]])
+            chunk = envelopes[start:start + 1000]
+            await add_events(session, settings, [Outgoing(SETTLEMENT_RECEIVED, e) for e in chunk])
 
 
 async def effects(db: Database) -> tuple[int, int]:

@@ -8,6 +8,12 @@ import subprocess
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import text
+
+from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
+from shared.messaging.consumer import ConsumerRunner
+from shared.messaging.outbox import OutboxRelay
+from shared.testing import ROOT
 from shared.tests.integration.helpers import (
     committed_total,
     effects,
@@ -17,12 +23,6 @@ from shared.tests.integration.helpers import (
     write_outbox,
 )
 from shared.tests.integration.probe import probe_handler
-from sqlalchemy import text
-
-from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
-from shared.messaging.consumer import ConsumerRunner
-from shared.messaging.outbox import OutboxRelay
-from shared.testing import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -172,9 +172,9 @@ async def test_broker_restart_while_producing_and_consuming_loses_nothing(probe_
             return (await effects(db))[0] >= 300
 
         await wait_until(some, 60, "consumption to start")
-        subprocess.run([*kafka, "stop"], check=True, env=os.environ)
+        await asyncio.to_thread(subprocess.run, [*kafka, "stop"], check=True, env=os.environ)
         await asyncio.sleep(3)
-        subprocess.run([*kafka, "up"], check=True, env=os.environ)
+        await asyncio.to_thread(subprocess.run, [*kafka, "up"], check=True, env=os.environ)
         await writer
 
         async def everything() -> bool:

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-
 from approval.domain.case import (
     Action,
     Case,

@@ -28,7 +28,9 @@ class CategoryRule(BaseModel):
 
     @field_validator("ratios")
     @classmethod
-    def _every_visit_type_has_a_default(cls, ratios: dict[VisitType, dict[str, str]]) -> dict[VisitType, dict[str, str]]:
+    def _every_visit_type_has_a_default(
+        cls, ratios: dict[VisitType, dict[str, str]]
+    ) -> dict[VisitType, dict[str, str]]:
         for visit in VisitType:
             if visit not in ratios or "default" not in ratios[visit]:
                 raise ValueError(f"ratios.{visit.value} needs a 'default'")

@@ -4,7 +4,6 @@ from datetime import date
 from decimal import Decimal as D
 
 import pytest
-
 from calculation.domain.money_rule import LedgerPosition, SettlementFigures, WrongLedgerYear, calculate, release
 from calculation.domain.policy import NotCovered, Policy
 

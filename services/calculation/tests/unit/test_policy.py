@@ -4,10 +4,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
-
 from calculation.domain.policy import Policy, select_policy
 from calculation.policies import demo_policies
+from pydantic import ValidationError
 
 RULE = {"deductible": "0.00", "cap": "100.00",
         "ratios": {"inpatient": {"default": "0.80", "1": "0.90"}, "outpatient_chronic": {"default": "0.70"},

@@ -1,12 +1,11 @@
 """What disbursement needs from a bank, whatever the wire format (REST or ISO 20022)."""
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, TypeVar
-
-import asyncio
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter

@@ -10,8 +10,6 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import asyncio
-
 import aiohttp
 
 from disbursement.adapters.bank import (
@@ -128,7 +126,7 @@ class Iso20022BankGateway:
                     if response.status >= 500 or response.status == 429:
                         raise BankServerError(response.status)
                     return parse_pain002(await response.read())
-            except (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
                 ambiguous = True
                 raise Ambiguous(type(exc).__name__) from exc
 

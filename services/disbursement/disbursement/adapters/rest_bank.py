@@ -1,6 +1,5 @@
 """REST bank adapter (the project's bank simulator speaks it): Idempotency-Key on every transfer."""
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -56,7 +55,7 @@ class RestBankGateway:
                     if response.status >= 500 or response.status == 429:
                         raise BankServerError(response.status)
                     return _result(await response.json())
-            except (asyncio.TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
                 ambiguous = True  # it may have been booked: ask before sending again
                 raise Ambiguous(type(exc).__name__) from exc
 

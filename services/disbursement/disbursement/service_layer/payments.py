@@ -164,7 +164,8 @@ async def apply_bank_results(session: AsyncSession, settings: ServiceSettings,
         PAYMENTS.labels(new.value).inc()
         PAYMENT_CENTS.labels(new.value).inc(int(payment.amount * 100))
         if new in (PaymentStatus.SETTLED, PaymentStatus.FAILED):
-            with tracer.start_as_current_span(f"transfer {new.value}", context=context_from(payment.traceparent)) as span:
+            outcome_context = context_from(payment.traceparent)
+            with tracer.start_as_current_span(f"transfer {new.value}", context=outcome_context) as span:
                 span.set_attribute("payment.id", str(payment.id))
                 span.set_attribute("settlement.id", str(payment.settlement_id))
                 outgoing.append(settled_event(payment, new.value, span))

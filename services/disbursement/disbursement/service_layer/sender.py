@@ -8,10 +8,17 @@ import orjson
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select, update
 
-from disbursement.adapters.bank import BankGateway, BankRejected, BankResult, BankStatus, BankUnavailable, PaymentInstruction
+from disbursement.adapters.bank import (
+    BankGateway,
+    BankRejected,
+    BankResult,
+    BankStatus,
+    BankUnavailable,
+    PaymentInstruction,
+)
 from disbursement.adapters.tables import Payee, Payment
-from disbursement.service_layer.payments import apply_bank_results, claim_due, retry_later, unresolved
 from disbursement.domain.payment import PaymentStatus
+from disbursement.service_layer.payments import apply_bank_results, claim_due, retry_later, unresolved
 from shared.security.crypto import FieldCipher
 from shared.service import Runtime
 from shared.telemetry import context_from, tracer
@@ -70,7 +77,7 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
                 await asyncio.sleep(settings.worker_idle_s)
                 continue
 
-            async def send(payment: Payment) -> BankResult | None:
+            async def send(payment: Payment, payees: dict[str, Payee] = payees) -> BankResult | None:
                 payee = orjson.loads(cipher.decrypt(payees[payment.person_ref].payee_ciphertext, payment.person_ref))
                 async with semaphore:
                     return await _send_one(gateway, payment, payee, callback_url)
@@ -78,7 +85,7 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
             answers = await asyncio.gather(*(send(p) for p in due))
             async with runtime.db.transaction() as session:
                 await apply_bank_results(session, settings, [a for a in answers if a is not None])
-                await retry_later(session, [p.idempotency_key for p, a in zip(due, answers) if a is None],
+                await retry_later(session, [p.idempotency_key for p, a in zip(due, answers, strict=True) if a is None],
                                   settings.resend_backoff_s)
             runtime.relay.wake()
         except Exception:
@@ -124,7 +131,7 @@ async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> No
             asked_at = datetime.now(UTC) - timedelta(seconds=settings.sending_stale_s)
             answers = await asyncio.gather(*(ask(k) for k in keys), return_exceptions=True)
             known = [a for a in answers if isinstance(a, BankResult)]
-            unknown = [k for k, a in zip(keys, answers) if a is None and k in stale]
+            unknown = [k for k, a in zip(keys, answers, strict=True) if a is None and k in stale]
             if reported:
                 runtime.relay.wake()
             if known or unknown:

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
-
 from disbursement.adapters.bank import BankRejected, BankStatus, BankUnavailable, PaymentInstruction
 from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
+
 from shared.testing import ServiceProcess, free_port
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,6 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
-
 from disbursement.adapters.bank import BankStatus, PaymentInstruction
 from disbursement.adapters.iso20022 import PAIN001, build_pain001, parse_pain002
 from disbursement.domain.payment import IllegalPaymentTransition, PaymentStatus, idempotency_key, move

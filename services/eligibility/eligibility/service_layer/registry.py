@@ -4,8 +4,8 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, date, datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import select, update

@@ -8,9 +8,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
-
 from eligibility.bootstrap import MIGRATIONS
 from eligibility.config import EligibilitySettings
+from simulators.hospital.feed import national_id, person_name
+
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EligibilityDecided, PayeeAccountUpdated, SettlementReceived
 from shared.contracts.topics import ELIGIBILITY_DECIDED, REGISTRY_PAYEE, SETTLEMENT_RECEIVED
@@ -18,7 +19,6 @@ from shared.messaging.kafka import KafkaProducer
 from shared.security.crypto import person_ref
 from shared.security.staff_auth import mint_dev_token
 from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
-from simulators.hospital.feed import national_id, person_name
 
 pytestmark = pytest.mark.integration
 rng = random.Random(11)
@@ -67,7 +67,8 @@ async def send_settlement(settings: EligibilitySettings, nid: str, discharge: da
     return data.settlement_id
 
 
-async def decisions_for(settings: EligibilitySettings, settlement_id: uuid.UUID, expect: int) -> list[EligibilityDecided]:
+async def decisions_for(settings: EligibilitySettings, settlement_id: uuid.UUID,
+                        expect: int) -> list[EligibilityDecided]:
     import asyncio
 
     for _ in range(40):

@@ -3,7 +3,6 @@
 from datetime import date
 
 import pytest
-
 from eligibility.domain.rules import (
     Category,
     Consent,

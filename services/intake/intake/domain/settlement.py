@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import orjson
-from stdnum.cn import ric
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from stdnum.cn import ric
 
 from shared.contracts.types import VisitType
 

@@ -67,8 +67,8 @@ async def _json_body(request: Request) -> Any:
 
 
 def _out(a: Accepted) -> AcceptedOut:
-    return AcceptedOut(index=a.index, settlement_id=str(a.settlement_id), hospital_settlement_id=a.hospital_settlement_id,
-                       outcome=a.outcome, status=a.status)
+    return AcceptedOut(index=a.index, settlement_id=str(a.settlement_id),
+                       hospital_settlement_id=a.hospital_settlement_id, outcome=a.outcome, status=a.status)
 
 
 async def _accept(request: Request, hospital_id: str, items: list[SettlementIn]) -> list[Accepted]:

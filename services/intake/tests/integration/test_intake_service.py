@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-
 from intake.bootstrap import MIGRATIONS
 from intake.config import IntakeSettings
+from simulators.hospital.client import IntakeClient
+from simulators.hospital.feed import Patient, bad_records, national_id, person_name, settlement
+
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EligibilityDecided, SettlementReceived
 from shared.contracts.topics import ELIGIBILITY_DECIDED, SETTLEMENT_RECEIVED
 from shared.messaging.kafka import KafkaProducer
 from shared.security.hospital_signing import signed_headers
 from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
-from simulators.hospital.client import IntakeClient
-from simulators.hospital.feed import Patient, bad_records, national_id, person_name, settlement
 
 pytestmark = pytest.mark.integration
 rng = random.Random(7)

@@ -52,7 +52,7 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
                             "Content-Type": "application/json", "X-Bank-Signature": signature}) as response:
                         await response.read()
                     books.stats["callbacks_sent"] += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     books.stats["callbacks_failed"] += 1  # the payer polls by key anyway
 
     def schedule(transfer: Transfer) -> None:

@@ -70,7 +70,8 @@ def bad_records(rng: random.Random, patient: Patient) -> list[tuple[str, dict[st
                                   "patient": {**good["patient"], "national_id": good["patient"]["national_id"][:-1] + (
                                       "0" if good["patient"]["national_id"][-1] != "0" else "1")}}),
         ("negative amount", {**good, "hospital_settlement_id": "BAD-2", "total_amount": "-5.00"}),
-        ("insurance paid above total", {**good, "hospital_settlement_id": "BAD-3", "basic_insurance_paid": "9999999.00"}),
+        ("insurance paid above total", {**good, "hospital_settlement_id": "BAD-3",
+                                        "basic_insurance_paid": "9999999.00"}),
         ("discharge before admission", {**good, "hospital_settlement_id": "BAD-4", "admission_date": "2026-06-10",
                                         "discharge_date": "2026-06-01"}),
         ("amount as a float", {**good, "hospital_settlement_id": "BAD-5", "total_amount": 1234.5}),
