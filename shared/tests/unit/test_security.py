@@ -76,10 +76,10 @@ VERIFIER = TokenVerifier(issuer="medassist-dev", audience="medassist", secret=SE
         ("clerk without sub-district", mint_dev_token(SECRET, "c", Role.clerk, "310110"), "token_invalid"),
         ("reviewer without district", mint_dev_token(SECRET, "r", Role.district_reviewer), "token_invalid"),
         ("wrong audience", jwt.encode({"sub": "x", "role": "ops", "iss": "medassist-dev", "aud": "other",
-                                       "iat": int(time.time()), "exp": int(time.time()) + 60}, SECRET),
+                                       "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET),
          "token_invalid"),
         ("unknown role", jwt.encode({"sub": "x", "role": "admin", "iss": "medassist-dev", "aud": "medassist",
-                                     "iat": int(time.time()), "exp": int(time.time()) + 60}, SECRET), "token_invalid"),
+                                     "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET), "token_invalid"),
         ("garbage", "not.a.token", "token_invalid"),
     ],
 )

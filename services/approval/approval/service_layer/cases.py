@@ -99,8 +99,8 @@ async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy
     for v in values:
         v.pop("created_at", None), v.pop("updated_at", None), v.pop("payment_status", None)
     opened = set((await session.execute(
-        pg_insert(CaseRecord).values(values).on_conflict_do_nothing(index_elements=["calculation_id"])
-        .returning(CaseRecord.id))).scalars())
+        pg_insert(CaseRecord).on_conflict_do_nothing(index_elements=["calculation_id"]).returning(CaseRecord.id),
+        values)).scalars())
     audits = [a for a in audits if a["case_id"] in opened]
     CASES_OPENED.inc(len(opened))
     if audits:

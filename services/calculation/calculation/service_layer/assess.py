@@ -62,10 +62,10 @@ class Ledgers:
             return
         values = [{"person_ref": p, "year": y, "deductible_used": self._rows[(p, y)].deductible_used,
                    "committed": self._rows[(p, y)].committed} for p, y in self._dirty]
-        stmt = insert(Ledger).values(values)
+        stmt = insert(Ledger)
         await session.execute(stmt.on_conflict_do_update(
             index_elements=[Ledger.person_ref, Ledger.year],
-            set_={"deductible_used": stmt.excluded.deductible_used, "committed": stmt.excluded.committed}))
+            set_={"deductible_used": stmt.excluded.deductible_used, "committed": stmt.excluded.committed}), values)
 
 
 def _figures(s: ev.SettlementReceived) -> SettlementFigures:
@@ -154,7 +154,7 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
         )
         outgoing.append(Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(out, person_ref=ref, producer="calculation"),
                                  event.span))
-    await session.execute(insert(Calculation).values(rows))
+    await session.execute(insert(Calculation), rows)
     await ledgers.save(session)
     await add_events(session, settings, outgoing)
 

@@ -89,8 +89,8 @@ async def _open_payments(session: AsyncSession, events: list[Event]) -> None:
             "approved_at": case.decided_at, "next_attempt_at": now, "updated_at": now,
             "traceparent": traceparent_of(event.span),
         })
-    opened = (await session.execute(pg_insert(Payment).values(rows).on_conflict_do_nothing(
-        index_elements=["case_id"]).returning(Payment.id, Payment.idempotency_key))).all()
+    opened = (await session.execute(pg_insert(Payment).on_conflict_do_nothing(
+        index_elements=["case_id"]).returning(Payment.id, Payment.idempotency_key), rows)).all()
     PAYMENTS_OPENED.inc(len(opened))
     if opened:
         await session.execute(insert(PaymentAttempt), [

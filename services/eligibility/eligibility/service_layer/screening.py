@@ -3,6 +3,7 @@
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from opentelemetry.trace import Span
 from sqlalchemy import select, update
@@ -26,7 +27,7 @@ class PersonFacts:
     """What screening needs to know about a set of persons, loaded with one query per table."""
 
     def __init__(self) -> None:
-        self.persons: dict[str, Person] = {}
+        self.persons: dict[str, Any] = {}  # person_ref -> row with district_code, subdistrict_code
         self.periods: dict[str, list[Period]] = defaultdict(list)
         self.consents: dict[str, list[Consent]] = defaultdict(list)
 
@@ -34,13 +35,17 @@ class PersonFacts:
     async def load(cls, session: AsyncSession, refs: Iterable[str]) -> "PersonFacts":
         facts = cls()
         refs = list(set(refs))
-        for p in (await session.execute(select(Person).where(Person.person_ref.in_(refs)))).scalars():  # type: ignore[attr-defined]
+        # Plain column rows, not ORM entities: this runs for every batch and entity loading dominated it.
+        for p in (await session.execute(select(Person.person_ref, Person.district_code, Person.subdistrict_code)
+                                        .where(Person.person_ref.in_(refs)))).all():  # type: ignore[attr-defined]
             facts.persons[p.person_ref] = p
         for r in (await session.execute(
-                select(RegistryPeriod).where(RegistryPeriod.person_ref.in_(refs)))).scalars():  # type: ignore[attr-defined]
+                select(RegistryPeriod.person_ref, RegistryPeriod.category, RegistryPeriod.valid_from,
+                       RegistryPeriod.valid_to).where(RegistryPeriod.person_ref.in_(refs)))).all():  # type: ignore[attr-defined]
             facts.periods[r.person_ref].append(Period(r.category, r.valid_from, r.valid_to))
         for c in (await session.execute(
-                select(ConsentRecord).where(ConsentRecord.person_ref.in_(refs)))).scalars():  # type: ignore[attr-defined]
+                select(ConsentRecord.person_ref, ConsentRecord.signed_on, ConsentRecord.revoked_on)
+                .where(ConsentRecord.person_ref.in_(refs)))).all():  # type: ignore[attr-defined]
             facts.consents[c.person_ref].append(Consent(c.signed_on, c.revoked_on))
         return facts
 
@@ -101,8 +106,7 @@ async def screen_events(session: AsyncSession, settings: ServiceSettings, lookba
     if rows:
         # A settlement id seen before (a hospital retry that slipped past intake) keeps its first decision.
         inserted = set((await session.execute(
-            insert(Screening).values(rows).on_conflict_do_nothing().returning(Screening.settlement_id)
-        )).scalars())
+            insert(Screening).on_conflict_do_nothing().returning(Screening.settlement_id), rows)).scalars())
         outgoing = [o for o in outgoing if o.envelope.data["settlement"]["settlement_id"] in {str(i) for i in inserted}]
     for event in reversals:
         reversal: SettlementReversed = event.data  # type: ignore[assignment]
