@@ -1,5 +1,6 @@
 """Database access: one async engine per service, sessions that only the unit of work commits."""
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,10 +13,11 @@ from shared.settings import ServiceSettings
 class Database:
     """The service's engine and session factory."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, *, owner: bool = False) -> None:
+        """Queries run as the runtime role; `owner=True` is for set-up code that needs DDL (tests, tools)."""
         self.settings = settings
         self.engine: AsyncEngine = create_async_engine(
-            settings.database_url,
+            settings.owner_database_url if owner else settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_pre_ping=True,
@@ -38,9 +40,13 @@ class Database:
         await self.engine.dispose()
 
 
-async def ensure_database(settings: ServiceSettings, name: str | None = None, *, recreate: bool = False) -> None:
-    """Create the service's database on the cluster when it does not exist (local stack and tests)."""
-    name = name or settings.database
+async def ensure_database(settings: ServiceSettings, *, recreate: bool = False) -> None:
+    """Create the service's database and its runtime role when missing (local stack and tests).
+
+    Only the runtime role may connect besides the owner; its table privileges come with the migrations
+    (shared.migrations.apply_runtime_grants). An existing role is left as it is.
+    """
+    database, role = quote_ident(settings.database), quote_ident(settings.app_role)
     conn = await asyncpg.connect(
         host=settings.pg_host,
         port=settings.pg_port,
@@ -50,9 +56,27 @@ async def ensure_database(settings: ServiceSettings, name: str | None = None, *,
     )
     try:
         if recreate:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.database):
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process created it meanwhile
+                await conn.execute(f"CREATE DATABASE {database}")
+        if settings.app_role == settings.pg_user:
+            return  # one role for everything (a deliberate choice of the deployment): nothing to manage
+        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", settings.app_role)
+        if superuser:
+            raise RuntimeError(f"the runtime role {settings.app_role} is a superuser; give it data privileges only")
+        if superuser is None:
+            password = await conn.fetchval("SELECT quote_literal($1)", settings.pg_app_password.get_secret_value())
+            with contextlib.suppress(asyncpg.DuplicateObjectError):  # another process created it meanwhile
+                await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD {password}")
+        await conn.execute(f"REVOKE ALL ON DATABASE {database} FROM PUBLIC")
+        await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}")
     finally:
         await conn.close()
+
+
+def quote_ident(name: str) -> str:
+    """A database or role name as a quoted SQL identifier; names that need escaping are refused."""
+    if not name or not all(c.isalnum() or c in "_-" for c in name) or len(name) > 63:
+        raise ValueError(f"unsupported database object name: {name!r}")
+    return f'"{name}"'

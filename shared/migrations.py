@@ -1,6 +1,7 @@
 """Alembic per service: each service has `migrations/` whose env.py calls `run_env()`."""
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -11,26 +12,40 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from shared.db import quote_ident
+from shared.settings import ServiceSettings
+
 _MIGRATION_LOCK_KEY = 0x6D696772  # replicas starting together migrate one at a time
 
 
-def upgrade_to_head(database_url: str, migrations_dir: Path) -> None:
-    """Apply every migration of a service (synchronous: call before the event loop, or via to_thread)."""
+def upgrade_to_head(settings: ServiceSettings, migrations_dir: Path) -> None:
+    """Apply every migration of a service as the database owner, then grant the runtime role its privileges.
+
+    Synchronous: call before the event loop, or via to_thread.
+    """
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
-    config.attributes["database_url"] = database_url
+    config.attributes["database_url"] = settings.owner_database_url
+    if settings.app_role != settings.pg_user:
+        config.attributes["runtime_role"] = settings.app_role
     command.upgrade(config, "head")
 
 
-def run_env() -> None:
-    """Body of every service's migrations/env.py (online mode, asyncpg)."""
+def run_env(append_only: Sequence[str] = ()) -> None:
+    """Body of every service's migrations/env.py (online mode, asyncpg).
+
+    `append_only` names the tables the runtime role may read and insert into but never change.
+    """
     url = context.config.attributes["database_url"]
+    runtime_role = context.config.attributes.get("runtime_role")
 
     def migrate(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=None, compare_type=True)
         with context.begin_transaction():
             connection.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})"))
             context.run_migrations()
+            if runtime_role:
+                apply_runtime_grants(connection, runtime_role, append_only)
 
     async def main() -> None:
         engine = create_async_engine(url, poolclass=NullPool)
@@ -41,6 +56,22 @@ def run_env() -> None:
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def apply_runtime_grants(connection: Connection, role: str, append_only: Sequence[str] = ()) -> None:
+    """Data privileges on every table of the schema for the runtime role: no DDL, no TRUNCATE, and no
+    UPDATE or DELETE on the append-only tables. Idempotent; runs after every migration."""
+    role = quote_ident(role)
+    statements = [
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        *(f"REVOKE UPDATE, DELETE, TRUNCATE ON {quote_ident(t)} FROM {role}" for t in append_only),
+    ]
+    if connection.execute(sa.text("SELECT to_regclass('public.alembic_version')")).scalar() is not None:
+        statements.append(f"REVOKE INSERT, UPDATE, DELETE ON alembic_version FROM {role}")
+    for statement in statements:
+        connection.execute(sa.text(statement))
 
 
 def create_messaging_tables() -> None:

@@ -197,7 +197,7 @@ def _ops_router() -> APIRouter:
 def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> None:
     """Create the database if missing and migrate it to head (synchronous, before serving)."""
     asyncio.run(ensure_database(settings))
-    upgrade_to_head(settings.database_url, migrations_dir)
+    upgrade_to_head(settings, migrations_dir)
 
 
 def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrations_dir: Path) -> None:

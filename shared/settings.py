@@ -25,11 +25,14 @@ class ServiceSettings(BaseSettings):
     outbox_batch_max: int = 1000
     outbox_idle_poll_s: float = 0.02
 
-    # PostgreSQL
+    # PostgreSQL. The owner role creates the database and runs migrations; the service's queries run as a
+    # runtime role with data privileges only (no DDL, and no UPDATE/DELETE on append-only tables).
     pg_host: str = "127.0.0.1"
     pg_port: int = 55432
     pg_user: str = "medassist"
     pg_password: SecretStr = SecretStr("medassist-dev")
+    pg_app_user: str | None = Field(default=None, description="Runtime role; default '<database>_app'.")
+    pg_app_password: SecretStr = SecretStr("medassist-app-dev")
     database_name: str | None = None
     db_pool_size: int = 10
 
@@ -53,9 +56,22 @@ class ServiceSettings(BaseSettings):
         return self.database_name or self.service_name
 
     @property
+    def app_role(self) -> str:
+        return self.pg_app_user or f"{self.database}_app"
+
+    @property
     def database_url(self) -> str:
-        password = self.pg_password.get_secret_value()
-        return f"postgresql+asyncpg://{self.pg_user}:{password}@{self.pg_host}:{self.pg_port}/{self.database}"
+        """The URL the service's queries use: the runtime role."""
+        return self._url(self.app_role, self.pg_app_password)
+
+    @property
+    def owner_database_url(self) -> str:
+        """The URL migrations use: the owner of the database."""
+        return self._url(self.pg_user, self.pg_password)
+
+    def _url(self, user: str, password: SecretStr) -> str:
+        secret = password.get_secret_value()
+        return f"postgresql+asyncpg://{user}:{secret}@{self.pg_host}:{self.pg_port}/{self.database}"
 
     def topic(self, base: str) -> str:
         """The physical topic name of a logical topic (see shared.contracts.topics)."""

@@ -38,7 +38,7 @@ async def prepare(settings: ServiceSettings, migrations_dir: Path | None = None)
     """Recreate the settings' database (migrated to head when a migrations folder is given) and its topics."""
     await ensure_database(settings, recreate=True)
     if migrations_dir is not None:
-        await asyncio.to_thread(upgrade_to_head, settings.database_url, migrations_dir)
+        await asyncio.to_thread(upgrade_to_head, settings, migrations_dir)
     await ensure_topics(settings, partitions=int(os.environ.get("KAFKA_PARTITIONS", "6")))
 
 

@@ -16,7 +16,7 @@ async def main() -> None:
     await wait_for_group_coordinator(settings)
     print(f"[stack] topics ready ({len(created)} created), consumer groups available")
     for name in SERVICES:
-        await ensure_database(settings, name)
+        await ensure_database(ServiceSettings(service_name=name))
     print(f"[stack] databases ready: {', '.join(SERVICES)}")
 
 

@@ -5,6 +5,7 @@ import pytest
 from shared.db import Database
 from shared.messaging.kafka import KafkaProducer
 from shared.messaging.tables import MESSAGING_TABLES
+from shared.migrations import apply_runtime_grants
 from shared.settings import ServiceSettings
 from shared.testing import prepare, stack_available, unique_prefix
 
@@ -16,12 +17,13 @@ async def probe_settings() -> ServiceSettings:
     if not await stack_available(settings):
         pytest.fail("PostgreSQL is not reachable: run `make up` (make test does it for you)")
     await prepare(settings)
-    db = Database(settings)
-    async with db.engine.begin() as conn:
+    owner = Database(settings, owner=True)
+    async with owner.engine.begin() as conn:
         for table in MESSAGING_TABLES:
             await conn.run_sync(table.create)
         await conn.exec_driver_sql("CREATE TABLE probe_effects (event_id uuid PRIMARY KEY, applied int NOT NULL)")
-    await db.dispose()
+        await conn.run_sync(apply_runtime_grants, settings.app_role)
+    await owner.dispose()
     return settings
 
 

@@ -1,0 +1,61 @@
+"""The runtime role a service queries with holds data privileges only, on its own database only."""
+
+import asyncpg
+import pytest
+
+from shared.db import Database, ensure_database
+from shared.migrations import apply_runtime_grants
+from shared.settings import ServiceSettings
+
+pytestmark = pytest.mark.integration
+
+
+async def connect(settings: ServiceSettings, database: str | None = None) -> asyncpg.Connection:
+    return await asyncpg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.app_role,
+                                 password=settings.pg_app_password.get_secret_value(),
+                                 database=database or settings.database)
+
+
+async def test_runtime_role_reads_and_writes_but_changes_no_schema(probe_settings: ServiceSettings) -> None:
+    owner = Database(probe_settings, owner=True)
+    async with owner.engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE journal (id int PRIMARY KEY, note text NOT NULL)")
+        await conn.run_sync(apply_runtime_grants, probe_settings.app_role, ["journal"])
+    await owner.dispose()
+
+    app = await connect(probe_settings)
+    try:
+        assert not await app.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        await app.execute("INSERT INTO probe_effects VALUES (gen_random_uuid(), 1)")
+        assert await app.execute("UPDATE probe_effects SET applied = 2") == "UPDATE 1"
+        await app.execute("INSERT INTO journal VALUES (1, 'approved')")
+        assert await app.fetchval("SELECT note FROM journal") == "approved"
+        for statement in ("UPDATE journal SET note = 'rejected'", "DELETE FROM journal", "TRUNCATE journal",
+                          "TRUNCATE probe_effects", "CREATE TABLE sneaky (id int)", "DROP TABLE probe_effects",
+                          "ALTER TABLE journal DISABLE TRIGGER ALL"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await app.execute(statement)
+        assert await app.fetchval("SELECT note FROM journal") == "approved"
+    finally:
+        await app.close()
+
+
+async def test_runtime_role_cannot_enter_another_services_database(probe_settings: ServiceSettings) -> None:
+    other = ServiceSettings(service_name="other", database_name="test_probe_other")
+    await ensure_database(other, recreate=True)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await connect(probe_settings, other.database)
+
+
+async def test_a_superuser_is_refused_as_runtime_role(probe_settings: ServiceSettings) -> None:
+    careless = ServiceSettings(service_name="probe", database_name="test_probe", pg_app_user="careless_admin")
+    owner = await asyncpg.connect(host=careless.pg_host, port=careless.pg_port, user=careless.pg_user,
+                                  password=careless.pg_password.get_secret_value(), database="postgres")
+    try:
+        if not await owner.fetchval("SELECT 1 FROM pg_roles WHERE rolname = 'careless_admin'"):
+            await owner.execute("CREATE ROLE careless_admin SUPERUSER NOLOGIN")
+        with pytest.raises(RuntimeError, match="superuser"):
+            await ensure_database(careless)
+        assert await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = 'careless_admin'")
+    finally:
+        await owner.close()
