@@ -85,8 +85,31 @@ def _breakdown(calc: object) -> dict[str, str]:
     return out
 
 
+def _gives_back(event: Event) -> bool:
+    data = event.data
+    return isinstance(data, ev.SettlementReversed) or (
+        isinstance(data, ev.CaseDecided) and data.decision in ("rejected", "cancelled"))
+
+
+def _runs(events: Sequence[Event]) -> list[list[Event]]:
+    """The batch cut after every event that gives back to a ledger, so what came before it is applied first
+    and what came after it sees the freed deductible and cap (a person's event order, DESIGN.md section 5)."""
+    runs: list[list[Event]] = [[]]
+    for event in events:
+        runs[-1].append(event)
+        if _gives_back(event):
+            runs.append([])
+    return [run for run in runs if run]
+
+
 async def handle_events(session: AsyncSession, settings: ServiceSettings, events: Sequence[Event]) -> None:
-    """Consumer handler for eligibility.decided, case.decided and transfer.settled."""
+    """Consumer handler for eligibility.decided, case.decided and transfer.settled, in the events' order."""
+    for run in _runs(events):
+        await _handle_run(session, settings, run)
+
+
+async def _handle_run(session: AsyncSession, settings: ServiceSettings, events: list[Event]) -> None:
+    """Events of which only the last may give back to a ledger: the rest is applied in bulk before it."""
     eligible = [e for e in events if isinstance(e.data, ev.EligibilityDecided) and e.data.eligible]
     if eligible:
         await _assess(session, settings, eligible)
@@ -108,18 +131,22 @@ async def handle_events(session: AsyncSession, settings: ServiceSettings, events
 
 
 async def _assess(session: AsyncSession, settings: ServiceSettings, events: list[Event]) -> None:
-    decided = [(e, e.data) for e in events]
+    # A decision published again under a new event id gets past the inbox: one calculation per settlement,
+    # whether the copy came in an earlier batch (known) or earlier in this one.
+    first: dict[uuid.UUID, tuple[Event, ev.EligibilityDecided]] = {}
+    for e in events:
+        assert isinstance(e.data, ev.EligibilityDecided)
+        first.setdefault(e.data.settlement.settlement_id, (e, e.data))
     known = set((await session.execute(select(Calculation.settlement_id).where(
-        Calculation.settlement_id.in_([d.settlement.settlement_id for _, d in decided])))).scalars())  # type: ignore[attr-defined]
-    decided = [(e, d) for e, d in decided if d.settlement.settlement_id not in known]  # type: ignore[union-attr]
+        Calculation.settlement_id.in_(list(first))))).scalars())  # type: ignore[attr-defined]
+    decided = [(e, d) for sid, (e, d) in first.items() if sid not in known]
     if not decided:
         return
     policies = await load_policies(session)
-    ledgers = await Ledgers.lock(session, {(e.envelope.person_ref, d.settlement.discharge_date.year)  # type: ignore[union-attr]
+    ledgers = await Ledgers.lock(session, {(e.envelope.person_ref, d.settlement.discharge_date.year)
                                            for e, d in decided})
     rows, outgoing = [], []
     for event, data in decided:
-        assert isinstance(data, ev.EligibilityDecided)
         s, ref = data.settlement, event.envelope.person_ref
         calc_id = uuid.uuid4()
         event.span.set_attribute("settlement.id", str(s.settlement_id))
