@@ -1,0 +1,376 @@
+"""Approval as its own process: queues per sub-district, clerk and district review, batch approval, listing,
+area confinement, and an audit trail the database itself keeps append-only."""
+
+import asyncio
+import itertools
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from approval.bootstrap import MIGRATIONS
+from approval.config import ApprovalSettings
+from sqlalchemy.engine import make_url
+
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import AssistanceCalculated, CaseDecided
+from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED
+from shared.messaging.kafka import KafkaProducer
+from shared.security.staff_auth import mint_dev_token
+from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+
+pytestmark = pytest.mark.integration
+DISTRICT, OTHER_DISTRICT = "990400", "990500"
+MAX_BATCH = 5
+SUBDISTRICTS = itertools.count(1)
+
+
+@dataclass
+class Approval:
+    settings: ApprovalSettings
+    url: str
+    producer: KafkaProducer
+
+    def client(self, role: str, district: str | None = None, subdistrict: str | None = None,
+               subject: str | None = None) -> httpx.AsyncClient:
+        subject = subject or f"{role}-{subdistrict or district}"
+        token = mint_dev_token(self.settings.jwt_secret.get_secret_value(), subject, role, district, subdistrict)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def clerk(self, subdistrict: str) -> httpx.AsyncClient:
+        return self.client("clerk", subdistrict[:6], subdistrict)
+
+    def reviewer(self, district: str = DISTRICT) -> httpx.AsyncClient:
+        return self.client("district_reviewer", district)
+
+    async def send(self, calculations: list[AssistanceCalculated], ref: str) -> None:
+        for calc in calculations:
+            envelope = Envelope.wrap(calc, person_ref=ref, producer="test")
+            await self.producer.send_and_wait(self.settings.topic(ASSISTANCE_CALCULATED), envelope.to_bytes(), key=ref)
+
+    async def open_cases(self, calculations: list[AssistanceCalculated], ref: str | None = None
+                         ) -> list[dict[str, Any]]:
+        """Send the calculations and wait until each has its case; the cases in the calculations' order."""
+        await self.send(calculations, ref or person())
+        return await self.cases_of(calculations)
+
+    async def cases_of(self, calculations: list[AssistanceCalculated], timeout: float = 60) -> list[dict[str, Any]]:
+        wanted = {str(c.calculation_id) for c in calculations}
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self.client("ops") as ops:
+            while True:
+                found = {c["calculation_id"]: c for c in await every_page(ops) if c["calculation_id"] in wanted}
+                if len(found) == len(wanted):
+                    return [found[str(c.calculation_id)] for c in calculations]
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{len(wanted) - len(found)} of {len(wanted)} cases never opened")
+                await asyncio.sleep(0.2)
+
+    async def decisions(self, case_ids: set[str], expect: int, timeout: float = 60) -> list[tuple[str, CaseDecided]]:
+        """(Kafka key, CaseDecided) published for these cases, once at least `expect` are there."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            records = await read_topic(self.settings, CASE_DECIDED, expect=1_000_000, timeout=1)
+            found = [(r.key.decode(), Envelope.from_bytes(r.value).payload()) for r in records]
+            mine = [(k, d) for k, d in found if str(d.case_id) in case_ids]  # type: ignore[attr-defined]
+            if len(mine) >= expect:
+                return mine  # type: ignore[return-value]
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {expect} decisions, got {len(mine)}")
+
+
+async def every_page(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        response = await client.get("/v1/cases", params={**params, "limit": 500, "offset": len(items)})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        if len(items) >= page["total"] or not page["items"]:
+            return items
+
+
+@pytest.fixture(scope="module")
+async def approval() -> AsyncIterator[Approval]:
+    settings = ApprovalSettings(topic_prefix=unique_prefix("appr"), database_name="test_approval",
+                                max_batch_approve=MAX_BATCH)
+    if not await stack_available(settings):
+        pytest.fail("PostgreSQL is not reachable: run `make up`")
+    await prepare(settings, MIGRATIONS)
+    process = ServiceProcess("approval", {"TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": "test_approval",
+                                          "MAX_BATCH_APPROVE": str(MAX_BATCH)}, free_port()).start()
+    producer = KafkaProducer(settings)
+    try:
+        await process.wait_ready()
+        await producer.start()
+        yield Approval(settings, process.url, producer)
+    finally:
+        await producer.stop()
+        process.stop()
+
+
+def person() -> str:
+    return secrets.token_hex(32)
+
+
+def subdistrict(district: str = DISTRICT) -> str:
+    """A sub-district of its own for each test, so each test's queues hold only its cases."""
+    return f"{district}{next(SUBDISTRICTS):03d}"
+
+
+def calculation(sub: str, amount: str, hospital: str = "H001", discharge: date = date(2026, 3, 1)
+                ) -> AssistanceCalculated:
+    money = Decimal(amount)
+    return AssistanceCalculated(
+        calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), hospital_id=hospital, category="subsistence",
+        district_code=sub[:6], subdistrict_code=sub, visit_type="inpatient", hospital_level=2,
+        discharge_date=discharge, year=discharge.year, policy_id="test-policy", policy_version=3,
+        policy_scope_amount=money + Decimal("500.00"), basic_insurance_paid=Decimal("500.00"),
+        critical_illness_paid=Decimal("0.00"), base=money, deductible_applied=Decimal("0.00"), ratio=Decimal("1.00"),
+        amount_before_caps=money, assistance=money,
+        breakdown={"base": f"{money:.2f}", "ratio": "1.00", "assistance": f"{money:.2f}"})
+
+
+def audit_trail(case: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(a["actor"], a["role"], a["action"], a["from_state"], a["to_state"], a["reason"], a["comment"])
+            for a in case["audit"]]
+
+
+async def test_cases_open_once_in_their_own_subdistricts_queue(approval: Approval) -> None:
+    sub_a, sub_b = subdistrict(), subdistrict()
+    ref = person()
+    a1, a2, b1 = calculation(sub_a, "120.50"), calculation(sub_a, "80.00"), calculation(sub_b, "999.99")
+    nothing = calculation(sub_a, "0.00")
+    first = Envelope.wrap(a1, person_ref=ref, producer="test")
+    for _ in range(2):  # the same event delivered twice
+        await approval.producer.send_and_wait(approval.settings.topic(ASSISTANCE_CALCULATED), first.to_bytes(), key=ref)
+    await approval.send([a1, nothing, a2, b1], ref)  # a1 again under a new event id; nothing to pay opens nothing
+    case_a1, case_a2, case_b1 = await approval.cases_of([a1, a2, b1])
+
+    async with approval.clerk(sub_a) as clerk_a, approval.clerk(sub_b) as clerk_b, approval.reviewer() as reviewer, \
+            approval.client("ops") as ops:
+        queue_a = (await clerk_a.get("/v1/cases")).json()
+        assert queue_a["total"] == 2, "one case per calculation, none for nothing to pay"
+        assert {c["case_id"] for c in queue_a["items"]} == {case_a1["case_id"], case_a2["case_id"]}
+        assert [c["case_id"] for c in (await clerk_b.get("/v1/cases")).json()["items"]] == [case_b1["case_id"]]
+        assert all(c["subdistrict_code"] != sub_a for c in await every_page(reviewer)), \
+            "the district's queue holds what clerks passed on"
+        depth = {(q["subdistrict_code"], q["state"]): q["count"] for q in (await ops.get("/v1/queues")).json()}
+        assert depth[(sub_a, "awaiting_subdistrict")] == 2 and depth[(sub_b, "awaiting_subdistrict")] == 1
+        detail = (await clerk_a.get(f"/v1/cases/{case_a1['case_id']}")).json()
+    assert (detail["state"], detail["amount"], detail["settlement_id"]) == (
+        "awaiting_subdistrict", "120.50", str(a1.settlement_id))
+    assert detail["calculation"]["policy_version"] == 3 and detail["calculation"]["base"] == "120.50"
+    assert detail["calculation"]["breakdown"] == a1.breakdown
+    assert audit_trail(detail) == [("system", "system", "open", None, "awaiting_subdistrict", None, None)]
+
+
+async def test_clerk_then_district_approval_publishes_the_decision_once(approval: Approval) -> None:
+    sub, ref = subdistrict(), person()
+    calc = calculation(sub, "1234.56")
+    [case] = await approval.open_cases([calc], ref)
+    path = f"/v1/cases/{case['case_id']}"
+    async with approval.client("clerk", DISTRICT, sub, subject="clerk-wang") as clerk, \
+            approval.client("district_reviewer", DISTRICT, subject="reviewer-li") as reviewer:
+        early = await reviewer.post(f"{path}/approve", json={})
+        assert early.status_code == 409 and early.json()["code"] == "illegal_transition"
+        passed = await clerk.post(f"{path}/approve", json={"comment": "invoices checked"})
+        assert passed.status_code == 200 and passed.json()["state"] == "awaiting_district"
+        assert (await clerk.post(f"{path}/approve", json={})).json()["code"] == "illegal_transition"
+        assert case["case_id"] in {c["case_id"] for c in await every_page(reviewer)}, "now in the district's queue"
+        approved = await reviewer.post(f"{path}/approve", json={})
+        assert approved.status_code == 200 and approved.json()["state"] == "approved"
+        assert (await reviewer.post(f"{path}/approve", json={})).status_code == 409
+        detail = (await reviewer.get(path)).json()
+    assert audit_trail(detail) == [
+        ("system", "system", "open", None, "awaiting_subdistrict", None, None),
+        ("clerk-wang", "clerk", "approve", "awaiting_subdistrict", "awaiting_district", None, "invoices checked"),
+        ("reviewer-li", "district_reviewer", "approve", "awaiting_district", "approved", None, None)]
+
+    [(key, decision)] = await approval.decisions({case["case_id"]}, 1)
+    assert key == ref
+    assert (decision.decision, decision.reason_code, decision.amount, decision.calculation_id,
+            decision.settlement_id, decision.district_code, decision.subdistrict_code) == (
+        "approved", None, Decimal("1234.56"), calc.calculation_id, calc.settlement_id, DISTRICT, sub)
+
+
+async def test_a_rejection_needs_a_reason_and_is_published_with_it(approval: Approval) -> None:
+    sub = subdistrict()
+    by_clerk, by_reviewer = await approval.open_cases([calculation(sub, "50.00"), calculation(sub, "60.00")])
+    async with approval.clerk(sub) as clerk, approval.reviewer() as reviewer:
+        path = f"/v1/cases/{by_clerk['case_id']}/reject"
+        missing = await clerk.post(path, json={})
+        assert missing.status_code == 422 and missing.json()["field"] == "reason"
+        unknown = await clerk.post(path, json={"reason": "because"})
+        assert unknown.status_code == 422 and unknown.json()["code"] == "invalid_input"
+        other = await clerk.post(path, json={"reason": "other"})
+        assert other.status_code == 422 and other.json()["code"] == "reason_required"
+        rejected = await clerk.post(path, json={"reason": "duplicate_claim", "comment": "paid in January"})
+        assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
+        assert (await clerk.post(f"/v1/cases/{by_clerk['case_id']}/approve", json={})).status_code == 409
+
+        assert (await clerk.post(f"/v1/cases/{by_reviewer['case_id']}/approve", json={})).status_code == 200
+        refused = await reviewer.post(f"/v1/cases/{by_reviewer['case_id']}/reject",
+                                      json={"reason": "not_medically_necessary"})
+        assert refused.status_code == 200 and refused.json()["state"] == "rejected"
+        detail = (await clerk.get(f"/v1/cases/{by_clerk['case_id']}")).json()
+    assert audit_trail(detail)[-1][2:] == ("reject", "awaiting_subdistrict", "rejected", "duplicate_claim",
+                                           "paid in January")
+    decisions = await approval.decisions({by_clerk["case_id"], by_reviewer["case_id"]}, 2)
+    assert sorted((str(d.case_id), d.decision, d.reason_code, d.amount) for _, d in decisions) == sorted([
+        (by_clerk["case_id"], "rejected", "duplicate_claim", Decimal("50.00")),
+        (by_reviewer["case_id"], "rejected", "not_medically_necessary", Decimal("60.00"))])
+
+
+async def test_the_district_reviewer_sends_a_case_back_saying_why(approval: Approval) -> None:
+    sub = subdistrict()
+    [case] = await approval.open_cases([calculation(sub, "300.00")])
+    path = f"/v1/cases/{case['case_id']}"
+    async with approval.clerk(sub) as clerk, approval.reviewer() as reviewer:
+        assert (await clerk.post(f"{path}/approve", json={})).status_code == 200
+        assert (await reviewer.post(f"{path}/send-back", json={})).status_code == 422
+        assert (await reviewer.post(f"{path}/send-back", json={"comment": ""})).status_code == 422
+        clerk_tries = await clerk.post(f"{path}/send-back", json={"comment": "mine"})
+        assert clerk_tries.status_code == 403 and clerk_tries.json()["code"] == "forbidden_role"
+        back = await reviewer.post(f"{path}/send-back", json={"comment": "the discharge date looks wrong"})
+        assert back.status_code == 200 and back.json()["state"] == "awaiting_subdistrict"
+        assert [c["case_id"] for c in (await clerk.get("/v1/cases")).json()["items"]] == [case["case_id"]]
+        assert (await clerk.post(f"{path}/approve", json={"comment": "date confirmed"})).status_code == 200
+        assert (await reviewer.post(f"{path}/approve", json={})).json()["state"] == "approved"
+        detail = (await clerk.get(path)).json()
+    assert [a[2:5] for a in audit_trail(detail)] == [
+        ("open", None, "awaiting_subdistrict"), ("approve", "awaiting_subdistrict", "awaiting_district"),
+        ("send_back", "awaiting_district", "awaiting_subdistrict"),
+        ("approve", "awaiting_subdistrict", "awaiting_district"), ("approve", "awaiting_district", "approved")]
+    assert audit_trail(detail)[2][6] == "the discharge date looks wrong"
+    # Had sending back published anything, it would be ahead of the approval on the case's partition.
+    [(_, decision)] = await approval.decisions({case["case_id"]}, 1)
+    assert decision.decision == "approved", "sending back decides nothing"
+
+
+async def test_a_clerk_approves_a_batch_with_a_result_per_case(approval: Approval) -> None:
+    sub, elsewhere = subdistrict(), subdistrict()
+    c1, c2, c3, foreign = await approval.open_cases([calculation(sub, "10.00"), calculation(sub, "20.00"),
+                                                     calculation(sub, "30.00"), calculation(elsewhere, "40.00")])
+    unknown = str(uuid.uuid4())
+    async with approval.clerk(sub) as clerk, approval.reviewer() as reviewer:
+        assert (await clerk.post(f"/v1/cases/{c3['case_id']}/approve", json={})).status_code == 200
+        ids = [c1["case_id"], c2["case_id"], c1["case_id"], c3["case_id"], foreign["case_id"], unknown]
+        response = await clerk.post("/v1/cases:batch-approve", json={"case_ids": ids[:5], "comment": "batch"})
+        assert response.status_code == 200, response.text
+        result = response.json()
+        too_many = await clerk.post("/v1/cases:batch-approve",
+                                    json={"case_ids": [str(uuid.uuid4()) for _ in range(MAX_BATCH + 1)]})
+        assert too_many.status_code == 413 and too_many.json()["code"] == "batch_too_large"
+        assert (await clerk.post("/v1/cases:batch-approve", json={"case_ids": []})).status_code == 422
+        assert (await reviewer.post("/v1/cases:batch-approve", json={"case_ids": [c1["case_id"]]})).status_code == 403
+        with_unknown = (await clerk.post("/v1/cases:batch-approve", json={"case_ids": [unknown]})).json()
+        states = {c["case_id"]: c["state"] for c in await every_page(clerk, state="awaiting_district")}
+    assert (result["approved"], result["failed"]) == (2, 2)
+    assert [(r["case_id"], r["ok"], r.get("state"), r.get("code")) for r in result["results"]] == [
+        (c1["case_id"], True, "awaiting_district", None), (c2["case_id"], True, "awaiting_district", None),
+        (c3["case_id"], False, None, "illegal_transition"), (foreign["case_id"], False, None, "case_not_found")]
+    assert with_unknown["results"] == [{"case_id": unknown, "ok": False, "code": "case_not_found",
+                                        "message": "no such case in your area"}]
+    assert states == {c1["case_id"]: "awaiting_district", c2["case_id"]: "awaiting_district",
+                      c3["case_id"]: "awaiting_district"}
+    async with approval.clerk(elsewhere) as other_clerk:
+        assert (await other_clerk.get(f"/v1/cases/{foreign['case_id']}")).json()["state"] == "awaiting_subdistrict"
+
+
+async def test_listing_filters_and_pages(approval: Approval) -> None:
+    sub = subdistrict()
+    calcs = [calculation(sub, f"{i + 1}.00", hospital="H002" if i % 3 == 0 else "H001",
+                         discharge=date(2026, 3, 1) + timedelta(days=i)) for i in range(7)]
+    cases = await approval.open_cases(calcs)
+    all_ids = {c["case_id"] for c in cases}
+    async with approval.clerk(sub) as clerk, approval.reviewer() as reviewer, approval.client("ops") as ops:
+        pages = [(await clerk.get("/v1/cases", params={"limit": 3, "offset": o})).json() for o in (0, 3, 6, 9)]
+        assert [(p["total"], p["limit"], p["offset"], len(p["items"])) for p in pages] == [
+            (7, 3, 0, 3), (7, 3, 3, 3), (7, 3, 6, 1), (7, 3, 9, 0)]
+        listed = [c for p in pages for c in p["items"]]
+        assert len(listed) == 7 and {c["case_id"] for c in listed} == all_ids, "no case twice, none missing"
+        assert listed == sorted(listed, key=lambda c: (c["created_at"], c["case_id"])), "oldest first, stable"
+
+        async def total(client: httpx.AsyncClient, **params: Any) -> int:
+            response = await client.get("/v1/cases", params=params)
+            assert response.status_code == 200, response.text
+            return response.json()["total"]  # type: ignore[no-any-return]
+
+        by_hospital = sum(c.hospital_id == "H002" for c in calcs)
+        assert await total(clerk, hospital_id="H002") == by_hospital == 3
+        in_range = sum(date(2026, 3, 3) <= c.discharge_date <= date(2026, 3, 5) for c in calcs)
+        assert await total(clerk, discharged_from="2026-03-03", discharged_to="2026-03-05") == in_range == 3
+        assert await total(clerk, hospital_id="H002", discharged_from="2026-03-04") == sum(
+            c.hospital_id == "H002" and c.discharge_date >= date(2026, 3, 4) for c in calcs) == 2
+        assert await total(clerk, state="approved") == 0
+        assert await total(reviewer, state="awaiting_subdistrict", subdistrict_code=sub) == 7
+        assert await total(reviewer, subdistrict_code=sub) == 0, "a reviewer's own queue is awaiting_district"
+        assert await total(ops, subdistrict_code=sub, hospital_id="H001") == 4
+        for bad in ({"limit": 0}, {"limit": 501}, {"offset": -1}, {"state": "pending"},
+                    {"discharged_from": "March"}):
+            response = await clerk.get("/v1/cases", params=bad)
+            assert response.status_code == 422 and response.json()["code"] == "invalid_input", bad
+
+
+async def test_staff_outside_the_cases_area_are_refused(approval: Approval) -> None:
+    sub, neighbour = subdistrict(), subdistrict()
+    [case] = await approval.open_cases([calculation(sub, "77.70")])
+    path = f"/v1/cases/{case['case_id']}"
+    async with approval.clerk(neighbour) as other_clerk, approval.reviewer(OTHER_DISTRICT) as other_reviewer, \
+            approval.client("registry_officer") as officer, approval.clerk(sub) as clerk:
+        for response in (await other_clerk.get(path), await other_clerk.post(f"{path}/approve", json={}),
+                         await other_clerk.post(f"{path}/reject", json={"reason": "data_error"})):
+            assert response.status_code == 404 and response.json()["code"] == "case_not_found"
+        assert (await other_clerk.get("/v1/cases", params={"subdistrict_code": sub})).json()["total"] == 0
+        assert (await clerk.post(f"{path}/approve", json={})).status_code == 200
+        for response in (await other_reviewer.get(path), await other_reviewer.post(f"{path}/approve", json={}),
+                         await other_reviewer.post(f"{path}/send-back", json={"comment": "not mine"})):
+            assert response.status_code == 404 and response.json()["code"] == "case_not_found"
+        their_queue = await every_page(other_reviewer, state="awaiting_district")
+        assert case["case_id"] not in {c["case_id"] for c in their_queue}
+        assert (await officer.get("/v1/cases")).status_code == 403
+        async with httpx.AsyncClient(base_url=approval.url) as anonymous:
+            assert (await anonymous.get("/v1/cases")).status_code == 401
+        detail = (await clerk.get(path)).json()
+    assert detail["state"] == "awaiting_district"
+    assert [a[0] for a in audit_trail(detail)] == ["system", f"clerk-{sub}"], "a refused action leaves no trace"
+
+
+async def test_the_audit_trail_is_append_only_for_the_services_own_database_role(approval: Approval) -> None:
+    sub = subdistrict()
+    [case] = await approval.open_cases([calculation(sub, "15.00")])
+    async with approval.clerk(sub) as clerk:
+        assert (await clerk.post(f"/v1/cases/{case['case_id']}/reject", json={"reason": "data_error"})).status_code \
+            == 200
+    url = make_url(approval.settings.database_url)  # the URL the service connects with, so the same role
+    conn = await asyncpg.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                                 database=url.database)
+    try:
+        case_id = uuid.UUID(case["case_id"])
+        before = await conn.fetch("SELECT * FROM case_audit WHERE case_id = $1 ORDER BY id", case_id)
+        assert [r["action"] for r in before] == ["open", "reject"]
+        for statement in ("UPDATE case_audit SET comment = 'rewritten' WHERE case_id = $1",
+                          "UPDATE case_audit SET to_state = 'approved' WHERE id = (SELECT max(id) FROM case_audit "
+                          "WHERE case_id = $1)",
+                          "DELETE FROM case_audit WHERE case_id = $1"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement, case_id)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("TRUNCATE case_audit")
+        appended = await conn.fetchval(
+            "INSERT INTO case_audit (case_id, actor, role, action, from_state, to_state) "
+            "VALUES ($1, 'probe', 'clerk', 'approve', 'awaiting_subdistrict', 'awaiting_district') RETURNING id",
+            uuid.uuid4())
+        assert appended > before[-1]["id"], "appending is what the trail is for"
+        after = await conn.fetch("SELECT * FROM case_audit WHERE case_id = $1 ORDER BY id", case_id)
+        assert [dict(r) for r in after] == [dict(r) for r in before], "nothing was changed or removed"
+        assert await conn.fetchval("SELECT count(*) FROM case_audit") > len(before)
+    finally:
+        await conn.close()

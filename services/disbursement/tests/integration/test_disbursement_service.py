@@ -1,0 +1,315 @@
+"""Disbursement as its own process, paying through the bank simulator (also its own process): one payment per
+case whatever is redelivered or however the bank misbehaves, a closed account re-issued under the same payment
+once the registry sends a corrected one, and a reconciliation that balances per district and day."""
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from disbursement.bootstrap import MIGRATIONS
+from disbursement.config import DisbursementSettings
+
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import CaseDecided, EventData, PayeeAccountUpdated, TransferSettled
+from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE, TRANSFER_SETTLED
+from shared.messaging.kafka import KafkaProducer
+from shared.security.crypto import FieldCipher, mask_account
+from shared.security.staff_auth import mint_dev_token
+from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+
+pytestmark = pytest.mark.integration
+DISTRICT = "990600"
+CALM = {"settle_delay_ms": 30}  # the simulator's default account suffix "0000" stays closed
+
+
+@dataclass
+class Disbursement:
+    settings: DisbursementSettings
+    url: str
+    bank: str
+    producer: KafkaProducer
+
+    def client(self, role: str = "ops", district: str | None = None) -> httpx.AsyncClient:
+        token = mint_dev_token(self.settings.jwt_secret.get_secret_value(), f"{role}-pay-test", role, district)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    async def send(self, topic: str, data: EventData, ref: str) -> Envelope:
+        envelope = Envelope.wrap(data, person_ref=ref, producer="test")
+        await self.resend(topic, envelope)
+        return envelope
+
+    async def resend(self, topic: str, envelope: Envelope) -> None:
+        await self.producer.send_and_wait(self.settings.topic(topic), envelope.to_bytes(), key=envelope.person_ref)
+
+    async def payee(self, ref: str, account: str, version: int, name: str = "王芳") -> Envelope:
+        """What eligibility publishes: the account and name only under the payee transport key."""
+        cipher = FieldCipher.from_config(self.settings.payee_keys.get_secret_value(),
+                                         active=self.settings.payee_active_key_id)
+        plain = orjson.dumps({"account": account, "name": name, "bank": "Bank"}).decode()
+        return await self.send(REGISTRY_PAYEE, PayeeAccountUpdated(
+            account_version=version, payee_ciphertext=cipher.encrypt(plain, ref), account_masked=mask_account(account)),
+            ref)
+
+    async def payment(self, case_id: uuid.UUID, until: Callable[[dict[str, Any]], bool], timeout: float = 60
+                      ) -> dict[str, Any]:
+        """The case's payment (with its attempts) once `until` holds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self.client() as ops:
+            while True:
+                response = await ops.get(f"/v1/payments/by-case/{case_id}")
+                if response.status_code == 200 and until(response.json()):
+                    return response.json()  # type: ignore[no-any-return]
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"payment of case {case_id}: {response.status_code} {response.text}")
+                await asyncio.sleep(0.2)
+
+    async def outcomes(self, case_ids: set[uuid.UUID], expect: int, timeout: float = 60) -> list[TransferSettled]:
+        """TransferSettled published for these cases, once at least `expect` are there."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            records = await read_topic(self.settings, TRANSFER_SETTLED, expect=1_000_000, timeout=1)
+            found = [Envelope.from_bytes(r.value).payload() for r in records]
+            mine = [t for t in found if isinstance(t, TransferSettled) and t.case_id in case_ids]
+            if len(mine) >= expect:
+                return mine
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"expected {expect} transfer outcomes, got {len(mine)}")
+
+    async def transfers(self, case_id: uuid.UUID) -> list[dict[str, Any]]:
+        """What the bank booked for a case (its remittance text names the case)."""
+        async with httpx.AsyncClient(base_url=self.bank) as bank:
+            response = await bank.get("/admin/transfers",
+                                      params={"remittance_info": f"medical assistance case {case_id}"})
+        return response.json()  # type: ignore[no-any-return]
+
+    async def faults(self, **values: object) -> None:
+        async with httpx.AsyncClient(base_url=self.bank) as bank:
+            (await bank.put("/admin/faults", json={**CALM, **values})).raise_for_status()
+
+    async def bank_stats(self) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.bank) as bank:
+            return (await bank.get("/admin/stats")).json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+async def service() -> AsyncIterator[Disbursement]:
+    bank_port, port = free_port(), free_port()
+    settings = DisbursementSettings(topic_prefix=unique_prefix("pay"), database_name="test_disbursement")
+    if not await stack_available(settings):
+        pytest.fail("PostgreSQL is not reachable: run `make up`")
+    await prepare(settings, MIGRATIONS)
+    bank = ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(bank_port), "BANK_SIM_SETTLE_DELAY_MS": "30"},
+                          bank_port).start()
+    process = ServiceProcess("disbursement", {
+        "TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": "test_disbursement",
+        "BANK_BASE_URL": bank.url, "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
+        "BANK_TIMEOUT_S": "0.5", "POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5",
+        "BANK_BACKOFF_INITIAL_S": "0.05", "BANK_BACKOFF_MAX_S": "0.2"}, port).start()
+    producer = KafkaProducer(settings)
+    try:
+        await bank.wait_ready()
+        await process.wait_ready()
+        await producer.start()
+        yield Disbursement(settings, process.url, bank.url, producer)
+    finally:
+        await producer.stop()
+        process.stop()
+        bank.stop()
+
+
+def person() -> str:
+    return secrets.token_hex(32)
+
+
+def good_account() -> str:
+    return f"622202020044{secrets.randbelow(9000) + 1000:04d}"  # never ends in 0000
+
+
+def approved(amount: str, district: str = DISTRICT, on: date = date(2026, 3, 2)) -> CaseDecided:
+    return CaseDecided(case_id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
+                       decision="approved", amount=Decimal(amount), district_code=district,
+                       subdistrict_code=f"{district}001", decided_at=datetime.combine(on, time(10, 0), UTC))
+
+
+def cancelled(case: CaseDecided) -> CaseDecided:
+    return case.model_copy(update={"decision": "cancelled", "reason_code": "settlement_reversed",
+                                   "decided_at": datetime.now(UTC)})
+
+
+def is_final(payment: dict[str, Any]) -> bool:
+    return payment["status"] in ("settled", "failed", "cancelled")
+
+
+async def holds(check: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+    """True when `check` stays true for `seconds` (for what must NOT happen)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if not await check():
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def test_one_payment_per_case_when_the_approval_comes_twice_and_the_bank_misbehaves(
+        service: Disbursement) -> None:
+    await service.faults(error_rate=0.3, timeout_rate=0.3, timeout_sleep_ms=800, duplicate_callback_rate=1.0)
+    try:
+        before = await service.bank_stats()
+        cases = []
+        for amount in ("88.80", "1234.56", "0.01", "20000.00"):
+            ref = person()
+            await service.payee(ref, good_account(), 1)
+            case = approved(amount)
+            envelope = await service.send(CASE_DECIDED, case, ref)
+            await service.resend(CASE_DECIDED, envelope)  # the same event delivered twice
+            await service.send(CASE_DECIDED, case, ref)  # the same decision again under a new event id
+            cases.append(case)
+        payments = [await service.payment(c.case_id, is_final) for c in cases]
+        stats = await service.bank_stats()
+    finally:
+        await service.faults()
+    assert stats["errors_injected"] + stats["timeouts_injected"] > before.get("errors_injected", 0) + before.get(
+        "timeouts_injected", 0), "the bank did misbehave"
+
+    for case, payment in zip(cases, payments, strict=True):
+        assert (payment["status"], payment["amount"], payment["attempt"]) == ("settled", f"{case.amount:.2f}", 1)
+        assert payment["attempts"] == [{"attempt": 1, "idempotency_key": f"{payment['payment_id']}-1",
+                                        "status": "settled", "reason": None}]
+        booked = await service.transfers(case.case_id)
+        assert [(t["idempotency_key"], t["amount"], t["status"]) for t in booked] == [
+            (f"{payment['payment_id']}-1", f"{case.amount:.2f}", "settled")], "the bank booked the case once"
+        assert payment["bank_reference"] == booked[0]["bank_reference"]
+
+    async def callbacks_delivered() -> bool:
+        return (await service.bank_stats())["callbacks_sent"] - before.get("callbacks_sent", 0) >= 2 * len(cases)
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await callbacks_delivered():
+        assert asyncio.get_running_loop().time() < deadline, "the bank sent every callback twice"
+        await asyncio.sleep(0.2)
+    case_ids = {c.case_id for c in cases}
+    outcomes = await service.outcomes(case_ids, len(cases))
+    assert await holds(lambda: _same_outcomes(service, case_ids, len(cases)), 2.5), "a second callback adds nothing"
+    assert sorted((t.case_id, t.status, t.amount, t.attempt) for t in outcomes) == sorted(
+        (c.case_id, "settled", c.amount, 1) for c in cases)
+
+
+async def _same_outcomes(service: Disbursement, case_ids: set[uuid.UUID], count: int) -> bool:
+    return len(await service.outcomes(case_ids, count)) == count
+
+
+async def test_a_payment_waits_for_the_account_and_goes_out_when_it_arrives(service: Disbursement) -> None:
+    ref, case = person(), approved("66.60")
+    await service.send(CASE_DECIDED, case, ref)
+    waiting = await service.payment(case.case_id, lambda p: True)
+    assert (waiting["status"], waiting["attempts"][0]["status"]) == ("awaiting_account", "open")
+    account = good_account()
+    await service.payee(ref, account, 1)
+    paid = await service.payment(case.case_id, is_final)
+    assert (paid["payment_id"], paid["status"], paid["attempt"]) == (waiting["payment_id"], "settled", 1)
+    [outcome] = await service.outcomes({case.case_id}, 1)
+    assert (outcome.status, outcome.amount, str(outcome.payment_id)) == ("settled", Decimal("66.60"),
+                                                                         paid["payment_id"])
+
+
+async def test_a_closed_account_fails_with_its_reason_and_is_reissued_under_the_same_payment(
+        service: Disbursement) -> None:
+    ref, case = person(), approved("432.10")
+    first = await service.payee(ref, "6222020200770000", 1)  # the simulator's closed accounts end in 0000
+    await service.send(CASE_DECIDED, case, ref)
+    failed = await service.payment(case.case_id, is_final)
+    assert (failed["status"], failed["failure_reason"], failed["attempt"]) == ("failed", "account_closed", 1)
+    [outcome] = await service.outcomes({case.case_id}, 1)
+    assert (outcome.status, outcome.reason, outcome.attempt, outcome.amount) == (
+        "failed", "account_closed", 1, Decimal("432.10"))
+
+    await service.resend(REGISTRY_PAYEE, first)  # the same account again: re-sending cannot help
+    await service.send(REGISTRY_PAYEE, first.payload(), ref)  # nor can the same version under a new event id
+
+    async def still_failed() -> bool:
+        payment = await service.payment(case.case_id, lambda p: True)
+        return (payment["status"], payment["attempt"]) == ("failed", 1)
+
+    assert await holds(still_failed, 2.0), "the same account version does not re-issue"
+
+    corrected = good_account()
+    await service.payee(ref, corrected, 2)
+    reissued = await service.payment(case.case_id, lambda p: p["attempt"] == 2 and is_final(p))
+    payment_id = failed["payment_id"]
+    assert (reissued["payment_id"], reissued["status"], reissued["failure_reason"]) == (payment_id, "settled", None)
+    assert reissued["attempts"] == [
+        {"attempt": 1, "idempotency_key": f"{payment_id}-1", "status": "failed", "reason": "account_closed"},
+        {"attempt": 2, "idempotency_key": f"{payment_id}-2", "status": "settled", "reason": None}]
+    booked = sorted(await service.transfers(case.case_id), key=lambda t: t["idempotency_key"])
+    assert [(t["idempotency_key"], t["status"], t["reason"], t["amount"]) for t in booked] == [
+        (f"{payment_id}-1", "failed", "account_closed", "432.10"), (f"{payment_id}-2", "settled", None, "432.10")]
+    outcomes = await service.outcomes({case.case_id}, 2)
+    assert [(str(t.payment_id), t.attempt, t.status, t.reason) for t in sorted(outcomes, key=lambda t: t.attempt)] == [
+        (payment_id, 1, "failed", "account_closed"), (payment_id, 2, "settled", None)]
+
+
+async def test_reconciliation_balances_per_district_and_day(service: Disbursement) -> None:
+    district, neighbour = "990601", "990602"
+    day1, day2 = date(2026, 3, 2), date(2026, 3, 3)
+    plan = [  # (amount, district, day, account or None when the registry has none, cancelled afterwards)
+        ("100.10", district, day1, good_account(), False), ("200.20", district, day1, good_account(), False),
+        ("300.30", district, day1, good_account(), False), ("55.55", district, day1, "6222020200990000", False),
+        ("44.44", district, day1, None, False), ("11.11", district, day1, None, True),
+        ("10.01", district, day2, good_account(), False), ("20.02", district, day2, good_account(), False),
+        ("99.99", neighbour, day1, good_account(), False),
+    ]
+    cases = []
+    for amount, where, on, account, cancel in plan:
+        ref, case = person(), approved(amount, where, on)
+        if account:
+            await service.payee(ref, account, 1)
+        await service.send(CASE_DECIDED, case, ref)
+        if cancel:
+            await service.send(CASE_DECIDED, cancelled(case), ref)
+        cases.append(case)
+    expected_status = ["settled", "settled", "settled", "failed", "awaiting_account", "cancelled", "settled",
+                       "settled", "settled"]
+    for case, status in zip(cases, expected_status, strict=True):
+        await service.payment(case.case_id, lambda p, s=status: p["status"] == s)  # type: ignore[misc]
+    cancel_outcome = await service.outcomes({cases[5].case_id}, 1)
+    assert [(t.status, t.amount) for t in cancel_outcome] == [("cancelled", Decimal("11.11"))]
+
+    def figures(outcomes: list[tuple[str, str]]) -> dict[str, Any]:
+        """What the reconciliation must say for (amount, payment status) pairs, added up here."""
+        by_status: dict[str, list[Decimal]] = {"settled": [], "in_flight": [], "failed": [], "cancelled": []}
+        for amount, status in outcomes:
+            by_status["in_flight" if status == "awaiting_account" else status].append(Decimal(amount))
+        every = [a for amounts in by_status.values() for a in amounts]
+        return {k: {"count": len(v), "amount": f"{sum(v, Decimal(0)):.2f}"}
+                for k, v in {"approved": every, **by_status}.items()}
+
+    expected = {(where, on.isoformat()): figures([(p[0], s) for p, s in zip(plan, expected_status, strict=True)
+                                                  if (p[1], p[2]) == (where, on)])
+                for where, on in ((district, day1), (district, day2), (neighbour, day1))}
+    assert expected[(district, "2026-03-02")]["approved"] == {"count": 6, "amount": "711.70"}
+    assert expected[(district, "2026-03-02")]["settled"] == {"count": 3, "amount": "600.60"}
+    assert expected[(district, "2026-03-02")]["in_flight"] == {"count": 1, "amount": "44.44"}
+
+    async with service.client() as ops, service.client("district_reviewer", district) as reviewer:
+        report = (await ops.get("/v1/reconciliation", params={"district_code": district})).json()
+        only_day1 = (await ops.get("/v1/reconciliation", params={"day": "2026-03-02"})).json()
+        own = (await reviewer.get("/v1/reconciliation")).json()
+        refused = await reviewer.get("/v1/reconciliation", params={"district_code": neighbour})
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden_district"
+    assert [(r["district_code"], r["day"]) for r in report] == [(district, "2026-03-02"), (district, "2026-03-03")]
+    for row in report + [r for r in only_day1 if r["district_code"] in (district, neighbour)]:
+        want = expected[(row["district_code"], row["day"])]
+        assert {k: row[k] for k in want} == want, row
+        parts = sum(Decimal(row[k]["amount"]) for k in ("settled", "in_flight", "failed", "cancelled"))
+        assert Decimal(row["approved"]["amount"]) == parts and (row["difference"], row["alarm"]) == ("0.00", False)
+    assert {r["district_code"] for r in only_day1} >= {district, neighbour}
+    assert {r["day"] for r in only_day1} == {"2026-03-02"}
+    assert {r["district_code"] for r in own} == {district}, "a reviewer sees their own district"
