@@ -1,6 +1,6 @@
 """What operations staff look at first: consumer lag per topic and group, and dead letters per topic."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,7 +23,7 @@ async def _end_offsets(settings: ServiceSettings, topics: Sequence[str]) -> dict
         await consumer.stop()
 
 
-async def kafka_overview(settings: ServiceSettings, groups: dict[str, Sequence[str]]) -> dict[str, Any]:
+async def kafka_overview(settings: ServiceSettings, groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """Lag per (group, topic) and dead letters per topic, for logical group ids and topics."""
     topics = sorted({t for ts in groups.values() for t in ts})
     physical = [settings.topic(t) for t in topics] + [settings.topic(dlq(t)) for t in topics]

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ class ConsumerSpec:
     handler: Callable[[Runtime], Handler]
 
 
-Background = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+Background = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -202,7 +202,7 @@ def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> None:
 
 def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrations_dir: Path) -> None:
     """Entry point of `python -m <service>`: migrate, then serve HTTP with the consumers in the same process."""
-    AsyncPGInstrumentor().instrument()
+    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
     prepare_database(settings, migrations_dir)
     uvicorn.run(app_factory(), host=settings.http_host, port=settings.http_port, log_config=None,
                 access_log=False, timeout_graceful_shutdown=20)

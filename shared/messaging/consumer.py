@@ -61,7 +61,7 @@ def is_transient(exc: BaseException) -> bool:
                                    "CannotConnectNow", "TooManyConnections"))
 
 
-class _WaitForBatch(ConsumerRebalanceListener):
+class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its base class is Any
     """Before partitions are taken away, let the batch in hand finish and commit its offsets."""
 
     def __init__(self, lock: asyncio.Lock) -> None:

@@ -5,6 +5,7 @@ from uuid import UUID
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from shared.messaging.tables import InboxEntry
 
@@ -15,6 +16,6 @@ async def claim_new(session: AsyncSession, consumer: str, event_ids: Sequence[UU
     if not unique:
         return set()
     # executemany form: the statement compiles once and is cached (a .values([...]) list compiles per call).
-    stmt = insert(InboxEntry).on_conflict_do_nothing().returning(InboxEntry.event_id)
+    stmt = insert(InboxEntry).on_conflict_do_nothing().returning(col(InboxEntry.event_id))
     rows = [{"consumer": consumer, "event_id": eid} for eid in unique]
     return set((await session.execute(stmt, rows)).scalars().all())

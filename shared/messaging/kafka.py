@@ -38,12 +38,13 @@ class KafkaProducer:
         self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str] | None = None
     ) -> "asyncio.Future[object]":
         """Queue one message; returns a future that resolves when the broker has it (acks=all)."""
-        return await self._producer.send(
+        delivered: asyncio.Future[object] = await self._producer.send(
             topic,
             value=value,
             key=key.encode(),
             headers=[(k, v.encode()) for k, v in (headers or {}).items()],
         )
+        return delivered
 
     async def send_and_wait(
         self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str] | None = None

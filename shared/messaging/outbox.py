@@ -9,6 +9,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from shared.contracts.envelope import Envelope
 from shared.db import Database
@@ -79,10 +80,10 @@ class OutboxRelay:
                 return 0
             rows = (
                 await session.execute(
-                    select(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.key, OutboxMessage.payload,
-                           OutboxMessage.headers)
-                    .where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
-                    .order_by(OutboxMessage.id)  # type: ignore[arg-type]
+                    select(col(OutboxMessage.id), col(OutboxMessage.topic), col(OutboxMessage.key),
+                           col(OutboxMessage.payload), col(OutboxMessage.headers))
+                    .where(col(OutboxMessage.published_at).is_(None))
+                    .order_by(col(OutboxMessage.id))
                     .limit(self._settings.outbox_batch_max)
                 )
             ).all()
@@ -99,7 +100,7 @@ class OutboxRelay:
     async def _mark_published(self, session: AsyncSession, ids: list[int]) -> None:
         await session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))  # type: ignore[union-attr]
+            .where(col(OutboxMessage.id).in_(ids))
             .values(published_at=text("now()"))
         )
 
@@ -108,16 +109,16 @@ class OutboxRelay:
         async with self._db.transaction() as session:
             await session.execute(
                 delete(OutboxMessage).where(
-                    OutboxMessage.published_at < text(f"now() - interval '{int(published_older_than_s)} seconds'")  # type: ignore[operator]
+                    col(OutboxMessage.published_at) < text(f"now() - interval '{int(published_older_than_s)} seconds'")
                 )
             )
             await session.execute(
                 delete(InboxEntry).where(
-                    InboxEntry.received_at < text(f"now() - interval '{int(inbox_older_than_days)} days'")  # type: ignore[operator]
+                    col(InboxEntry.received_at) < text(f"now() - interval '{int(inbox_older_than_days)} days'")
                 )
             )
             backlog = await session.scalar(
-                select(text("count(*)")).select_from(OutboxMessage).where(OutboxMessage.published_at.is_(None))  # type: ignore[union-attr]
+                select(text("count(*)")).select_from(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
             )
         OUTBOX_BACKLOG.labels(self._settings.service_name).set(backlog or 0)
 

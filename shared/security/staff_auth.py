@@ -54,7 +54,7 @@ class TokenVerifier:
         except (jwt.PyJWTError, ValueError):
             raise ProblemError(401, "token_invalid", "the token is not valid", field="Authorization") from None
         try:
-            role = Role(claims.get("role"))
+            role = Role(claims.get("role", ""))  # missing: "" is no role, ValueError as for any unknown value
         except ValueError:
             raise ProblemError(401, "token_invalid", "the token has no known role", field="Authorization") from None
         district, subdistrict = claims.get("district"), claims.get("subdistrict")

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS probe_effects (event_id uuid PRIMARY KEY, applied int
 """
 
 
-def probe_handler(delay: float = 0.0):  # type: ignore[no-untyped-def]
+def probe_handler(delay: float = 0.0):
     async def handle(session: AsyncSession, events: Sequence[Event]) -> None:
         for event in events:
             data = event.data
@@ -58,6 +58,7 @@ async def main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
+    worker: ConsumerRunner | OutboxRelay
     if args.mode == "consume":
         worker = ConsumerRunner(settings=settings, db=db, producer=producer, group_id="probe",
                                 topics=[SETTLEMENT_RECEIVED], handler=probe_handler(args.handler_delay))

@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import subprocess
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager
-async def running(*workers):  # type: ignore[no-untyped-def]
+async def running(*workers):
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         yield
@@ -41,7 +42,7 @@ async def running(*workers):  # type: ignore[no-untyped-def]
                 raise t.exception()  # type: ignore[misc]
 
 
-def runner(settings, db, producer, delay: float = 0.0) -> ConsumerRunner:  # type: ignore[no-untyped-def]
+def runner(settings, db, producer, delay: float = 0.0) -> ConsumerRunner:
     return ConsumerRunner(settings=settings, db=db, producer=producer, group_id="probe",
                           topics=[SETTLEMENT_RECEIVED], handler=probe_handler(delay))
 
@@ -142,7 +143,7 @@ async def test_poison_messages_go_to_dlq_and_the_partition_keeps_flowing(probe_s
                             auto_offset_reset="earliest", enable_auto_commit=False)
     await dead.start()
     try:
-        records = []
+        records: list[Any] = []  # aiokafka ConsumerRecords (untyped library)
         while len(records) < 2:
             batch = await dead.getmany(timeout_ms=5000)
             assert batch, "expected two dead letters"

@@ -9,7 +9,7 @@ from shared.money import MoneyError, parse_amount, to_money
     ("0.005", "0.01"), ("0.004", "0.00"), ("2.675", "2.68"), ("-2.675", "-2.68"), (7, "7.00"),
     (Decimal("1.125"), "1.13"),
 ])
-def test_to_money_rounds_half_up(value, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_to_money_rounds_half_up(value, expected: str) -> None:
     assert to_money(value) == Decimal(expected)
 
 

@@ -79,7 +79,8 @@ VERIFIER = TokenVerifier(issuer="medassist-dev", audience="medassist", secret=SE
                                        "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET),
          "token_invalid"),
         ("unknown role", jwt.encode({"sub": "x", "role": "admin", "iss": "medassist-dev", "aud": "medassist",
-                                     "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET), "token_invalid"),
+                                     "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET),
+         "token_invalid"),
         ("garbage", "not.a.token", "token_invalid"),
     ],
 )
@@ -142,7 +143,7 @@ def test_person_ref_is_a_stable_keyed_pseudonym() -> None:
     (mask_name, "王小明", "王**"),
     (mask_name, "李", "李*"),
 ])
-def test_masking(fn, value: str, masked: str) -> None:  # type: ignore[no-untyped-def]
+def test_masking(fn, value: str, masked: str) -> None:
     assert fn(value) == masked
 
 
