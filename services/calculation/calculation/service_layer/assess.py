@@ -155,8 +155,10 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
         base_row = {"id": calc_id, "settlement_id": s.settlement_id, "person_ref": ref,
                     "year": s.discharge_date.year, "category": data.category,
                     "district_code": data.district_code, "subdistrict_code": data.subdistrict_code}
-        if policy is None or data.category is None:
-            log.error("no policy for region %s on %s", data.district_code, s.discharge_date)
+        if policy is None or data.category is None or data.category not in policy.categories:
+            # Recorded as no_policy (metric and log for ops), not dead-lettered: the batch keeps flowing.
+            log.error("no policy for region %s, category %s on %s", data.district_code,
+                      data.category.value if data.category else None, s.discharge_date)
             CALCULATIONS.labels("no_policy").inc()
             rows.append({**base_row, "deductible_applied": ZERO, "assistance": ZERO, "status": "no_policy",
                          "breakdown": {"settlement": s.model_dump(mode="json")}})

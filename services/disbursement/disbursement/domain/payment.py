@@ -1,8 +1,17 @@
 """A payment's life. One payment per approved case; each attempt has its own idempotency key, and every
 retry of an attempt reuses that key, so the bank can never book the same attempt twice."""
 
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from uuid import UUID
+
+# China Standard Time (no daylight saving): the districts reconcile by their own calendar day, not UTC's.
+BUSINESS_TIME = timezone(timedelta(hours=8), "CST")
+
+
+def business_day(at: datetime) -> date:
+    """The district's calendar day of an instant (an approval at 00:30 Beijing time belongs to that day)."""
+    return at.astimezone(BUSINESS_TIME).date()
 
 
 class PaymentStatus(StrEnum):

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from disbursement.adapters.bank import BankResult, BankStatus
 from disbursement.adapters.metrics import PAYMENT_CENTS, PAYMENTS, PAYMENTS_OPENED
 from disbursement.adapters.tables import Payee, Payment, PaymentAttempt
-from disbursement.domain.payment import CANCELLABLE, PaymentStatus, idempotency_key, move
+from disbursement.domain.payment import CANCELLABLE, PaymentStatus, business_day, idempotency_key, move
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import TRANSFER_SETTLED
@@ -85,7 +85,7 @@ async def _open_payments(session: AsyncSession, events: list[Event]) -> None:
             "id": payment_id, "case_id": case.case_id, "calculation_id": case.calculation_id,
             "settlement_id": case.settlement_id, "person_ref": event.envelope.person_ref,
             "district_code": case.district_code, "amount": case.amount, "status": status.value, "attempt": 1,
-            "idempotency_key": idempotency_key(payment_id, 1), "approved_on": case.decided_at.date(),
+            "idempotency_key": idempotency_key(payment_id, 1), "approved_on": business_day(case.decided_at),
             "approved_at": case.decided_at, "next_attempt_at": now, "updated_at": now,
             "traceparent": traceparent_of(event.span),
         })

@@ -2,13 +2,14 @@
 
 import itertools
 import xml.etree.ElementTree as ET
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
 from disbursement.adapters.bank import BankStatus, PaymentInstruction
 from disbursement.adapters.iso20022 import PAIN001, build_pain001, parse_pain002
-from disbursement.domain.payment import IllegalPaymentTransition, PaymentStatus, idempotency_key, move
+from disbursement.domain.payment import IllegalPaymentTransition, PaymentStatus, business_day, idempotency_key, move
 
 P = PaymentStatus
 ALLOWED = {
@@ -74,3 +75,12 @@ def test_pain002_statuses_and_reasons() -> None:
 def test_an_instruction_never_prints_its_account_or_name() -> None:
     text = repr(instruction("k", "1.00", "6222020200112233"))
     assert "6222020200112233" not in text and "王芳" not in text
+
+
+@pytest.mark.parametrize(("at", "day"), [
+    (datetime(2026, 3, 1, 15, 59, 59, tzinfo=UTC), date(2026, 3, 1)),
+    (datetime(2026, 3, 1, 16, 0, 0, tzinfo=UTC), date(2026, 3, 2)),  # 00:00 in Beijing
+    (datetime(2026, 12, 31, 16, 30, tzinfo=UTC), date(2027, 1, 1)),
+])
+def test_reconciliation_counts_by_the_districts_calendar_day(at: datetime, day: date) -> None:
+    assert business_day(at) == day

@@ -105,9 +105,9 @@ async def screen_events(session: AsyncSession, settings: ServiceSettings, lookba
                                  event.span))
     if rows:
         # A settlement id seen before (a hospital retry that slipped past intake) keeps its first decision.
-        inserted = set((await session.execute(
-            insert(Screening).on_conflict_do_nothing().returning(Screening.settlement_id), rows)).scalars())
-        outgoing = [o for o in outgoing if o.envelope.data["settlement"]["settlement_id"] in {str(i) for i in inserted}]
+        inserted = {str(i) for i in (await session.execute(
+            insert(Screening).on_conflict_do_nothing().returning(Screening.settlement_id), rows)).scalars()}
+        outgoing = [o for o in outgoing if o.envelope.data["settlement"]["settlement_id"] in inserted]
     for event in reversals:
         reversal: SettlementReversed = event.data  # type: ignore[assignment]
         await session.execute(update(Screening).where(Screening.settlement_id == reversal.settlement_id)

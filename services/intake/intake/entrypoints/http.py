@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
@@ -61,8 +62,8 @@ def _parse(model: type[BaseModel], raw: Any, prefix: str) -> Any:
 
 async def _json_body(request: Request) -> Any:
     try:
-        return await request.json()
-    except ValueError:
+        return orjson.loads(await request.body())  # the body is already in memory (the signature covers it)
+    except orjson.JSONDecodeError:
         raise ProblemError(400, "malformed_json", "the body is not valid JSON") from None
 
 
