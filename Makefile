@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WITH_ENV := source deploy/local/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services
+.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services jaeger
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,8 +38,12 @@ demo: ## push the demo feed again through a running stack
 ops: ## the operations view of the running stack: lag, dead letters, queues, payments, reconciliation
 	@$(WITH_ENV) $(PY) -m deploy.local.ops
 
-stop: ## stop the services, Kafka and PostgreSQL
+jaeger: ## optional trace viewer: build Jaeger once from the Go module proxy (minutes), start it on loopback
+	@bash deploy/local/jaeger.sh up
+
+stop: ## stop the services, Jaeger (when running), Kafka and PostgreSQL
 	@bash deploy/local/services.sh stop
+	@bash deploy/local/jaeger.sh stop
 	@bash deploy/local/kafka.sh stop
 	@bash deploy/local/postgres.sh stop
 
@@ -47,6 +51,7 @@ status: ## what is running
 	@bash deploy/local/postgres.sh status
 	@bash deploy/local/kafka.sh status
 	@bash deploy/local/services.sh status
+	@bash deploy/local/jaeger.sh status
 
 clean: stop ## stop everything and delete local data and logs (keeps downloaded jars)
 	@rm -rf .run

@@ -4,8 +4,11 @@ Against the local stack started by `make services` (ports in simulators.scenario
 """
 
 import asyncio
+import json
+import os
 import random
 import time
+import urllib.request
 from collections import Counter
 from datetime import date
 from decimal import Decimal
@@ -28,6 +31,22 @@ SEED = 2026
 
 def line(label: str, value: object) -> None:
     print(f"  {label:<44} {value}")
+
+
+def traces() -> str:
+    """Where the services' traces are: the local Jaeger when it answers (make jaeger), else how to get one."""
+    ui = f"http://127.0.0.1:{os.environ.get('JAEGER_UI_PORT', '16686')}"
+    restart = "bash deploy/local/services.sh stop && make run"
+    try:
+        with urllib.request.urlopen(f"{ui}/api/services", timeout=2) as response:
+            services = json.load(response).get("data") or []
+    except (OSError, ValueError):
+        return f"make jaeger (builds Jaeger once), then {restart}"
+    if "intake" not in services:
+        return f"Jaeger is up at {ui} but the services started before it: {restart}"
+    if os.environ.get("JAEGER_UI_ASSETS"):
+        return f"{ui}/search?service=intake (Jaeger UI)"
+    return f"{ui}/api/traces?service=intake&limit=20 (Jaeger; its UI page: docs/runbook.md)"
 
 
 async def main() -> None:
@@ -189,7 +208,7 @@ async def main() -> None:
         line(f"{name} API docs", f"{getattr(endpoints, name)}/docs")
     line("bank simulator", f"{endpoints.bank}/docs")
     line("staff token for the APIs", "python -m shared.security.devtoken --role ops")
-    line("traces", "set OTEL_EXPORTER_OTLP_ENDPOINT (Jaeger in docker-compose.yml)")
+    line("traces", traces())
     line("stop everything", "make stop")
     await staff.aclose()
     for c in hospitals.values():

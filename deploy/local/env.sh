@@ -15,3 +15,9 @@ export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT
 export SERVICES="intake eligibility calculation approval disbursement"
 # Services run from their folders; only the shared library is installed in the virtualenv.
 export PYTHONPATH="$ROOT_DIR:$ROOT_DIR/services/intake:$ROOT_DIR/services/eligibility:$ROOT_DIR/services/calculation:$ROOT_DIR/services/approval:$ROOT_DIR/services/disbursement:$ROOT_DIR/services/simulators"
+# Optional trace viewer (make jaeger, deploy/local/jaeger.sh): Jaeger v2 built once from the Go module proxy.
+# Jaeger's Go module keeps its v1 path, so the release Jaeger v2.13.0 is the module version v1.76.0.
+export JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
+export JAEGER_UI_PORT="${JAEGER_UI_PORT:-16686}"
+export JAEGER_OTLP_HTTP_PORT="${JAEGER_OTLP_HTTP_PORT:-4318}"
+export JAEGER_QUERY_GRPC_PORT="${JAEGER_QUERY_GRPC_PORT:-16685}"
