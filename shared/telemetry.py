@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from opentelemetry import propagate, trace
@@ -11,6 +12,10 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, _get_from_env_or_default
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
 
 _configured = False
 
@@ -39,13 +44,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class NoParentlessQueries(Sampler):
+    """Drops database spans that belong to no trace; everything else goes to the configured sampler.
+
+    Background loops (outbox relay, payment workers, queue gauges) query the database many times a second.
+    Without this each statement would be a trace of its own: about 1,000 one-span traces a second on an idle
+    stack, which floods the trace store and costs CPU. Statements made while handling a request or an event
+    have a parent and stay in their settlement's trace.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(self, parent_context: Context | None, trace_id: int, name: str,
+                      kind: SpanKind | None = None, attributes: Attributes = None,
+                      links: Sequence[Link] | None = None, trace_state: TraceState | None = None) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if not parent.is_valid and attributes and (attributes.get("db.system") or attributes.get("db.system.name")):
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"NoParentlessQueries{{{self._delegate.get_description()}}}"
+
+
 def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
     """Tracer provider (OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set) and JSON logs on stderr."""
     global _configured
     if _configured:
         return
     _configured = True
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # The sampler named by OTEL_TRACES_SAMPLER (default: parent-based, always on), minus parentless queries.
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
+                              sampler=NoParentlessQueries(_get_from_env_or_default()))
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
