@@ -75,6 +75,5 @@ bench: up ## the benchmark of DESIGN.md section 10 (see bench/README.md)
 contracts: venv ## regenerate contracts/events/*.schema.json and contracts/openapi/*.json from the code
 	@$(WITH_ENV) $(PY) -m shared.contracts.generate
 
-lint: venv ## ruff and mypy
-	@$(VENV)/bin/ruff check shared services tests
-	@$(VENV)/bin/mypy shared
+lint: venv ## ruff, strict mypy (shared and every domain) and import rules (also run by make test)
+	@$(WITH_ENV) bash deploy/local/lint.sh
