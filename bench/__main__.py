@@ -15,6 +15,7 @@ duplicated (count in = count out), never on a figure.
 import argparse
 import asyncio
 import json
+import os
 import random
 import time
 import uuid
@@ -106,6 +107,42 @@ async def baseline(settings: ServiceSettings, messages: int, size: int) -> float
     await consumer.stop()
     await producer.stop()
     return messages / elapsed
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(stat: str) -> tuple[str, float]:
+    """(command name, CPU seconds used) from a /proc/<pid>/stat line."""
+    name, rest = stat.split(" (", 1)[1].rsplit(")", 1)
+    fields = rest.split()
+    return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def cpu_seconds(processes: list[ServiceProcess]) -> dict[str, float]:
+    """CPU time used so far by each service process, the broker, the database, this client and the machine."""
+    services = {p.pid: p.module.split(".")[-1] for p in processes}
+    used = dict.fromkeys([*services.values(), "kafka", "postgres", "bench client"], 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, seconds = _process_cpu(stat.read_text())
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        pid = int(stat.parent.name)
+        group = services.get(pid) or {"java": "kafka", "postgres": "postgres"}.get(name)
+        if pid == os.getpid():
+            group = "bench client"
+        if group:
+            used[group] += seconds
+    cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    used["machine"] = sum(int(cpu[i]) for i in (0, 1, 2, 5, 6, 7)) / CLOCK_TICKS  # user nice system irq softirq steal
+    return used
+
+
+def cpu_ms_per_settlement(before: dict[str, float], after: dict[str, float], settlements: int) -> dict[str, float]:
+    per = {name: round((after[name] - before.get(name, 0.0)) * 1000 / settlements, 3) for name in after}
+    per["anything else"] = round(per["machine"] - sum(v for k, v in per.items() if k != "machine"), 3)
+    return per
 
 
 def peak_rss_mb(process: ServiceProcess) -> float:
@@ -218,15 +255,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return out
 
         screening_feed = feed_of(args.screening, 0.05, "SCR")
+        cpu_before = cpu_seconds(processes)
         accepted = await timed(f"screening: push {args.screening}", push(hospitals, screening_feed, 500, 6))
         ids = {sid for sid, _ in accepted.values()}
         await timed("screening: wait for every decision",
                     wait_until(lambda: ids <= decided.seen.keys(), 600, "screening decisions"))
         first_accept = min(t for _, t in accepted.values())
         screening_rate = len(ids) / (max(decided.seen[i] for i in ids) - first_accept)
+        screening_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes), len(ids))
         screening_lost = len(ids - decided.seen.keys())
 
         bank = httpx.AsyncClient(base_url=urls["bank"], timeout=120)
+        stages: dict[str, dict[str, list[float]]] = {}
 
         async def through_the_pipeline(tag: str, n: int, rate: float | None) -> tuple[float, list[float], int, int]:
             """Push n settlements of consented people (at `rate`/s, or as fast as accepted); returns
@@ -252,14 +292,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if all(c in transfers for c in case_of.values()):
                     break
                 await asyncio.sleep(0.5)
-            latencies = [(transfers[case_of[s]]["received_at"] - pids[s]) * 1000
-                         for s in case_of if case_of[s] in transfers]
-            last_call = max((transfers[case_of[s]]["received_at"] for s in case_of if case_of[s] in transfers),
-                            default=0.0)
-            throughput = len(latencies) / (last_call - min(pids.values())) if latencies else 0.0
+            paid = [s for s in case_of if case_of[s] in transfers]
+            bank_call = {s: transfers[case_of[s]]["received_at"] for s in paid}
+            latencies = [(bank_call[s] - pids[s]) * 1000 for s in paid]
+            throughput = len(latencies) / (max(bank_call.values()) - min(pids.values())) if latencies else 0.0
+            # Where the time goes: each hop from one topic to the next, as the watchers saw them.
+            marks = [("intake -> eligibility.decided", pids), ("-> assistance.calculated", decided.seen),
+                     ("-> case.decided", calculated.seen), ("-> bank call", cases.seen), ("", bank_call)]
+            stages[tag] = {
+                label: [(after[s] - before[s]) * 1000 for s in paid]
+                for (label, before), (_, after) in zip(marks, marks[1:], strict=False)
+            }
             return throughput, latencies, len(pids), len(case_of)
 
+        cpu_before = cpu_seconds(processes)
         pipeline_rate, _, saturated_n, saturated_cases = await through_the_pipeline("SAT", args.pipeline, None)
+        pipeline_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes), saturated_n)
         _, latencies, paced_n, paced_cases = await through_the_pipeline("PACE", args.paced, args.pipeline_rate)
         # Count in = count out over the whole run (the screening's eligible 5% went all the way too).
         all_cases = {c["case_id"] for c in cases.payloads.values()}
@@ -297,6 +345,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline_per_s": round(pipeline_rate, 1),
         "pipeline_latency_ms": {"p50": round(percentile(latencies, 50), 1), "p95": round(percentile(latencies, 95), 1),
                                 "p99": round(percentile(latencies, 99), 1)} if latencies else {},
+        "pipeline_stage_ms": {label: {p: round(percentile(values, p), 1) for p in (50, 95, 99)}
+                              for label, values in stages.get("PACE", {}).items() if values},
+        "cpu_ms_per_settlement": {"screening": screening_cpu, "pipeline": pipeline_cpu},
         "peak_rss_mb": rss,
         "checks": {"screening_lost": screening_lost, "screening_duplicate_decisions": decided.duplicates,
                    "pipeline_settlements": saturated_n + paced_n, "pipeline_cases": saturated_cases + paced_cases,
@@ -337,6 +388,13 @@ def report(result: dict[str, Any]) -> None:
     print(f"\n{'figure':<44} {'value':>10} {'x baseline':>11}  goal")
     for label, value, ratio, goal in rows:
         print(f"{label:<44} {value:>10.1f} {'' if ratio is None else f'{ratio:.3f}':>11}  {goal}")
+    print(f"\n{'stage at ' + format(rate, '.0f') + '/s offered (ms)':<44} {'p50':>10} {'p95':>11} {'p99':>8}")
+    for label, ps in result["pipeline_stage_ms"].items():
+        print(f"{label:<44} {ps[50]:>10.1f} {ps[95]:>11.1f} {ps[99]:>8.1f}")
+    cpu = result["cpu_ms_per_settlement"]
+    print(f"\n{'CPU ms per settlement':<44} {'screening':>10} {'pipeline':>11}")
+    for name in cpu["screening"]:
+        print(f"{name:<44} {cpu['screening'][name]:>10.3f} {cpu['pipeline'][name]:>11.3f}")
     print(f"\nchecks: {result['checks']}")
 
 

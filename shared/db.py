@@ -1,13 +1,22 @@
 """Database access: one async engine per service, sessions that only the unit of work commits."""
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.settings import ServiceSettings
+
+_SIGNALS = "medassist.signals"
+
+
+def signal_after_commit(session: AsyncSession, signal: str) -> None:
+    """Say that this transaction wrote something a background worker acts on (outbox rows, due payments):
+    the worker is woken when the transaction commits, instead of finding out by polling."""
+    session.info.setdefault(_SIGNALS, set()).add(signal)
 
 
 class Database:
@@ -24,12 +33,25 @@ class Database:
             hide_parameters=True,  # errors must not carry row values into logs (they may be personal data)
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._on_commit: dict[str, list[Callable[[], None]]] = defaultdict(list)
+
+    def on_commit(self, signal: str, callback: Callable[[], None]) -> None:
+        """Call `callback` after each transaction that raised `signal` (`signal_after_commit`) has committed."""
+        self._on_commit[signal].append(callback)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on any error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        """A session inside one transaction: committed on success, rolled back on any error.
+
+        Signals raised inside it are delivered after the commit, never for a rolled-back transaction.
+        """
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            signals = session.info.pop(_SIGNALS, set())
+        for signal in signals:
+            for callback in self._on_commit.get(signal, ()):
+                callback()
 
     async def ping(self) -> None:
         """Raise when the database does not answer (readiness)."""

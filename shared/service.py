@@ -82,7 +82,7 @@ def build_app(spec: ServiceSpec) -> FastAPI:
         stopping = asyncio.Event()
         runners = [
             ConsumerRunner(settings=settings, db=db, producer=producer, group_id=c.group_id, topics=c.topics,
-                           handler=c.handler(runtime), after_commit=relay.wake)
+                           handler=c.handler(runtime))
             for c in spec.consumers
         ]
         app.state.runners = runners

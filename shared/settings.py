@@ -23,7 +23,7 @@ class ServiceSettings(BaseSettings):
     handler_backoff_initial_s: float = 0.05
     handler_backoff_max_s: float = 2.0
     outbox_batch_max: int = 1000
-    outbox_idle_poll_s: float = 0.02
+    outbox_idle_poll_s: float = Field(default=0.5, description="Fallback poll; local commits wake the relay.")
 
     # PostgreSQL. The owner role creates the database and runs migrations; the service's queries run as a
     # runtime role with data privileges only (no DDL, and no UPDATE/DELETE on append-only tables).

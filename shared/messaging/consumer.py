@@ -87,7 +87,6 @@ class ConsumerRunner:
         group_id: str,
         topics: Sequence[str],
         handler: Handler,
-        after_commit: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
         self._db = db
@@ -95,7 +94,6 @@ class ConsumerRunner:
         self._group = group_id
         self._topics = list(topics)
         self._handler = handler
-        self._after_commit = after_commit
         self._physical_to_logical = {settings.topic(t): t for t in topics}
         self._consumer = create_consumer(settings, group_id, self._topics)
         self._lock = asyncio.Lock()
@@ -152,8 +150,6 @@ class ConsumerRunner:
             # The partitions moved to another member, or the broker is away: these messages will be
             # delivered again and the inbox will skip them, because the database transaction committed.
             log.warning("offset commit failed (%s); redelivery will be deduplicated", type(exc).__name__)
-        if self._after_commit is not None:
-            self._after_commit()
 
     def _decode(self, records: list[ConsumerRecord]) -> tuple[list[Event], list[tuple[ConsumerRecord, Exception]]]:
         events: list[Event] = []

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from shared.contracts.envelope import Envelope
-from shared.db import Database
+from shared.db import Database, signal_after_commit
 from shared.messaging.kafka import KafkaProducer
 from shared.messaging.tables import InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
@@ -20,6 +20,7 @@ from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 _RELAY_LOCK_KEY = 0x6D656473  # one relay per database publishes at a time, which keeps per-key order
+OUTBOX_WRITTEN = "outbox.written"
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,15 @@ async def add_events(session: AsyncSession, settings: ServiceSettings, events: S
         for e in events
     ]
     await session.execute(insert(OutboxMessage), rows)
+    signal_after_commit(session, OUTBOX_WRITTEN)
 
 
 class OutboxRelay:
     """Publishes unsent outbox rows in id order, then marks them sent.
 
     A crash after publishing and before marking re-publishes on restart: consumers dedupe by event_id.
+    It is woken by every local commit that wrote outbox rows; `outbox_idle_poll_s` is the fallback that finds
+    rows written by other replicas of the service (or left by a crash).
     """
 
     def __init__(self, db: Database, producer: KafkaProducer, settings: ServiceSettings) -> None:
@@ -67,6 +71,7 @@ class OutboxRelay:
         self._settings = settings
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        db.on_commit(OUTBOX_WRITTEN, self.wake)
 
     def wake(self) -> None:
         """Ask for a publish pass now (called after a local commit wrote outbox rows)."""
@@ -128,6 +133,7 @@ class OutboxRelay:
         last_purge = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
+            self._wake.clear()  # before the pass: a commit during the pass wakes the next one
             try:
                 published = await self.publish_once()
                 backoff = 0.1
@@ -141,7 +147,6 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if published < self._settings.outbox_batch_max:
-                self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_idle_poll_s)
                 except TimeoutError:

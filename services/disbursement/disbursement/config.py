@@ -18,7 +18,8 @@ class DisbursementSettings(ServiceSettings):
     callback_base_url: str = "http://127.0.0.1:8005"
     bank_callback_secret: SecretStr = SecretStr("dev-bank-callback-secret")
     worker_batch: int = 200
-    worker_idle_s: float = 0.05
+    worker_idle_s: float = 0.5
+    """How often the sender looks for payments falling due by the clock (retries); new ones wake it at once."""
     poll_after_s: float = 5.0
     sending_stale_s: float = 60.0
     """A payment still `sending` after this long was left by a crash: ask the bank, then re-send if unknown.

@@ -105,7 +105,8 @@ async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy
     CASES_OPENED.inc(len(opened))
     if audits:
         await session.execute(insert(AuditRecord), audits)
-    await add_events(session, settings, [o for o in outgoing if o.envelope.data["case_id"] in {str(i) for i in opened}])
+    opened_ids = {str(i) for i in opened}
+    await add_events(session, settings, [o for o in outgoing if o.envelope.data["case_id"] in opened_ids])
 
 
 async def _cancel(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:

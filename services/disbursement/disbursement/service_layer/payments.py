@@ -16,10 +16,13 @@ from disbursement.domain.payment import CANCELLABLE, PaymentStatus, business_day
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import TRANSFER_SETTLED
+from shared.db import signal_after_commit
 from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing, add_events
 from shared.settings import ServiceSettings
 from shared.telemetry import context_from, traceparent_of, tracer
+
+PAYMENTS_DUE = "payments.due"
 
 
 def _now() -> datetime:
@@ -47,6 +50,8 @@ async def handle_events(session: AsyncSession, settings: ServiceSettings, events
             await _cancel(session, settings, event)
     if payees:
         await _reissue_or_release(session, {e.envelope.person_ref for e in payees})
+    if payees or approved:
+        signal_after_commit(session, PAYMENTS_DUE)  # wakes the sender once this commits
 
 
 async def _store_payees(session: AsyncSession, events: list[Event]) -> None:
@@ -198,6 +203,8 @@ async def retry_later(session: AsyncSession, keys: list[str], delay_s: float, st
             conditions.append(Payment.updated_at < stale_before)  # type: ignore[arg-type]
         await session.execute(update(Payment).where(*conditions).values(
             status=PaymentStatus.PENDING.value, next_attempt_at=now + timedelta(seconds=delay_s), updated_at=now))
+        if delay_s <= 0:
+            signal_after_commit(session, PAYMENTS_DUE)
 
 
 async def unresolved(session: AsyncSession, accepted_after_s: float, sending_after_s: float,

@@ -1,6 +1,7 @@
 """The background workers: send due payments, and resolve the ones the bank still owes an answer on."""
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +19,7 @@ from disbursement.adapters.bank import (
 )
 from disbursement.adapters.tables import Payee, Payment
 from disbursement.domain.payment import PaymentStatus
-from disbursement.service_layer.payments import apply_bank_results, claim_due, retry_later, unresolved
+from disbursement.service_layer.payments import PAYMENTS_DUE, apply_bank_results, claim_due, retry_later, unresolved
 from shared.security.crypto import FieldCipher
 from shared.service import Runtime
 from shared.telemetry import context_from, tracer
@@ -59,7 +60,10 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
     cipher: FieldCipher = runtime.extras["payee_cipher"]
     semaphore = asyncio.Semaphore(settings.bank_concurrency)
     callback_url = f"{settings.callback_base_url}/v1/bank/callbacks"
+    due_signal = asyncio.Event()
+    runtime.db.on_commit(PAYMENTS_DUE, due_signal.set)
     while not stopping.is_set():
+        due_signal.clear()  # before the claim: payments opened meanwhile wake the next pass
         try:
             async with runtime.db.transaction() as session:
                 due = await claim_due(session, settings.worker_batch)
@@ -74,7 +78,8 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
                     await session.execute(update(Payment), [
                         {"id": d.id, "account_version": payees[d.person_ref].account_version} for d in due])
             if not due:
-                await asyncio.sleep(settings.worker_idle_s)
+                with contextlib.suppress(TimeoutError):  # new payments wake it; retries fall due by the clock
+                    await asyncio.wait_for(due_signal.wait(), timeout=settings.worker_idle_s)
                 continue
 
             async def send(payment: Payment, payees: dict[str, Payee] = payees) -> BankResult | None:
@@ -87,7 +92,6 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
                 await apply_bank_results(session, settings, [a for a in answers if a is not None])
                 await retry_later(session, [p.idempotency_key for p, a in zip(due, answers, strict=True) if a is None],
                                   settings.resend_backoff_s)
-            runtime.relay.wake()
         except Exception:
             log.exception("payment sender pass failed; retrying")
             await asyncio.sleep(1)
@@ -132,14 +136,11 @@ async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> No
             answers = await asyncio.gather(*(ask(k) for k in keys), return_exceptions=True)
             known = [a for a in answers if isinstance(a, BankResult)]
             unknown = [k for k, a in zip(keys, answers, strict=True) if a is None and k in stale]
-            if reported:
-                runtime.relay.wake()
             if known or unknown:
                 async with runtime.db.transaction() as session:
                     await apply_bank_results(session, settings, known)
                     # Left `sending` by a crash and unknown to the bank: send again, same key.
                     await retry_later(session, unknown, 0, stale_before=asked_at)
-                runtime.relay.wake()
         except Exception:
             log.exception("payment resolver pass failed; retrying")
         try:  # the next pass: as soon as callbacks arrive (a little later, to gather several), or in a second
