@@ -5,8 +5,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from shared.contracts.topics import dlq
+from shared.problems import ProblemError
 from shared.settings import ServiceSettings
 
 
@@ -24,7 +26,17 @@ async def _end_offsets(settings: ServiceSettings, topics: Sequence[str]) -> dict
 
 
 async def kafka_overview(settings: ServiceSettings, groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """Lag per (group, topic) and dead letters per topic, for logical group ids and topics."""
+    """Lag per (group, topic) and dead letters per topic, for logical group ids and topics.
+
+    While the broker does not answer this is a 503 problem (as for /readyz), not an internal error.
+    """
+    try:
+        return await _overview(settings, groups)
+    except KafkaError as exc:
+        raise ProblemError(503, "broker_unavailable", "the broker does not answer; try again shortly") from exc
+
+
+async def _overview(settings: ServiceSettings, groups: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     topics = sorted({t for ts in groups.values() for t in ts})
     physical = [settings.topic(t) for t in topics] + [settings.topic(dlq(t)) for t in topics]
     ends = await _end_offsets(settings, physical)

@@ -45,6 +45,12 @@ Ratio = Annotated[
 ]
 
 PERSON_REF_PATTERN = r"^[0-9a-f]{64}$"
+DISTRICT_CODE_PATTERN = r"^\d{6}$"
+SUBDISTRICT_CODE_PATTERN = r"^\d{9,12}$"
+HOSPITAL_ID_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""Text people write (comments, reasons): no control characters but tab and line breaks; PostgreSQL cannot
+store U+0000 at all."""
 
 
 class VisitType(StrEnum):

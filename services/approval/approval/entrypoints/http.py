@@ -13,6 +13,8 @@ from approval.domain.case import Action, CaseState, RejectReason
 from approval.domain.case import Role as CaseRole
 from approval.service_layer.cases import act_on_case
 from approval.service_layer.queues import queue_depth
+from shared.contracts.types import HOSPITAL_ID_PATTERN, SUBDISTRICT_CODE_PATTERN, TEXT_PATTERN
+from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
@@ -22,28 +24,29 @@ Reviewer = Annotated[Principal, Depends(staff(Role.clerk, Role.district_reviewer
 Clerk = Annotated[Principal, Depends(staff(Role.clerk))]
 Viewer = Annotated[Principal, Depends(staff(Role.clerk, Role.district_reviewer, Role.ops))]
 Ops = Annotated[Principal, Depends(staff(Role.ops, Role.district_reviewer))]
+Comment = Annotated[str, Field(max_length=500, pattern=TEXT_PATTERN)]
 
 
 class RejectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: RejectReason
-    comment: str | None = Field(default=None, max_length=500)
+    comment: Comment | None = None
 
 
 class CommentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    comment: str | None = Field(default=None, max_length=500)
+    comment: Comment | None = None
 
 
 class SendBackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    comment: str = Field(min_length=1, max_length=500)
+    comment: Annotated[Comment, Field(min_length=1)]
 
 
 class BatchApproveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     case_ids: list[UUID] = Field(min_length=1)
-    comment: str | None = Field(default=None, max_length=500)
+    comment: Comment | None = None
 
 
 def _runtime(request: Request) -> Runtime:
@@ -87,9 +90,10 @@ def _case_role(principal: Principal) -> CaseRole:
 async def list_cases(
     request: Request, viewer: Viewer,
     state: CaseState | None = Query(None, description="Default: the caller's own queue."),
-    subdistrict_code: str | None = Query(None), hospital_id: str | None = Query(None),
+    subdistrict_code: str | None = Query(None, pattern=SUBDISTRICT_CODE_PATTERN),
+    hospital_id: str | None = Query(None, pattern=HOSPITAL_ID_PATTERN),
     discharged_from: date | None = Query(None), discharged_to: date | None = Query(None),
-    limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500), offset: Offset = 0,
 ) -> dict[str, Any]:
     """Cases in the caller's area, oldest first, filtered and paginated (`total` counts every match)."""
     own_sub, own_district = _area(viewer)

@@ -12,6 +12,7 @@ from shared.contracts.types import Category, VisitType
 MoneyText = Annotated[str, Field(pattern=r"^\d{1,10}\.\d{2}$")]
 RatioText = Annotated[str, Field(pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$")]
 LEVEL_KEYS = {"default", "1", "2", "3"}
+MAX_VERSION = 2**31 - 1  # versions are stored and sent on as 32-bit integers
 
 
 class NotCovered(ValueError):
@@ -46,7 +47,7 @@ class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     region_code: str = Field(pattern=r"^\d{6}$")
     effective_from: date
     effective_to: date | None = None

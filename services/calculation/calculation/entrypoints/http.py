@@ -3,13 +3,16 @@
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
 from calculation.domain.policy import Policy
 from calculation.service_layer.policies import publish_policy
+from shared.contracts.openapi import request_body
+from shared.contracts.types import PERSON_REF_PATTERN
+from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
@@ -17,7 +20,15 @@ from shared.service import Runtime, staff
 router = APIRouter(prefix="/v1", tags=["calculation"])
 PolicyAdmin = Annotated[Principal, Depends(staff(Role.policy_admin))]
 Reader = Annotated[Principal, Depends(staff(Role.policy_admin, Role.clerk, Role.district_reviewer, Role.ops))]
+PersonRef = Annotated[str, Path(pattern=PERSON_REF_PATTERN)]
 DistrictStaff = Annotated[Principal, Depends(staff(Role.district_reviewer, Role.ops))]
+POLICY_EXAMPLE = {
+    "policy_id": "yangpu-310110", "version": 2, "region_code": "310110", "effective_from": "2027-01-01",
+    "effective_to": None, "categories": {"extreme_poverty": {
+        "deductible": "0.00", "cap": "80000.00", "per_settlement_cap": None,
+        "ratios": {"inpatient": {"default": "1.00"}, "outpatient_chronic": {"default": "0.90"},
+                   "outpatient": {"default": "0.80", "1": "0.85"}}}},
+}
 
 
 def _runtime(request: Request) -> Runtime:
@@ -34,8 +45,8 @@ async def list_policies(request: Request, reader: Reader) -> list[dict[str, Any]
                 for r in rows]
 
 
-@router.post("/policies", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
-    "application/json": {"schema": Policy.model_json_schema()}}}})
+@router.post("/policies", status_code=201, openapi_extra=request_body({"application/json": Policy},
+                                                                       examples={"application/json": POLICY_EXAMPLE}))
 async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
     """Publish a new policy version (region, effective dates, per-category parameters)."""
     try:
@@ -93,8 +104,9 @@ def explain_figures(f: dict[str, str]) -> list[str]:
 
 @router.get("/recoveries")
 async def list_recoveries(request: Request, staff_member: DistrictStaff,
-                          status: str = Query("open"), limit: int = Query(100, ge=1, le=1000),
-                          offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+                          status: str = Query("open", pattern=r"^[a-z_]{1,16}$"),
+                          limit: int = Query(100, ge=1, le=1000),
+                          offset: Offset = 0) -> list[dict[str, Any]]:
     """Money paid for settlements later reversed, for the district to recover."""
     query = select(Recovery).where(Recovery.status == status)
     if staff_member.role == Role.district_reviewer:
@@ -107,7 +119,7 @@ async def list_recoveries(request: Request, staff_member: DistrictStaff,
 
 
 @router.get("/ledgers/{person_ref}")
-async def person_ledger(person_ref: str, request: Request, reader: Reader) -> list[dict[str, Any]]:
+async def person_ledger(person_ref: PersonRef, request: Request, reader: Reader) -> list[dict[str, Any]]:
     """A person's deductible used and assistance committed, per year."""
     async with _runtime(request).db.transaction() as session:
         rows = (await session.execute(select(Ledger).where(Ledger.person_ref == person_ref)

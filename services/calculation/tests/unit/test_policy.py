@@ -68,3 +68,9 @@ def test_demo_policies_load_and_cover_both_districts() -> None:
     policies = demo_policies()
     assert {p.region_code for p in policies} == {"310110", "310107"}
     assert all(select_policy(policies, p.region_code, date(2026, 6, 1)) for p in policies)
+
+
+@pytest.mark.parametrize("version", [0, 2**31, 127981033549])
+def test_versions_outside_what_is_stored_are_refused(version: int) -> None:
+    with pytest.raises(ValidationError):
+        policy(version=version)

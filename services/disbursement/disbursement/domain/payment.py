@@ -53,6 +53,9 @@ def move(current: PaymentStatus, new: PaymentStatus) -> PaymentStatus:
     raise IllegalPaymentTransition(f"{current} -> {new}")
 
 
+IDEMPOTENCY_KEY_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9]{1,9}$"
+
+
 def idempotency_key(payment_id: UUID, attempt: int) -> str:
     """The key of one attempt: stored before the first bank call, reused by every retry of that attempt."""
     return f"{payment_id}-{attempt}"

@@ -12,21 +12,25 @@ from sqlalchemy import case, func, select
 
 from disbursement.adapters.bank import BankResult, BankStatus
 from disbursement.adapters.tables import Payment, PaymentAttempt
-from disbursement.domain.payment import IN_FLIGHT, PaymentStatus
+from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, IN_FLIGHT, PaymentStatus
+from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN
+from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
 
 router = APIRouter(prefix="/v1", tags=["disbursement"])
 Ops = Annotated[Principal, Depends(staff(Role.ops, Role.district_reviewer))]
+DistrictCode = Annotated[str | None, Query(pattern=DISTRICT_CODE_PATTERN)]
 
 
 class BankCallbackIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    idempotency_key: str = Field(max_length=64)
-    bank_reference: str | None = Field(default=None, max_length=64)
+    # Keys are ours (the bank echoes them); anything else could never match and is refused before the resolver.
+    idempotency_key: str = Field(max_length=64, pattern=IDEMPOTENCY_KEY_PATTERN)
+    bank_reference: str | None = Field(default=None, max_length=64, pattern=TEXT_PATTERN)
     status: BankStatus
-    reason: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=64, pattern=TEXT_PATTERN)
 
 
 def _runtime(request: Request) -> Runtime:
@@ -67,8 +71,8 @@ def _district(principal: Principal, district_code: str | None) -> str | None:
 
 @router.get("/payments")
 async def list_payments(request: Request, ops: Ops, status: PaymentStatus | None = None,
-                        district_code: str | None = None, limit: int = Query(100, ge=1, le=1000),
-                        offset: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+                        district_code: DistrictCode = None, limit: int = Query(100, ge=1, le=1000),
+                        offset: Offset = 0) -> list[dict[str, Any]]:
     """Payments, newest first, by status and district."""
     query = select(Payment)
     if status:
@@ -97,7 +101,7 @@ async def payment_of_case(case_id: UUID, request: Request, ops: Ops) -> dict[str
 
 @router.get("/reconciliation")
 async def reconciliation(request: Request, ops: Ops, day: date | None = None,
-                         district_code: str | None = None) -> list[dict[str, Any]]:
+                         district_code: DistrictCode = None) -> list[dict[str, Any]]:
     """Per district and approval day: approved = settled + in flight + failed (+ cancelled); any gap is an alarm."""
     in_flight = [s.value for s in IN_FLIGHT]
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.contracts.types import Category
+from shared.contracts.types import DISTRICT_CODE_PATTERN, SUBDISTRICT_CODE_PATTERN, Category
 
 CSV_COLUMNS = ("national_id", "name", "category", "district_code", "subdistrict_code", "valid_from", "valid_to",
                "bank_account", "bank_name")
@@ -17,8 +17,8 @@ class RegistryRecordIn(BaseModel):
     national_id: str = Field(min_length=15, max_length=18)
     name: str = Field(min_length=1, max_length=64)
     category: Category
-    district_code: str = Field(pattern=r"^\d{6}$")
-    subdistrict_code: str = Field(pattern=r"^\d{9,12}$")
+    district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
+    subdistrict_code: str = Field(pattern=SUBDISTRICT_CODE_PATTERN)
     valid_from: date
     valid_to: date | None = None
     bank_account: str | None = Field(default=None, pattern=r"^\d{12,30}$")

@@ -5,7 +5,7 @@ import io
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
@@ -13,6 +13,7 @@ from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod, S
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
 from eligibility.domain.rules import ConsentLookback
 from eligibility.service_layer.registry import Keys, import_registry, revoke_consent, sign_consent
+from shared.contracts.openapi import inline_schema, request_body
 from shared.problems import ProblemError
 from shared.security.crypto import mask_name, mask_national_id, person_ref
 from shared.security.national_id import validate_national_id
@@ -23,6 +24,11 @@ router = APIRouter(prefix="/v1", tags=["registry"])
 RegistryOfficer = Annotated[Principal, Depends(staff(Role.registry_officer))]
 ConsentRecorder = Annotated[Principal, Depends(staff(Role.registry_officer, Role.clerk))]
 Reader = Annotated[Principal, Depends(staff(Role.registry_officer, Role.ops))]
+RECORD_EXAMPLE = {"national_id": "310110198001011236", "name": "王芳", "category": "subsistence",
+                  "district_code": "310110", "subdistrict_code": "310110001", "valid_from": "2026-01-01",
+                  "valid_to": None, "bank_account": "6222020200112233445", "bank_name": "ICBC Yangpu"}
+ConsentBody = Annotated[ConsentIn, Body(openapi_examples={"at the counter": {"value": {
+    "national_id": "310110198001011236", "signed_on": "2026-01-15", "channel": "counter"}}})]
 
 
 class ImportOut(BaseModel):
@@ -62,13 +68,17 @@ async def _records(request: Request) -> list[dict[str, Any]]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("text/csv"):
         try:
-            reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig")))
+            # newline="": line ends inside quoted fields and bare CR line ends are the csv module's to read.
+            reader = csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline=""))
+            columns, rows = reader.fieldnames, list(reader)
         except UnicodeDecodeError:
             raise ProblemError(400, "malformed_csv", "the CSV is not UTF-8") from None
-        if reader.fieldnames is None or set(reader.fieldnames) - set(CSV_COLUMNS):
+        except csv.Error:
+            raise ProblemError(400, "malformed_csv", f"the CSV cannot be read (line {reader.line_num})") from None
+        if columns is None or set(columns) - set(CSV_COLUMNS):
             raise ProblemError(422, "invalid_input", f"CSV columns must be among {', '.join(CSV_COLUMNS)}",
                                field="header")
-        return list(reader)
+        return rows
     try:
         payload = await request.json()
     except ValueError:
@@ -78,10 +88,12 @@ async def _records(request: Request) -> list[dict[str, Any]]:
     return payload["records"]  # type: ignore[no-any-return]
 
 
-@router.post("/registry/import", response_model=ImportOut, openapi_extra={"requestBody": {"content": {
-    "application/json": {"schema": {"type": "object", "properties": {"records": {
-        "type": "array", "items": RegistryRecordIn.model_json_schema()}}}},
-    "text/csv": {"schema": {"type": "string", "description": f"header: {','.join(CSV_COLUMNS)}"}}}}})
+@router.post("/registry/import", response_model=ImportOut, openapi_extra=request_body({
+    "application/json": {"type": "object", "additionalProperties": False, "required": ["records"],
+                         "properties": {"records": {"type": "array", "items": inline_schema(RegistryRecordIn)}}},
+    "text/csv": {"type": "string", "description": f"header: {','.join(CSV_COLUMNS)}"}}, examples={
+    "application/json": {"records": [RECORD_EXAMPLE]},
+    "text/csv": ",".join(CSV_COLUMNS) + "\n" + ",".join(str(RECORD_EXAMPLE[c] or "") for c in CSV_COLUMNS) + "\n"}))
 async def import_records(request: Request, officer: RegistryOfficer) -> ImportOut:
     """Import or update registry records (JSON or CSV). All records are valid and stored, or none."""
     runtime = _runtime(request)
@@ -111,7 +123,7 @@ async def import_records(request: Request, officer: RegistryOfficer) -> ImportOu
 
 
 @router.post("/consents", status_code=201, response_model=ConsentOut)
-async def record_consent(body: ConsentIn, request: Request, recorder: ConsentRecorder) -> ConsentOut:
+async def record_consent(body: ConsentBody, request: Request, recorder: ConsentRecorder) -> ConsentOut:
     """Record a resident's signed informed consent; their parked settlements are screened again."""
     runtime = _runtime(request)
     national_id = validate_national_id(body.national_id, field="national_id")
@@ -139,8 +151,11 @@ class LookupIn(BaseModel):
     national_id: str
 
 
+LookupBody = Annotated[LookupIn, Body(openapi_examples={"a resident": {"value": {
+    "national_id": "310110198001011236"}}})]
+
 @router.post("/persons:lookup")
-async def lookup_person(body: LookupIn, request: Request, reader: Reader) -> dict[str, Any]:
+async def lookup_person(body: LookupBody, request: Request, reader: Reader) -> dict[str, Any]:
     """A person's registry entry, masked, with periods, consents and screenings (by national ID in the body,
     never in a URL, so it stays out of access logs)."""
     runtime = _runtime(request)

@@ -12,6 +12,7 @@ from stdnum.cn import ric
 from shared.contracts.types import VisitType
 
 MAX_AMOUNT = Decimal("10000000.00")
+HOSPITAL_SETTLEMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 Amount = Annotated[
     str,
@@ -40,7 +41,7 @@ class SettlementIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    hospital_settlement_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    hospital_settlement_id: str = Field(pattern=HOSPITAL_SETTLEMENT_ID_PATTERN)
     hospital_level: int = Field(ge=1, le=3, strict=True)
     visit_type: VisitType
     admission_date: date

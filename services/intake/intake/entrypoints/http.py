@@ -1,20 +1,32 @@
 """Hospital-facing API: push settlements (one or a batch), reverse them, read their status."""
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
 from intake.adapters.tables import JourneyStep, Settlement
-from intake.domain.settlement import ReversalIn, SettlementBatchIn, SettlementIn
+from intake.domain.journey import Journey
+from intake.domain.settlement import HOSPITAL_SETTLEMENT_ID_PATTERN, ReversalIn, SettlementBatchIn, SettlementIn
 from intake.entrypoints.hospital_auth import HospitalId
 from intake.service_layer.accept import Accepted, accept_settlements, reverse_settlement
+from shared.contracts.openapi import inline_schema, request_body
+from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["settlements"])
+# An id no settlement can have is refused as input rather than looked up.
+HospitalSettlementId = Annotated[str, Path(pattern=HOSPITAL_SETTLEMENT_ID_PATTERN)]
+SETTLEMENT_EXAMPLE = {
+    "hospital_settlement_id": "S-2026-000123", "hospital_level": 3, "visit_type": "inpatient",
+    "admission_date": "2026-03-02", "discharge_date": "2026-03-09",
+    "patient": {"national_id": "310110198001011236", "name": "王芳"},
+    "total_amount": "12000.00", "policy_scope_amount": "10000.00",
+    "basic_insurance_paid": "6000.00", "critical_illness_paid": "1500.00",
+}
 
 
 class AcceptedOut(BaseModel):
@@ -82,15 +94,19 @@ async def _accept(request: Request, hospital_id: str, items: list[SettlementIn])
 
 
 @router.post("/settlements", status_code=202, response_model=AcceptedOut,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                 "schema": SettlementIn.model_json_schema(ref_template="#/components/schemas/{model}")}}}})
+             openapi_extra=request_body({"application/json": SettlementIn},
+                                        examples={"application/json": SETTLEMENT_EXAMPLE}))
 async def push_settlement(request: Request, hospital_id: HospitalId) -> AcceptedOut:
     """Push one settlement. Retrying the same body is safe; the same id with another body is a 409."""
     item = _parse(SettlementIn, await _json_body(request), "")
     return _out((await _accept(request, hospital_id, [item]))[0])
 
 
-@router.post("/settlements:batch", status_code=202, response_model=BatchOut)
+@router.post("/settlements:batch", status_code=202, response_model=BatchOut,
+             openapi_extra=request_body({"application/json": {
+                 "type": "object", "additionalProperties": False, "required": ["items"],
+                 "properties": {"items": {"type": "array", "minItems": 1, "items": inline_schema(SettlementIn)}}}},
+                 examples={"application/json": {"items": [SETTLEMENT_EXAMPLE]}}))
 async def push_settlement_batch(request: Request, hospital_id: HospitalId) -> BatchOut:
     """Push up to `max_batch_items` settlements: all are accepted, or none (errors name the item index)."""
     batch = _parse(SettlementBatchIn, await _json_body(request), "")
@@ -114,8 +130,11 @@ async def push_settlement_batch(request: Request, hospital_id: HospitalId) -> Ba
                     results=[_out(r) for r in results])
 
 
-@router.post("/settlements/{hospital_settlement_id}/reversal", response_model=SettlementStatusOut)
-async def reverse(hospital_settlement_id: str, request: Request, hospital_id: HospitalId) -> SettlementStatusOut:
+@router.post("/settlements/{hospital_settlement_id}/reversal", response_model=SettlementStatusOut,
+             openapi_extra=request_body({"application/json": ReversalIn},
+                                        examples={"application/json": {"reason": "voided_at_hospital"}}))
+async def reverse(hospital_settlement_id: HospitalSettlementId, request: Request,
+                  hospital_id: HospitalId) -> SettlementStatusOut:
     """Void a settlement. Undone downstream; if already paid, the district gets a recovery record."""
     body = _parse(ReversalIn, await _json_body(request), "")
     runtime: Runtime = request.app.state.runtime
@@ -127,21 +146,21 @@ async def reverse(hospital_settlement_id: str, request: Request, hospital_id: Ho
 
 
 @router.get("/settlements/{hospital_settlement_id}", response_model=SettlementStatusOut)
-async def settlement_status(hospital_settlement_id: str, request: Request,
+async def settlement_status(hospital_settlement_id: HospitalSettlementId, request: Request,
                             hospital_id: HospitalId) -> SettlementStatusOut:
     """Where one of this hospital's settlements is in its journey, with the timeline."""
     return await _status(request, hospital_id, hospital_settlement_id, with_journey=True)
 
 
 @router.get("/settlements", response_model=list[SettlementStatusOut])
-async def list_settlements(request: Request, hospital_id: HospitalId, status: str | None = None,
-                           limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+async def list_settlements(request: Request, hospital_id: HospitalId, status: Journey | None = None,
+                           limit: int = Query(100, ge=1, le=1000), offset: Offset = 0
                            ) -> list[SettlementStatusOut]:
     """This hospital's settlements, newest first, optionally by status."""
     runtime: Runtime = request.app.state.runtime
     query = select(Settlement).where(Settlement.hospital_id == hospital_id)
     if status:
-        query = query.where(Settlement.status == status)
+        query = query.where(Settlement.status == status.value)
     query = query.order_by(Settlement.received_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
     async with runtime.db.transaction() as session:
         rows = (await session.execute(query)).scalars().all()
