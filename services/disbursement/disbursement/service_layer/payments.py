@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry.trace import Span
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -146,6 +146,8 @@ async def apply_bank_results(session: AsyncSession, settings: ServiceSettings,
     payments = {p.idempotency_key: p for p in (await session.execute(
         select(Payment).where(Payment.idempotency_key.in_(keys)).with_for_update())).scalars()}  # type: ignore[attr-defined]
     outgoing, now = [], _now()
+    payment_rows: dict[object, dict[str, object]] = {}  # the last word per payment and per attempt is written
+    attempt_rows: dict[str, dict[str, object]] = {}
     for result in results:
         payment = payments.get(result.idempotency_key)
         if payment is None:
@@ -159,11 +161,9 @@ async def apply_bank_results(session: AsyncSession, settings: ServiceSettings,
         move(current, new)
         changes = {"status": new.value, "bank_reference": result.bank_reference or payment.bank_reference,
                    "failure_reason": result.reason if new == PaymentStatus.FAILED else None}
-        await session.execute(update(Payment.__table__).where(Payment.__table__.c.id == payment.id)  # type: ignore[attr-defined]
-                              .values(**changes, updated_at=now))
-        await session.execute(update(PaymentAttempt.__table__)  # type: ignore[attr-defined]
-                              .where(PaymentAttempt.__table__.c.idempotency_key == result.idempotency_key)  # type: ignore[attr-defined]
-                              .values(status=new.value, reason=changes["failure_reason"]))
+        payment_rows[payment.id] = {"payment_id": payment.id, **changes}
+        attempt_rows[result.idempotency_key] = {"key": result.idempotency_key, "status": new.value,
+                                                "reason": changes["failure_reason"]}
         for name, value in changes.items():
             setattr(payment, name, value)
         PAYMENTS.labels(new.value).inc()
@@ -174,6 +174,13 @@ async def apply_bank_results(session: AsyncSession, settings: ServiceSettings,
                 span.set_attribute("payment.id", str(payment.id))
                 span.set_attribute("settlement.id", str(payment.settlement_id))
                 outgoing.append(settled_event(payment, new.value, span))
+    if payment_rows:  # two executemany statements for the whole pass, not two round trips per answer
+        payments_t, attempts_t = Payment.__table__, PaymentAttempt.__table__  # type: ignore[attr-defined]
+        await session.execute(update(payments_t).where(payments_t.c.id == bindparam("payment_id")).values(
+            status=bindparam("status"), bank_reference=bindparam("bank_reference"),
+            failure_reason=bindparam("failure_reason"), updated_at=now), list(payment_rows.values()))
+        await session.execute(update(attempts_t).where(attempts_t.c.idempotency_key == bindparam("key")).values(
+            status=bindparam("status"), reason=bindparam("reason")), list(attempt_rows.values()))
     await add_events(session, settings, outgoing)
     return len(outgoing)
 
