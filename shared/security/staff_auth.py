@@ -12,6 +12,7 @@ import jwt
 
 from shared.problems import ProblemError
 
+MAX_SUBJECT_LENGTH = 64  # the audit trails' actor columns
 
 class Role(StrEnum):
     clerk = "clerk"
@@ -57,13 +58,18 @@ class TokenVerifier:
             role = Role(claims.get("role", ""))  # missing: "" is no role, ValueError as for any unknown value
         except ValueError:
             raise ProblemError(401, "token_invalid", "the token has no known role", field="Authorization") from None
+        subject = str(claims["sub"])
+        if not 0 < len(subject) <= MAX_SUBJECT_LENGTH or not subject.isprintable():
+            # the subject is written to audit trails (64 characters): refuse it here, not in the database
+            raise ProblemError(401, "token_invalid", "the token's subject is not a usable staff id",
+                               field="Authorization")
         district, subdistrict = claims.get("district"), claims.get("subdistrict")
         if role == Role.clerk and not (district and subdistrict):
             raise ProblemError(401, "token_invalid", "a clerk token needs district and subdistrict claims",
                                field="Authorization")
         if role == Role.district_reviewer and not district:
             raise ProblemError(401, "token_invalid", "a reviewer token needs a district claim", field="Authorization")
-        return Principal(str(claims["sub"]), role, district, subdistrict)
+        return Principal(subject, role, district, subdistrict)
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -82,6 +82,8 @@ VERIFIER = TokenVerifier(issuer="medassist-dev", audience="medassist", secret=SE
                                      "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET),
          "token_invalid"),
         ("garbage", "not.a.token", "token_invalid"),
+        ("subject longer than an audit trail holds", mint_dev_token(SECRET, "x" * 65, Role.ops), "token_invalid"),
+        ("subject with a control character", mint_dev_token(SECRET, "ops\x00", Role.ops), "token_invalid"),
     ],
 )
 def test_bad_tokens_are_refused(case: str, token: str, code: str) -> None:

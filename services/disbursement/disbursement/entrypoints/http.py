@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import case, func, select
 
 from disbursement.adapters.bank import BankResult, BankStatus
 from disbursement.adapters.tables import Payment, PaymentAttempt
 from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, IN_FLIGHT, PaymentStatus
+from shared.contracts.openapi import request_body
 from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN
 from shared.pagination import Offset
 from shared.problems import ProblemError
@@ -37,18 +39,23 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-@router.post("/bank/callbacks", status_code=202)
-async def bank_callback(body: BankCallbackIn, request: Request) -> dict[str, str]:
+@router.post("/bank/callbacks", status_code=202, openapi_extra=request_body({"application/json": BankCallbackIn}))
+async def bank_callback(request: Request) -> dict[str, str]:
     """The bank's word on an attempt, signed by the bank (X-Bank-Signature: hex HMAC-SHA256 of the body).
 
-    A signed callback is recorded by the resolver's next pass (many at once); an unsigned one is refused.
-    Callbacks that never come are covered by polling the bank by key.
+    The signature is checked before the body is read: an unsigned callback is refused (401) whatever it holds.
+    A signed one is recorded by the resolver's next pass (many at once). Callbacks that never come are covered
+    by polling the bank by key.
     """
-    runtime = _runtime(request)
+    runtime, raw = _runtime(request), await request.body()
     secret = runtime.settings.bank_callback_secret.get_secret_value().encode()
-    expected = hmac.new(secret, await request.body(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, request.headers.get("X-Bank-Signature", "")):
+    if not hmac.compare_digest(hmac.new(secret, raw, hashlib.sha256).hexdigest(),
+                               request.headers.get("X-Bank-Signature", "")):
         raise ProblemError(401, "bad_signature", "the callback is not signed by the bank", field="X-Bank-Signature")
+    try:
+        body = BankCallbackIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
     runtime.extras["hints"].report(BankResult(body.idempotency_key, body.bank_reference, body.status, body.reason))
     return {"status": "received"}
 

@@ -313,3 +313,19 @@ async def test_reconciliation_balances_per_district_and_day(service: Disbursemen
     assert {r["district_code"] for r in only_day1} >= {district, neighbour}
     assert {r["day"] for r in only_day1} == {"2026-03-02"}
     assert {r["district_code"] for r in own} == {district}, "a reviewer sees their own district"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"idempotency_key": "00000000-0000-0000-0000-000000000000-1", "status": "settled"}',
+    b'{"idempotency_key": "\\u0000", "status": "whatever", "extra": [1, 2, 3]}',
+    b"not json at all",
+])
+@pytest.mark.parametrize("signature", [None, "0" * 64])
+async def test_callbacks_not_signed_by_the_bank_are_refused_before_reading_them(
+        service: Disbursement, body: bytes, signature: str | None) -> None:
+    headers = {"Content-Type": "application/json", **({"X-Bank-Signature": signature} if signature else {})}
+    async with httpx.AsyncClient(base_url=service.url) as client:
+        response = await client.post("/v1/bank/callbacks", content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "bad_signature"
