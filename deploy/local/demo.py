@@ -109,7 +109,7 @@ async def main() -> None:
     await wait_for(screened, 60, "re-screening after late consents")
     reasons = (await ops_elig.get("/v1/screenings/summary")).json()
     line("late consents (parked settlements screened again)", rescreened)
-    line("screening decisions by reason", reasons)
+    line("screening decisions by reason (all runs)", reasons)
 
     cases = [c for c in await all_pages(ops_approval, "/v1/cases", state="awaiting_subdistrict")
              if c["settlement_id"] in origin]
@@ -194,6 +194,10 @@ async def main() -> None:
     line("assistance approved (yuan)", f"{approved:.2f}")
     line("paid: transfers settled (count, yuan)",
          f"{len(settled)}, {sum((Decimal(p['amount']) for p in settled), Decimal('0')):.2f}")
+    cancelled = {c["case_id"] for c in all_cases if c["state"] == "cancelled"}
+    recovered_paid = [p for p in settled if p["case_id"] in cancelled]
+    line("  of them reversed after payment (recovery)",
+         f"{len(recovered_paid)}, {sum((Decimal(p['amount']) for p in recovered_paid), Decimal('0')):.2f}")
     line("failed and waiting for a corrected account", sum(p["status"] == "failed" for p in payments))
     line("settlements by current status", dict(now))
     line("bank: transfers booked (all runs)", bank.get("transfers", 0))
