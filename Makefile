@@ -54,6 +54,7 @@ status: ## what is running
 	@bash deploy/local/jaeger.sh status
 
 clean: stop ## stop everything and delete local data and logs (keeps downloaded jars)
+	@bash deploy/local/postgres.sh clean
 	@rm -rf .run
 	@echo "[stack] local data removed"
 

@@ -2,8 +2,19 @@
 # Private PostgreSQL cluster on loopback: ./postgres.sh up|stop|status
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-PGDATA="$MEDASSIST_RUN_DIR/pg/data"
-LOG="$MEDASSIST_RUN_DIR/logs/postgres.log"
+
+# The cluster lives in $MEDASSIST_RUN_DIR/pg. Run as root, the server runs as the postgres user, who may not be
+# able to reach a checkout under a private folder (mktemp -d, a home directory): then the cluster lives in a
+# folder of the postgres user's own, one per checkout, and $MEDASSIST_RUN_DIR/pg points to it.
+pg_home() {
+  local home="$MEDASSIST_RUN_DIR/pg"
+  [ -L "$home" ] && { readlink "$home"; return; }
+  if [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$MEDASSIST_RUN_DIR"; then
+    home="$(getent passwd postgres | cut -d: -f6)/medassist-$(printf '%s' "$MEDASSIST_RUN_DIR" | sha1sum | cut -c1-12)"
+    mkdir -p "$home" && ln -sfn "$home" "$MEDASSIST_RUN_DIR/pg"
+  fi
+  echo "$home"
+}
 
 pg_bin() {
   local dir
@@ -21,6 +32,7 @@ install_if_missing() {
 
 up() {
   install_if_missing
+  PG_HOME=$(pg_home); PGDATA="$PG_HOME/data"; LOG="$PG_HOME/postgres.log"
   local bin; bin=$(pg_bin)
   if as_db_owner "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     say "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return
@@ -29,9 +41,9 @@ up() {
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
     say "initialising a private cluster in $PGDATA"
     mkdir -p "$PGDATA"
-    local pwfile="$MEDASSIST_RUN_DIR/pg/.pw"
-    printf '%s\n' "$PG_PASSWORD" > "$pwfile"
-    if [ "$(id -u)" = 0 ]; then chown -R postgres "$MEDASSIST_RUN_DIR/pg"; chmod 700 "$PGDATA"; fi
+    local pwfile="$PG_HOME/.pw"
+    (umask 077 && printf '%s\n' "$PG_PASSWORD" > "$pwfile")
+    if [ "$(id -u)" = 0 ]; then chown -R postgres "$PG_HOME"; chmod 700 "$PGDATA"; fi
     as_db_owner "$bin/initdb" -D "$PGDATA" -U "$PG_USER" --pwfile="$pwfile" -A scram-sha-256 -E UTF8 \
       --locale=C.UTF-8 >"$MEDASSIST_RUN_DIR/logs/initdb.log" 2>&1 || fail "initdb failed: see $MEDASSIST_RUN_DIR/logs/initdb.log"
     rm -f "$pwfile"
@@ -51,18 +63,27 @@ CONF
 }
 
 stop() {
+  PGDATA="$(pg_home)/data"
   local bin; bin=$(pg_bin)
   [ -n "$bin" ] && [ -f "$PGDATA/postmaster.pid" ] && as_db_owner "$bin/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 \
     && say "PostgreSQL stopped" || true
 }
 
 status() {
+  PGDATA="$(pg_home)/data"
   local bin; bin=$(pg_bin)
   if [ -n "$bin" ] && as_db_owner "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
     echo "postgres     up    127.0.0.1:$PG_PORT"
   else
     echo "postgres     down"
   fi
+}
+
+# clean: delete the cluster (stopped first), also when it lives in the postgres user's folder.
+clean() {
+  stop
+  local home; home=$(pg_home)
+  rm -rf "$home" "$MEDASSIST_RUN_DIR/pg"
 }
 
 "${1:-status}"
