@@ -5,13 +5,18 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import httpx
 
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import EventData
 from shared.db import ensure_database
-from shared.messaging.kafka import ensure_topics
+from shared.messaging.kafka import KafkaProducer, ensure_topics
 from shared.migrations import upgrade_to_head
+from shared.security.staff_auth import mint_dev_token
 from shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +45,32 @@ async def prepare(settings: ServiceSettings, migrations_dir: Path | None = None)
     if migrations_dir is not None:
         await asyncio.to_thread(upgrade_to_head, settings, migrations_dir)
     await ensure_topics(settings, partitions=int(os.environ.get("KAFKA_PARTITIONS", "6")))
+
+
+@dataclass
+class ServiceUnderTest:
+    """A service running as a process in an integration test: staff clients for its API, events onto its topics."""
+
+    settings: ServiceSettings
+    url: str
+    producer: KafkaProducer
+
+    def client(self, role: str, district: str | None = None, subdistrict: str | None = None,
+               subject: str | None = None) -> httpx.AsyncClient:
+        """An HTTP client carrying a development staff token for `role` in the given area."""
+        token = mint_dev_token(self.settings.jwt_secret.get_secret_value(),
+                               subject or f"{role}-{subdistrict or district or 'test'}", role, district, subdistrict)
+        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    async def send(self, topic: str, data: EventData, ref: str) -> Envelope:
+        """Publish `data` in a new envelope keyed by `ref` on a logical topic; returns the envelope."""
+        envelope = Envelope.wrap(data, person_ref=ref, producer="test")
+        await self.resend(topic, envelope)
+        return envelope
+
+    async def resend(self, topic: str, envelope: Envelope) -> None:
+        """Publish an envelope (again): a redelivery, as Kafka does after a crash."""
+        await self.producer.send_and_wait(self.settings.topic(topic), envelope.to_bytes(), key=envelope.person_ref)
 
 
 def free_port() -> int:

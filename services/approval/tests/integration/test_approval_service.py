@@ -6,7 +6,6 @@ import itertools
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,8 +21,15 @@ from shared.contracts.envelope import Envelope
 from shared.contracts.events import AssistanceCalculated, CaseDecided
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED
 from shared.messaging.kafka import KafkaProducer
-from shared.security.staff_auth import mint_dev_token
-from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from shared.testing import (
+    ServiceProcess,
+    ServiceUnderTest,
+    free_port,
+    prepare,
+    read_topic,
+    stack_available,
+    unique_prefix,
+)
 
 pytestmark = pytest.mark.integration
 DISTRICT, OTHER_DISTRICT = "990400", "990500"
@@ -31,33 +37,21 @@ MAX_BATCH = 5
 SUBDISTRICTS = itertools.count(1)
 
 
-@dataclass
-class Approval:
-    settings: ApprovalSettings
-    url: str
-    producer: KafkaProducer
-
-    def client(self, role: str, district: str | None = None, subdistrict: str | None = None,
-               subject: str | None = None) -> httpx.AsyncClient:
-        subject = subject or f"{role}-{subdistrict or district}"
-        token = mint_dev_token(self.settings.jwt_secret.get_secret_value(), subject, role, district, subdistrict)
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
+class Approval(ServiceUnderTest):
     def clerk(self, subdistrict: str) -> httpx.AsyncClient:
         return self.client("clerk", subdistrict[:6], subdistrict)
 
     def reviewer(self, district: str = DISTRICT) -> httpx.AsyncClient:
         return self.client("district_reviewer", district)
 
-    async def send(self, calculations: list[AssistanceCalculated], ref: str) -> None:
+    async def calculated(self, calculations: list[AssistanceCalculated], ref: str) -> None:
         for calc in calculations:
-            envelope = Envelope.wrap(calc, person_ref=ref, producer="test")
-            await self.producer.send_and_wait(self.settings.topic(ASSISTANCE_CALCULATED), envelope.to_bytes(), key=ref)
+            await self.send(ASSISTANCE_CALCULATED, calc, ref)
 
     async def open_cases(self, calculations: list[AssistanceCalculated], ref: str | None = None
                          ) -> list[dict[str, Any]]:
         """Send the calculations and wait until each has its case; the cases in the calculations' order."""
-        await self.send(calculations, ref or person())
+        await self.calculated(calculations, ref or person())
         return await self.cases_of(calculations)
 
     async def cases_of(self, calculations: list[AssistanceCalculated], timeout: float = 60) -> list[dict[str, Any]]:
@@ -150,7 +144,7 @@ async def test_cases_open_once_in_their_own_subdistricts_queue(approval: Approva
     first = Envelope.wrap(a1, person_ref=ref, producer="test")
     for _ in range(2):  # the same event delivered twice
         await approval.producer.send_and_wait(approval.settings.topic(ASSISTANCE_CALCULATED), first.to_bytes(), key=ref)
-    await approval.send([a1, nothing, a2, b1], ref)  # a1 again under a new event id; nothing to pay opens nothing
+    await approval.calculated([a1, nothing, a2, b1], ref)  # a1 again under a new event id; nothing to pay opens nothing
     case_a1, case_a2, case_b1 = await approval.cases_of([a1, a2, b1])
 
     async with approval.clerk(sub_a) as clerk_a, approval.clerk(sub_b) as clerk_b, approval.reviewer() as reviewer, \

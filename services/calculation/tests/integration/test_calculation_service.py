@@ -9,7 +9,6 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -27,15 +26,21 @@ from shared.contracts.events import (
     AssistanceReversed,
     CaseDecided,
     EligibilityDecided,
-    EventData,
     SettlementReceived,
     SettlementReversed,
     TransferSettled,
 )
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
 from shared.messaging.kafka import KafkaProducer
-from shared.security.staff_auth import mint_dev_token
-from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from shared.testing import (
+    ServiceProcess,
+    ServiceUnderTest,
+    free_port,
+    prepare,
+    read_topic,
+    stack_available,
+    unique_prefix,
+)
 
 pytestmark = pytest.mark.integration
 REGION, SUBDISTRICT = "990100", "990100001"
@@ -47,25 +52,7 @@ POLICY = {"policy_id": "test-ledger", "version": 1, "region_code": REGION, "effe
               "deductible": "1000.00", "cap": "3000.00", "per_settlement_cap": "2000.00", "ratios": RATIOS}}}
 
 
-@dataclass
-class Calc:
-    settings: CalculationSettings
-    url: str
-    producer: KafkaProducer
-
-    def client(self, role: str, **area: str) -> httpx.AsyncClient:
-        token = mint_dev_token(self.settings.jwt_secret.get_secret_value(), f"{role}-calc-test", role,
-                               area.get("district"), area.get("subdistrict"))
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-    async def send(self, topic: str, data: EventData, ref: str) -> Envelope:
-        envelope = Envelope.wrap(data, person_ref=ref, producer="test")
-        await self.resend(topic, envelope)
-        return envelope
-
-    async def resend(self, topic: str, envelope: Envelope) -> None:
-        await self.producer.send_and_wait(self.settings.topic(topic), envelope.to_bytes(), key=envelope.person_ref)
-
+class Calc(ServiceUnderTest):
     async def send_in_one_poll(self, topic: str, envelopes: list[Envelope]) -> None:
         """Several events made visible at once (one Kafka transaction; the service reads committed only),
         so the service's consumer takes them in one batch, as it does under load."""
@@ -295,7 +282,7 @@ async def test_policy_admin_publishes_versions_by_region_and_period_and_roles_ar
         listed = (await clerk.get("/v1/policies")).json()
     mine = [p for p in listed if p["policy_id"] == "test-periods"]
     assert [(p["version"], p["effective_from"], p["effective_to"], p["published_by"]) for p in mine] == [
-        (1, "2026-01-01", "2026-06-30", "policy_admin-calc-test"), (2, "2026-07-01", None, "policy_admin-calc-test")]
+        (1, "2026-01-01", "2026-06-30", "policy_admin-test"), (2, "2026-07-01", None, "policy_admin-test")]
     assert any(p["policy_id"] == "yangpu-310110" for p in listed), "the demo policies are still there"
 
     ref = person()

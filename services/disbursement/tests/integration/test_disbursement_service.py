@@ -18,12 +18,19 @@ from disbursement.bootstrap import MIGRATIONS
 from disbursement.config import DisbursementSettings
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import CaseDecided, EventData, PayeeAccountUpdated, TransferSettled
+from shared.contracts.events import CaseDecided, PayeeAccountUpdated, TransferSettled
 from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE, TRANSFER_SETTLED
 from shared.messaging.kafka import KafkaProducer
 from shared.security.crypto import FieldCipher, mask_account
-from shared.security.staff_auth import mint_dev_token
-from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from shared.testing import (
+    ServiceProcess,
+    ServiceUnderTest,
+    free_port,
+    prepare,
+    read_topic,
+    stack_available,
+    unique_prefix,
+)
 
 pytestmark = pytest.mark.integration
 DISTRICT = "990600"
@@ -31,23 +38,8 @@ CALM = {"settle_delay_ms": 30}  # the simulator's default account suffix "0000" 
 
 
 @dataclass
-class Disbursement:
-    settings: DisbursementSettings
-    url: str
-    bank: str
-    producer: KafkaProducer
-
-    def client(self, role: str = "ops", district: str | None = None) -> httpx.AsyncClient:
-        token = mint_dev_token(self.settings.jwt_secret.get_secret_value(), f"{role}-pay-test", role, district)
-        return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-    async def send(self, topic: str, data: EventData, ref: str) -> Envelope:
-        envelope = Envelope.wrap(data, person_ref=ref, producer="test")
-        await self.resend(topic, envelope)
-        return envelope
-
-    async def resend(self, topic: str, envelope: Envelope) -> None:
-        await self.producer.send_and_wait(self.settings.topic(topic), envelope.to_bytes(), key=envelope.person_ref)
+class Disbursement(ServiceUnderTest):
+    bank: str = ""
 
     async def payee(self, ref: str, account: str, version: int, name: str = "王芳") -> Envelope:
         """What eligibility publishes: the account and name only under the payee transport key."""
@@ -62,7 +54,7 @@ class Disbursement:
                       ) -> dict[str, Any]:
         """The case's payment (with its attempts) once `until` holds."""
         deadline = asyncio.get_running_loop().time() + timeout
-        async with self.client() as ops:
+        async with self.client("ops") as ops:
             while True:
                 response = await ops.get(f"/v1/payments/by-case/{case_id}")
                 if response.status_code == 200 and until(response.json()):
@@ -118,7 +110,7 @@ async def service() -> AsyncIterator[Disbursement]:
         await bank.wait_ready()
         await process.wait_ready()
         await producer.start()
-        yield Disbursement(settings, process.url, bank.url, producer)
+        yield Disbursement(settings, process.url, producer, bank=bank.url)
     finally:
         await producer.stop()
         process.stop()
@@ -298,7 +290,7 @@ async def test_reconciliation_balances_per_district_and_day(service: Disbursemen
     assert expected[(district, "2026-03-02")]["settled"] == {"count": 3, "amount": "600.60"}
     assert expected[(district, "2026-03-02")]["in_flight"] == {"count": 1, "amount": "44.44"}
 
-    async with service.client() as ops, service.client("district_reviewer", district) as reviewer:
+    async with service.client("ops") as ops, service.client("district_reviewer", district) as reviewer:
         report = (await ops.get("/v1/reconciliation", params={"district_code": district})).json()
         only_day1 = (await ops.get("/v1/reconciliation", params={"day": "2026-03-02"})).json()
         own = (await reviewer.get("/v1/reconciliation")).json()
