@@ -95,13 +95,7 @@ up() {
 }
 
 stop() {
-  if pid_alive "$PIDFILE"; then
-    local pid; pid=$(cat "$PIDFILE")
-    kill "$pid"
-    wait_for "Jaeger to stop" 20 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
-    say "Jaeger stopped (its in-memory traces are gone)"
-  fi
-  rm -f "$PIDFILE"
+  if stop_process Jaeger "$PIDFILE" 20; then say "Jaeger stopped (its in-memory traces are gone)"; fi
 }
 
 # status: a line only when Jaeger is running or was built, so `make status` stays quiet for those who never use it.

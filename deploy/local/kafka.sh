@@ -44,13 +44,7 @@ up() {
 }
 
 stop() {
-  if pid_alive "$PIDFILE"; then
-    local pid; pid=$(cat "$PIDFILE")
-    kill "$pid"
-    wait_for "Kafka to stop" 60 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
-    say "Kafka stopped"
-  fi
-  rm -f "$PIDFILE"
+  if stop_process Kafka "$PIDFILE" 60; then say "Kafka stopped"; fi
 }
 
 status() {

@@ -26,3 +26,13 @@ wait_for() {
 as_db_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+# stop_process WHAT PIDFILE SECONDS: TERM the process, KILL it if still there after SECONDS; false when none ran.
+stop_process() {
+  local what=$1 pidfile=$2 secs=$3
+  if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return 1; fi
+  local pid; pid=$(cat "$pidfile")
+  kill "$pid"
+  wait_for "$what to stop" "$secs" bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+}
