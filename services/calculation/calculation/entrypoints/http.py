@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
 from calculation.domain.policy import Policy
+from calculation.service_layer.assess import assess_waiting
 from calculation.service_layer.policies import publish_policy
 from shared.contracts.openapi import request_body
 from shared.contracts.types import PERSON_REF_PATTERN
@@ -48,7 +49,10 @@ async def list_policies(request: Request, reader: Reader) -> list[dict[str, Any]
 @router.post("/policies", status_code=201, openapi_extra=request_body({"application/json": Policy},
                                                                        examples={"application/json": POLICY_EXAMPLE}))
 async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
-    """Publish a new policy version (region, effective dates, per-category parameters)."""
+    """Publish a new policy version (region, effective dates, per-category parameters).
+
+    Settlements of the region that were waiting for a policy (`no_policy`) and that it covers are calculated in
+    the same transaction; `waiting_calculated` says how many."""
     try:
         policy = Policy.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -56,9 +60,11 @@ async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
                   for e in exc.errors(include_input=False)]
         raise ProblemError(422, "invalid_policy", "the policy document is invalid", field=errors[0]["field"] or None,
                            errors=errors) from None
-    async with _runtime(request).db.transaction() as session:
+    runtime = _runtime(request)
+    async with runtime.db.transaction() as session:
         await publish_policy(session, policy, admin.subject)
-    return {"policy_id": policy.policy_id, "version": policy.version}
+        waiting = await assess_waiting(session, runtime.settings, policy)
+    return {"policy_id": policy.policy_id, "version": policy.version, "waiting_calculated": waiting}
 
 
 def _scope(principal: Principal, calc: Calculation) -> None:

@@ -4,17 +4,20 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select, tuple_, update
+from opentelemetry.trace import Span
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from calculation.adapters.metrics import CALCULATIONS, RECOVERIES
-from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
+from calculation.adapters.tables import Calculation, Ledger, Recovery
 from calculation.domain.money_rule import LedgerPosition, SettlementFigures, calculate, release
 from calculation.domain.policy import Policy, select_policy
+from calculation.service_layer.policies import load_policies
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import ASSISTANCE_CALCULATED
@@ -22,13 +25,9 @@ from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing, add_events
 from shared.money import ZERO
 from shared.settings import ServiceSettings
+from shared.telemetry import tracer
 
 log = logging.getLogger(__name__)
-
-
-async def load_policies(session: AsyncSession) -> list[Policy]:
-    rows = (await session.execute(select(PolicyRecord.document))).scalars()
-    return [Policy.model_validate(doc) for doc in rows]
 
 
 class Ledgers:
@@ -143,20 +142,39 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
     if not decided:
         return
     policies = await load_policies(session)
-    ledgers = await Ledgers.lock(session, {(e.envelope.person_ref, d.settlement.discharge_date.year)
-                                           for e, d in decided})
+    pending = [_Pending(uuid.uuid4(), e.envelope.person_ref, d, e.span) for e, d in decided]
+    await _calculate_and_record(session, settings, policies, pending)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An eligible settlement to calculate: the decision, its person, and the span its work belongs to."""
+
+    calc_id: uuid.UUID
+    person_ref: str
+    decision: ev.EligibilityDecided
+    span: Span
+
+
+async def _calculate_and_record(session: AsyncSession, settings: ServiceSettings, policies: list[Policy],
+                                pending: list[_Pending]) -> None:
+    """The money rule for each settlement in order against its person's locked ledger; rows, ledgers and
+    AssistanceCalculated events written in bulk. No policy for the region, date and category: `no_policy`."""
+    ledgers = await Ledgers.lock(session, {(p.person_ref, p.decision.settlement.discharge_date.year)
+                                           for p in pending})
     rows, outgoing = [], []
-    for event, data in decided:
-        s, ref = data.settlement, event.envelope.person_ref
-        calc_id = uuid.uuid4()
-        event.span.set_attribute("settlement.id", str(s.settlement_id))
-        event.span.set_attribute("calculation.id", str(calc_id))
+    for p in pending:
+        data, ref, calc_id = p.decision, p.person_ref, p.calc_id
+        s = data.settlement
+        p.span.set_attribute("settlement.id", str(s.settlement_id))
+        p.span.set_attribute("calculation.id", str(calc_id))
         policy = select_policy(policies, data.district_code or "", s.discharge_date)
         base_row = {"id": calc_id, "settlement_id": s.settlement_id, "person_ref": ref,
                     "year": s.discharge_date.year, "category": data.category,
                     "district_code": data.district_code, "subdistrict_code": data.subdistrict_code}
         if policy is None or data.category is None or data.category not in policy.categories:
-            # Recorded as no_policy (metric and log for ops), not dead-lettered: the batch keeps flowing.
+            # Recorded as no_policy (metric and log for ops), not dead-lettered: the batch keeps flowing, and
+            # publishing a policy that covers it calculates it then (assess_waiting).
             log.error("no policy for region %s, category %s on %s", data.district_code,
                       data.category.value if data.category else None, s.discharge_date)
             CALCULATIONS.labels("no_policy").inc()
@@ -169,7 +187,7 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
         rows.append({**base_row, "policy_id": policy.policy_id, "policy_version": policy.version,
                      "deductible_applied": calc.ded_applied, "assistance": calc.assistance,
                      "status": "calculated", "breakdown": {**breakdown, "settlement": s.model_dump(mode="json")}})
-        event.span.set_attribute("assistance.amount", str(calc.assistance))
+        p.span.set_attribute("assistance.amount", str(calc.assistance))
         CALCULATIONS.labels("assistance" if calc.assistance > 0 else "nothing_to_pay").inc()
         out = ev.AssistanceCalculated(
             calculation_id=calc_id, settlement_id=s.settlement_id, hospital_id=s.hospital_id,
@@ -182,10 +200,43 @@ async def _assess(session: AsyncSession, settings: ServiceSettings, events: list
             amount_before_caps=calc.amount_before_caps, assistance=calc.assistance, breakdown=breakdown,
         )
         outgoing.append(Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(out, person_ref=ref, producer="calculation"),
-                                 event.span))
+                                 p.span))
     await session.execute(insert(Calculation), rows)
     await ledgers.save(session)
     await add_events(session, settings, outgoing)
+
+
+async def assess_waiting(session: AsyncSession, settings: ServiceSettings, published: Policy) -> int:
+    """Settlements recorded as `no_policy` that a just-published policy covers are calculated now, oldest
+    discharge first, against the ledger as it stands (like any late settlement). Returns how many."""
+    waiting = (await session.execute(
+        select(Calculation).where(Calculation.status == "no_policy",
+                                  Calculation.district_code == published.region_code)
+        .order_by(Calculation.created_at).with_for_update())).scalars().all()
+    covered = []
+    for row in waiting:
+        settlement = ev.SettlementReceived.model_validate(row.breakdown["settlement"])
+        if row.category in published.categories and published.covers(published.region_code,
+                                                                     settlement.discharge_date):
+            covered.append((settlement, row))
+    if not covered:
+        return 0
+    covered.sort(key=lambda c: c[0].discharge_date)
+    pending = []
+    for settlement, row in covered:
+        span = tracer.start_span("settlement calculated after a policy was published")
+        decision = ev.EligibilityDecided(settlement=settlement, eligible=True, reason="eligible",
+                                         category=row.category, district_code=row.district_code,
+                                         subdistrict_code=row.subdistrict_code)
+        pending.append(_Pending(row.id, row.person_ref, decision, span))
+    # The waiting rows make way for their calculations, under the same ids (never published before).
+    await session.execute(delete(Calculation).where(Calculation.id.in_([p.calc_id for p in pending])))  # type: ignore[attr-defined]
+    try:
+        await _calculate_and_record(session, settings, await load_policies(session), pending)
+    finally:
+        for p in pending:
+            p.span.end()
+    return len(pending)
 
 
 async def _locked_calculation(session: AsyncSession, **where: object) -> Calculation | None:

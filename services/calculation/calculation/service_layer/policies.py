@@ -1,6 +1,6 @@
 """Publishing versioned policy documents."""
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -8,9 +8,21 @@ from calculation.adapters.tables import PolicyRecord
 from calculation.domain.policy import Policy
 from shared.problems import ProblemError
 
+# Calculating takes this lock shared, publishing takes it alone: a settlement is either calculated with the new
+# policy in sight, or recorded as no_policy before the publication, which then finds and calculates it.
+_POLICY_LOCK_KEY = 0x706F6C69
+
+
+async def load_policies(session: AsyncSession) -> list[Policy]:
+    """Every published policy (the caller's transaction holds the policy lock, shared, until it ends)."""
+    await session.execute(text(f"SELECT pg_advisory_xact_lock_shared({_POLICY_LOCK_KEY})"))
+    rows = (await session.execute(select(PolicyRecord.document))).scalars()
+    return [Policy.model_validate(doc) for doc in rows]
+
 
 async def publish_policy(session: AsyncSession, policy: Policy, published_by: str) -> None:
     """Store a new version; versions of a policy only go up, and a published version never changes."""
+    await session.execute(text(f"SELECT pg_advisory_xact_lock({_POLICY_LOCK_KEY})"))
     latest = await session.scalar(select(func.max(PolicyRecord.version)).where(
         PolicyRecord.policy_id == policy.policy_id))
     if latest is not None and policy.version <= latest:
@@ -19,6 +31,7 @@ async def publish_policy(session: AsyncSession, policy: Policy, published_by: st
     session.add(PolicyRecord(policy_id=policy.policy_id, version=policy.version, region_code=policy.region_code,
                              effective_from=policy.effective_from, effective_to=policy.effective_to,
                              document=policy.model_dump(mode="json"), published_by=published_by))
+    await session.flush()  # visible to the rest of this transaction (settlements waiting for it)
 
 
 async def seed_policies(session: AsyncSession, policies: list[Policy]) -> int:

@@ -440,3 +440,30 @@ async def handler_retries(calc: Calc) -> float:
         text = (await http.get("/metrics")).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("medassist_handler_retries_total{"))
+
+
+async def test_a_settlement_waiting_for_a_policy_is_calculated_when_one_is_published(calc: Calc) -> None:
+    ref, region = person(), "990400"
+    waiting = settlement(date(2026, 3, 1), "2500.00", "0.00")
+    outside = settlement(date(2025, 6, 1), "2500.00", "0.00")  # before the policy's period: stays waiting
+    for s in (waiting, outside):
+        await calc.send(ELIGIBILITY_DECIDED, eligible(s, region), ref)
+    for s in (waiting, outside):
+        assert (await calc.calculation(s.settlement_id))["status"] == "no_policy"
+
+    late = {**POLICY, "policy_id": f"late-{region}", "region_code": region}
+    async with calc.client("policy_admin") as admin:
+        published = await admin.post("/v1/policies", json=late)
+        assert published.status_code == 201, published.text
+        assert published.json()["waiting_calculated"] == 1
+        again = await admin.post("/v1/policies", json={**late, "version": 2})
+        assert again.json()["waiting_calculated"] == 0, "a settlement is calculated once"
+
+    [result] = await calc.calculated([waiting])
+    # base 2500.00, the whole 1000.00 deductible, 1500.00 x 0.70 = 1050.00, under both caps
+    assert (result.policy_id, result.deductible_applied, result.assistance) == (
+        f"late-{region}", Decimal("1000.00"), Decimal("1050.00"))
+    assert (await calc.calculation(waiting.settlement_id))["status"] == "calculated"
+    assert (await calc.calculation(outside.settlement_id))["status"] == "no_policy"
+    [ledger] = [row for row in await calc.ledger(ref) if row["year"] == 2026]
+    assert (ledger["deductible_used"], ledger["committed"]) == ("1000.00", "1050.00")
