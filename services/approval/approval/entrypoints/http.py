@@ -143,7 +143,6 @@ async def _act(request: Request, principal: Principal, case_id: UUID, action: Ac
     async with runtime.db.transaction() as session:
         case = await act_on_case(session, runtime.settings, runtime.extras["policy"], case_id, action,
                                  principal.subject, _case_role(principal), own_sub, own_district, reason, comment)
-    runtime.relay.wake()
     return _case_out(case)
 
 

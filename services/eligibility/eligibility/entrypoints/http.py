@@ -118,7 +118,6 @@ async def import_records(request: Request, officer: RegistryOfficer) -> ImportOu
         raise _validation_problem(errors)
     async with runtime.db.transaction() as session:
         result = await import_registry(session, runtime.settings, runtime.extras["keys"], _lookback(runtime), records)
-    runtime.relay.wake()
     return ImportOut(**result.__dict__)
 
 
@@ -131,7 +130,6 @@ async def record_consent(body: ConsentBody, request: Request, recorder: ConsentR
         consent, rescreened = await sign_consent(session, runtime.settings, runtime.extras["keys"].pepper,
                                                  _lookback(runtime), national_id, body.signed_on, body.channel,
                                                  recorder.subject)
-    runtime.relay.wake()
     return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
                       signed_on=consent.signed_on.isoformat(), revoked_on=None, rescreened=rescreened)
 

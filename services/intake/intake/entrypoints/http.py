@@ -89,7 +89,6 @@ async def _accept(request: Request, hospital_id: str, items: list[SettlementIn])
     async with runtime.db.transaction() as session:
         results = await accept_settlements(session, runtime.settings, runtime.extras["cipher"],
                                            runtime.extras["pepper"], hospital_id, items)
-    runtime.relay.wake()
     return results
 
 
@@ -141,7 +140,6 @@ async def reverse(hospital_settlement_id: HospitalSettlementId, request: Request
     async with runtime.db.transaction() as session:
         settlement = await reverse_settlement(session, runtime.settings, hospital_id, hospital_settlement_id,
                                               body.reason)
-    runtime.relay.wake()
     return await _status(request, hospital_id, settlement.hospital_settlement_id, with_journey=False)
 
 
