@@ -5,9 +5,11 @@ from uuid import UUID
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from shared.messaging.tables import InboxEntry
+from shared.messaging.tables import INBOX_TABLE
+
+# executemany form on the Core table: compiled once and cached (a .values([...]) list compiles per call).
+_CLAIM = insert(INBOX_TABLE).on_conflict_do_nothing().returning(INBOX_TABLE.c.event_id)
 
 
 async def claim_new(session: AsyncSession, consumer: str, event_ids: Sequence[UUID]) -> set[UUID]:
@@ -15,7 +17,5 @@ async def claim_new(session: AsyncSession, consumer: str, event_ids: Sequence[UU
     unique = list(dict.fromkeys(event_ids))
     if not unique:
         return set()
-    # executemany form: the statement compiles once and is cached (a .values([...]) list compiles per call).
-    stmt = insert(InboxEntry).on_conflict_do_nothing().returning(col(InboxEntry.event_id))
     rows = [{"consumer": consumer, "event_id": eid} for eid in unique]
-    return set((await session.execute(stmt, rows)).scalars().all())
+    return set((await session.execute(_CLAIM, rows)).scalars().all())

@@ -14,7 +14,7 @@ from sqlmodel import col
 from shared.contracts.envelope import Envelope
 from shared.db import Database, signal_after_commit
 from shared.messaging.kafka import KafkaProducer
-from shared.messaging.tables import InboxEntry, OutboxMessage
+from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.settings import ServiceSettings
 
@@ -53,7 +53,7 @@ async def add_events(session: AsyncSession, settings: ServiceSettings, events: S
         }
         for e in events
     ]
-    await session.execute(insert(OutboxMessage), rows)
+    await session.execute(insert(OUTBOX_TABLE), rows)
     signal_after_commit(session, OUTBOX_WRITTEN)
 
 

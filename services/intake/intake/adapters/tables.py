@@ -4,7 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Numeric, String, UniqueConstraint, func
+from sqlalchemy import Column, DateTime, Numeric, String, Table, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
@@ -58,3 +58,7 @@ class RequestNonce(SQLModel, table=True):
     hospital_id: str = Field(sa_column=Column(String(32), primary_key=True))
     signature: str = Field(sa_column=Column(String(64), primary_key=True))
     seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+SETTLEMENT_TABLE: Table = Settlement.__table__  # type: ignore[attr-defined]
+JOURNEY_TABLE: Table = JourneyStep.__table__  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from intake.adapters.metrics import SETTLEMENTS_ACCEPTED, SETTLEMENTS_DUPLICATE, SETTLEMENTS_REVERSED
-from intake.adapters.tables import JourneyStep, Settlement
+from intake.adapters.tables import JOURNEY_TABLE, SETTLEMENT_TABLE, JourneyStep, Settlement
 from intake.domain.journey import Journey
 from intake.domain.settlement import SettlementIn
 from shared.contracts.envelope import Envelope
@@ -126,16 +126,16 @@ async def accept_settlements(
             critical_illness_paid=Decimal(item.critical_illness_paid),
         )
         # One trace per settlement, from here to the bank: a new root, linked to the hospital's request.
-        with tracer.start_as_current_span("settlement accepted", context=Context(), links=request_link) as span:
-            span.set_attribute("settlement.id", str(settlement_id))
-            span.set_attribute("person_ref", ref)
-            span.set_attribute("hospital.id", hospital_id)
-            events.append(Outgoing(SETTLEMENT_RECEIVED, Envelope.wrap(data, person_ref=ref, producer="intake"), span))
+        span = tracer.start_span("settlement accepted", context=Context(), links=request_link,
+                                 attributes={"settlement.id": str(settlement_id), "person_ref": ref,
+                                             "hospital.id": hospital_id})
+        events.append(Outgoing(SETTLEMENT_RECEIVED, Envelope.wrap(data, person_ref=ref, producer="intake"), span))
+        span.end()
         results.append(Accepted(index, settlement_id, item.hospital_settlement_id, "created", Journey.RECEIVED))
     if rows:
-        await session.execute(insert(Settlement), rows)
-        await session.execute(insert(JourneyStep), [{"settlement_id": r["id"], "status": Journey.RECEIVED.value}
-                                                    for r in rows])
+        await session.execute(insert(SETTLEMENT_TABLE), rows)  # Core executemany: the hot path of intake
+        await session.execute(insert(JOURNEY_TABLE), [{"settlement_id": r["id"], "status": Journey.RECEIVED.value}
+                                                      for r in rows])
         await add_events(session, settings, events)
     SETTLEMENTS_ACCEPTED.labels(hospital_id).inc(len(rows))
     SETTLEMENTS_DUPLICATE.labels(hospital_id).inc(len(results) - len(rows))
