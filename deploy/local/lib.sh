@@ -22,9 +22,10 @@ wait_for() {
   done
 }
 
-# as_db_owner CMD...: PostgreSQL refuses to run as root, so root runs it as the postgres user.
+# as_db_owner CMD...: PostgreSQL refuses to run as root, so root runs it as the postgres user, from / (the
+# postgres user may not be able to enter the current folder; every path the scripts pass is absolute).
 as_db_owner() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # stop_process WHAT PIDFILE SECONDS: TERM the process, KILL it if still there after SECONDS; false when none ran.
