@@ -142,6 +142,25 @@ class ServiceProcess:
             self._log.close()
 
 
+async def start_service(module: str, settings: ServiceSettings, migrations_dir: Path,
+                        env: dict[str, str] | None = None, port: int | None = None) -> ServiceProcess:
+    """A fresh database and topics for `settings`, then the service as its own process, ready to serve.
+
+    The caller stops it. `env` adds settings for the process; `port` when the caller needs it in advance.
+    """
+    if not await stack_available(settings):
+        raise RuntimeError("PostgreSQL is not reachable: run `make up` (make test does it for you)")
+    await prepare(settings, migrations_dir)
+    process = ServiceProcess(module, {"TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": settings.database,
+                                      **(env or {})}, port or free_port()).start()
+    try:
+        await process.wait_ready()
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
 async def read_topic(settings: ServiceSettings, topic: str, expect: int, timeout: float = 30) -> list:  # type: ignore[type-arg]
     """Every record of a (logical) topic until `expect` arrived or the time is up: tests read what was sent."""
     from aiokafka import AIOKafkaConsumer

@@ -22,12 +22,9 @@ from shared.contracts.events import AssistanceCalculated, CaseDecided
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED
 from shared.messaging.kafka import KafkaProducer
 from shared.testing import (
-    ServiceProcess,
     ServiceUnderTest,
-    free_port,
-    prepare,
     read_topic,
-    stack_available,
+    start_service,
     unique_prefix,
 )
 
@@ -94,14 +91,9 @@ async def every_page(client: httpx.AsyncClient, **params: Any) -> list[dict[str,
 async def approval() -> AsyncIterator[Approval]:
     settings = ApprovalSettings(topic_prefix=unique_prefix("appr"), database_name="test_approval",
                                 max_batch_approve=MAX_BATCH)
-    if not await stack_available(settings):
-        pytest.fail("PostgreSQL is not reachable: run `make up`")
-    await prepare(settings, MIGRATIONS)
-    process = ServiceProcess("approval", {"TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": "test_approval",
-                                          "MAX_BATCH_APPROVE": str(MAX_BATCH)}, free_port()).start()
+    process = await start_service("approval", settings, MIGRATIONS, {"MAX_BATCH_APPROVE": str(MAX_BATCH)})
     producer = KafkaProducer(settings)
     try:
-        await process.wait_ready()
         await producer.start()
         yield Approval(settings, process.url, producer)
     finally:

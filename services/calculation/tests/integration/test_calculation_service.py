@@ -33,12 +33,9 @@ from shared.contracts.events import (
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
 from shared.messaging.kafka import KafkaProducer
 from shared.testing import (
-    ServiceProcess,
     ServiceUnderTest,
-    free_port,
-    prepare,
     read_topic,
-    stack_available,
+    start_service,
     unique_prefix,
 )
 
@@ -109,14 +106,9 @@ class Calc(ServiceUnderTest):
 @pytest.fixture(scope="module")
 async def calc() -> AsyncIterator[Calc]:
     settings = CalculationSettings(topic_prefix=unique_prefix("calc"), database_name="test_calculation")
-    if not await stack_available(settings):
-        pytest.fail("PostgreSQL is not reachable: run `make up`")
-    await prepare(settings, MIGRATIONS)
-    process = ServiceProcess("calculation", {"TOPIC_PREFIX": settings.topic_prefix,
-                                             "DATABASE_NAME": "test_calculation"}, free_port()).start()
+    process = await start_service("calculation", settings, MIGRATIONS)
     producer = KafkaProducer(settings)
     try:
-        await process.wait_ready()
         await producer.start()
         service = Calc(settings, process.url, producer)
         async with service.client("policy_admin") as admin:

@@ -26,9 +26,8 @@ from shared.testing import (
     ServiceProcess,
     ServiceUnderTest,
     free_port,
-    prepare,
     read_topic,
-    stack_available,
+    start_service,
     unique_prefix,
 )
 
@@ -95,20 +94,19 @@ class Disbursement(ServiceUnderTest):
 async def service() -> AsyncIterator[Disbursement]:
     bank_port, port = free_port(), free_port()
     settings = DisbursementSettings(topic_prefix=unique_prefix("pay"), database_name="test_disbursement")
-    if not await stack_available(settings):
-        pytest.fail("PostgreSQL is not reachable: run `make up`")
-    await prepare(settings, MIGRATIONS)
     bank = ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(bank_port), "BANK_SIM_SETTLE_DELAY_MS": "30"},
                           bank_port).start()
-    process = ServiceProcess("disbursement", {
-        "TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": "test_disbursement",
-        "BANK_BASE_URL": bank.url, "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
-        "BANK_TIMEOUT_S": "0.5", "POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5",
-        "BANK_BACKOFF_INITIAL_S": "0.05", "BANK_BACKOFF_MAX_S": "0.2"}, port).start()
-    producer = KafkaProducer(settings)
     try:
         await bank.wait_ready()
-        await process.wait_ready()
+        process = await start_service("disbursement", settings, MIGRATIONS, {
+            "BANK_BASE_URL": bank.url, "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
+            "BANK_TIMEOUT_S": "0.5", "POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5",
+            "BANK_BACKOFF_INITIAL_S": "0.05", "BANK_BACKOFF_MAX_S": "0.2"}, port)
+    except BaseException:
+        bank.stop()
+        raise
+    producer = KafkaProducer(settings)
+    try:
         await producer.start()
         yield Disbursement(settings, process.url, producer, bank=bank.url)
     finally:

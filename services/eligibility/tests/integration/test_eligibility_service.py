@@ -18,7 +18,7 @@ from shared.contracts.topics import ELIGIBILITY_DECIDED, REGISTRY_PAYEE, SETTLEM
 from shared.messaging.kafka import KafkaProducer
 from shared.security.crypto import person_ref
 from shared.security.staff_auth import mint_dev_token
-from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from shared.testing import read_topic, start_service, unique_prefix
 
 pytestmark = pytest.mark.integration
 rng = random.Random(11)
@@ -28,13 +28,8 @@ PEPPER = b"dev-pepper-change-me"
 @pytest.fixture(scope="module")
 async def service() -> AsyncIterator[tuple[EligibilitySettings, str]]:
     settings = EligibilitySettings(topic_prefix=unique_prefix("elig"), database_name="test_eligibility")
-    if not await stack_available(settings):
-        pytest.fail("PostgreSQL is not reachable: run `make up`")
-    await prepare(settings, MIGRATIONS)
-    process = ServiceProcess("eligibility", {"TOPIC_PREFIX": settings.topic_prefix,
-                                             "DATABASE_NAME": "test_eligibility"}, free_port()).start()
+    process = await start_service("eligibility", settings, MIGRATIONS)
     try:
-        await process.wait_ready()
         yield settings, process.url
     finally:
         process.stop()

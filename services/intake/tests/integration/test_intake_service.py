@@ -17,7 +17,7 @@ from shared.contracts.events import EligibilityDecided, SettlementReceived
 from shared.contracts.topics import ELIGIBILITY_DECIDED, SETTLEMENT_RECEIVED
 from shared.messaging.kafka import KafkaProducer
 from shared.security.hospital_signing import signed_headers
-from shared.testing import ServiceProcess, free_port, prepare, read_topic, stack_available, unique_prefix
+from shared.testing import ServiceProcess, read_topic, start_service, unique_prefix
 
 pytestmark = pytest.mark.integration
 rng = random.Random(7)
@@ -27,13 +27,8 @@ PATIENT = Patient(national_id(rng), person_name(rng))
 @pytest.fixture(scope="module")
 async def intake() -> AsyncIterator[tuple[IntakeSettings, ServiceProcess]]:
     settings = IntakeSettings(topic_prefix=unique_prefix("intake"), database_name="test_intake")
-    if not await stack_available(settings):
-        pytest.fail("PostgreSQL is not reachable: run `make up`")
-    await prepare(settings, MIGRATIONS)
-    process = ServiceProcess("intake", {"TOPIC_PREFIX": settings.topic_prefix, "DATABASE_NAME": "test_intake"},
-                             free_port()).start()
+    process = await start_service("intake", settings, MIGRATIONS)
     try:
-        await process.wait_ready()
         yield settings, process
     finally:
         process.stop()
