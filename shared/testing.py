@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -25,6 +26,28 @@ ROOT = Path(__file__).resolve().parent.parent
 def unique_prefix(label: str) -> str:
     """A topic prefix no other run uses, so tests never see each other's messages."""
     return f"{label}-{uuid.uuid4().hex[:8]}."
+
+
+_RUN_TOPIC = re.compile(r"^[a-z0-9]+-[0-9a-f]{8}\.")  # a topic under a unique_prefix
+
+
+async def delete_run_topics(settings: ServiceSettings, chunk: int = 500) -> int:
+    """Delete the topics earlier test and benchmark runs left under their unique prefixes.
+
+    Each run adds 12 topics of 6 partitions; thousands of partitions make a broker restart load for minutes.
+    The stack's own (unprefixed) topics stay. Returns how many were deleted.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=60000)
+    await admin.start()
+    try:
+        stale = [t for t in await admin.list_topics() if _RUN_TOPIC.match(t)]
+        for start in range(0, len(stale), chunk):
+            await admin.delete_topics(stale[start:start + chunk], timeout_ms=60000)
+        return len(stale)
+    finally:
+        await admin.close()
 
 
 async def stack_available(settings: ServiceSettings) -> bool:
