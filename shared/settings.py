@@ -24,6 +24,8 @@ class ServiceSettings(BaseSettings):
     handler_backoff_max_s: float = 2.0
     outbox_batch_max: int = 1000
     outbox_idle_poll_s: float = Field(default=0.5, description="Fallback poll; local commits wake the relay.")
+    outbox_publish_timeout_s: float = Field(
+        default=30.0, description="A batch the broker has not confirmed by then is sent again by a new producer.")
 
     # PostgreSQL. The owner role creates the database and runs migrations; the service's queries run as a
     # runtime role with data privileges only (no DDL, and no UPDATE/DELETE on append-only tables).

@@ -28,7 +28,7 @@ from shared.contracts.events import EventData
 from shared.contracts.topics import dlq
 from shared.db import Database
 from shared.messaging.inbox import claim_new
-from shared.messaging.kafka import KafkaProducer, create_consumer
+from shared.messaging.kafka import KafkaProducer, Message, create_consumer
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_DUPLICATE, HANDLER_RETRIES
 from shared.settings import ServiceSettings
 from shared.telemetry import tracer
@@ -247,12 +247,12 @@ class ConsumerRunner:
             "dlq.consumer.group": self._group,
         })
         key = record.key.decode(errors="replace") if record.key else ""
+        letter = Message(self._settings.topic(dlq(logical)), record.value or b"", key, headers)
         while True:  # a dead letter must not be lost either: wait for the broker
             try:
-                await self._producer.send_and_wait(self._settings.topic(dlq(logical)), record.value or b"",
-                                                   key=key, headers=headers)
+                await self._producer.publish([letter], self._settings.outbox_publish_timeout_s)
                 break
-            except KafkaError:
+            except (KafkaError, TimeoutError):
                 log.warning("dead-letter publish failed; retrying")
                 await asyncio.sleep(1)
         DEAD_LETTERS.labels(self._service, logical).inc()

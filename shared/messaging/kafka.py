@@ -1,8 +1,10 @@
 """Kafka clients with the safe settings set on purpose (aiokafka's defaults are acks=1 and auto-commit)."""
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,13 +16,27 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message to publish: physical topic, bytes, key (person_ref) and headers (trace context)."""
+
+    topic: str
+    value: bytes
+    key: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class KafkaProducer:
     """An idempotent producer with acks=all: a retried send is written once and in order per partition."""
 
     def __init__(self, settings: ServiceSettings) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id=f"{settings.service_name}-producer",
+        self._settings = settings
+        self._producer = self._create()
+
+    def _create(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.service_name}-producer",
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
@@ -50,6 +66,37 @@ class KafkaProducer:
         self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str] | None = None
     ) -> None:
         await (await self.send(topic, value, key=key, headers=headers))
+
+    async def publish(self, messages: Sequence[Message], timeout_s: float) -> None:
+        """Send the messages and wait until the broker has every one; TimeoutError after `timeout_s`.
+
+        On a timeout the client is renewed first: after a broker restart, aiokafka's idempotent producer can be
+        left retrying a batch the broker refuses for ever (OutOfOrderSequence), and only a new producer id gets
+        out of it. The caller sends the messages again (the outbox keeps them; consumers dedupe by event_id).
+        """
+
+        async def confirmed() -> None:
+            futures = [await self.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(confirmed(), timeout_s)
+        except TimeoutError:
+            log.warning("the broker confirmed no batch of %d messages in %.0fs; renewing the producer",
+                        len(messages), timeout_s)
+            await self.renew()
+            raise
+
+    async def renew(self) -> None:
+        """Replace the client by a new one (new producer id, sequences from zero); the old one is abandoned.
+
+        Raises while the broker is away, keeping the old client: the caller tries again later.
+        """
+        fresh = self._create()
+        await fresh.start()
+        old, self._producer = self._producer, fresh
+        with contextlib.suppress(Exception):  # it may hang flushing what it could never deliver
+            await asyncio.wait_for(old.stop(), 5)
 
 
 def create_consumer(settings: ServiceSettings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:

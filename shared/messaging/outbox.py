@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from shared.contracts.envelope import Envelope
 from shared.db import Database, signal_after_commit
-from shared.messaging.kafka import KafkaProducer
+from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 from shared.settings import ServiceSettings
@@ -94,10 +94,8 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            futures = [
-                await self._producer.send(row.topic, row.payload, key=row.key, headers=row.headers) for row in rows
-            ]
-            await asyncio.gather(*futures)
+            await self._producer.publish([Message(row.topic, row.payload, row.key, row.headers) for row in rows],
+                                         self._settings.outbox_publish_timeout_s)
             await self._mark_published(session, [row.id for row in rows])
         OUTBOX_PUBLISHED.labels(self._settings.service_name).inc(len(rows))
         return len(rows)

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
 from shared.messaging.consumer import ConsumerRunner
+from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.outbox import OutboxRelay
 from shared.testing import ROOT
 from shared.tests.integration.helpers import (
@@ -185,3 +186,18 @@ async def test_broker_restart_while_producing_and_consuming_loses_nothing(probe_
     applied, most = await effects(db)
     print(f"\nbroker restart: written={total} applied={applied} max_applications={most}")
     assert (applied, most) == (total, 1)
+
+
+async def test_a_producer_whose_batch_is_never_confirmed_is_renewed_and_sends_again(probe_settings) -> None:
+    """What the relay relies on when aiokafka is stuck after a broker restart: a timeout, then a new client."""
+    producer = KafkaProducer(probe_settings)
+    await producer.start()
+    try:
+        stuck = producer._producer
+        # No such topic, and the broker creates none: nothing can confirm it, as with a stuck client.
+        with pytest.raises(TimeoutError):
+            await producer.publish([Message(f"{probe_settings.topic_prefix}nowhere", b"x", "k")], timeout_s=1)
+        assert producer._producer is not stuck, "a new client after the timeout"
+        await producer.publish([Message(probe_settings.topic(SETTLEMENT_RECEIVED), b"x", "k")], timeout_s=30)
+    finally:
+        await producer.stop()
