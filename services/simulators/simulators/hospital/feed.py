@@ -26,8 +26,13 @@ def person_name(rng: random.Random) -> str:
     return rng.choice(NAMES) + "".join(rng.choice(GIVEN) for _ in range(rng.choice((1, 2))))
 
 
-def _money(value: float | Decimal) -> Decimal:
-    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+def _draw(rng: random.Random, low: float, high: float) -> Decimal:
+    """A uniform draw as a Decimal (through its shortest decimal text, so the same draw gives the same figure)."""
+    return Decimal(str(rng.uniform(low, high)))
+
+
+def _money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,10 @@ def settlement(rng: random.Random, patient: Patient, sid: str, year: int = 2026,
     """One settlement as a hospital would push it. Amounts follow the usual shape of each visit type."""
     visit = rng.choices(["inpatient", "outpatient_chronic", "outpatient"], weights=[4, 3, 3])[0]
     low, high = {"inpatient": (3000, 60000), "outpatient_chronic": (200, 3000), "outpatient": (50, 800)}[visit]
-    total = _money(rng.uniform(low, high))
-    scope = _money(total * Decimal(str(rng.uniform(0.75, 0.98))))
-    basic = _money(scope * Decimal(str(rng.uniform(0.45, 0.75))))
-    critical = _money((scope - basic) * Decimal(str(rng.uniform(0, 0.4)))) if visit == "inpatient" else Decimal("0")
+    total = _money(_draw(rng, low, high))
+    scope = _money(total * _draw(rng, 0.75, 0.98))
+    basic = _money(scope * _draw(rng, 0.45, 0.75))
+    critical = _money((scope - basic) * _draw(rng, 0, 0.4)) if visit == "inpatient" else Decimal("0")
     if discharge is None:
         discharge = date(year, 1, 1) + timedelta(days=rng.randrange(0, 300))
     stay = rng.randrange(2, 20) if visit == "inpatient" else 0
