@@ -6,8 +6,10 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -84,6 +86,19 @@ class ServiceUnderTest:
         token = mint_dev_token(self.settings.jwt_secret.get_secret_value(),
                                subject or f"{role}-{subdistrict or district or 'test'}", role, district, subdistrict)
         return httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    async def get_until(self, path: str, until: Callable[[Any], bool], timeout: float = 60,
+                        role: str = "ops") -> Any:
+        """GET `path` as `role` until it answers 200 with a body for which `until` holds; that body."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        async with self.client(role) as http:
+            while True:
+                response = await http.get(path)
+                if response.status_code == 200 and until(response.json()):
+                    return response.json()
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"GET {path}: {response.status_code} {response.text}")
+                await asyncio.sleep(0.2)
 
     async def send(self, topic: str, data: EventData, ref: str) -> Envelope:
         """Publish `data` in a new envelope keyed by `ref` on a logical topic; returns the envelope."""

@@ -86,15 +86,7 @@ class Calc(ServiceUnderTest):
     async def calculation(self, settlement_id: uuid.UUID, until: Callable[[dict[str, Any]], bool] = lambda c: True,
                           timeout: float = 60) -> dict[str, Any]:
         """GET /v1/calculations/{id} once it exists and `until` holds."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with self.client("ops") as ops:
-            while True:
-                response = await ops.get(f"/v1/calculations/{settlement_id}")
-                if response.status_code == 200 and until(response.json()):
-                    return response.json()  # type: ignore[no-any-return]
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"calculation of {settlement_id}: {response.status_code} {response.text}")
-                await asyncio.sleep(0.2)
+        return await self.get_until(f"/v1/calculations/{settlement_id}", until, timeout)  # type: ignore[no-any-return]
 
     async def ledger(self, ref: str) -> list[dict[str, Any]]:
         async with self.client("ops") as ops:

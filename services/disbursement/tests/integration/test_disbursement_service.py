@@ -52,15 +52,7 @@ class Disbursement(ServiceUnderTest):
     async def payment(self, case_id: uuid.UUID, until: Callable[[dict[str, Any]], bool], timeout: float = 60
                       ) -> dict[str, Any]:
         """The case's payment (with its attempts) once `until` holds."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        async with self.client("ops") as ops:
-            while True:
-                response = await ops.get(f"/v1/payments/by-case/{case_id}")
-                if response.status_code == 200 and until(response.json()):
-                    return response.json()  # type: ignore[no-any-return]
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"payment of case {case_id}: {response.status_code} {response.text}")
-                await asyncio.sleep(0.2)
+        return await self.get_until(f"/v1/payments/by-case/{case_id}", until, timeout)  # type: ignore[no-any-return]
 
     async def outcomes(self, case_ids: set[uuid.UUID], expect: int, timeout: float = 60) -> list[TransferSettled]:
         """TransferSettled published for these cases, once at least `expect` are there."""
