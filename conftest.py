@@ -1,6 +1,7 @@
 """Before a test session that uses the local stack: forget the topics earlier runs left behind."""
 
 import asyncio
+import os
 
 import pytest
 from aiokafka.errors import KafkaError
@@ -12,6 +13,8 @@ from shared.testing import delete_run_topics, stack_available
 def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.getoption("markexpr") == "not integration and not e2e":
         return  # make test-unit: no stack needed
+    if os.environ.get("MEDASSIST_KEEP_RUN_TOPICS"):
+        return  # another test session shares this broker: its topics are not ours to delete
 
     async def clean() -> None:
         settings = ServiceSettings()
