@@ -16,14 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e ".[dev]"
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv with every Python dependency
 
-up: venv ## start PostgreSQL and Kafka (installing what is missing), create topics and databases
+up: venv ## start PostgreSQL and Kafka (installing what is missing, and Chromium for the browser tests), create topics and databases
 	@bash deploy/local/postgres.sh up
 	@bash deploy/local/kafka.sh up
+	@bash deploy/local/chromium.sh up
 	@$(WITH_ENV) $(PY) -m deploy.local.bootstrap
 
 services: up ## start every service and the simulators in the background (honcho)

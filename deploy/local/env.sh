@@ -21,3 +21,6 @@ export JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
 export JAEGER_UI_PORT="${JAEGER_UI_PORT:-16686}"
 export JAEGER_OTLP_HTTP_PORT="${JAEGER_OTLP_HTTP_PORT:-4318}"
 export JAEGER_QUERY_GRPC_PORT="${JAEGER_QUERY_GRPC_PORT:-16685}"
+# Browser tests (tests/browser): Playwright drives Debian's Chromium and never downloads a browser of its own.
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
