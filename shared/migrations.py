@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from shared.db import quote_ident
+from shared.security.read_audit import READ_AUDIT_TABLE_NAME, read_audit_columns
 from shared.settings import ServiceSettings
 
 _MIGRATION_LOCK_KEY = 0x6D696772  # replicas starting together migrate one at a time
@@ -95,3 +96,34 @@ def create_messaging_tables() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
     op.create_index("ix_inbox_received_at", "inbox", ["received_at"])
+
+
+def create_append_only_trigger(table: str) -> None:
+    """Refuse UPDATE, DELETE and TRUNCATE on `table` from any role, the owner included (for a migration)."""
+    name = quote_ident(table)
+    function = quote_ident(f"{table}_is_append_only")
+    op.execute(f"""
+        CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION '{table} is append-only' USING ERRCODE = 'insufficient_privilege';
+        END $$;
+    """)
+    op.execute(f"""
+        CREATE TRIGGER {quote_ident(table + "_append_only")} BEFORE UPDATE OR DELETE OR TRUNCATE ON {name}
+        FOR EACH STATEMENT EXECUTE FUNCTION {function}();
+    """)
+
+
+def create_read_audit_table() -> None:
+    """The audit of personal-data reads (shared.security.read_audit), for a service's migration: the table, its
+    index by person and the append-only trigger. List READ_AUDIT_TABLE_NAME in the service's
+    `run_env(append_only=...)` too, so the runtime role is never granted UPDATE or DELETE on it."""
+    op.create_table(READ_AUDIT_TABLE_NAME, *read_audit_columns())
+    op.create_index("ix_personal_data_read_person", READ_AUDIT_TABLE_NAME, ["person_ref", "at"])
+    create_append_only_trigger(READ_AUDIT_TABLE_NAME)
+
+
+def drop_read_audit_table() -> None:
+    """The downgrade of `create_read_audit_table`."""
+    op.drop_table(READ_AUDIT_TABLE_NAME)
+    op.execute(f"DROP FUNCTION {quote_ident(READ_AUDIT_TABLE_NAME + '_is_append_only')}()")

@@ -3,6 +3,7 @@
 Development verifies with a shared HS256 secret; production with the identity provider's JWKS.
 """
 
+import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -11,8 +12,11 @@ from typing import Any
 import jwt
 
 from shared.problems import ProblemError
+from shared.security.area import Area
 
 MAX_SUBJECT_LENGTH = 64  # the audit trails' actor columns
+_DISTRICT = re.compile(r"[0-9]{6}")
+_SUBDISTRICT = re.compile(r"[0-9]{9,12}")
 
 class Role(StrEnum):
     clerk = "clerk"
@@ -28,6 +32,15 @@ class Principal:
     role: Role
     district_code: str | None
     subdistrict_code: str | None
+
+    @property
+    def area(self) -> Area:
+        """Where this staff member may see and change persons' data (shared.security.area)."""
+        if self.role == Role.district_reviewer:
+            return Area(self.district_code)
+        if self.role in (Role.clerk, Role.registry_officer):
+            return Area(self.district_code, self.subdistrict_code)
+        return Area()
 
 
 class TokenVerifier:
@@ -52,24 +65,48 @@ class TokenVerifier:
                                 options={"require": ["exp", "iat", "sub", "iss", "aud"]})
         except jwt.ExpiredSignatureError:
             raise ProblemError(401, "token_expired", "the token has expired", field="Authorization") from None
-        except (jwt.PyJWTError, ValueError):
+        except jwt.PyJWKClientConnectionError:
+            # the identity provider's keys cannot be fetched: an outage to retry, not a bad token
+            raise ProblemError(503, "identity_provider_unavailable", "the identity provider's keys cannot be read",
+                               field="Authorization") from None
+        except (jwt.PyJWTError, ValueError, TypeError):
             raise ProblemError(401, "token_invalid", "the token is not valid", field="Authorization") from None
-        try:
-            role = Role(claims.get("role", ""))  # missing: "" is no role, ValueError as for any unknown value
-        except ValueError:
-            raise ProblemError(401, "token_invalid", "the token has no known role", field="Authorization") from None
-        subject = str(claims["sub"])
-        if not 0 < len(subject) <= MAX_SUBJECT_LENGTH or not subject.isprintable():
-            # the subject is written to audit trails (64 characters): refuse it here, not in the database
-            raise ProblemError(401, "token_invalid", "the token's subject is not a usable staff id",
-                               field="Authorization")
-        district, subdistrict = claims.get("district"), claims.get("subdistrict")
-        if role == Role.clerk and not (district and subdistrict):
-            raise ProblemError(401, "token_invalid", "a clerk token needs district and subdistrict claims",
-                               field="Authorization")
-        if role == Role.district_reviewer and not district:
-            raise ProblemError(401, "token_invalid", "a reviewer token needs a district claim", field="Authorization")
-        return Principal(subject, role, district, subdistrict)
+        return principal_from_claims(claims)
+
+
+def _invalid(message: str) -> ProblemError:
+    return ProblemError(401, "token_invalid", message, field="Authorization")
+
+
+def _code_claim(claims: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    # A validly signed token is still input: a list, a number or full-width digits are no area code.
+    if not isinstance(value, str) or not value.isascii() or not pattern.fullmatch(value):
+        raise _invalid(f"the token's {name} claim is not a {name} code")
+    return value
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """The principal of verified claims; a 401 problem for any claim of the wrong type or shape."""
+    role_claim = claims.get("role")
+    if not isinstance(role_claim, str) or role_claim not in {r.value for r in Role}:
+        raise _invalid("the token has no known role")
+    role = Role(role_claim)
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH or not subject.isprintable():
+        # the subject is written to audit trails (64 characters): refuse it here, not in the database
+        raise _invalid("the token's subject is not a usable staff id")
+    district = _code_claim(claims, "district", _DISTRICT)
+    subdistrict = _code_claim(claims, "subdistrict", _SUBDISTRICT)
+    if subdistrict is not None and (district is None or not subdistrict.startswith(district)):
+        raise _invalid("the token's subdistrict is not in its district")
+    if role == Role.clerk and not (district and subdistrict):
+        raise _invalid("a clerk token needs district and subdistrict claims")
+    if role == Role.district_reviewer and not district:
+        raise _invalid("a reviewer token needs a district claim")
+    return Principal(subject, role, district, subdistrict)
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -1,5 +1,6 @@
 from shared.migrations import run_env
+from shared.security.read_audit import READ_AUDIT_TABLE_NAME
 
-# The audit trail is append-only: the runtime role may insert and read it, never change it (a trigger
+# The audit trails are append-only: the runtime role may insert and read them, never change them (a trigger
 # refuses changes from any role as well).
-run_env(append_only=["case_audit"])
+run_env(append_only=["case_audit", READ_AUDIT_TABLE_NAME])

@@ -73,15 +73,6 @@ def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None) -> dict[str
     return out
 
 
-def _area(principal: Principal) -> tuple[str | None, str | None]:
-    """(sub-district, district) the principal is confined to."""
-    if principal.role == Role.clerk:
-        return principal.subdistrict_code, principal.district_code
-    if principal.role == Role.district_reviewer:
-        return None, principal.district_code
-    return None, None
-
-
 def _case_role(principal: Principal) -> CaseRole:
     return CaseRole.CLERK if principal.role == Role.clerk else CaseRole.DISTRICT_REVIEWER
 
@@ -96,14 +87,9 @@ async def list_cases(
     limit: int = Query(50, ge=1, le=500), offset: Offset = 0,
 ) -> dict[str, Any]:
     """Cases in the caller's area, oldest first, filtered and paginated (`total` counts every match)."""
-    own_sub, own_district = _area(viewer)
     if state is None and viewer.role in (Role.clerk, Role.district_reviewer):
         state = CaseState.AWAITING_SUBDISTRICT if viewer.role == Role.clerk else CaseState.AWAITING_DISTRICT
-    conditions = []
-    if own_sub:
-        conditions.append(CaseRecord.subdistrict_code == own_sub)
-    if own_district:
-        conditions.append(CaseRecord.district_code == own_district)
+    conditions = viewer.area.where(CaseRecord.district_code, CaseRecord.subdistrict_code)
     if state:
         conditions.append(CaseRecord.state == state.value)
     if subdistrict_code:
@@ -125,12 +111,12 @@ async def list_cases(
 @router.get("/cases/{case_id}")
 async def get_case(case_id: UUID, request: Request, viewer: Viewer) -> dict[str, Any]:
     """One case with its calculation (every figure) and its audit trail."""
-    own_sub, own_district = _area(viewer)
     async with _runtime(request).db.transaction() as session:
         case = await session.get(CaseRecord, case_id)
-        if case is None or (own_sub and case.subdistrict_code != own_sub) or (
-                own_district and case.district_code != own_district):
-            raise ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
+        not_found = ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
+        if case is None:
+            raise not_found
+        viewer.area.require(case.district_code, case.subdistrict_code, not_found)
         audit = list((await session.execute(select(AuditRecord).where(AuditRecord.case_id == case_id)
                                             .order_by(AuditRecord.id))).scalars())
         return _case_out(case, audit)
@@ -139,10 +125,9 @@ async def get_case(case_id: UUID, request: Request, viewer: Viewer) -> dict[str,
 async def _act(request: Request, principal: Principal, case_id: UUID, action: Action,
                reason: str | None = None, comment: str | None = None) -> dict[str, Any]:
     runtime = _runtime(request)
-    own_sub, own_district = _area(principal)
     async with runtime.db.transaction() as session:
         case = await act_on_case(session, runtime.settings, runtime.extras["policy"], case_id, action,
-                                 principal.subject, _case_role(principal), own_sub, own_district, reason, comment)
+                                 principal.subject, _case_role(principal), principal.area, reason, comment)
     return _case_out(case)
 
 

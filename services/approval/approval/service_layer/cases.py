@@ -30,6 +30,7 @@ from shared.contracts.topics import CASE_DECIDED
 from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing, add_events
 from shared.problems import ProblemError
+from shared.security.area import Area
 from shared.settings import ServiceSettings
 from shared.telemetry import context_from, traceparent_of, tracer
 
@@ -139,15 +140,25 @@ async def _apply(session: AsyncSession, settings: ServiceSettings, case: CaseRec
 
 
 async def act_on_case(session: AsyncSession, settings: ServiceSettings, policy: Policy, case_id: uuid.UUID,
-                      action: Action, actor: str, role: Role, scope_subdistrict: str | None, scope_district: str | None,
+                      action: Action, actor: str, role: Role, area: Area,
                       reason: str | None = None, comment: str | None = None) -> CaseRecord:
-    """A clerk's or reviewer's action, checked against the state machine and their area."""
+    """A clerk's or reviewer's action, checked against their area, the four-eyes rule and the state machine."""
     case = (await session.execute(select(CaseRecord).where(CaseRecord.id == case_id).with_for_update())
             ).scalar_one_or_none()
     # Outside the actor's area a case does not exist for them: the same 404 as an unknown id.
-    if case is None or (scope_subdistrict and case.subdistrict_code != scope_subdistrict) or (
-            scope_district and case.district_code != scope_district):
-        raise ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
+    not_found = ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
+    if case is None:
+        raise not_found
+    area.require(case.district_code, case.subdistrict_code, not_found)
+    if action is Action.APPROVE:
+        # Four eyes: whoever approved at one level never approves the same case at another (the row lock above
+        # makes the check and the approval one step even when both requests come at once).
+        earlier = await session.scalar(select(AuditRecord.role).where(
+            AuditRecord.case_id == case.id, AuditRecord.actor == actor, AuditRecord.action == Action.APPROVE.value,
+            AuditRecord.role != role.value).limit(1))
+        if earlier is not None:
+            raise ProblemError(403, "four_eyes_required", f"you approved this case as {earlier}; another person "
+                               "must approve it at this level", field="case_id")
     # The action continues the settlement's trace (one settlement, one trace) and links the clerk's request.
     request = trace.get_current_span().get_span_context()
     with tracer.start_as_current_span(f"case {action.value}", context=context_from(case.traceparent),

@@ -360,3 +360,26 @@ async def test_the_audit_trail_is_append_only_for_the_services_own_database_role
         assert await conn.fetchval("SELECT count(*) FROM case_audit") > len(before)
     finally:
         await conn.close()
+
+
+async def test_whoever_approved_as_clerk_never_approves_the_same_case_as_reviewer(approval: Approval) -> None:
+    sub = subdistrict()
+    [case, other] = await approval.open_cases([calculation(sub, "700.00"), calculation(sub, "80.00")])
+    path = f"/v1/cases/{case['case_id']}/approve"
+    async with approval.client("clerk", DISTRICT, sub, subject="staff-zhang") as as_clerk, \
+            approval.client("district_reviewer", DISTRICT, subject="staff-zhang") as as_reviewer, \
+            approval.client("district_reviewer", DISTRICT, subject="reviewer-zhao") as second:
+        assert (await as_clerk.post(path, json={})).json()["state"] == "awaiting_district"
+        refused = await as_reviewer.post(path, json={"comment": "looks right to me"})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "four_eyes_required"
+        assert (await as_reviewer.get(f"/v1/cases/{case['case_id']}")).json()["state"] == "awaiting_district"
+        # the rule is about the case, not the person: a case someone else passed on is theirs to approve
+        assert (await approval.clerk(sub).post(f"/v1/cases/{other['case_id']}/approve", json={})).status_code == 200
+        assert (await as_reviewer.post(f"/v1/cases/{other['case_id']}/approve", json={})).status_code == 200
+        approved = await second.post(path, json={})
+        assert approved.status_code == 200 and approved.json()["state"] == "approved"
+        detail = (await second.get(f"/v1/cases/{case['case_id']}")).json()
+    assert [(a["actor"], a["role"], a["action"]) for a in detail["audit"]] == [
+        ("system", "system", "open"), ("staff-zhang", "clerk", "approve"),
+        ("reviewer-zhao", "district_reviewer", "approve")]

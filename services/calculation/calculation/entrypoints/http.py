@@ -67,22 +67,16 @@ async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
     return {"policy_id": policy.policy_id, "version": policy.version, "waiting_calculated": waiting}
 
 
-def _scope(principal: Principal, calc: Calculation) -> None:
-    if principal.role == Role.clerk and calc.subdistrict_code != principal.subdistrict_code:
-        raise ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
-    if principal.role == Role.district_reviewer and calc.district_code != principal.district_code:
-        raise ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
-
-
 @router.get("/calculations/{settlement_id}")
 async def get_calculation(settlement_id: UUID, request: Request, reader: Reader) -> dict[str, Any]:
     """The assistance for one settlement with every intermediate figure, and why."""
     async with _runtime(request).db.transaction() as session:
         calc = (await session.execute(select(Calculation).where(Calculation.settlement_id == settlement_id))
                 ).scalar_one_or_none()
+    not_found = ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
     if calc is None:
-        raise ProblemError(404, "calculation_not_found", "no such calculation", field="settlement_id")
-    _scope(reader, calc)
+        raise not_found
+    reader.area.require(calc.district_code, calc.subdistrict_code, not_found)
     figures = {k: v for k, v in calc.breakdown.items() if k != "settlement"}
     return {
         "calculation_id": str(calc.id), "settlement_id": str(calc.settlement_id), "person_ref": calc.person_ref,
@@ -114,9 +108,7 @@ async def list_recoveries(request: Request, staff_member: DistrictStaff,
                           limit: int = Query(100, ge=1, le=1000),
                           offset: Offset = 0) -> list[dict[str, Any]]:
     """Money paid for settlements later reversed, for the district to recover."""
-    query = select(Recovery).where(Recovery.status == status)
-    if staff_member.role == Role.district_reviewer:
-        query = query.where(Recovery.district_code == staff_member.district_code)
+    query = select(Recovery).where(Recovery.status == status, *staff_member.area.where(Recovery.district_code))
     async with _runtime(request).db.transaction() as session:
         rows = (await session.execute(query.order_by(Recovery.created_at).limit(limit).offset(offset))).scalars()
         return [{"recovery_id": str(r.id), "settlement_id": str(r.settlement_id), "person_ref": r.person_ref,
@@ -126,8 +118,19 @@ async def list_recoveries(request: Request, staff_member: DistrictStaff,
 
 @router.get("/ledgers/{person_ref}")
 async def person_ledger(person_ref: PersonRef, request: Request, reader: Reader) -> list[dict[str, Any]]:
-    """A person's deductible used and assistance committed, per year."""
+    """A person's deductible used and assistance committed, per year.
+
+    Staff confined to an area see the ledger of a person whose latest calculation is in their area; for anyone
+    else the person does not exist (404), as for a pseudonym nobody has."""
     async with _runtime(request).db.transaction() as session:
+        if not reader.area.everywhere:
+            latest = (await session.execute(
+                select(Calculation.district_code, Calculation.subdistrict_code)
+                .where(Calculation.person_ref == person_ref)
+                .order_by(Calculation.created_at.desc()).limit(1))).first()  # type: ignore[attr-defined]
+            reader.area.require(latest[0] if latest else None, latest[1] if latest else None,
+                                ProblemError(404, "person_not_found", "no such person in your area",
+                                             field="person_ref"))
         rows = (await session.execute(select(Ledger).where(Ledger.person_ref == person_ref)
                                       .order_by(Ledger.year))).scalars()
         return [{"year": r.year, "deductible_used": f"{r.deductible_used:.2f}", "committed": f"{r.committed:.2f}"}

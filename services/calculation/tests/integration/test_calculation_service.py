@@ -451,3 +451,22 @@ async def test_a_settlement_waiting_for_a_policy_is_calculated_when_one_is_publi
     assert (await calc.calculation(outside.settlement_id))["status"] == "no_policy"
     [ledger] = [row for row in await calc.ledger(ref) if row["year"] == 2026]
     assert (ledger["deductible_used"], ledger["committed"]) == ("1000.00", "1050.00")
+
+
+async def test_a_persons_ledger_exists_only_inside_the_callers_area(calc: Calc) -> None:
+    ref = person()
+    await calculate_all(calc, ref, [(settlement(date(2026, 7, 1), "1800.00", "300.00"), "0.70")], RuleBook())
+    path, unknown = f"/v1/ledgers/{ref}", f"/v1/ledgers/{person()}"
+    inside = [calc.client("clerk", REGION, SUBDISTRICT), calc.client("district_reviewer", REGION),
+              calc.client("ops"), calc.client("policy_admin")]
+    outside = [calc.client("clerk", REGION, REGION + "002"), calc.client("clerk", "990200", "990200001"),
+               calc.client("district_reviewer", "990200")]
+    for http in inside:
+        async with http:
+            response = await http.get(path)
+            assert response.status_code == 200 and response.json()[0]["committed"] == "350.00", response.text
+    for http in outside:
+        async with http:
+            response, nobody = await http.get(path), await http.get(unknown)
+            assert response.status_code == 404 and response.json()["code"] == "person_not_found", response.text
+            assert response.json() == nobody.json(), "another area's resident is indistinguishable from nobody"

@@ -69,11 +69,10 @@ def _payment_out(p: Payment) -> dict[str, Any]:
 
 
 def _district(principal: Principal, district_code: str | None) -> str | None:
-    if principal.role == Role.district_reviewer:
-        if district_code and district_code != principal.district_code:
-            raise ProblemError(403, "forbidden_district", "outside your district", field="district_code")
-        return principal.district_code
-    return district_code
+    own = principal.area.district_code
+    if own is not None and district_code and district_code != own:
+        raise ProblemError(403, "forbidden_district", "outside your district", field="district_code")
+    return own or district_code
 
 
 @router.get("/payments")
@@ -97,8 +96,10 @@ async def payment_of_case(case_id: UUID, request: Request, ops: Ops) -> dict[str
     """The one payment of a case, with every attempt's key and outcome."""
     async with _runtime(request).db.transaction() as session:
         payment = (await session.execute(select(Payment).where(Payment.case_id == case_id))).scalar_one_or_none()
-        if payment is None or (ops.role == Role.district_reviewer and payment.district_code != ops.district_code):
-            raise ProblemError(404, "payment_not_found", "no payment for this case", field="case_id")
+        not_found = ProblemError(404, "payment_not_found", "no payment for this case", field="case_id")
+        if payment is None:
+            raise not_found
+        ops.area.require(payment.district_code, None, not_found)
         attempts = (await session.execute(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id)
                                           .order_by(PaymentAttempt.attempt))).scalars()
         return {**_payment_out(payment), "attempts": [

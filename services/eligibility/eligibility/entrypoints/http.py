@@ -17,6 +17,7 @@ from shared.contracts.openapi import inline_schema, request_body
 from shared.problems import ProblemError
 from shared.security.crypto import mask_name, mask_national_id, person_ref
 from shared.security.national_id import validate_national_id
+from shared.security.read_audit import record_reads
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
 
@@ -155,15 +156,20 @@ LookupBody = Annotated[LookupIn, Body(openapi_examples={"a resident": {"value": 
 @router.post("/persons:lookup")
 async def lookup_person(body: LookupBody, request: Request, reader: Reader) -> dict[str, Any]:
     """A person's registry entry, masked, with periods, consents and screenings (by national ID in the body,
-    never in a URL, so it stays out of access logs)."""
+    never in a URL, so it stays out of access logs). Only a person of the caller's area is found, and every
+    answer is recorded in the append-only audit of personal-data reads."""
     runtime = _runtime(request)
     national_id = validate_national_id(body.national_id, field="national_id")
     keys: Keys = runtime.extras["keys"]
     ref = person_ref(keys.pepper, national_id)
     async with runtime.db.transaction() as session:
         person = await session.get(Person, ref)
+        not_found = ProblemError(404, "person_not_found", "this person is not in the registry of your area",
+                                 field="national_id")
         if person is None:
-            raise ProblemError(404, "person_not_found", "this person is not in the registry", field="national_id")
+            raise not_found
+        reader.area.require(person.district_code, person.subdistrict_code, not_found)
+        await record_reads(session, reader, "person_lookup", [ref], ("national_id", "name"))
         periods = (await session.execute(select(RegistryPeriod).where(RegistryPeriod.person_ref == ref))).scalars()
         consents = (await session.execute(select(ConsentRecord).where(ConsentRecord.person_ref == ref))).scalars()
         screenings = (await session.execute(select(Screening).where(Screening.person_ref == ref)

@@ -151,3 +151,36 @@ async def test_roles_are_enforced(service) -> None:  # type: ignore[no-untyped-d
         assert (await admin.post("/v1/registry/import", json={"records": []})).json()["code"] == "forbidden_role"
         assert (await ops.post("/v1/consents", json={"national_id": national_id(rng),
                                                      "signed_on": "2026-01-01"})).status_code == 403
+
+
+async def test_a_lookup_finds_only_persons_of_the_callers_area_and_every_read_is_audited(service) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from shared.db import Database
+
+    settings, url = service
+    nid = national_id(rng)
+    async with client(url, "registry_officer") as city, \
+            client(url, "registry_officer", district="310110") as own, \
+            client(url, "registry_officer", district="310115") as other, \
+            client(url, "registry_officer", district="310110", subdistrict="310110002") as neighbour:
+        assert (await city.post("/v1/registry/import", json={"records": [record(nid)]})).status_code == 200
+        assert (await own.post("/v1/persons:lookup", json={"national_id": nid})).status_code == 200
+        for stranger in (other, neighbour):
+            response = await stranger.post("/v1/persons:lookup", json={"national_id": nid})
+            assert response.status_code == 404 and response.json()["code"] == "person_not_found", response.text
+            unknown = await stranger.post("/v1/persons:lookup", json={"national_id": national_id(rng)})
+            assert response.json() == unknown.json(), "outside your area a person does not exist for you"
+    db = Database(settings, owner=True)
+    try:
+        async with db.transaction() as session:
+            rows = (await session.execute(text(
+                "SELECT actor, role, purpose, fields FROM personal_data_read WHERE person_ref = :ref ORDER BY id"),
+                {"ref": person_ref(PEPPER, nid)})).all()
+            assert [tuple(r) for r in rows] == [("registry_officer-t", "registry_officer", "person_lookup",
+                                                 "name,national_id")], "one row per answered read, none for a 404"
+        with pytest.raises(Exception, match="append-only"):
+            async with db.transaction() as session:
+                await session.execute(text("DELETE FROM personal_data_read"))
+    finally:
+        await db.dispose()
