@@ -279,7 +279,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             def settled_by_calculation() -> bool:
                 # every settlement opened a case, or its calculation gave nothing to pay (the annual cap was used up)
-                return all(s in cases.seen or calculated.payloads.get(s, {}).get("assistance") == "0.00"
+                return all(s in cases.seen
+                           or calculated.payloads.get(s, {}).get("figures", {}).get("assistance") == "0.00"
                            for s in pids)
 
             await timed(f"pipeline {tag}: wait for every case", wait_until(settled_by_calculation, 600, "cases"))

@@ -19,8 +19,9 @@ from shared.settings import ServiceSettings
 _MIGRATION_LOCK_KEY = 0x6D696772  # replicas starting together migrate one at a time
 
 
-def upgrade_to_head(settings: ServiceSettings, migrations_dir: Path) -> None:
-    """Apply every migration of a service as the database owner, then grant the runtime role its privileges.
+def upgrade_to_head(settings: ServiceSettings, migrations_dir: Path, revision: str = "head") -> None:
+    """Apply every migration of a service (up to `revision`, for migration tests) as the database owner, then grant
+    the runtime role its privileges.
 
     Synchronous: call before the event loop, or via to_thread.
     """
@@ -29,7 +30,7 @@ def upgrade_to_head(settings: ServiceSettings, migrations_dir: Path) -> None:
     config.attributes["database_url"] = settings.owner_database_url
     if settings.app_role != settings.pg_user:
         config.attributes["runtime_role"] = settings.app_role
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def run_env(append_only: Sequence[str] = ()) -> None:

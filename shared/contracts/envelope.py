@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.contracts.events import EventData
 from shared.contracts.topics import EVENT_TYPES
 from shared.contracts.types import PERSON_REF_PATTERN
+from shared.contracts.versions import upcast
 
 
 class UnknownEventType(ValueError):
@@ -35,6 +36,7 @@ class Envelope(BaseModel):
         return cls(
             event_id=event_id or uuid4(),
             event_type=type(data).__name__,
+            schema_version=type(data).schema_version,
             occurred_at=datetime.now(UTC),
             producer=producer,
             person_ref=person_ref,
@@ -42,11 +44,12 @@ class Envelope(BaseModel):
         )
 
     def payload(self) -> EventData:
-        """The typed, validated payload; raises for an unknown event type or invalid data."""
+        """The typed, validated payload in the current version (an older one is upcast); raises for an unknown
+        event type or version, or invalid data."""
         model = EVENT_TYPES.get(self.event_type)
         if model is None:
             raise UnknownEventType(self.event_type)
-        return model.model_validate(self.data)
+        return model.model_validate(upcast(self.event_type, self.schema_version, model.schema_version, self.data))
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

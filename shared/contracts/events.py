@@ -4,7 +4,7 @@ Privacy: no national ID, name or bank account appears here in plaintext, ever.
 """
 
 from datetime import date, datetime
-from typing import Literal
+from typing import ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,7 +13,12 @@ from shared.contracts.types import Category, Money, Ratio, VisitType
 
 
 class EventData(BaseModel):
+    """An event's payload. `schema_version` goes up whenever the payload's shape changes (docs/decisions/0015);
+    an older version still on a topic is upcast when read (shared/contracts/versions.py)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: ClassVar[int] = 1
 
 
 class SettlementReceived(EventData):
@@ -54,8 +59,35 @@ class EligibilityDecided(EventData):
     rescreened: bool = False
 
 
+class AssistanceFigures(EventData):
+    """Every figure of the money rule (DESIGN.md section 5), in the rule's order. Each figure has this one name in
+    the event, in calculation's API and in approval's case."""
+
+    policy_scope_amount: Money
+    basic_insurance_paid: Money
+    critical_illness_paid: Money
+    base: Money = Field(description="max(0, policy_scope_amount - basic_insurance_paid - critical_illness_paid)")
+    deductible: Money = Field(description="The category's annual deductible.")
+    deductible_used_before: Money = Field(description="Deductible the person had used this year before.")
+    deductible_left: Money = Field(description="max(0, deductible - deductible_used_before)")
+    deductible_applied: Money = Field(description="min(base, deductible_left)")
+    ratio: Ratio = Field(description="The ratio for the category, visit type and hospital level.")
+    amount_before_caps: Money = Field(description="round_half_up((base - deductible_applied) x ratio, 0.01)")
+    per_settlement_cap: Money | None = Field(description="null when the policy sets no per-settlement cap.")
+    amount_after_settlement_cap: Money
+    cap: Money = Field(description="The category's annual cap.")
+    committed_before: Money = Field(description="Assistance committed to the person this year before.")
+    cap_left: Money = Field(description="max(0, cap - committed_before)")
+    assistance: Money = Field(description="min(amount_after_settlement_cap, cap_left)")
+
+
 class AssistanceCalculated(EventData):
-    """The assistance for one eligible settlement, with every figure behind it (topic assistance.calculated)."""
+    """The assistance for one eligible settlement, with every figure behind it (topic assistance.calculated).
+
+    Version 2: the figures are one typed object (`figures`) instead of top-level copies plus a `breakdown` of
+    strings; absent caps are null. Version 1 is upcast on read."""
+
+    schema_version: ClassVar[int] = 2
 
     calculation_id: UUID
     settlement_id: UUID
@@ -66,18 +98,10 @@ class AssistanceCalculated(EventData):
     visit_type: VisitType
     hospital_level: int = Field(ge=1, le=3)
     discharge_date: date
-    year: int
+    year: int = Field(ge=1900, le=9999)
     policy_id: str
-    policy_version: int
-    policy_scope_amount: Money
-    basic_insurance_paid: Money
-    critical_illness_paid: Money
-    base: Money
-    deductible_applied: Money
-    ratio: Ratio
-    amount_before_caps: Money
-    assistance: Money
-    breakdown: dict[str, str] = Field(description="Every intermediate figure, by name, as decimal strings.")
+    policy_version: int = Field(ge=1)
+    figures: AssistanceFigures
 
 
 class AssistanceReversed(EventData):

@@ -1,6 +1,7 @@
 """Writes the contract files from the code: `python -m shared.contracts.generate` (make contracts).
 
-contracts/events/<EventType>.schema.json  one JSON Schema per event (envelope + typed data)
+contracts/events/<EventType>.schema.json  one JSON Schema per event (envelope + typed data), current version
+contracts/events/<EventType>.v<N>.schema.json  an earlier version still readable (shared/contracts/versions.py)
 contracts/asyncapi.yaml                   topics, keys and payloads
 contracts/openapi/<service>.json          each service's HTTP API
 """
@@ -15,30 +16,39 @@ import yaml
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import TOPIC_EVENTS, dlq
 from shared.contracts.types import PERSON_REF_PATTERN
+from shared.contracts.versions import EARLIER_VERSIONS
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
 
 
-def event_schema(model: type) -> dict[str, Any]:
-    """JSON Schema of one event: the envelope with `data` typed by the event's model."""
+def event_schema(model: type, event_type: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """JSON Schema of one event version: the envelope with its `schema_version` and `data` typed by the model."""
+    event_type, name = event_type or model.__name__, name or model.__name__
     envelope = Envelope.model_json_schema()
     data = model.model_json_schema(ref_template="#/$defs/{model}")  # type: ignore[attr-defined]
     defs = data.pop("$defs", {})
-    envelope["properties"]["event_type"] = {"const": model.__name__, "type": "string"}
+    envelope["properties"]["event_type"] = {"const": event_type, "type": "string"}
+    envelope["properties"]["schema_version"] = {"const": model.schema_version, "type": "integer"}  # type: ignore[attr-defined]
     envelope["properties"]["data"] = data
-    envelope["title"] = model.__name__
+    envelope["title"] = f"{event_type} v{model.schema_version}"  # type: ignore[attr-defined]
     envelope["description"] = (model.__doc__ or "").strip()
     envelope["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    envelope["$id"] = f"https://medassist.example/contracts/events/{model.__name__}.schema.json"
+    envelope["$id"] = f"https://medassist.example/contracts/events/{name}.schema.json"
     if defs:
         envelope["$defs"] = defs
     return envelope
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
-    models = {m for models in TOPIC_EVENTS.values() for m in models}
-    return {m.__name__: event_schema(m) for m in sorted(models, key=lambda m: m.__name__)}
+    """File name (without .schema.json) -> schema: every event's current version, then its earlier ones."""
+    models = sorted({m for models in TOPIC_EVENTS.values() for m in models}, key=lambda m: m.__name__)
+    schemas = {m.__name__: event_schema(m) for m in models}
+    for event_type, earlier in sorted(EARLIER_VERSIONS.items()):
+        for model in earlier:
+            name = f"{event_type}.v{model.schema_version}"
+            schemas[name] = event_schema(model, event_type, name)
+    return schemas
 
 
 def asyncapi() -> dict[str, Any]:
@@ -69,6 +79,9 @@ def asyncapi() -> dict[str, Any]:
             "bindings": {"kafka": {"key": {"type": "string", "pattern": PERSON_REF_PATTERN},
                                    "bindingVersion": "0.5.0"}},
             "payload": {"$ref": f"./events/{m.__name__}.schema.json"},
+            "description": f"schema_version {m.schema_version}"
+            + "".join(f"; v{e.schema_version} (./events/{m.__name__}.v{e.schema_version}.schema.json) is still read"
+                      for e in EARLIER_VERSIONS.get(m.__name__, ())),
         }
         for models in TOPIC_EVENTS.values()
         for m in models

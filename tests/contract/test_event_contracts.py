@@ -31,10 +31,13 @@ SAMPLES: list[ev.EventData] = [
         calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), hospital_id="H001", category="subsistence",
         district_code="310110", subdistrict_code="310110001", visit_type="inpatient", hospital_level=3,
         discharge_date=date(2026, 2, 9), year=2026, policy_id="yangpu-2026", policy_version=1,
-        policy_scope_amount=Decimal("10000.00"), basic_insurance_paid=Decimal("6000.00"),
-        critical_illness_paid=Decimal("1500.00"), base=Decimal("2500.00"), deductible_applied=Decimal("0.00"),
-        ratio=Decimal("0.75"), amount_before_caps=Decimal("1875.00"), assistance=Decimal("1875.00"),
-        breakdown={"base": "2500.00"},
+        figures=ev.AssistanceFigures(
+            policy_scope_amount=Decimal("10000.00"), basic_insurance_paid=Decimal("6000.00"),
+            critical_illness_paid=Decimal("1500.00"), base=Decimal("2500.00"), deductible=Decimal("0.00"),
+            deductible_used_before=Decimal("0.00"), deductible_left=Decimal("0.00"),
+            deductible_applied=Decimal("0.00"), ratio=Decimal("0.75"), amount_before_caps=Decimal("1875.00"),
+            per_settlement_cap=None, amount_after_settlement_cap=Decimal("1875.00"), cap=Decimal("60000.00"),
+            committed_before=Decimal("0.00"), cap_left=Decimal("60000.00"), assistance=Decimal("1875.00")),
     ),
     ev.AssistanceReversed(calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
                           released_assistance=Decimal("10.00")),
@@ -91,3 +94,51 @@ def test_schema_and_model_both_refuse_bad_events(mutate, why: str) -> None:  # t
         jsonschema.validate(wire, committed_schema("SettlementReceived"))
     with pytest.raises(ValueError):
         Envelope.model_validate(wire).payload()
+
+
+V1_CALCULATED = {
+    "calculation_id": str(uuid.uuid4()), "settlement_id": str(uuid.uuid4()), "hospital_id": "H001",
+    "category": "low_income", "district_code": "310110", "subdistrict_code": "310110001", "visit_type": "inpatient",
+    "hospital_level": 2, "discharge_date": "2026-03-01", "year": 2026, "policy_id": "yangpu-310110",
+    "policy_version": 1, "policy_scope_amount": "5000.00", "basic_insurance_paid": "1500.00",
+    "critical_illness_paid": "333.33", "base": "3166.67", "deductible_applied": "200.00", "ratio": "0.65",
+    "amount_before_caps": "1928.34", "assistance": "1928.34", "breakdown": {
+        "year": "2026", "category": "low_income", "policy_id": "yangpu-310110", "policy_version": "1",
+        "base": "3166.67", "deductible": "1000.00", "deductible_used_before": "800.00", "ded_left": "200.00",
+        "ded_applied": "200.00", "ratio": "0.65", "amount_before_caps": "1928.34", "per_settlement_cap": "",
+        "amount_after_settlement_cap": "1928.34", "cap": "40000.00", "committed_before": "0.00",
+        "cap_left": "40000.00", "assistance": "1928.34"}}
+
+
+def test_an_assistance_calculated_of_version_1_still_on_the_topic_is_read_as_version_2() -> None:
+    wire = {"event_id": str(uuid.uuid4()), "event_type": "AssistanceCalculated", "schema_version": 1,
+            "occurred_at": "2026-03-01T10:00:00Z", "producer": "calculation", "person_ref": PERSON,
+            "data": V1_CALCULATED}
+    jsonschema.validate(wire, committed_schema("AssistanceCalculated.v1"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(wire, committed_schema("AssistanceCalculated"))
+    read = Envelope.model_validate(wire).payload()
+    assert isinstance(read, ev.AssistanceCalculated)
+    assert (read.year, read.policy_version) == (2026, 1)
+    assert read.figures.model_dump(mode="json") == {
+        "policy_scope_amount": "5000.00", "basic_insurance_paid": "1500.00", "critical_illness_paid": "333.33",
+        "base": "3166.67", "deductible": "1000.00", "deductible_used_before": "800.00", "deductible_left": "200.00",
+        "deductible_applied": "200.00", "ratio": "0.65", "amount_before_caps": "1928.34",
+        "per_settlement_cap": None, "amount_after_settlement_cap": "1928.34", "cap": "40000.00",
+        "committed_before": "0.00", "cap_left": "40000.00", "assistance": "1928.34"}
+
+
+@pytest.mark.parametrize(("event_type", "version"), [("AssistanceCalculated", 3), ("SettlementReceived", 2),
+                                                     ("AssistanceCalculated", 0)])
+def test_a_version_this_code_does_not_know_is_refused(event_type: str, version: int) -> None:
+    wire = json.loads(Envelope.wrap(SAMPLES[0] if event_type == "SettlementReceived" else SAMPLES[3],
+                                    person_ref=PERSON, producer="test").to_bytes())
+    wire["schema_version"] = version
+    with pytest.raises(ValueError):
+        Envelope.model_validate(wire).payload()
+
+
+def test_every_event_is_sent_in_its_current_version() -> None:
+    for sample in SAMPLES:
+        assert Envelope.wrap(sample, person_ref=PERSON, producer="test").schema_version == type(sample).schema_version
+    assert ev.AssistanceCalculated.schema_version == 2

@@ -61,7 +61,7 @@ async def test_one_settlement_from_hospital_to_bank(staff: Staff) -> None:
     detail = (await reviewer.get(f"/v1/cases/{case['case_id']}")).json()
     assert [(a["role"], a["to_state"]) for a in detail["audit"]] == [
         ("system", "awaiting_subdistrict"), ("clerk", "awaiting_district"), ("district_reviewer", "approved")]
-    assert detail["calculation"]["assistance"] == expected
+    assert detail["calculation"]["figures"]["assistance"] == expected
     transfers = await bank_transfers(staff, case["case_id"])
     assert [(t["status"], t["amount"]) for t in transfers] == [("settled", expected)]
 

@@ -63,10 +63,8 @@ def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None) -> dict[str
         "updated_at": c.updated_at.isoformat(),
     }
     if audit is not None:
-        calc = c.calculation
-        out["calculation"] = {k: calc.get(k) for k in (
-            "policy_id", "policy_version", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid",
-            "base", "deductible_applied", "ratio", "amount_before_caps", "assistance", "breakdown")}
+        calc = c.calculation  # the AssistanceCalculated payload the case was opened from
+        out["calculation"] = {k: calc[k] for k in ("year", "policy_id", "policy_version", "figures")}
         out["audit"] = [{"actor": a.actor, "role": a.role, "action": a.action, "from_state": a.from_state,
                          "to_state": a.to_state, "reason": a.reason, "comment": a.comment,
                          "at": a.at.isoformat()} for a in audit]

@@ -63,7 +63,7 @@ async def handle_events(session: AsyncSession, settings: ServiceSettings, policy
                         events: Sequence[Event]) -> None:
     """Consumer handler for assistance.calculated and transfer.settled."""
     await _open(session, settings, policy,
-                [e for e in events if isinstance(e.data, ev.AssistanceCalculated) and e.data.assistance > 0])
+                [e for e in events if isinstance(e.data, ev.AssistanceCalculated) and e.data.figures.assistance > 0])
     for event in events:
         if isinstance(event.data, ev.AssistanceReversed):
             await _cancel(session, settings, event)
@@ -87,7 +87,7 @@ async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy
             id=case_id, calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
             person_ref=event.envelope.person_ref, hospital_id=calc.hospital_id, district_code=calc.district_code,
             subdistrict_code=calc.subdistrict_code, category=calc.category.value, discharge_date=calc.discharge_date,
-            amount=calc.assistance, state=initial.value, calculation=calc.model_dump(mode="json"),
+            amount=calc.figures.assistance, state=initial.value, calculation=calc.model_dump(mode="json"),
             traceparent=traceparent_of(event.span),
         )
         rows.append(row)

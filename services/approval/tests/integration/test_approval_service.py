@@ -18,7 +18,7 @@ from approval.config import ApprovalSettings
 from sqlalchemy.engine import make_url
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import AssistanceCalculated, CaseDecided
+from shared.contracts.events import AssistanceCalculated, AssistanceFigures, CaseDecided
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED
 from shared.messaging.kafka import KafkaProducer
 from shared.testing import (
@@ -112,15 +112,17 @@ def subdistrict(district: str = DISTRICT) -> str:
 
 def calculation(sub: str, amount: str, hospital: str = "H001", discharge: date = date(2026, 3, 1)
                 ) -> AssistanceCalculated:
-    money = Decimal(amount)
+    money, zero = Decimal(amount), Decimal("0.00")
     return AssistanceCalculated(
         calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), hospital_id=hospital, category="subsistence",
         district_code=sub[:6], subdistrict_code=sub, visit_type="inpatient", hospital_level=2,
         discharge_date=discharge, year=discharge.year, policy_id="test-policy", policy_version=3,
-        policy_scope_amount=money + Decimal("500.00"), basic_insurance_paid=Decimal("500.00"),
-        critical_illness_paid=Decimal("0.00"), base=money, deductible_applied=Decimal("0.00"), ratio=Decimal("1.00"),
-        amount_before_caps=money, assistance=money,
-        breakdown={"base": f"{money:.2f}", "ratio": "1.00", "assistance": f"{money:.2f}"})
+        figures=AssistanceFigures(
+            policy_scope_amount=money + Decimal("500.00"), basic_insurance_paid=Decimal("500.00"),
+            critical_illness_paid=zero, base=money, deductible=zero, deductible_used_before=zero,
+            deductible_left=zero, deductible_applied=zero, ratio=Decimal("1.00"), amount_before_caps=money,
+            per_settlement_cap=None, amount_after_settlement_cap=money, cap=Decimal("60000.00"),
+            committed_before=zero, cap_left=Decimal("60000.00"), assistance=money))
 
 
 def audit_trail(case: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -152,8 +154,9 @@ async def test_cases_open_once_in_their_own_subdistricts_queue(approval: Approva
         detail = (await clerk_a.get(f"/v1/cases/{case_a1['case_id']}")).json()
     assert (detail["state"], detail["amount"], detail["settlement_id"]) == (
         "awaiting_subdistrict", "120.50", str(a1.settlement_id))
-    assert detail["calculation"]["policy_version"] == 3 and detail["calculation"]["base"] == "120.50"
-    assert detail["calculation"]["breakdown"] == a1.breakdown
+    assert detail["calculation"] == {"year": 2026, "policy_id": "test-policy", "policy_version": 3,
+                                     "figures": a1.figures.model_dump(mode="json")}
+    assert detail["calculation"]["figures"]["per_settlement_cap"] is None, "an absent cap is null, not \"\""
     assert audit_trail(detail) == [("system", "system", "open", None, "awaiting_subdistrict", None, None)]
 
 

@@ -52,7 +52,8 @@ class Calculation(SQLModel, table=True):
     policy_version: int | None = None
     deductible_applied: Decimal = _money()
     assistance: Decimal = _money()
-    breakdown: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    settlement: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    figures: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     status: str = Field(max_length=32)
     released: bool = False
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

@@ -1,11 +1,13 @@
 """The money rule (DESIGN.md section 5), pure: every intermediate figure is kept so a clerk can see why.
 
-    base        = max(0, policy_scope_amount - basic_insurance_paid - critical_illness_paid)
-    ded_left    = max(0, deductible - deductible_used[person, Y])
-    ded_applied = min(base, ded_left)
-    amount      = round_half_up((base - ded_applied) * ratio, 0.01)
-    amount      = min(amount, per_settlement_cap)          # when set
-    assistance  = min(amount, max(0, cap - committed[person, Y]))
+    base               = max(0, policy_scope_amount - basic_insurance_paid - critical_illness_paid)
+    deductible_left    = max(0, deductible - deductible_used[person, Y])
+    deductible_applied = min(base, deductible_left)
+    amount             = round_half_up((base - deductible_applied) * ratio, 0.01)
+    amount             = min(amount, per_settlement_cap)          # when set
+    assistance         = min(amount, max(0, cap - committed[person, Y]))
+
+The figures keep these names everywhere: on the wire (`AssistanceFigures`), in calculation's API and in the case.
 """
 
 from dataclasses import dataclass, replace
@@ -48,8 +50,8 @@ class AssistanceCalculation:
     base: Decimal
     deductible: Decimal
     deductible_used_before: Decimal
-    ded_left: Decimal
-    ded_applied: Decimal
+    deductible_left: Decimal
+    deductible_applied: Decimal
     ratio: Decimal
     amount_before_caps: Decimal
     per_settlement_cap: Decimal | None
@@ -61,7 +63,7 @@ class AssistanceCalculation:
 
     @property
     def ledger_after(self) -> LedgerPosition:
-        return LedgerPosition(self.year, self.deductible_used_before + self.ded_applied,
+        return LedgerPosition(self.year, self.deductible_used_before + self.deductible_applied,
                               self.committed_before + self.assistance)
 
 
@@ -75,16 +77,16 @@ def calculate(figures: SettlementFigures, category: str, policy: Policy, ledger:
     deductible, cap = Decimal(rule.deductible), Decimal(rule.cap)
     per_settlement_cap = Decimal(rule.per_settlement_cap) if rule.per_settlement_cap is not None else None
     base = max(ZERO, figures.policy_scope_amount - figures.basic_insurance_paid - figures.critical_illness_paid)
-    ded_left = max(ZERO, deductible - ledger.deductible_used)
-    ded_applied = min(base, ded_left)
+    deductible_left = max(ZERO, deductible - ledger.deductible_used)
+    deductible_applied = min(base, deductible_left)
     ratio = policy.ratio(category, figures.visit_type, figures.hospital_level)
-    amount_before_caps = to_money((base - ded_applied) * ratio)
+    amount_before_caps = to_money((base - deductible_applied) * ratio)
     amount = min(amount_before_caps, per_settlement_cap) if per_settlement_cap is not None else amount_before_caps
     cap_left = max(ZERO, cap - ledger.committed)
     return AssistanceCalculation(
         year=year, category=category, policy_id=policy.policy_id, policy_version=policy.version,
         base=to_money(base), deductible=to_money(deductible), deductible_used_before=to_money(ledger.deductible_used),
-        ded_left=to_money(ded_left), ded_applied=to_money(ded_applied), ratio=ratio,
+        deductible_left=to_money(deductible_left), deductible_applied=to_money(deductible_applied), ratio=ratio,
         amount_before_caps=amount_before_caps, per_settlement_cap=per_settlement_cap,
         amount_after_settlement_cap=to_money(amount), cap=to_money(cap),
         committed_before=to_money(ledger.committed), cap_left=to_money(cap_left),
@@ -92,7 +94,7 @@ def calculate(figures: SettlementFigures, category: str, policy: Policy, ledger:
     )
 
 
-def release(ledger: LedgerPosition, ded_applied: Decimal, assistance: Decimal) -> LedgerPosition:
+def release(ledger: LedgerPosition, deductible_applied: Decimal, assistance: Decimal) -> LedgerPosition:
     """Give back a rejected or reversed calculation's share (later settlements are not recomputed)."""
-    return replace(ledger, deductible_used=max(ZERO, ledger.deductible_used - ded_applied),
+    return replace(ledger, deductible_used=max(ZERO, ledger.deductible_used - deductible_applied),
                    committed=max(ZERO, ledger.committed - assistance))

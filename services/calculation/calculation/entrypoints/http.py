@@ -1,18 +1,19 @@
 """Policies (policy administrators), calculations with their explanation, recoveries and ledgers."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
 from calculation.domain.policy import Policy
 from calculation.service_layer.assess import assess_waiting
 from calculation.service_layer.policies import publish_policy
+from shared.contracts.events import AssistanceFigures
 from shared.contracts.openapi import request_body
-from shared.contracts.types import PERSON_REF_PATTERN
+from shared.contracts.types import PERSON_REF_PATTERN, Category, Money
 from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
@@ -67,8 +68,28 @@ async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
     return {"policy_id": policy.policy_id, "version": policy.version, "waiting_calculated": waiting}
 
 
-@router.get("/calculations/{settlement_id}")
-async def get_calculation(settlement_id: UUID, request: Request, reader: Reader) -> dict[str, Any]:
+class CalculationOut(BaseModel):
+    """One settlement's calculation. The figures carry the names AssistanceCalculated and approval's case use."""
+
+    calculation_id: UUID
+    settlement_id: UUID
+    person_ref: str
+    status: Literal["calculated", "no_policy", "approved", "rejected", "cancelled", "paid", "reversed"]
+    year: int
+    category: Category
+    district_code: str
+    subdistrict_code: str
+    policy_id: str | None = Field(description="null while no policy covers the settlement (status no_policy).")
+    policy_version: int | None
+    assistance: Money
+    released: bool = Field(description="The deductible and assistance went back to the ledger (rejected, "
+                                       "cancelled, or reversed before payment).")
+    figures: AssistanceFigures | None = Field(description="null while status is no_policy.")
+    explanation: list[str]
+
+
+@router.get("/calculations/{settlement_id}", response_model=CalculationOut)
+async def get_calculation(settlement_id: UUID, request: Request, reader: Reader) -> CalculationOut:
     """The assistance for one settlement with every intermediate figure, and why."""
     async with _runtime(request).db.transaction() as session:
         calc = (await session.execute(select(Calculation).where(Calculation.settlement_id == settlement_id))
@@ -77,28 +98,28 @@ async def get_calculation(settlement_id: UUID, request: Request, reader: Reader)
     if calc is None:
         raise not_found
     reader.area.require(calc.district_code, calc.subdistrict_code, not_found)
-    figures = {k: v for k, v in calc.breakdown.items() if k != "settlement"}
-    return {
-        "calculation_id": str(calc.id), "settlement_id": str(calc.settlement_id), "person_ref": calc.person_ref,
-        "status": calc.status, "year": calc.year, "category": calc.category,
-        "policy": {"policy_id": calc.policy_id, "version": calc.policy_version},
-        "assistance": f"{calc.assistance:.2f}", "deductible_applied": f"{calc.deductible_applied:.2f}",
-        "released": calc.released, "figures": figures, "explanation": explain_figures(figures),
-    }
+    figures = None if calc.figures is None else AssistanceFigures.model_validate(calc.figures)
+    return CalculationOut(
+        calculation_id=calc.id, settlement_id=calc.settlement_id, person_ref=calc.person_ref,
+        status=calc.status,  # type: ignore[arg-type]
+        year=calc.year, category=Category(calc.category), district_code=calc.district_code,
+        subdistrict_code=calc.subdistrict_code, policy_id=calc.policy_id, policy_version=calc.policy_version,
+        assistance=calc.assistance, released=calc.released, figures=figures, explanation=explain_figures(figures))
 
 
-def explain_figures(f: dict[str, str]) -> list[str]:
-    """Human-readable lines from the stored figures (what a clerk reads)."""
-    if "base" not in f:
+def explain_figures(f: AssistanceFigures | None) -> list[str]:
+    """Human-readable lines from the figures (what a clerk reads)."""
+    if f is None:
         return ["no policy covered this settlement's region and date"]
-    lines = [f"base = max(0, policy scope - basic insurance - critical illness) = {f['base']}",
-             f"deductible left this year = {f.get('ded_left', '')}, applied = {f.get('ded_applied', '')}",
-             f"ratio = {f.get('ratio', '')}; amount = round_half_up((base - deductible applied) x ratio) = "
-             f"{f.get('amount_before_caps', '')}"]
-    if f.get("per_settlement_cap"):
-        lines.append(f"per-settlement cap {f['per_settlement_cap']} -> {f.get('amount_after_settlement_cap', '')}")
-    lines.append(f"annual cap {f.get('cap', '')}, already committed {f.get('committed_before', '')}, "
-                 f"left {f.get('cap_left', '')} -> assistance {f.get('assistance', '')}")
+    lines = [f"base = max(0, policy scope {f.policy_scope_amount:.2f} - basic insurance {f.basic_insurance_paid:.2f}"
+             f" - critical illness {f.critical_illness_paid:.2f}) = {f.base:.2f}",
+             f"deductible left this year = {f.deductible_left:.2f}, applied = {f.deductible_applied:.2f}",
+             f"ratio = {f.ratio}; amount = round_half_up((base - deductible applied) x ratio) = "
+             f"{f.amount_before_caps:.2f}"]
+    if f.per_settlement_cap is not None:
+        lines.append(f"per-settlement cap {f.per_settlement_cap:.2f} -> {f.amount_after_settlement_cap:.2f}")
+    lines.append(f"annual cap {f.cap:.2f}, already committed {f.committed_before:.2f}, "
+                 f"left {f.cap_left:.2f} -> assistance {f.assistance:.2f}")
     return lines
 
 

@@ -1,6 +1,5 @@
 """Applying the money rule to eligible settlements, in each person's event order, against their ledger."""
 
-import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
@@ -15,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from calculation.adapters.metrics import CALCULATIONS, RECOVERIES
 from calculation.adapters.tables import Calculation, Ledger, Recovery
-from calculation.domain.money_rule import LedgerPosition, SettlementFigures, calculate, release
+from calculation.domain.money_rule import (
+    AssistanceCalculation,
+    LedgerPosition,
+    SettlementFigures,
+    calculate,
+    release,
+)
 from calculation.domain.policy import Policy, select_policy
 from calculation.service_layer.policies import load_policies
 from shared.contracts import events as ev
@@ -75,13 +80,16 @@ def _figures(s: ev.SettlementReceived) -> SettlementFigures:
     )
 
 
-def _breakdown(calc: object) -> dict[str, str]:
-    out = {}
-    for f in dataclasses.fields(calc):  # type: ignore[arg-type]
-        value = getattr(calc, f.name)
-        if isinstance(value, (Decimal, int, str)) or value is None:
-            out[f.name] = "" if value is None else str(value)
-    return out
+def figures_of(s: ev.SettlementReceived, calc: AssistanceCalculation) -> ev.AssistanceFigures:
+    """The figures as they travel and are shown: the settlement's inputs, then the rule's every step."""
+    return ev.AssistanceFigures(
+        policy_scope_amount=s.policy_scope_amount, basic_insurance_paid=s.basic_insurance_paid,
+        critical_illness_paid=s.critical_illness_paid, base=calc.base, deductible=calc.deductible,
+        deductible_used_before=calc.deductible_used_before, deductible_left=calc.deductible_left,
+        deductible_applied=calc.deductible_applied, ratio=calc.ratio, amount_before_caps=calc.amount_before_caps,
+        per_settlement_cap=calc.per_settlement_cap, amount_after_settlement_cap=calc.amount_after_settlement_cap,
+        cap=calc.cap, committed_before=calc.committed_before, cap_left=calc.cap_left, assistance=calc.assistance,
+    )
 
 
 def _gives_back(event: Event) -> bool:
@@ -171,7 +179,8 @@ async def _calculate_and_record(session: AsyncSession, settings: ServiceSettings
         policy = select_policy(policies, data.district_code or "", s.discharge_date)
         base_row = {"id": calc_id, "settlement_id": s.settlement_id, "person_ref": ref,
                     "year": s.discharge_date.year, "category": data.category,
-                    "district_code": data.district_code, "subdistrict_code": data.subdistrict_code}
+                    "district_code": data.district_code, "subdistrict_code": data.subdistrict_code,
+                    "settlement": s.model_dump(mode="json")}
         if policy is None or data.category is None or data.category not in policy.categories:
             # Recorded as no_policy (metric and log for ops), not dead-lettered: the batch keeps flowing, and
             # publishing a policy that covers it calculates it then (assess_waiting).
@@ -179,14 +188,14 @@ async def _calculate_and_record(session: AsyncSession, settings: ServiceSettings
                       data.category.value if data.category else None, s.discharge_date)
             CALCULATIONS.labels("no_policy").inc()
             rows.append({**base_row, "deductible_applied": ZERO, "assistance": ZERO, "status": "no_policy",
-                         "breakdown": {"settlement": s.model_dump(mode="json")}})
+                         "figures": None})
             continue
         calc = calculate(_figures(s), data.category.value, policy, ledgers.get(ref, s.discharge_date.year))
         ledgers.put(ref, calc.ledger_after)
-        breakdown = _breakdown(calc)
+        figures = figures_of(s, calc)
         rows.append({**base_row, "policy_id": policy.policy_id, "policy_version": policy.version,
-                     "deductible_applied": calc.ded_applied, "assistance": calc.assistance,
-                     "status": "calculated", "breakdown": {**breakdown, "settlement": s.model_dump(mode="json")}})
+                     "deductible_applied": calc.deductible_applied, "assistance": calc.assistance,
+                     "status": "calculated", "figures": figures.model_dump(mode="json")})
         p.span.set_attribute("assistance.amount", str(calc.assistance))
         CALCULATIONS.labels("assistance" if calc.assistance > 0 else "nothing_to_pay").inc()
         out = ev.AssistanceCalculated(
@@ -194,10 +203,7 @@ async def _calculate_and_record(session: AsyncSession, settings: ServiceSettings
             category=data.category, district_code=data.district_code or "",
             subdistrict_code=data.subdistrict_code or "", visit_type=s.visit_type, hospital_level=s.hospital_level,
             discharge_date=s.discharge_date, year=s.discharge_date.year, policy_id=policy.policy_id,
-            policy_version=policy.version, policy_scope_amount=s.policy_scope_amount,
-            basic_insurance_paid=s.basic_insurance_paid, critical_illness_paid=s.critical_illness_paid,
-            base=calc.base, deductible_applied=calc.ded_applied, ratio=calc.ratio,
-            amount_before_caps=calc.amount_before_caps, assistance=calc.assistance, breakdown=breakdown,
+            policy_version=policy.version, figures=figures,
         )
         outgoing.append(Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(out, person_ref=ref, producer="calculation"),
                                  p.span))
@@ -215,7 +221,7 @@ async def assess_waiting(session: AsyncSession, settings: ServiceSettings, publi
         .order_by(Calculation.created_at).with_for_update())).scalars().all()
     covered = []
     for row in waiting:
-        settlement = ev.SettlementReceived.model_validate(row.breakdown["settlement"])
+        settlement = ev.SettlementReceived.model_validate(row.settlement)
         if row.category in published.categories and published.covers(published.region_code,
                                                                      settlement.discharge_date):
             covered.append((settlement, row))

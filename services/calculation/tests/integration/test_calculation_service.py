@@ -134,11 +134,13 @@ class RuleBook:
         cap_left = max(Decimal(0), self.cap - self.committed[year])
         assistance = min(amount, cap_left)
         figures = {
-            "year": str(year), "category": "low_income", "policy_id": self.policy_id,
-            "policy_version": str(self.version), "base": f"{base:.2f}", "deductible": f"{self.deductible:.2f}",
-            "deductible_used_before": f"{self.used[year]:.2f}", "ded_left": f"{ded_left:.2f}",
-            "ded_applied": f"{ded_applied:.2f}", "ratio": ratio, "amount_before_caps": f"{before_caps:.2f}",
-            "per_settlement_cap": f"{self.per_settlement_cap:.2f}" if self.per_settlement_cap is not None else "",
+            "policy_scope_amount": f"{s.policy_scope_amount:.2f}",
+            "basic_insurance_paid": f"{s.basic_insurance_paid:.2f}",
+            "critical_illness_paid": f"{s.critical_illness_paid:.2f}", "base": f"{base:.2f}",
+            "deductible": f"{self.deductible:.2f}", "deductible_used_before": f"{self.used[year]:.2f}",
+            "deductible_left": f"{ded_left:.2f}", "deductible_applied": f"{ded_applied:.2f}", "ratio": ratio,
+            "amount_before_caps": f"{before_caps:.2f}",
+            "per_settlement_cap": f"{self.per_settlement_cap:.2f}" if self.per_settlement_cap is not None else None,
             "amount_after_settlement_cap": f"{amount:.2f}", "cap": f"{self.cap:.2f}",
             "committed_before": f"{self.committed[year]:.2f}", "cap_left": f"{cap_left:.2f}",
             "assistance": f"{assistance:.2f}",
@@ -176,9 +178,13 @@ def eligible(s: SettlementReceived, district: str = REGION, category: str = "low
                               district_code=district, subdistrict_code=f"{district}001")
 
 
+def figures(calc: AssistanceCalculated) -> dict[str, Any]:
+    return calc.figures.model_dump(mode="json")
+
+
 def decided(calc: AssistanceCalculated, decision: str, reason: str | None = None) -> CaseDecided:
     return CaseDecided(case_id=uuid.uuid4(), calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
-                       decision=decision, reason_code=reason, amount=calc.assistance, district_code=REGION,
+                       decision=decision, reason_code=reason, amount=calc.figures.assistance, district_code=REGION,
                        subdistrict_code=SUBDISTRICT, decided_at=datetime.now(UTC))
 
 
@@ -195,7 +201,7 @@ async def calculate_all(calc: Calc, ref: str, items: list[tuple[SettlementReceiv
         await calc.send(ELIGIBILITY_DECIDED, eligible(s), ref)
     results = await calc.calculated([s for s, _ in items])
     for (s, ratio), result in zip(items, results, strict=True):
-        assert result.breakdown == book.charge(s, ratio), s
+        assert figures(result) == book.charge(s, ratio), s
     return results
 
 
@@ -212,7 +218,8 @@ async def test_every_figure_is_published_and_the_ledger_spreads_the_deductible_a
     ]
     results = await calculate_all(calc, ref, items, book)
 
-    assert [(r.base, r.deductible_applied, r.amount_before_caps, r.assistance) for r in results] == [
+    assert [(r.figures.base, r.figures.deductible_applied, r.figures.amount_before_caps, r.figures.assistance)
+            for r in results] == [
         (Decimal(b), Decimal(d), Decimal(a), Decimal(x)) for b, d, a, x in [
             ("800.00", "800.00", "0.00", "0.00"),
             ("3166.67", "200.00", "1928.34", "1928.34"),  # 2966.67 x 0.65 = 1928.3355
@@ -222,7 +229,7 @@ async def test_every_figure_is_published_and_the_ledger_spreads_the_deductible_a
             ("1500.00", "1000.00", "350.00", "350.00"),
             ("0.00", "0.00", "0.00", "0.00"),
         ]]
-    assert [(r.ratio, r.policy_id, r.policy_version, r.year) for r in results][1] == (
+    assert [(r.figures.ratio, r.policy_id, r.policy_version, r.year) for r in results][1] == (
         Decimal("0.65"), "test-ledger", 1, 2026)
     assert await calc.ledger(ref) == book.ledgers() == [
         {"year": 2026, "deductible_used": "1000.00", "committed": "3000.00"},
@@ -231,13 +238,21 @@ async def test_every_figure_is_published_and_the_ledger_spreads_the_deductible_a
     records = await read_topic(calc.settings, ASSISTANCE_CALCULATED, expect=1_000_000, timeout=1)
     capped = next(r for r in records if str(results[3].settlement_id).encode() in r.value)
     assert capped.key.decode() == ref, "keyed by person_ref, so one person's events stay in order"
-    wire = orjson.loads(capped.value)["data"]
-    assert (wire["assistance"], wire["amount_before_caps"], wire["ratio"]) == ("1021.63", "3500.00", "0.70")
-    assert wire["breakdown"]["per_settlement_cap"] == "2000.00" and wire["breakdown"]["cap_left"] == "1021.63"
+    envelope = orjson.loads(capped.value)
+    assert envelope["schema_version"] == 2
+    wire = envelope["data"]
+    assert (wire["year"], wire["policy_version"]) == (2026, 1), "integers, not strings"
+    assert (wire["figures"]["assistance"], wire["figures"]["amount_before_caps"], wire["figures"]["ratio"]) == (
+        "1021.63", "3500.00", "0.70")
+    assert wire["figures"]["per_settlement_cap"] == "2000.00" and wire["figures"]["cap_left"] == "1021.63"
+    assert set(wire) == {"calculation_id", "settlement_id", "hospital_id", "category", "district_code",
+                         "subdistrict_code", "visit_type", "hospital_level", "discharge_date", "year", "policy_id",
+                         "policy_version", "figures"}, "each figure once, in `figures`"
 
     explained = await calc.calculation(results[3].settlement_id)
     assert explained["assistance"] == "1021.63" and explained["status"] == "calculated"
-    assert explained["figures"] == results[3].breakdown
+    assert (explained["year"], explained["policy_id"], explained["policy_version"]) == (2026, "test-ledger", 1)
+    assert explained["figures"] == figures(results[3])
     assert any("per-settlement cap 2000.00 -> 2000.00" in line for line in explained["explanation"])
 
 
@@ -278,12 +293,13 @@ async def test_policy_admin_publishes_versions_by_region_and_period_and_roles_ar
     for s in (spring, autumn):
         await calc.send(ELIGIBILITY_DECIDED, eligible(s, region), ref)
     first_half, second_half = await calc.calculated([spring, autumn])
-    assert (first_half.policy_id, first_half.policy_version, first_half.assistance) == (
+    assert (first_half.policy_id, first_half.policy_version, first_half.figures.assistance) == (
         "test-periods", 1, Decimal("500.00"))
-    assert (second_half.policy_version, second_half.assistance) == (2, Decimal("900.00"))
+    assert (second_half.policy_version, second_half.figures.assistance) == (2, Decimal("900.00"))
     for s in (before_any, uncovered_region):
         found = await calc.calculation(s.settlement_id)
-        assert (found["status"], found["assistance"]) == ("no_policy", "0.00")
+        assert (found["status"], found["assistance"], found["figures"], found["policy_version"]) == (
+            "no_policy", "0.00", None, None)
     published = await calc.published(lambda e: e.data.get("settlement_id") in {
         str(before_any.settlement_id), str(uncovered_region.settlement_id)}, expect=0)
     assert published == [], "nothing to approve without a policy"
@@ -294,7 +310,7 @@ async def test_a_rejected_case_gives_its_share_back_once_and_later_settlements_a
     s1, s2, s3 = (settlement(date(2026, 2, 1), "1500.00", "0.00"), settlement(date(2026, 3, 1), "6000.00", "0.00"),
                   settlement(date(2026, 4, 1), "4000.00", "0.00"))
     c1, c2, c3 = await calculate_all(calc, ref, [(s1, "0.70"), (s2, "0.70"), (s3, "0.70")], book)
-    assert (c1.assistance, c2.assistance, c3.assistance) == (Decimal("350.00"), Decimal("2000.00"), Decimal("650.00"))
+    assert [c.figures.assistance for c in (c1, c2, c3)] == [Decimal("350.00"), Decimal("2000.00"), Decimal("650.00")]
 
     rejected = await calc.send(CASE_DECIDED, decided(c1, "rejected", "not_medically_necessary"), ref)
     await calc.resend(CASE_DECIDED, rejected)  # the same event delivered again
@@ -309,7 +325,7 @@ async def test_a_rejected_case_gives_its_share_back_once_and_later_settlements_a
 
     s4 = settlement(date(2026, 5, 1), "1800.00", "0.00")
     [c4] = await calculate_all(calc, ref, [(s4, "0.70")], book)
-    assert (c4.deductible_applied, c4.amount_before_caps, c4.assistance) == (
+    assert (c4.figures.deductible_applied, c4.figures.amount_before_caps, c4.figures.assistance) == (
         Decimal("1000.00"), Decimal("560.00"), Decimal("350.00")), "the released deductible and cap are used again"
     for s, amount in ((s2, "2000.00"), (s3, "650.00")):
         assert (await calc.calculation(s.settlement_id))["assistance"] == amount, "not recomputed"
@@ -324,7 +340,8 @@ async def test_reversal_frees_the_ledger_before_payment_and_opens_a_recovery_aft
     await calc.send(CASE_DECIDED, case, ref)
     await calc.send(TRANSFER_SETTLED, TransferSettled(
         payment_id=uuid.uuid4(), case_id=case.case_id, calculation_id=c_paid.calculation_id,
-        settlement_id=paid.settlement_id, status="settled", amount=c_paid.assistance, bank_reference="BK1"), ref)
+        settlement_id=paid.settlement_id, status="settled", amount=c_paid.figures.assistance,
+        bank_reference="BK1"), ref)
     await calc.calculation(paid.settlement_id, until=lambda c: c["status"] == "paid")
 
     await calc.send(ELIGIBILITY_DECIDED, reversal(unpaid), ref)
@@ -372,8 +389,8 @@ async def test_an_eligibility_decision_delivered_twice_is_calculated_once(calc: 
     await calc.send(ELIGIBILITY_DECIDED, eligible(sentinel), ref)
     book.charge(first, "0.70")
     [c_sentinel] = await calc.calculated([sentinel])
-    assert c_sentinel.breakdown == book.charge(sentinel, "0.70")
-    assert c_sentinel.breakdown["committed_before"] == "700.00", "the first settlement was charged once"
+    assert figures(c_sentinel) == book.charge(sentinel, "0.70")
+    assert c_sentinel.figures.committed_before == Decimal("700.00"), "the first settlement was charged once"
     found = await calc.published(lambda e: e.data.get("settlement_id") == str(first.settlement_id), expect=1)
     assert len(found) == 1
     assert await calc.ledger(ref) == book.ledgers()
@@ -383,7 +400,7 @@ async def test_a_reversal_and_the_next_settlement_in_one_poll_are_applied_in_the
     ref, book = person(), RuleBook()
     old = settlement(date(2026, 2, 1), "3000.00", "0.00")
     [c_old] = await calculate_all(calc, ref, [(old, "0.70")], book)
-    assert (c_old.deductible_applied, c_old.assistance) == (Decimal("1000.00"), Decimal("1400.00"))
+    assert (c_old.figures.deductible_applied, c_old.figures.assistance) == (Decimal("1000.00"), Decimal("1400.00"))
 
     new, later = settlement(date(2026, 3, 1), "3000.00", "0.00"), settlement(date(2026, 4, 1), "200.00", "0.00")
     await calc.send_in_one_poll(ELIGIBILITY_DECIDED, [
@@ -393,10 +410,10 @@ async def test_a_reversal_and_the_next_settlement_in_one_poll_are_applied_in_the
     ])
     book.release(old)
     c_new, c_later = await calc.calculated([new, later])
-    assert c_new.breakdown == book.charge(new, "0.70")
-    assert (c_new.deductible_applied, c_new.assistance) == (Decimal("1000.00"), Decimal("1400.00")), \
+    assert figures(c_new) == book.charge(new, "0.70")
+    assert (c_new.figures.deductible_applied, c_new.figures.assistance) == (Decimal("1000.00"), Decimal("1400.00")), \
         "the reversal came first: its deductible and assistance were back before the new settlement"
-    assert c_later.breakdown == book.charge(later, "0.70")
+    assert figures(c_later) == book.charge(later, "0.70")
     assert await calc.ledger(ref) == book.ledgers() == [
         {"year": 2026, "deductible_used": "1000.00", "committed": "1540.00"}]
 
@@ -412,7 +429,7 @@ async def test_duplicates_in_one_poll_are_applied_once_without_failing_the_batch
         Envelope.wrap(eligible(second), person_ref=ref, producer="test"),
     ])
     c_first, c_second = await calc.calculated([first, second])
-    assert c_first.breakdown == book.charge(first, "0.70") and c_second.breakdown == book.charge(second, "0.70")
+    assert figures(c_first) == book.charge(first, "0.70") and figures(c_second) == book.charge(second, "0.70")
     assert len(await calc.published(lambda e: e.data.get("settlement_id") == str(first.settlement_id), 1)) == 1
     assert await calc.ledger(ref) == book.ledgers() == [
         {"year": 2026, "deductible_used": "1000.00", "committed": "1330.00"}]
@@ -445,7 +462,7 @@ async def test_a_settlement_waiting_for_a_policy_is_calculated_when_one_is_publi
 
     [result] = await calc.calculated([waiting])
     # base 2500.00, the whole 1000.00 deductible, 1500.00 x 0.70 = 1050.00, under both caps
-    assert (result.policy_id, result.deductible_applied, result.assistance) == (
+    assert (result.policy_id, result.figures.deductible_applied, result.figures.assistance) == (
         f"late-{region}", Decimal("1000.00"), Decimal("1050.00"))
     assert (await calc.calculation(waiting.settlement_id))["status"] == "calculated"
     assert (await calc.calculation(outside.settlement_id))["status"] == "no_policy"

@@ -26,7 +26,7 @@ def ledger(used: str = "0.00", committed: str = "0.00", year: int = 2026) -> Led
 
 
 @pytest.mark.parametrize(
-    ("case", "settlement", "before", "base", "ded_applied", "amount_before_caps", "assistance"),
+    ("case", "settlement", "before", "base", "deductible_applied", "amount_before_caps", "assistance"),
     [
         ("insurance paid more than scope: base is 0", figures("1000.00", "800.00", "300.00"), ledger(),
          "0.00", "0.00", "0.00", "0.00"),
@@ -48,11 +48,11 @@ def ledger(used: str = "0.00", committed: str = "0.00", year: int = 2026) -> Led
     ],
 )
 def test_one_settlement(case: str, settlement: SettlementFigures, before: LedgerPosition, base: str,
-                        ded_applied: str, amount_before_caps: str, assistance: str) -> None:
+                        deductible_applied: str, amount_before_caps: str, assistance: str) -> None:
     calc = calculate(settlement, "subsistence", POLICY, before)
-    assert (calc.base, calc.ded_applied, calc.amount_before_caps, calc.assistance) == (
-        D(base), D(ded_applied), D(amount_before_caps), D(assistance)), case
-    assert calc.ledger_after == LedgerPosition(2026, before.deductible_used + D(ded_applied),
+    assert (calc.base, calc.deductible_applied, calc.amount_before_caps, calc.assistance) == (
+        D(base), D(deductible_applied), D(amount_before_caps), D(assistance)), case
+    assert calc.ledger_after == LedgerPosition(2026, before.deductible_used + D(deductible_applied),
                                                before.committed + D(assistance))
 
 
@@ -83,7 +83,7 @@ def test_year_boundary_starts_a_fresh_ledger() -> None:
     december = calculate(figures("2000.00", on=date(2026, 12, 31)), "subsistence", POLICY, ledger("500.00", "1000.00"))
     assert december.assistance == D("0.00")
     january = calculate(figures("2000.00", on=date(2027, 1, 1)), "subsistence", POLICY, ledger(year=2027))
-    assert (january.year, january.ded_applied, january.assistance) == (2027, D("500.00"), D("600.00"))
+    assert (january.year, january.deductible_applied, january.assistance) == (2027, D("500.00"), D("600.00"))
     with pytest.raises(WrongLedgerYear):
         calculate(figures("2000.00", on=date(2027, 1, 1)), "subsistence", POLICY, ledger(year=2026))
 
@@ -93,7 +93,7 @@ def test_release_after_rejection_frees_the_cap_for_a_later_settlement() -> None:
     assert first.assistance == D("600.00") and first.ledger_after.committed == D("1000.00")
     blocked = calculate(figures("500.00"), "subsistence", POLICY, first.ledger_after)
     assert blocked.assistance == D("0.00")
-    freed = release(first.ledger_after, first.ded_applied, first.assistance)
+    freed = release(first.ledger_after, first.deductible_applied, first.assistance)
     assert freed == ledger("500.00", "400.00")
     later = calculate(figures("500.00"), "subsistence", POLICY, freed)
     assert later.assistance == D("400.00")

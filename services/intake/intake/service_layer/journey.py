@@ -20,8 +20,8 @@ def _status_of(data: ev.EventData) -> tuple[UUID, Journey, str | None, Decimal |
             status = Journey.ELIGIBLE if data.eligible else Journey.PARKED
             return data.settlement.settlement_id, status, data.reason, None
         case ev.AssistanceCalculated():
-            status = Journey.CALCULATED if data.assistance > 0 else Journey.NOTHING_TO_PAY
-            return data.settlement_id, status, None, data.assistance
+            status = Journey.CALCULATED if data.figures.assistance > 0 else Journey.NOTHING_TO_PAY
+            return data.settlement_id, status, None, data.figures.assistance
         case ev.CaseDecided():
             return data.settlement_id, Journey(data.decision), data.reason_code, None
         case ev.TransferSettled() if data.status == "settled":
