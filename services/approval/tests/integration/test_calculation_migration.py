@@ -1,4 +1,4 @@
-"""Migration 0003 stores the calculation of cases opened before AssistanceCalculated v2 in version 2's shape."""
+"""Migration 0004 stores the calculation of cases opened before AssistanceCalculated v2 in version 2's shape."""
 
 import asyncio
 import uuid
@@ -29,7 +29,7 @@ V1 = {"calculation_id": str(uuid.uuid4()), "settlement_id": str(uuid.uuid4()), "
 async def test_a_case_opened_from_version_1_reads_its_figures_under_one_name_each() -> None:
     settings = ApprovalSettings(database_name="test_approval_migration")
     await ensure_database(settings, recreate=True)
-    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS, "0002")
+    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS, "0003")
     case_id = uuid.uuid4()
     conn = await asyncpg.connect(settings.owner_database_url.replace("+asyncpg", ""))
     try:

@@ -1,7 +1,7 @@
 """A case's calculation is stored as AssistanceCalculated version 2 (typed figures under one name each):
 cases opened from version 1 are upcast in place, by the same upcaster consumers use.
 
-Revision ID: 0003
+Revision ID: 0004
 """
 
 import json
@@ -11,8 +11,8 @@ from alembic import op
 
 from shared.contracts.versions import upcast
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 CHUNK = 1000
