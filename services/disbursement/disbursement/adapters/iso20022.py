@@ -4,6 +4,7 @@ Written on the standard library's ElementTree: the PyPI libraries for pain.001 t
 not CNY transfers to domestic account numbers (docs/decisions/0004-iso20022-without-a-library.md).
 """
 
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -31,6 +32,23 @@ STATUSES = {"ACCP": BankStatus.ACCEPTED, "ACSP": BankStatus.ACCEPTED, "ACTC": Ba
             "PDNG": BankStatus.ACCEPTED, "ACSC": BankStatus.SETTLED, "RJCT": BankStatus.FAILED}
 
 
+_COMPACT = re.compile(r"^([0-9a-f]{32})-([0-9]{1,2})$")
+
+
+def end_to_end_id(idempotency_key: str) -> str:
+    """The key as an EndToEndId (Max35Text): "<payment uuid>-<attempt>" (38+ characters) loses the uuid's dashes."""
+    payment, _, attempt = idempotency_key.rpartition("-")
+    compact = f"{payment.replace('-', '')}-{attempt}"
+    return compact if _COMPACT.match(compact) else idempotency_key
+
+
+def idempotency_key_of(end_to_end: str) -> str:
+    """The idempotency key an EndToEndId written by end_to_end_id stands for."""
+    if match := _COMPACT.match(end_to_end):
+        return f"{uuid.UUID(match[1])}-{match[2]}"
+    return end_to_end
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
     element = ET.SubElement(parent, tag, attrs)
     if text is not None:
@@ -40,7 +58,7 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 def build_pain001(instructions: Sequence[PaymentInstruction], *, debtor_name: str, debtor_account: str,
                   message_id: str | None = None, execution_date: date | None = None) -> tuple[str, bytes]:
-    """A pain.001 document for a batch; returns (MsgId, XML bytes). EndToEndId is the idempotency key."""
+    """A pain.001 document for a batch; returns (MsgId, XML bytes); EndToEndId is the key (end_to_end_id)."""
     if not instructions:
         raise ValueError("a batch holds at least one instruction")
     msg_id = message_id or f"MA{uuid.uuid4().hex[:30]}"
@@ -62,10 +80,11 @@ def build_pain001(instructions: Sequence[PaymentInstruction], *, debtor_name: st
     _sub(_sub(info, "ReqdExctnDt"), "Dt", (execution_date or date.today()).isoformat())
     _sub(_sub(info, "Dbtr"), "Nm", debtor_name)
     _sub(_sub(_sub(_sub(info, "DbtrAcct"), "Id"), "Othr"), "Id", debtor_account)
-    _sub(info, "DbtrAgt")
+    # The schema requires the debtor's bank; the centre's bank is implied by its account, as ISO allows.
+    _sub(_sub(_sub(_sub(info, "DbtrAgt"), "FinInstnId"), "Othr"), "Id", "NOTPROVIDED")
     for instruction in instructions:
         tx = _sub(info, "CdtTrfTxInf")
-        _sub(_sub(tx, "PmtId"), "EndToEndId", instruction.idempotency_key)
+        _sub(_sub(tx, "PmtId"), "EndToEndId", end_to_end_id(instruction.idempotency_key))
         _sub(_sub(tx, "Amt"), "InstdAmt", f"{instruction.amount:.2f}", Ccy="CNY")
         _sub(_sub(tx, "Cdtr"), "Nm", instruction.creditor_name)
         _sub(_sub(_sub(_sub(tx, "CdtrAcct"), "Id"), "Othr"), "Id", instruction.creditor_account)
@@ -85,6 +104,7 @@ def parse_pain002(xml: bytes) -> dict[str, BankResult]:
             raise ValueError(f"unreadable pain.002 transaction status {code!r}")
         reason_code = tx.findtext("p:StsRsnInf/p:Rsn/p:Cd", namespaces=ns)
         reference = tx.findtext("p:AcctSvcrRef", namespaces=ns)
+        key = idempotency_key_of(key)
         results[key] = BankResult(key, reference, STATUSES[code],
                                   REASONS.get(reason_code or "", reason_code) if reason_code else None)
     return results
@@ -137,7 +157,8 @@ class Iso20022BankGateway:
 
     async def status(self, idempotency_key: str) -> BankResult | None:
         async def once() -> BankResult | None:
-            async with self.http.get("/iso20022/pain.002", params={"end_to_end_id": idempotency_key}) as response:
+            query = {"end_to_end_id": end_to_end_id(idempotency_key)}
+            async with self.http.get("/iso20022/pain.002", params=query) as response:
                 if response.status == 404:
                     return None
                 if response.status >= 500 or response.status == 429:
