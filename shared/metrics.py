@@ -10,3 +10,5 @@ DEAD_LETTERS = Counter("medassist_dead_letters_total", "Events sent to a dead-le
 CONSUMER_LAG = Gauge("medassist_consumer_lag", "Messages behind the high watermark", ["service", "topic", "partition"])
 OUTBOX_PUBLISHED = Counter("medassist_outbox_published_total", "Outbox events published", ["service"])
 OUTBOX_BACKLOG = Gauge("medassist_outbox_backlog", "Outbox events not yet published", ["service"])
+OUTBOX_OLDEST = Gauge("medassist_outbox_oldest_seconds", "Age of the oldest outbox event not yet published",
+                      ["service"])

@@ -15,7 +15,7 @@ from shared.contracts.envelope import Envelope
 from shared.db import Database, signal_after_commit
 from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
-from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST, OUTBOX_PUBLISHED
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,12 @@ class OutboxRelay:
                     col(InboxEntry.received_at) < text(f"now() - interval '{int(inbox_older_than_days)} days'")
                 )
             )
-            backlog = await session.scalar(
-                select(text("count(*)")).select_from(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
-            )
+            backlog, oldest_s = (await session.execute(
+                select(text("count(*)"), text("coalesce(extract(epoch from now() - min(created_at)), 0)"))
+                .select_from(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
+            )).one()
         OUTBOX_BACKLOG.labels(self._settings.service_name).set(backlog or 0)
+        OUTBOX_OLDEST.labels(self._settings.service_name).set(float(oldest_s or 0))
 
     async def run(self) -> None:
         """Publish until stopped; transient failures back off and retry, nothing is dropped."""

@@ -8,6 +8,7 @@ from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
 from disbursement.config import DisbursementSettings
 from disbursement.entrypoints.http import router
+from disbursement.service_layer.gauges import publish_payment_gauges
 from disbursement.service_layer.payments import handle_events
 from disbursement.service_layer.sender import Hints, resolve_open_payments, send_due_payments
 from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE
@@ -46,7 +47,7 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
         title="Disbursement: payments to residents' bank accounts",
         routers=[router],
         consumers=[ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], handler)],
-        background=[send_due_payments, resolve_open_payments],
+        background=[send_due_payments, resolve_open_payments, publish_payment_gauges],
         on_start=on_start,
         on_stop=on_stop,
     ))

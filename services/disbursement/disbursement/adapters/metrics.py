@@ -1,5 +1,10 @@
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 PAYMENTS = Counter("medassist_payments_total", "Payment outcomes from the bank", ["status"])
 PAYMENT_CENTS = Counter("medassist_payment_cents_total", "Amount of payment outcomes, in fen (cents)", ["status"])
 PAYMENTS_OPENED = Counter("medassist_payments_opened_total", "Payments opened for approved cases")
+# Gauges refreshed from the database (service_layer/gauges.py), the figures Prometheus' alert rules read.
+PAYMENTS_BY_STATUS = Gauge("medassist_payments_current", "Payments now in each status", ["status"])
+RECONCILIATION_ALARMS = Gauge("medassist_reconciliation_alarms",
+                              "District-days of the last RECONCILE_DAYS whose payments do not add up")
+DOUBLE_PAYMENTS = Gauge("medassist_double_payments", "Payments with more than one attempt the bank settled")

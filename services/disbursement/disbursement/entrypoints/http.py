@@ -9,11 +9,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 
 from disbursement.adapters.bank import BankResult, BankStatus
 from disbursement.adapters.tables import Payment, PaymentAttempt
-from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, IN_FLIGHT, PaymentStatus
+from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, PaymentStatus
+from disbursement.service_layer.reconciliation import reconcile
 from shared.contracts.openapi import request_body
 from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN
 from shared.pagination import Offset
@@ -111,35 +112,5 @@ async def payment_of_case(case_id: UUID, request: Request, ops: Ops) -> dict[str
 async def reconciliation(request: Request, ops: Ops, day: date | None = None,
                          district_code: DistrictCode = None) -> list[dict[str, Any]]:
     """Per district and approval day: approved = settled + in flight + failed (+ cancelled); any gap is an alarm."""
-    in_flight = [s.value for s in IN_FLIGHT]
-
-    def amount_when(*statuses: str) -> Any:
-        return func.coalesce(func.sum(case((Payment.status.in_(statuses), Payment.amount), else_=0)), 0)  # type: ignore[attr-defined]
-
-    def count_when(*statuses: str) -> Any:
-        return func.count(case((Payment.status.in_(statuses), 1)))  # type: ignore[attr-defined]
-
-    query = select(
-        Payment.district_code, Payment.approved_on, func.count(), func.sum(Payment.amount),
-        count_when(PaymentStatus.SETTLED.value), amount_when(PaymentStatus.SETTLED.value),
-        count_when(*in_flight), amount_when(*in_flight),
-        count_when(PaymentStatus.FAILED.value), amount_when(PaymentStatus.FAILED.value),
-        count_when(PaymentStatus.CANCELLED.value), amount_when(PaymentStatus.CANCELLED.value),
-    ).group_by(Payment.district_code, Payment.approved_on).order_by(Payment.approved_on, Payment.district_code)
-    if day:
-        query = query.where(Payment.approved_on == day)
-    if district := _district(ops, district_code):
-        query = query.where(Payment.district_code == district)
     async with _runtime(request).db.transaction() as session:
-        rows = (await session.execute(query)).all()
-    out = []
-    for d, on, n, total, sn, sa, fn, fa, xn, xa, cn, ca in rows:
-        difference = total - sa - fa - xa - ca
-        out.append({"district_code": d, "day": on.isoformat(),
-                    "approved": {"count": n, "amount": f"{total:.2f}"},
-                    "settled": {"count": sn, "amount": f"{sa:.2f}"},
-                    "in_flight": {"count": fn, "amount": f"{fa:.2f}"},
-                    "failed": {"count": xn, "amount": f"{xa:.2f}"},
-                    "cancelled": {"count": cn, "amount": f"{ca:.2f}"},
-                    "difference": f"{difference:.2f}", "alarm": difference != 0 or n != sn + fn + xn + cn})
-    return out
+        return await reconcile(session, day=day, district=_district(ops, district_code))
