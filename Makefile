@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WITH_ENV := source deploy/local/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services jaeger
+.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services traces metrics
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -25,12 +25,13 @@ up: venv ## start PostgreSQL and Kafka (installing what is missing, and Chromium
 	@bash deploy/local/postgres.sh up
 	@bash deploy/local/kafka.sh up
 	@bash deploy/local/chromium.sh up
+	@bash deploy/local/prometheus.sh install
 	@$(WITH_ENV) $(PY) -m deploy.local.bootstrap
 
 services: up ## start every service and the simulators in the background (honcho)
 	@bash deploy/local/services.sh up
 
-run: services ## everything up, then the demo feed through the whole flow, with a summary
+run: traces services ## everything up (with the trace viewer), then the demo feed through the whole flow, with a summary
 	@$(WITH_ENV) $(PY) -m deploy.local.demo
 
 demo: ## push the demo feed again through a running stack
@@ -39,12 +40,16 @@ demo: ## push the demo feed again through a running stack
 ops: ## the operations view of the running stack: lag, dead letters, queues, payments, reconciliation
 	@$(WITH_ENV) $(PY) -m deploy.local.ops
 
-jaeger: ## optional trace viewer: build Jaeger once from the Go module proxy (minutes), start it on loopback
-	@bash deploy/local/jaeger.sh up
+traces: ## the trace viewer: Zipkin (jar from Maven Central) in memory on loopback; services started later export to it
+	@bash deploy/local/zipkin.sh up
 
-stop: ## stop the services, Jaeger (when running), Kafka and PostgreSQL
+metrics: ## Prometheus (Debian's) scraping every service, with the alert rules of deploy/prometheus, on loopback
+	@bash deploy/local/prometheus.sh up
+
+stop: ## stop the services, Zipkin and Prometheus (when running), Kafka and PostgreSQL
 	@bash deploy/local/services.sh stop
-	@bash deploy/local/jaeger.sh stop
+	@bash deploy/local/zipkin.sh stop
+	@bash deploy/local/prometheus.sh stop
 	@bash deploy/local/kafka.sh stop
 	@bash deploy/local/postgres.sh stop
 
@@ -52,7 +57,8 @@ status: ## what is running
 	@bash deploy/local/postgres.sh status
 	@bash deploy/local/kafka.sh status
 	@bash deploy/local/services.sh status
-	@bash deploy/local/jaeger.sh status
+	@bash deploy/local/zipkin.sh status
+	@bash deploy/local/prometheus.sh status
 
 clean: stop ## stop everything and delete local data and logs (keeps downloaded jars)
 	@bash deploy/local/postgres.sh clean

@@ -69,7 +69,11 @@ class NoParentlessQueries(Sampler):
 
 
 def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
-    """Tracer provider (OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set) and JSON logs on stderr."""
+    """Tracer provider and JSON logs on stderr.
+
+    Spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (a collector) and to Zipkin when
+    OTEL_EXPORTER_ZIPKIN_ENDPOINT is set (the local trace viewer); to both when both are.
+    """
     global _configured
     if _configured:
         return
@@ -81,6 +85,10 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if os.environ.get("OTEL_EXPORTER_ZIPKIN_ENDPOINT"):  # the local trace viewer (docs/decisions/0014)
+        from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+        provider.add_span_processor(BatchSpanProcessor(ZipkinExporter()))
     trace.set_tracer_provider(provider)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service_name))

@@ -4,11 +4,8 @@ Against the local stack started by `make services` (ports in simulators.scenario
 """
 
 import asyncio
-import json
-import os
 import random
 import time
-import urllib.request
 from collections import Counter
 from datetime import date
 from decimal import Decimal
@@ -26,6 +23,8 @@ from simulators.scenario import (
     wait_for,
 )
 
+from deploy.local.traces import JOURNEY, settlement_trace, trace_page, zipkin_services, zipkin_url
+
 SEED = 2026
 
 
@@ -33,20 +32,31 @@ def line(label: str, value: object) -> None:
     print(f"  {label:<44} {value}")
 
 
-def traces() -> str:
-    """Where the services' traces are: the local Jaeger when it answers (make jaeger), else how to get one."""
-    ui = f"http://127.0.0.1:{os.environ.get('JAEGER_UI_PORT', '16686')}"
+async def traces(settlement_ids: list[str]) -> str:
+    """The Zipkin page of one paid demo settlement's whole trace (make traces), else how to get one."""
     restart = "bash deploy/local/services.sh stop && make run"
-    try:
-        with urllib.request.urlopen(f"{ui}/api/services", timeout=2) as response:
-            services = json.load(response).get("data") or []
-    except (OSError, ValueError):
-        return f"make jaeger (builds Jaeger once), then {restart}"
+    services = await zipkin_services()
+    if services is None:
+        return f"make traces (starts Zipkin), then {restart}"
     if "intake" not in services:
-        return f"Jaeger is up at {ui} but the services started before it: {restart}"
-    if os.environ.get("JAEGER_UI_ASSETS"):
-        return f"{ui}/search?service=intake (Jaeger UI)"
-    return f"{ui}/api/traces?service=intake&limit=20 (Jaeger; its UI page: docs/runbook.md)"
+        return f"Zipkin is up at {zipkin_url()}/zipkin/ but the services started before it: {restart}"
+    found: tuple[str, set[str]] | None = None
+
+    async def whole() -> bool:  # the services export in batches: wait until every service's spans are in
+        nonlocal found
+        for sid in settlement_ids[:5]:
+            found = await settlement_trace(sid)
+            if found and set(JOURNEY) <= found[1]:
+                return True
+        return False
+
+    try:
+        await wait_for(whole, 30, "a settlement's whole trace in Zipkin", every=1)
+    except TimeoutError:
+        pass
+    if found is None:
+        return f"{zipkin_url()}/zipkin/ (no demo settlement's trace found yet)"
+    return trace_page(found[0])
 
 
 async def main() -> None:
@@ -212,7 +222,7 @@ async def main() -> None:
         line(f"{name} API docs", f"{getattr(endpoints, name)}/docs")
     line("bank simulator", f"{endpoints.bank}/docs")
     line("staff token for the APIs", "python -m shared.security.devtoken --role ops")
-    line("traces", traces())
+    line("trace of one paid settlement (Zipkin)", await traces([p["settlement_id"] for p in settled]))
     line("stop everything", "make stop")
     await staff.aclose()
     for c in hospitals.values():

@@ -15,12 +15,15 @@ export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT
 export SERVICES="intake eligibility calculation approval disbursement"
 # Services run from their folders; only the shared library is installed in the virtualenv.
 export PYTHONPATH="$ROOT_DIR:$ROOT_DIR/services/intake:$ROOT_DIR/services/eligibility:$ROOT_DIR/services/calculation:$ROOT_DIR/services/approval:$ROOT_DIR/services/disbursement:$ROOT_DIR/services/simulators"
-# Optional trace viewer (make jaeger, deploy/local/jaeger.sh): Jaeger v2 built once from the Go module proxy.
-# Jaeger's Go module keeps its v1 path, so the release Jaeger v2.13.0 is the module version v1.76.0.
-export JAEGER_VERSION="${JAEGER_VERSION:-v1.76.0}"
-export JAEGER_UI_PORT="${JAEGER_UI_PORT:-16686}"
-export JAEGER_OTLP_HTTP_PORT="${JAEGER_OTLP_HTTP_PORT:-4318}"
-export JAEGER_QUERY_GRPC_PORT="${JAEGER_QUERY_GRPC_PORT:-16685}"
+# Trace viewer (make traces, deploy/local/zipkin.sh): the Zipkin server jar from Maven Central, in memory.
+export ZIPKIN_VERSION="${ZIPKIN_VERSION:-3.5.1}"
+export ZIPKIN_PORT="${ZIPKIN_PORT:-9411}"
+export ZIPKIN_MAX_SPANS="${ZIPKIN_MAX_SPANS:-500000}"
+export ZIPKIN_JAVA_OPTS="${ZIPKIN_JAVA_OPTS:--Xms64m -Xmx512m -XX:+UseSerialGC}"
+# Metrics (make metrics, deploy/local/prometheus.sh): Debian's Prometheus with deploy/prometheus/rules.yml.
+export PROMETHEUS="${PROMETHEUS:-/usr/bin/prometheus}"
+export PROMTOOL="${PROMTOOL:-/usr/bin/promtool}"
+export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 # Browser tests (tests/browser): Playwright drives Debian's Chromium and never downloads a browser of its own.
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

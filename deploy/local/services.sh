@@ -24,10 +24,10 @@ up() {
   for name in "${!PORTS[@]}"; do
     port_open "${PORTS[$name]}" && fail "port ${PORTS[$name]} ($name) is taken by another process"
   done
-  # Traces go to the local Jaeger when it is up (make jaeger); an OTEL_EXPORTER_OTLP_ENDPOINT already set wins.
-  if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ] && bash "$ROOT_DIR/deploy/local/jaeger.sh" running 2>/dev/null; then
-    export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT"
-    say "traces go to Jaeger: http://127.0.0.1:$JAEGER_UI_PORT"
+  # Traces go to the local Zipkin when it is up (make traces); an OTEL_EXPORTER_ZIPKIN_ENDPOINT already set wins.
+  if [ -z "${OTEL_EXPORTER_ZIPKIN_ENDPOINT:-}" ] && bash "$ROOT_DIR/deploy/local/zipkin.sh" running 2>/dev/null; then
+    export OTEL_EXPORTER_ZIPKIN_ENDPOINT="http://127.0.0.1:$ZIPKIN_PORT/api/v2/spans"
+    say "traces go to Zipkin: http://127.0.0.1:$ZIPKIN_PORT/zipkin/"
   fi
   say "starting services (log: $LOG)"
   cd "$ROOT_DIR"

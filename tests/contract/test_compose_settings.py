@@ -13,7 +13,7 @@ from simulators.bank.settings import BankSettings
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"intake": IntakeSettings, "eligibility": EligibilitySettings, "calculation": CalculationSettings,
             "approval": ApprovalSettings, "disbursement": DisbursementSettings}
-OTEL = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+OTEL = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"}
 
 
 def compose() -> dict:  # type: ignore[type-arg]
@@ -22,7 +22,7 @@ def compose() -> dict:  # type: ignore[type-arg]
 
 def test_every_service_is_defined_with_its_module() -> None:
     services = compose()["services"]
-    for name in (*SETTINGS, "kafka", "postgres", "jaeger", "bootstrap", "bank"):
+    for name in (*SETTINGS, "kafka", "postgres", "zipkin", "bootstrap", "bank"):
         assert name in services
     for name in SETTINGS:
         assert services[name]["command"] == ["python", "-m", name]

@@ -1,0 +1,94 @@
+"""One paid settlement's trace opens in the Zipkin UI with spans from all five services.
+
+Zipkin runs from the same script as `make traces` (on a free port, its own run folder); the services export
+to it with the OpenTelemetry Zipkin exporter, as `make run` starts them.
+"""
+
+import os
+import random
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page
+from simulators.hospital.feed import settlement
+from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents, wait_for
+
+from deploy.local.traces import JOURNEY, settlement_search_page, settlement_trace, trace_page
+from shared.settings import ServiceSettings
+from shared.testing import ROOT, free_port, stack_available, start_services, unique_prefix
+from tests.browser.conftest import screenshot
+from tests.e2e.helpers import approve, cases_for, push_all, wait_statuses
+
+
+@pytest.fixture(scope="module")
+def zipkin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    env = {**os.environ, "ZIPKIN_PORT": str(free_port()),
+           "MEDASSIST_RUN_DIR": str(tmp_path_factory.mktemp("zipkin-run"))}
+    script = str(ROOT / "deploy/local/zipkin.sh")
+    subprocess.run(["bash", script, "up"], env=env, check=True, timeout=600)
+    try:
+        yield f"http://127.0.0.1:{env['ZIPKIN_PORT']}"
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, check=False, timeout=60)
+
+
+@pytest.fixture(scope="module")
+async def stack(zipkin: str) -> AsyncIterator[Endpoints]:
+    if not await stack_available(ServiceSettings()):
+        pytest.fail("PostgreSQL is not reachable: run `make up` (make test does it for you)")
+    prefix = unique_prefix("zipkin")
+    urls, processes = await start_services(
+        prefix, "zipkin",
+        env={"OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{zipkin}/api/v2/spans", "OTEL_BSP_SCHEDULE_DELAY": "200"},
+        per_service={"bank": {"BANK_SIM_SETTLE_DELAY_MS": "30"},
+                     "disbursement": {"POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5"}})
+    try:
+        yield Endpoints(**urls, topic_prefix=prefix, logs=[p.log_path for p in processes])
+    finally:
+        for process in processes:
+            process.stop()
+
+
+async def test_a_paid_settlement_trace_in_the_zipkin_ui(stack: Endpoints, zipkin: str, page: Page) -> None:
+    staff = Staff(stack)
+    rng = random.Random(15)
+    [person] = residents(rng, 1)
+    person.category = "extreme_poverty"
+    officer = staff.client(stack.eligibility, "registry_officer")
+    await import_registry(officer, [person])
+    await sign_consents(officer, [person])
+    hospital = staff.hospital("H001")
+    ids = await push_all(hospital, [settlement(rng, person.patient, "ZK-1", discharge=date(2026, 9, 1))])
+    await wait_statuses(hospital, ["ZK-1"], {"calculated"})
+    await approve(staff, await cases_for(staff, {ids["ZK-1"]}))
+    await wait_statuses(hospital, ["ZK-1"], {"paid"})
+    await staff.aclose()
+
+    found: tuple[str, set[str]] | None = None
+
+    async def whole_trace() -> bool:
+        nonlocal found
+        found = await settlement_trace(ids["ZK-1"], zipkin)
+        return found is not None and set(JOURNEY) <= found[1]
+
+    await wait_for(whole_trace, 60, "the settlement's spans from every service in Zipkin", every=0.5)
+    assert found is not None
+    trace_id = found[0]
+
+    # The search the console links to finds the trace by settlement id.
+    await page.goto(settlement_search_page(ids["ZK-1"], zipkin))
+    await page.get_by_text(trace_id[:8], exact=False).first.wait_for(timeout=60_000)
+
+    await page.goto(trace_page(trace_id, zipkin))
+    for service in JOURNEY:
+        await page.get_by_text(service, exact=False).first.wait_for()
+    body = await page.locator("body").inner_text()
+    missing = [s for s in JOURNEY if s not in body]
+    assert not missing, f"the trace page shows no spans of {missing}"
+    for span in ("settlement accepted", "bank transfer"):
+        assert span in body.lower(), f"{span!r} is not on the trace page"
+    path: Path = await screenshot(page, "zipkin-trace")
+    print(f"\nZipkin trace page: {trace_page(trace_id, zipkin)} (screenshot {path})")
