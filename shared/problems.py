@@ -3,6 +3,8 @@
 import logging
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,13 +17,47 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
                  415: "unsupported_media_type", 422: "invalid_input", 429: "too_many_requests"}
 
 
+RETRY_AFTER_S = 5  # what a 503 tells clients to wait before retrying
+_OUTAGES = (
+    OSError,  # refused, reset, unreachable, timed out (TimeoutError is an OSError)
+    asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,  # lost, shutting down
+    asyncpg.exceptions.InsufficientResourcesError, asyncpg.InterfaceError,  # too many connections, closed
+    sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
+)
+_CONTENTION = (asyncpg.exceptions.TransactionRollbackError,)  # deadlock or serialization failure: retry
+
+
 class ProblemError(Exception):
     """Raise anywhere in a request to answer with a problem document."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 errors: list[dict[str, Any]] | None = None) -> None:
+                 errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.errors = status, code, message, field, errors
+        self.headers = headers
+
+
+def dependency_failure(exc: BaseException) -> ProblemError | None:
+    """A 503 problem (with Retry-After) when `exc` is an outage of a dependency rather than a defect.
+
+    Follows the exception's causes, because SQLAlchemy wraps the driver's error and the driver wraps the
+    socket's. None for anything else (a bug stays a 500)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
+            break
+        if isinstance(current, _CONTENTION):
+            return ProblemError(503, "database_busy", "the database could not finish this now; retry it",
+                                headers={"Retry-After": "1"})
+        if isinstance(current, _OUTAGES):
+            break
+        current = current.__cause__ or current.__context__
+    else:
+        return None
+    return ProblemError(503, "database_unavailable", "a service this depends on is unavailable; nothing was "
+                        "stored, retry later", headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def problem_response(status: int, code: str, message: str, field: str | None = None,
@@ -37,6 +73,8 @@ def problem_response(status: int, code: str, message: str, field: str | None = N
     }
     if errors:
         body["errors"] = errors
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -52,7 +90,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.message, exc.field, exc.errors)
+        return problem_response(exc.status, exc.code, exc.message, exc.field, exc.errors, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -69,7 +107,22 @@ def install_problem_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return problem_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
+    async def _dependency(_: Request, exc: Exception) -> JSONResponse:
+        # Registered per class (not only under Exception), so the answer comes from inside the app and the
+        # server keeps the connection: a client retrying an outage on a kept-alive connection gets its 503.
+        outage = dependency_failure(exc)
+        if outage is None:
+            log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+            return problem_response(500, "internal_error", "an internal error occurred; it has been logged")
+        log.warning("answered 503 %s: %s", outage.code, type(exc).__name__)
+        return problem_response(503, outage.code, outage.message, headers=outage.headers)
+
+    for kind in (*_OUTAGES, *_CONTENTION, sqlalchemy.exc.DBAPIError):
+        app.add_exception_handler(kind, _dependency)
+
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if dependency_failure(exc) is not None:  # wrapped in something else: still an outage
+            return await _dependency(request, exc)
         log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
         return problem_response(500, "internal_error", "an internal error occurred; it has been logged")
