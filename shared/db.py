@@ -2,10 +2,11 @@
 
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from shared.settings import ServiceSettings
@@ -17,6 +18,27 @@ def signal_after_commit(session: AsyncSession, signal: str) -> None:
     """Say that this transaction wrote something a background worker acts on (outbox rows, due payments):
     the worker is woken when the transaction commits, instead of finding out by polling."""
     session.info.setdefault(_SIGNALS, set()).add(signal)
+
+
+# Lock namespaces (the first key of pg_advisory_xact_lock(int, int)): one per kind of thing locked.
+LOCK_SETTLEMENT_ID = 0x5E771  # intake: (hospital, hospital_settlement_id)
+LOCK_PERSON = 0x9E250  # eligibility: registry entries and consents of one person_ref
+
+
+async def lock_keys(session: AsyncSession, namespace: int, keys: Iterable[str]) -> None:
+    """Take transaction-scoped advisory locks on `keys`, always in the same order.
+
+    For writes of rows that do not exist yet (a new settlement id, a new person), which no row lock can
+    cover: concurrent requests for the same keys take turns instead of failing on a unique violation, and
+    the one order means two requests with overlapping keys never deadlock. Released at commit or rollback.
+    """
+    distinct = sorted(set(keys))
+    if not distinct:
+        return
+    await session.execute(text(
+        "SELECT pg_advisory_xact_lock(:namespace, h) FROM "
+        "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
+    ), {"namespace": namespace, "keys": distinct})
 
 
 class Database:

@@ -1,16 +1,20 @@
 """Field types used on the wire."""
 
 import re
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from shared.canonical import NotCanonical, canonical_national_id, iso_date
 from shared.money import to_money
 
-_MONEY_PATTERN = re.compile(r"^-?\d{1,12}\.\d{2}$")
-_RATIO_PATTERN = re.compile(r"^\d(\.\d{1,4})?$")
+# ASCII digits only ([0-9], never \d: Python's and pydantic's \d match full-width and Arabic-Indic digits too).
+_MONEY_PATTERN = re.compile(r"^-?[0-9]{1,12}\.[0-9]{2}$")
+_RATIO_PATTERN = re.compile(r"^[0-9](\.[0-9]{1,4})?$")
 
 
 def _money_in(value: Any) -> Decimal:
@@ -44,9 +48,39 @@ Ratio = Annotated[
     WithJsonSchema({"type": "string", "pattern": _RATIO_PATTERN.pattern}),
 ]
 
+def _national_id_in(value: Any) -> str:
+    try:
+        return canonical_national_id(value)
+    except NotCanonical as exc:
+        raise PydanticCustomError("invalid_national_id", str(exc)) from None
+
+
+def _date_in(value: Any) -> date:
+    try:
+        return iso_date(value)
+    except NotCanonical as exc:
+        raise PydanticCustomError("invalid_date", str(exc)) from None
+
+
+NationalId = Annotated[
+    str,
+    BeforeValidator(_national_id_in),
+    WithJsonSchema({"type": "string", "minLength": 18, "maxLength": 18, "description":
+                    "Resident identity card number: 17 digits and a check digit (0-9 or X). Full-width digits "
+                    "and a lower-case x are accepted and stored as ASCII; any other form is refused."}),
+]
+"""A national ID in its one canonical form (shared.canonical), whichever edge it came through."""
+
+IsoDate = Annotated[
+    date,
+    BeforeValidator(_date_in),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}),
+]
+"""A calendar date as YYYY-MM-DD; JSON numbers (epoch seconds) and datetimes are refused."""
+
 PERSON_REF_PATTERN = r"^[0-9a-f]{64}$"
-DISTRICT_CODE_PATTERN = r"^\d{6}$"
-SUBDISTRICT_CODE_PATTERN = r"^\d{9,12}$"
+DISTRICT_CODE_PATTERN = r"^[0-9]{6}$"
+SUBDISTRICT_CODE_PATTERN = r"^[0-9]{9,12}$"
 HOSPITAL_ID_PATTERN = r"^[A-Za-z0-9._-]{1,32}$"
 TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 """Text people write (comments, reasons): no control characters but tab and line breaks; PostgreSQL cannot

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shared.canonical import normalise_national_id
+
 
 class DecryptionError(ValueError):
     """Unknown key id, or data that was altered."""
@@ -53,8 +55,11 @@ class FieldCipher:
 
 
 def person_ref(pepper: bytes, national_id: str) -> str:
-    """The pseudonym of a person: HMAC-SHA256(pepper, normalised national ID), hex."""
-    return hmac.new(pepper, national_id.strip().upper().encode(), hashlib.sha256).hexdigest()
+    """The pseudonym of a person: HMAC-SHA256(pepper, national ID in its canonical form), hex.
+
+    Edges validate with shared.canonical first; the same normalisation here means no path, however it got
+    its ID, can give one person a second pseudonym."""
+    return hmac.new(pepper, normalise_national_id(national_id).encode(), hashlib.sha256).hexdigest()
 
 
 def mask_national_id(value: str) -> str:

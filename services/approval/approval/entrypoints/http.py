@@ -1,6 +1,5 @@
 """Clerks work their sub-district's queue; district reviewers their district's; ops see queue depth."""
 
-from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,7 +12,7 @@ from approval.domain.case import Action, CaseState, RejectReason
 from approval.domain.case import Role as CaseRole
 from approval.service_layer.cases import act_on_case
 from approval.service_layer.queues import queue_depth
-from shared.contracts.types import HOSPITAL_ID_PATTERN, SUBDISTRICT_CODE_PATTERN, TEXT_PATTERN
+from shared.contracts.types import HOSPITAL_ID_PATTERN, SUBDISTRICT_CODE_PATTERN, TEXT_PATTERN, IsoDate
 from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
@@ -81,7 +80,7 @@ async def list_cases(
     state: CaseState | None = Query(None, description="Default: the caller's own queue."),
     subdistrict_code: str | None = Query(None, pattern=SUBDISTRICT_CODE_PATTERN),
     hospital_id: str | None = Query(None, pattern=HOSPITAL_ID_PATTERN),
-    discharged_from: date | None = Query(None), discharged_to: date | None = Query(None),
+    discharged_from: IsoDate | None = Query(None), discharged_to: IsoDate | None = Query(None),
     limit: int = Query(50, ge=1, le=500), offset: Offset = 0,
 ) -> dict[str, Any]:
     """Cases in the caller's area, oldest first, filtered and paginated (`total` counts every match)."""

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.contracts.types import Category, VisitType
+from shared.contracts.types import Category, IsoDate, VisitType
 
-MoneyText = Annotated[str, Field(pattern=r"^\d{1,10}\.\d{2}$")]
-RatioText = Annotated[str, Field(pattern=r"^(0(\.\d{1,4})?|1(\.0{1,4})?)$")]
+MoneyText = Annotated[str, Field(pattern=r"^[0-9]{1,10}\.[0-9]{2}$")]
+RatioText = Annotated[str, Field(pattern=r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")]
 LEVEL_KEYS = {"default", "1", "2", "3"}
 MAX_VERSION = 2**31 - 1  # versions are stored and sent on as 32-bit integers
 
@@ -48,9 +48,9 @@ class Policy(BaseModel):
 
     policy_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
     version: int = Field(ge=1, le=MAX_VERSION)
-    region_code: str = Field(pattern=r"^\d{6}$")
-    effective_from: date
-    effective_to: date | None = None
+    region_code: str = Field(pattern=r"^[0-9]{6}$")
+    effective_from: IsoDate
+    effective_to: IsoDate | None = None
     categories: dict[Category, CategoryRule]
 
     @model_validator(mode="after")

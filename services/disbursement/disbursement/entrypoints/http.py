@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -16,7 +15,7 @@ from disbursement.adapters.tables import Payment, PaymentAttempt
 from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, PaymentStatus
 from disbursement.service_layer.reconciliation import reconcile
 from shared.contracts.openapi import request_body
-from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN
+from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN, IsoDate
 from shared.pagination import Offset
 from shared.problems import ProblemError
 from shared.security.staff_auth import Principal, Role
@@ -109,7 +108,7 @@ async def payment_of_case(case_id: UUID, request: Request, ops: Ops) -> dict[str
 
 
 @router.get("/reconciliation")
-async def reconciliation(request: Request, ops: Ops, day: date | None = None,
+async def reconciliation(request: Request, ops: Ops, day: Annotated[IsoDate | None, Query()] = None,
                          district_code: DistrictCode = None) -> list[dict[str, Any]]:
     """Per district and approval day: approved = settled + in flight + failed (+ cancelled); any gap is an alarm."""
     async with _runtime(request).db.transaction() as session:

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.contracts.types import DISTRICT_CODE_PATTERN, SUBDISTRICT_CODE_PATTERN, Category
+from shared.contracts.types import DISTRICT_CODE_PATTERN, SUBDISTRICT_CODE_PATTERN, Category, IsoDate, NationalId
 
 CSV_COLUMNS = ("national_id", "name", "category", "district_code", "subdistrict_code", "valid_from", "valid_to",
                "bank_account", "bank_name")
@@ -14,14 +14,14 @@ CSV_COLUMNS = ("national_id", "name", "category", "district_code", "subdistrict_
 class RegistryRecordIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    national_id: str = Field(min_length=15, max_length=18)
+    national_id: NationalId
     name: str = Field(min_length=1, max_length=64)
     category: Category
     district_code: str = Field(pattern=DISTRICT_CODE_PATTERN)
     subdistrict_code: str = Field(pattern=SUBDISTRICT_CODE_PATTERN)
-    valid_from: date
-    valid_to: date | None = None
-    bank_account: str | None = Field(default=None, pattern=r"^\d{12,30}$")
+    valid_from: IsoDate
+    valid_to: IsoDate | None = None
+    bank_account: str | None = Field(default=None, pattern=r"^[0-9]{12,30}$")
     bank_name: str | None = Field(default=None, max_length=64)
 
     @field_validator("valid_to", "bank_account", "bank_name", mode="before")
@@ -41,8 +41,9 @@ class RegistryRecordIn(BaseModel):
 class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    national_id: str = Field(min_length=15, max_length=18)
-    signed_on: date
+    national_id: str = Field(min_length=1, max_length=64, description="Resident identity card number "
+                             "(canonical form as for NationalId; checked by the endpoint, so the problem says so).")
+    signed_on: IsoDate
     channel: str = Field(default="counter", pattern=r"^(counter|app|paper)$")
 
     @field_validator("signed_on")
@@ -56,4 +57,4 @@ class ConsentIn(BaseModel):
 class RevokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    revoked_on: date
+    revoked_on: IsoDate

@@ -2,18 +2,20 @@
 
 import csv
 import io
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod, Screening
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
 from eligibility.domain.rules import ConsentLookback
 from eligibility.service_layer.registry import Keys, import_registry, revoke_consent, sign_consent
 from shared.contracts.openapi import inline_schema, request_body
+from shared.db import LOCK_PERSON, lock_keys
 from shared.problems import ProblemError
 from shared.security.crypto import mask_name, mask_national_id, person_ref
 from shared.security.national_id import validate_national_id
@@ -40,11 +42,16 @@ class ImportOut(BaseModel):
     rescreened: int
 
 
+LISTED, WAITING_FOR_REGISTRY = "listed", "waiting_for_registry"
+
+
 class ConsentOut(BaseModel):
     consent_id: str
     person_ref: str
     signed_on: str
     revoked_on: str | None
+    registry_status: Literal["listed", "waiting_for_registry"] = Field(
+        description="waiting_for_registry: the registry does not list the person yet; screening starts when it does.")
     rescreened: int = 0
 
 
@@ -107,47 +114,105 @@ async def import_records(request: Request, officer: RegistryOfficer) -> ImportOu
     records, errors = [], []
     for index, item in enumerate(raw):
         try:
-            record = RegistryRecordIn.model_validate(item)
-            validate_national_id(record.national_id, field=f"records.{index}.national_id")
-            records.append(record)
+            records.append(RegistryRecordIn.model_validate(item))
         except ValidationError as exc:
             errors += [{"index": index, "field": ".".join(str(p) for p in ("records", index, *e["loc"])),
                         "code": e["type"], "message": e["msg"]} for e in exc.errors(include_input=False)]
-        except ProblemError as exc:
-            errors.append({"index": index, "field": exc.field, "code": exc.code, "message": exc.message})
     if errors:
         raise _validation_problem(errors)
     async with runtime.db.transaction() as session:
+        await _inside_area(session, officer, runtime.extras["keys"], records)
         result = await import_registry(session, runtime.settings, runtime.extras["keys"], _lookback(runtime), records)
     return ImportOut(**result.__dict__)
 
 
-@router.post("/consents", status_code=201, response_model=ConsentOut)
-async def record_consent(body: ConsentBody, request: Request, recorder: ConsentRecorder) -> ConsentOut:
-    """Record a resident's signed informed consent; their parked settlements are screened again."""
+async def _consent_holder(session: AsyncSession, recorder: Principal, ref: str, not_found: ProblemError) -> str:
+    """Who may record or revoke a person's consent (docs/decisions/0014): staff of the person's area (a clerk
+    of their sub-district, a registry officer of their district or the city); for a person the registry does
+    not list yet, registry officers only. Anyone else gets `not_found`. Returns the registry status."""
+    await lock_keys(session, LOCK_PERSON, [ref])  # one consent change of a person at a time
+    person = await session.get(Person, ref)
+    if person is None:
+        if recorder.role != Role.registry_officer:
+            raise not_found
+        return WAITING_FOR_REGISTRY
+    recorder.area.require(person.district_code, person.subdistrict_code, not_found)
+    return LISTED
+
+
+def _consent_out(consent: ConsentRecord, registry_status: str, rescreened: int = 0) -> ConsentOut:
+    return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
+                      signed_on=consent.signed_on.isoformat(),
+                      revoked_on=consent.revoked_on.isoformat() if consent.revoked_on else None,
+                      registry_status=registry_status, rescreened=rescreened)
+
+
+async def _inside_area(session: AsyncSession, officer: Principal, keys: Keys,
+                       records: list[RegistryRecordIn]) -> None:
+    """A registry officer confined to a district imports only records of it, and only for persons the registry
+    lists there or nowhere yet (a move between districts is for a city-wide officer): 403 otherwise, whole."""
+    if officer.area.everywhere:
+        return
+    refs = [person_ref(keys.pepper, r.national_id) for r in records]
+    current = dict((await session.execute(select(Person.person_ref, Person.district_code)
+                                          .where(Person.person_ref.in_(refs)))).all())  # type: ignore[attr-defined]
+    errors = [{"index": i, "field": f"records.{i}.district_code", "code": "outside_area",
+               "message": "outside your area"}
+              for i, (r, ref) in enumerate(zip(records, refs, strict=True))
+              if not officer.area.contains(r.district_code, r.subdistrict_code)
+              or not officer.area.contains(current.get(ref, r.district_code), r.subdistrict_code)]
+    if errors:
+        raise ProblemError(403, "outside_area", f"{len(errors)} record(s) outside your area; nothing was stored",
+                           field=errors[0]["field"], errors=errors)
+
+
+@router.post("/consents", status_code=201, response_model=ConsentOut,
+             responses={200: {"description": "The same consent was already recorded (a retry): it is returned.",
+                              "model": ConsentOut}})
+async def record_consent(body: ConsentBody, request: Request, response: Response,
+                         recorder: ConsentRecorder) -> ConsentOut:
+    """Record a resident's signed informed consent; their parked settlements are screened again.
+
+    Only for a person of the recorder's area; a consent for someone the registry does not list yet is recorded
+    by registry officers only and shows `registry_status: waiting_for_registry` until the registry lists them.
+    Recording the same consent again (same person and date, not revoked) returns the first one (200)."""
     runtime = _runtime(request)
     national_id = validate_national_id(body.national_id, field="national_id")
+    keys: Keys = runtime.extras["keys"]
+    ref = person_ref(keys.pepper, national_id)
     async with runtime.db.transaction() as session:
-        consent, rescreened = await sign_consent(session, runtime.settings, runtime.extras["keys"].pepper,
-                                                 _lookback(runtime), national_id, body.signed_on, body.channel,
-                                                 recorder.subject)
-    return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
-                      signed_on=consent.signed_on.isoformat(), revoked_on=None, rescreened=rescreened)
+        status = await _consent_holder(session, recorder, ref, ProblemError(
+            404, "person_not_found", "this person is not in the registry of your area", field="national_id"))
+        existing = (await session.execute(select(ConsentRecord).where(
+            ConsentRecord.person_ref == ref, ConsentRecord.signed_on == body.signed_on,
+            ConsentRecord.revoked_on.is_(None)).limit(1))).scalar_one_or_none()  # type: ignore[union-attr]
+        if existing is not None:
+            response.status_code = 200
+            return _consent_out(existing, status)
+        consent, rescreened = await sign_consent(session, runtime.settings, keys.pepper, _lookback(runtime),
+                                                 national_id, body.signed_on, body.channel, recorder.subject)
+    return _consent_out(consent, status, rescreened)
 
 
 @router.post("/consents/{consent_id}/revoke", response_model=ConsentOut)
 async def revoke(consent_id: UUID, body: RevokeIn, request: Request, recorder: ConsentRecorder) -> ConsentOut:
-    """Revoke a consent from a date on (settlements discharged before it stay covered)."""
+    """Revoke a consent from a date on (settlements discharged before it stay covered); who may, as for
+    recording it. Outside your area the consent does not exist for you."""
     runtime = _runtime(request)
+    not_found = ProblemError(404, "consent_not_found", "no such consent", field="consent_id")
     async with runtime.db.transaction() as session:
+        ref = await session.scalar(select(ConsentRecord.person_ref).where(ConsentRecord.id == consent_id))
+        if ref is None:
+            raise not_found
+        status = await _consent_holder(session, recorder, ref, not_found)
         consent = await revoke_consent(session, consent_id, body.revoked_on)
-    return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
-                      signed_on=consent.signed_on.isoformat(),
-                      revoked_on=consent.revoked_on.isoformat() if consent.revoked_on else None)
+    return _consent_out(consent, status)
 
 
 class LookupIn(BaseModel):
-    national_id: str
+    model_config = ConfigDict(extra="forbid")
+    national_id: str = Field(min_length=1, max_length=64, description="Resident identity card number; full-width "
+                             "digits are read as ASCII, any other form is a 422 invalid_national_id.")
 
 
 LookupBody = Annotated[LookupIn, Body(openapi_examples={"a resident": {"value": {

@@ -19,6 +19,7 @@ from eligibility.service_layer.screening import rescreen_parked
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import PayeeAccountUpdated
 from shared.contracts.topics import REGISTRY_PAYEE
+from shared.db import LOCK_PERSON, lock_keys
 from shared.messaging.outbox import Outgoing, add_events
 from shared.problems import ProblemError
 from shared.security.crypto import FieldCipher, mask_account, person_ref
@@ -51,6 +52,7 @@ async def import_registry(session: AsyncSession, settings: ServiceSettings, keys
                           lookback: ConsentLookback, records: Sequence[RegistryRecordIn]) -> ImportResult:
     """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked."""
     by_ref = {person_ref(keys.pepper, r.national_id): r for r in records}  # last record of a person wins
+    await lock_keys(session, LOCK_PERSON, by_ref)  # imports of the same persons at once take turns
     existing = {p.person_ref: p for p in (await session.execute(
         select(Person).where(Person.person_ref.in_(list(by_ref))).with_for_update())).scalars()}  # type: ignore[attr-defined]
     person_rows, payee_events = [], []

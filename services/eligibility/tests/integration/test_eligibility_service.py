@@ -184,3 +184,81 @@ async def test_a_lookup_finds_only_persons_of_the_callers_area_and_every_read_is
                 await session.execute(text("DELETE FROM personal_data_read"))
     finally:
         await db.dispose()
+
+
+async def test_consents_are_recorded_and_revoked_only_inside_the_persons_area(service) -> None:  # type: ignore[no-untyped-def]
+    _, url = service
+    nid, unlisted = national_id(rng), national_id(rng)
+    on = {"signed_on": "2026-02-01"}
+    async with client(url, "registry_officer") as city, \
+            client(url, "clerk", district="310110", subdistrict="310110001") as own_clerk, \
+            client(url, "clerk", district="310110", subdistrict="310110002") as neighbour, \
+            client(url, "clerk", district="310115", subdistrict="310115001") as far_clerk, \
+            client(url, "registry_officer", district="310115") as far_officer:
+        assert (await city.post("/v1/registry/import", json={"records": [record(nid)]})).status_code == 200
+        for stranger in (neighbour, far_clerk, far_officer):
+            refused = await stranger.post("/v1/consents", json={"national_id": nid, **on})
+            assert refused.status_code == 404 and refused.json()["code"] == "person_not_found", refused.text
+        # a clerk records consents only of persons the registry lists in their sub-district
+        waiting = await own_clerk.post("/v1/consents", json={"national_id": unlisted, **on})
+        assert waiting.status_code == 404
+        signed = await own_clerk.post("/v1/consents", json={"national_id": nid, **on})
+        assert signed.status_code == 201 and signed.json()["registry_status"] == "listed", signed.text
+        consent_id = signed.json()["consent_id"]
+        again = await own_clerk.post("/v1/consents", json={"national_id": nid, **on})
+        assert again.status_code == 200 and again.json()["consent_id"] == consent_id, "a retry, not a second one"
+        for stranger in (neighbour, far_clerk, far_officer):
+            refused = await stranger.post(f"/v1/consents/{consent_id}/revoke", json={"revoked_on": "2026-03-01"})
+            assert refused.status_code == 404 and refused.json()["code"] == "consent_not_found", refused.text
+        looked = (await city.post("/v1/persons:lookup", json={"national_id": nid})).json()
+        assert [c["revoked_on"] for c in looked["consents"]] == [None], "nobody outside the area revoked it"
+        # a registry officer may record one ahead of the registry: it waits for the registry to list the person
+        ahead = await city.post("/v1/consents", json={"national_id": unlisted, **on})
+        assert ahead.status_code == 201 and ahead.json()["registry_status"] == "waiting_for_registry"
+        assert (await far_officer.post(f"/v1/consents/{ahead.json()['consent_id']}/revoke",
+                                       json={"revoked_on": "2026-03-01"})).status_code == 200
+        # a district's officer imports only its own district's records, whole
+        moved = await far_officer.post("/v1/registry/import", json={"records": [
+            record(national_id(rng), district_code="310115", subdistrict_code="310115001"), record(nid)]})
+        assert moved.status_code == 403 and [e["index"] for e in moved.json()["errors"]] == [1], moved.text
+
+
+async def test_the_same_registry_records_and_consents_sent_at_once_are_stored_once(service) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    _, url = service
+    nids = [national_id(rng) for _ in range(15)]
+    async with client(url, "registry_officer") as officer:
+        batches = [{"records": [record(n) for n in random.Random(k).sample(nids, len(nids))]} for k in range(6)]
+        imports = await asyncio.gather(*(officer.post("/v1/registry/import", json=b) for b in batches))
+        assert [r.status_code for r in imports] == [200] * 6, [r.text for r in imports if r.status_code != 200]
+        assert sum(r.json()["persons_created"] for r in imports) == len(nids), "each person created once"
+        consents = await asyncio.gather(*(officer.post("/v1/consents", json={
+            "national_id": nids[0], "signed_on": "2026-02-01"}) for _ in range(20)))
+        assert sorted(r.status_code for r in consents) == [200] * 19 + [201], [r.text for r in consents]
+        assert len({r.json()["consent_id"] for r in consents}) == 1
+        looked = (await officer.post("/v1/persons:lookup", json={"national_id": nids[0]})).json()
+        assert len(looked["consents"]) == 1
+
+
+async def test_one_person_is_one_entry_whatever_digits_the_id_is_written_in(service) -> None:  # type: ignore[no-untyped-def]
+    _, url = service
+    nid = national_id(rng)
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in nid)
+    async with client(url, "registry_officer") as officer:
+        imported = await officer.post("/v1/registry/import", json={"records": [record(full_width)]})
+        assert imported.status_code == 200, imported.text
+        found = await officer.post("/v1/persons:lookup", json={"national_id": nid})
+        assert found.status_code == 200 and found.json()["person_ref"] == person_ref(PEPPER, nid)
+        consent = await officer.post("/v1/consents", json={"national_id": full_width.lower(),
+                                                           "signed_on": "2026-02-01"})
+        assert consent.json()["person_ref"] == person_ref(PEPPER, nid)
+        unknown_place = "65991319800101123" + "6"  # valid check digit, a county stdnum does not know
+        for path, extra in (("/v1/persons:lookup", {}), ("/v1/consents", {"signed_on": "2026-02-01"})):
+            response = await officer.post(path, json={"national_id": unknown_place, **extra})
+            assert response.status_code == 422 and response.json()["code"] == "invalid_national_id", response.text
+        bad = await officer.post("/v1/registry/import", json={"records": [
+            record(unknown_place), record(national_id(rng), valid_from=1767225600),
+            record(national_id(rng), valid_from="2026-01-01T00:00:00"),
+            record(national_id(rng), district_code="３１０１１０")]})
+        assert bad.status_code == 422 and {e["index"] for e in bad.json()["errors"]} == {0, 1, 2, 3}, bad.text

@@ -7,16 +7,15 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
-from stdnum.cn import ric
 
-from shared.contracts.types import VisitType
+from shared.contracts.types import IsoDate, NationalId, VisitType
 
 MAX_AMOUNT = Decimal("10000000.00")
 HOSPITAL_SETTLEMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 Amount = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{1,8}(\.\d{1,2})?$"),
+    StringConstraints(pattern=r"^[0-9]{1,8}(\.[0-9]{1,2})?$"),
     Field(description="Yuan as a decimal string with at most two places, e.g. '1234.50'. JSON numbers are "
                       "refused: they are binary floats.", examples=["1234.50"]),
 ]
@@ -25,15 +24,8 @@ Amount = Annotated[
 class Patient(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    national_id: str = Field(min_length=18, max_length=18, description="Resident identity card number.")
+    national_id: NationalId
     name: str = Field(min_length=1, max_length=64)
-
-    @field_validator("national_id")
-    @classmethod
-    def _checksum(cls, value: str) -> str:
-        if not ric.is_valid(value):
-            raise ValueError("not a valid resident identity card number (format, birth date or check digit)")
-        return value.upper()
 
 
 class SettlementIn(BaseModel):
@@ -44,8 +36,8 @@ class SettlementIn(BaseModel):
     hospital_settlement_id: str = Field(pattern=HOSPITAL_SETTLEMENT_ID_PATTERN)
     hospital_level: int = Field(ge=1, le=3, strict=True)
     visit_type: VisitType
-    admission_date: date
-    discharge_date: date
+    admission_date: IsoDate
+    discharge_date: IsoDate
     patient: Patient
     total_amount: Amount
     policy_scope_amount: Amount

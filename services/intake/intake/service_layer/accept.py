@@ -17,6 +17,7 @@ from intake.domain.settlement import SettlementIn
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import SettlementReceived, SettlementReversed
 from shared.contracts.topics import SETTLEMENT_RECEIVED
+from shared.db import LOCK_SETTLEMENT_ID, lock_keys
 from shared.messaging.outbox import Outgoing, add_events
 from shared.problems import ProblemError
 from shared.security.crypto import FieldCipher, person_ref
@@ -55,6 +56,9 @@ async def accept_settlements(
         seen_in_request.setdefault(item.hospital_settlement_id, (index, item.fingerprint()))
 
     keys = [(hospital_id, sid) for sid in seen_in_request]
+    # Pushes of the same new ids at once wait for each other here, then find the first one's rows (below):
+    # a duplicate (202) or a conflict (409), never a unique violation.
+    await lock_keys(session, LOCK_SETTLEMENT_ID, (f"{h}/{sid}" for h, sid in keys))
     existing = {
         row.hospital_settlement_id: row
         for row in (

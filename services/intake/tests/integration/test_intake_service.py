@@ -5,6 +5,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import orjson
 import pytest
 from intake.bootstrap import MIGRATIONS
@@ -169,3 +170,72 @@ async def test_status_follows_downstream_events_and_reversal_is_published(intake
     reversals = [Envelope.from_bytes(r.value) for r in records if b"SettlementReversed" in r.value]
     assert [e.payload().settlement_id for e in reversals].count(
         __import__("uuid").UUID(accepted["settlement_id"])) == 1
+
+
+NOW = int(time.time())
+
+
+async def _signed_post(url: str, path: str, body: object, age_s: int) -> httpx.Response:
+    """A push signed `age_s` seconds before the module started: equal bodies sent at once are still distinct
+    requests, not replays (one fixed clock, so no two requests share a timestamp)."""
+    raw = orjson.dumps(body)
+    headers = {"Content-Type": "application/json",
+               **signed_headers("H001", "dev-secret-H001", "POST", path, raw, now=NOW - age_s)}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        return await http.post(path, content=raw, headers=headers)
+
+
+async def test_the_same_new_ids_pushed_at_once_are_accepted_once_and_never_fail(intake) -> None:  # type: ignore[no-untyped-def]
+    settings, process = intake
+    items = [settlement(rng, PATIENT, f"S-RACE-{i:02d}") for i in range(12)]
+    batches = [random.Random(n).sample(items, len(items)) for n in range(6)]  # the same ids, in six orders
+    responses = await asyncio.gather(*(
+        _signed_post(process.url, "/v1/settlements:batch", {"items": b}, age_s=n) for n, b in enumerate(batches)))
+    assert [r.status_code for r in responses] == [202] * 6, [r.text for r in responses if r.status_code != 202]
+    ids = [{x["hospital_settlement_id"]: x["settlement_id"] for x in r.json()["results"]} for r in responses]
+    assert all(i == ids[0] for i in ids), "every batch names the same settlement for each id"
+    assert sum(r.json()["created"] for r in responses) == len(items), "each settlement created exactly once"
+
+    single = settlement(rng, PATIENT, "S-RACE-SINGLE")
+    other = {**single, "total_amount": "99999.00"}
+    bodies = [single] * 40 + [other] * 10
+    answers = await asyncio.gather(*(
+        _signed_post(process.url, "/v1/settlements", body, age_s=10 + n) for n, body in enumerate(bodies)))
+    codes = [a.status_code for a in answers]
+    assert not [c for c in codes if c >= 500], codes
+    assert set(codes) <= {202, 409}, [a.text for a in answers if a.status_code not in (202, 409)]
+    created_by = [body is single for body, a in zip(bodies, answers, strict=True) if a.status_code == 202]
+    assert len(created_by) in (40, 10) and len(set(created_by)) == 1, "one body won; the other is a 409 each time"
+    assert codes.count(409) == 50 - len(created_by)
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"conflicting_duplicate"}
+    assert sum(a.json()["outcome"] == "created" for a in answers if a.status_code == 202) == 1
+    records = await read_topic(settings, SETTLEMENT_RECEIVED, expect=1_000_000, timeout=2)
+    assert sum(b"S-RACE-SINGLE" in r.value for r in records) == 1, "published once"
+
+
+async def test_one_person_is_one_pseudonym_in_any_digits_and_unknown_places_are_refused(intake, h001) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = intake
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in PATIENT.national_id)
+    ascii_body = settlement(rng, PATIENT, "S-WIDTH-A")
+    wide_body = settlement(rng, Patient(full_width, PATIENT.name), "S-WIDTH-B")
+    assert (await h001.push(ascii_body)).status_code == 202
+    assert (await h001.push(wide_body)).status_code == 202
+    again = {**ascii_body, "patient": {**ascii_body["patient"], "national_id": full_width}}
+    await asyncio.sleep(1.1)
+    assert (await h001.push(again)).json()["outcome"] == "duplicate", "the same body in other digits is a retry"
+    records = await read_topic(settings, SETTLEMENT_RECEIVED, expect=1_000_000, timeout=2)
+    keys = {r.key for r in records if b"S-WIDTH-" in r.value}
+    assert len(keys) == 1, "one person, one person_ref"
+
+    unknown_place = "65991319800101123" + "6"  # a valid check digit; stdnum knows no county 659913
+    arabic = "".join(chr(ord(c) - ord("0") + 0x0660) for c in PATIENT.national_id)
+    for nid in (unknown_place, arabic):
+        body = settlement(rng, Patient(nid, PATIENT.name), f"S-BADID-{len(nid)}")
+        response = await h001.push(body)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["code"] == "invalid_national_id"
+        assert nid not in response.text
+    for field, value in (("total_amount", "１２００.００"), ("total_amount", "١٢٠٠.٠٠"), ("discharge_date", 1772323200),
+                         ("discharge_date", "2026-03-01T00:00:00")):
+        response = await h001.push({**settlement(rng, PATIENT, "S-BADFORM"), field: value})
+        assert response.status_code == 422 and response.json()["field"] == field, response.text

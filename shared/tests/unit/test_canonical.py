@@ -1,0 +1,82 @@
+"""One canonical form at the edge: national IDs, dates, amounts and codes, table by table."""
+
+from datetime import date, datetime
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from shared.canonical import NotCanonical, canonical_national_id, iso_date
+from shared.contracts.types import DISTRICT_CODE_PATTERN, IsoDate, Money, NationalId
+from shared.security.crypto import person_ref
+
+VALID = "310110198001011236"
+FULL_WIDTH = "".join(chr(ord(c) + 0xFEE0) for c in VALID)  # ３１０１１０…
+
+
+@pytest.mark.parametrize(("typed", "canonical"), [
+    (VALID, VALID),
+    (FULL_WIDTH, VALID),
+    (f"  {VALID}\t", VALID),
+    ("11010519491231002x", "11010519491231002X"),
+    ("11010519491231002ｘ", "11010519491231002X"),  # full-width lower-case x
+    ("11010519491231002X", "11010519491231002X"),
+])
+def test_every_spelling_of_one_id_is_one_id(typed: str, canonical: str) -> None:
+    assert canonical_national_id(typed) == canonical
+    assert person_ref(b"p", typed) == person_ref(b"p", canonical), "one person, one pseudonym"
+
+
+@pytest.mark.parametrize("typed", [
+    VALID[:-1] + "7",                                     # check digit
+    "".join(chr(ord(c) - ord("0") + 0x0660) for c in VALID),  # Arabic-Indic digits: refused, not mapped
+    "659913198001011236"[:-1] + "X",                      # not even the right check digit
+    "65991319800101123" + "6",                            # valid check digit, a place stdnum cannot resolve
+    "310110198013011239",                                 # month 13
+    "310110-19800101-1236",
+    "31011019800101123",                                  # 17 characters
+    VALID + "0",
+    "",
+    None, 310110198001011236, ["x"],
+])
+def test_anything_else_is_refused_without_echoing_it(typed: object) -> None:
+    with pytest.raises(NotCanonical) as raised:
+        canonical_national_id(typed)
+    assert str(typed) not in str(raised.value) or typed in ("", None)
+
+
+@pytest.mark.parametrize(("typed", "ok"), [
+    ("2026-03-01", True), (date(2026, 3, 1), True),
+    (1772323200, False), ("1772323200", False), ("2026-03-01T00:00:00", False), (datetime(2026, 3, 1), False),
+    ("２０２６-０３-０１", False), ("2026-3-1", False), ("2026-02-30", False), (None, False),
+])
+def test_dates_are_yyyy_mm_dd_only(typed: object, ok: bool) -> None:
+    if ok:
+        assert iso_date(typed) == date(2026, 3, 1)
+    else:
+        with pytest.raises(NotCanonical):
+            iso_date(typed)
+
+
+class Edge(BaseModel):
+    national_id: NationalId
+    on: IsoDate
+    amount: Money
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("amount", "１２.３４"), ("amount", "١٢.٣٤"), ("amount", 12.34), ("on", 1772323200), ("on", "2026-03-01T00:00"),
+    ("national_id", "٣" * 18),
+])
+def test_models_refuse_other_digits_and_forms(field: str, value: object) -> None:
+    good: dict[str, object] = {"national_id": FULL_WIDTH, "on": "2026-03-01", "amount": "12.34"}
+    assert Edge.model_validate(good).national_id == VALID
+    with pytest.raises(ValidationError) as raised:
+        Edge.model_validate({**good, field: value})
+    assert [e["loc"] for e in raised.value.errors()] == [(field,)]
+
+
+def test_area_code_patterns_are_ascii() -> None:
+    import re
+
+    assert re.fullmatch(DISTRICT_CODE_PATTERN[1:-1], "310110")
+    assert not re.fullmatch(DISTRICT_CODE_PATTERN[1:-1], "３１０１１０")
