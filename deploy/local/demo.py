@@ -204,8 +204,8 @@ async def main() -> None:
     line("assistance approved (yuan)", f"{approved:.2f}")
     line("paid: transfers settled (count, yuan)",
          f"{len(settled)}, {sum((Decimal(p['amount']) for p in settled), Decimal('0')):.2f}")
-    cancelled = {c["case_id"] for c in all_cases if c["state"] == "cancelled"}
-    recovered_paid = [p for p in settled if p["case_id"] in cancelled]
+    reversed_paid = {c["case_id"] for c in all_cases if c["state"] == "reversed_after_payment"}
+    recovered_paid = [p for p in settled if p["case_id"] in reversed_paid]
     line("  of them reversed after payment (recovery)",
          f"{len(recovered_paid)}, {sum((Decimal(p['amount']) for p in recovered_paid), Decimal('0')):.2f}")
     line("failed and waiting for a corrected account", sum(p["status"] == "failed" for p in payments))

@@ -113,6 +113,19 @@ class AssistanceReversed(EventData):
     recovery_id: UUID | None = None
 
 
+class RecoveryOpened(EventData):
+    """Money was paid for a settlement the hospital reversed: the district is to recover `amount`
+    (topic assistance.calculated). Follows the AssistanceReversed whose `recovery_id` it opens, or, when the
+    reversal overtook the payment, the payment's TransferSettled."""
+
+    recovery_id: UUID
+    calculation_id: UUID
+    settlement_id: UUID
+    district_code: str = Field(max_length=12)
+    amount: Money
+    opened_at: datetime
+
+
 class CaseDecided(EventData):
     """A case reached a final decision (topic case.decided)."""
 

@@ -12,7 +12,7 @@ REGISTRY_PAYEE = "registry.payee"
 TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     SETTLEMENT_RECEIVED: (ev.SettlementReceived, ev.SettlementReversed),
     ELIGIBILITY_DECIDED: (ev.EligibilityDecided, ev.SettlementReversed),
-    ASSISTANCE_CALCULATED: (ev.AssistanceCalculated, ev.AssistanceReversed),
+    ASSISTANCE_CALCULATED: (ev.AssistanceCalculated, ev.AssistanceReversed, ev.RecoveryOpened),
     CASE_DECIDED: (ev.CaseDecided,),
     TRANSFER_SETTLED: (ev.TransferSettled,),
     REGISTRY_PAYEE: (ev.PayeeAccountUpdated,),

@@ -41,6 +41,8 @@ SAMPLES: list[ev.EventData] = [
     ),
     ev.AssistanceReversed(calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
                           released_assistance=Decimal("10.00")),
+    ev.RecoveryOpened(recovery_id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
+                      district_code="310110", amount=Decimal("1875.00"), opened_at=datetime.now(UTC)),
     ev.CaseDecided(case_id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
                    decision="approved", amount=Decimal("1875.00"), district_code="310110",
                    subdistrict_code="310110001", decided_at=datetime.now(UTC)),

@@ -142,6 +142,15 @@ async def test_reversal_before_payment_releases_and_after_payment_opens_a_recove
     await wait_for(recovery, 60, "a recovery for the paid, reversed settlement")
     assert await bank_transfers(staff, case1["case_id"]) == [], "the settlement reversed in review was never paid"
 
+    async def paid_and_reversed() -> bool:
+        return (await cases_for(staff, {ids["RV-2"]}))[0]["state"] == "reversed_after_payment"
+
+    await wait_for(paid_and_reversed, 60, "the paid, reversed case to say so")
+    [case2] = await cases_for(staff, {ids["RV-2"]})
+    [recovered] = [r for r in (await reviewer.get("/v1/recoveries")).json() if r["settlement_id"] == ids["RV-2"]]
+    assert (case2["payment_status"], case2["recovery"]["recovery_id"], case2["recovery"]["amount"]) == (
+        "settled", recovered["recovery_id"], "20000.00"), "paid and reversed, with its recovery; not cancelled"
+
 
 async def test_a_rejection_frees_the_cap_for_a_later_settlement(staff: Staff) -> None:
     rng = random.Random(4)

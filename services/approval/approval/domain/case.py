@@ -4,6 +4,9 @@ awaiting_subdistrict --clerk approve--> awaiting_district --reviewer approve--> 
 either reviewer can reject (with a reason); the district reviewer can send back to the clerk.
 A skip-district threshold (off by default) lets a clerk's approval of a small amount be final.
 The system cancels a case when the hospital reverses the settlement, and (benchmarks only) approves.
+When the money had already been paid, the reversal cannot cancel it: the case becomes reversed_after_payment,
+and a recovery (calculation's) is open for the district. A reversal can also overtake the payment (cancelled
+while the bank was already settling it): the recovery then moves the cancelled case on the same way.
 """
 
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ class CaseState(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    REVERSED_AFTER_PAYMENT = "reversed_after_payment"  # paid, then reversed by the hospital: a recovery is open
 
 
 class Action(StrEnum):
@@ -25,6 +29,7 @@ class Action(StrEnum):
     REJECT = "reject"
     SEND_BACK = "send_back"
     CANCEL = "cancel"
+    OPEN_RECOVERY = "open_recovery"
 
 
 class Role(StrEnum):
@@ -63,11 +68,13 @@ _TABLE: dict[tuple[CaseState, Action, Role], CaseState] = {
     (_S.AWAITING_SUBDISTRICT, _A.CANCEL, _R.SYSTEM): _S.CANCELLED,
     (_S.AWAITING_DISTRICT, _A.CANCEL, _R.SYSTEM): _S.CANCELLED,
     (_S.APPROVED, _A.CANCEL, _R.SYSTEM): _S.CANCELLED,
+    (_S.APPROVED, _A.OPEN_RECOVERY, _R.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
+    (_S.CANCELLED, _A.OPEN_RECOVERY, _R.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
 }
 
 
 def is_final(state: CaseState) -> bool:
-    return state in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED)
+    return state in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED, CaseState.REVERSED_AFTER_PAYMENT)
 
 
 def transition(state: CaseState, action: Action, role: Role, *, amount: Decimal,

@@ -58,7 +58,11 @@ def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None) -> dict[str
         "person_ref": c.person_ref, "hospital_id": c.hospital_id, "district_code": c.district_code,
         "subdistrict_code": c.subdistrict_code, "category": c.category,
         "discharge_date": c.discharge_date.isoformat(), "amount": f"{c.amount:.2f}", "state": c.state,
-        "payment_status": c.payment_status, "created_at": c.created_at.isoformat(),
+        "payment_status": c.payment_status,
+        "recovery": None if c.recovery_id is None else {
+            "recovery_id": str(c.recovery_id), "amount": f"{c.recovery_amount:.2f}",
+            "opened_at": c.recovery_opened_at.isoformat() if c.recovery_opened_at else None},
+        "created_at": c.created_at.isoformat(),
         "updated_at": c.updated_at.isoformat(),
     }
     if audit is not None:

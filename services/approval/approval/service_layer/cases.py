@@ -1,5 +1,6 @@
 """Opening cases from calculations, and every action clerks, reviewers and the system take on them."""
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from shared.settings import ServiceSettings
 from shared.telemetry import context_from, traceparent_of, tracer
 
 SYSTEM = "system"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,11 @@ async def handle_events(session: AsyncSession, settings: ServiceSettings, policy
     await _open(session, settings, policy,
                 [e for e in events if isinstance(e.data, ev.AssistanceCalculated) and e.data.figures.assistance > 0])
     for event in events:
-        if isinstance(event.data, ev.AssistanceReversed):
-            await _cancel(session, settings, event)
+        match event.data:
+            case ev.AssistanceReversed(recovery_id=None):
+                await _cancel(session, settings, event)
+            case ev.RecoveryOpened():  # (an AssistanceReversed with a recovery_id is followed by its RecoveryOpened)
+                await _recovery_opened(session, settings, event)
     payments = {e.data.case_id: e.data.status for e in events if isinstance(e.data, ev.TransferSettled)}
     if payments:
         await session.execute(update(CaseRecord), [{"id": cid, "payment_status": s} for cid, s in payments.items()])
@@ -121,6 +126,29 @@ async def _cancel(session: AsyncSession, settings: ServiceSettings, event: Event
     event.span.set_attribute("case.id", str(case.id))
     await _apply(session, settings, case, Action.CANCEL, SYSTEM, Role.SYSTEM, Policy(), "settlement_reversed",
                  "reversed by the hospital", event.span)
+
+
+async def _recovery_opened(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:
+    """The money was paid and the hospital reversed the settlement: the case shows it, with the recovery."""
+    recovery = event.data
+    assert isinstance(recovery, ev.RecoveryOpened)
+    case = (await session.execute(select(CaseRecord).where(CaseRecord.calculation_id == recovery.calculation_id)
+                                  .with_for_update())).scalar_one_or_none()
+    if case is None:
+        log.warning("recovery %s for calculation %s, which opened no case", recovery.recovery_id,
+                    recovery.calculation_id)
+        return
+    event.span.set_attribute("case.id", str(case.id))
+    await session.execute(update(CaseRecord).where(CaseRecord.id == case.id).values(
+        recovery_id=recovery.recovery_id, recovery_amount=recovery.amount, recovery_opened_at=recovery.opened_at))
+    if case.state == CaseState.REVERSED_AFTER_PAYMENT:
+        return
+    try:
+        await _apply(session, settings, case, Action.OPEN_RECOVERY, SYSTEM, Role.SYSTEM, Policy(),
+                     "settlement_reversed", f"reversed by the hospital after payment; {recovery.amount:.2f} to recover",
+                     event.span)
+    except IllegalTransition:  # never paid as far as this case knows: the recovery is recorded, the state stays
+        log.error("recovery %s for case %s in state %s", recovery.recovery_id, case.id, case.state)
 
 
 async def _apply(session: AsyncSession, settings: ServiceSettings, case: CaseRecord, action: Action, actor: str,

@@ -6,7 +6,7 @@ import itertools
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,8 +18,15 @@ from approval.config import ApprovalSettings
 from sqlalchemy.engine import make_url
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import AssistanceCalculated, AssistanceFigures, CaseDecided
-from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED
+from shared.contracts.events import (
+    AssistanceCalculated,
+    AssistanceFigures,
+    AssistanceReversed,
+    CaseDecided,
+    RecoveryOpened,
+    TransferSettled,
+)
+from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, TRANSFER_SETTLED
 from shared.messaging.kafka import KafkaProducer
 from shared.testing import (
     ServiceUnderTest,
@@ -386,3 +393,75 @@ async def test_whoever_approved_as_clerk_never_approves_the_same_case_as_reviewe
     assert [(a["actor"], a["role"], a["action"]) for a in detail["audit"]] == [
         ("system", "system", "open"), ("staff-zhang", "clerk", "approve"),
         ("reviewer-zhao", "district_reviewer", "approve")]
+
+
+def settled(case: dict[str, Any], calc: AssistanceCalculated) -> TransferSettled:
+    return TransferSettled(payment_id=uuid.uuid4(), case_id=uuid.UUID(case["case_id"]),
+                           calculation_id=calc.calculation_id, settlement_id=calc.settlement_id, status="settled",
+                           amount=calc.figures.assistance, bank_reference=f"BK-{uuid.uuid4().hex[:8]}")
+
+
+def reversed_(calc: AssistanceCalculated, recovery_id: uuid.UUID | None) -> AssistanceReversed:
+    released = Decimal("0.00") if recovery_id else calc.figures.assistance
+    return AssistanceReversed(calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
+                              released_assistance=released, recovery_id=recovery_id)
+
+
+def recovery(calc: AssistanceCalculated, recovery_id: uuid.UUID) -> RecoveryOpened:
+    return RecoveryOpened(recovery_id=recovery_id, calculation_id=calc.calculation_id,
+                          settlement_id=calc.settlement_id, district_code=calc.district_code,
+                          amount=calc.figures.assistance, opened_at=datetime.now(UTC))
+
+
+async def test_a_case_paid_and_then_reversed_reads_so_with_its_recovery(approval: Approval) -> None:
+    sub, ref = subdistrict(), person()
+    paid, overtaken, in_review = calculation(sub, "700.00"), calculation(sub, "80.00"), calculation(sub, "55.50")
+    case_paid, case_overtaken, case_in_review = await approval.open_cases([paid, overtaken, in_review], ref)
+    async with approval.clerk(sub) as clerk, approval.reviewer() as reviewer:
+        for case in (case_paid, case_overtaken):
+            assert (await clerk.post(f"/v1/cases/{case['case_id']}/approve", json={})).status_code == 200
+            assert (await reviewer.post(f"/v1/cases/{case['case_id']}/approve", json={})).status_code == 200
+    await approval.send(TRANSFER_SETTLED, settled(case_paid, paid), ref)
+    await approval.get_until(f"/v1/cases/{case_paid['case_id']}", lambda c: c["payment_status"] == "settled")
+
+    # Paid, then reversed: calculation opens a recovery and says so right after its reversal.
+    r_paid = uuid.uuid4()
+    await approval.send(ASSISTANCE_CALCULATED, reversed_(paid, r_paid), ref)
+    opened = await approval.send(ASSISTANCE_CALCULATED, recovery(paid, r_paid), ref)
+    # The reversal overtook the payment: the case was cancelled, the bank settled anyway, a recovery followed.
+    await approval.send(ASSISTANCE_CALCULATED, reversed_(overtaken, None), ref)
+    await approval.get_until(f"/v1/cases/{case_overtaken['case_id']}", lambda c: c["state"] == "cancelled")
+    await approval.send(TRANSFER_SETTLED, settled(case_overtaken, overtaken), ref)
+    r_overtaken = uuid.uuid4()
+    await approval.send(ASSISTANCE_CALCULATED, recovery(overtaken, r_overtaken), ref)
+    # Reversed in review: cancelled, nothing was paid, nothing to recover.
+    await approval.send(ASSISTANCE_CALCULATED, reversed_(in_review, None), ref)
+    await approval.resend(ASSISTANCE_CALCULATED, opened)  # redelivered
+    await approval.send(ASSISTANCE_CALCULATED, recovery(paid, r_paid), ref)  # published again, new event id
+
+    detail = await approval.get_until(f"/v1/cases/{case_paid['case_id']}",
+                                      lambda c: c["state"] == "reversed_after_payment")
+    assert (detail["payment_status"], detail["amount"]) == ("settled", "700.00")
+    assert detail["recovery"]["recovery_id"] == str(r_paid) and detail["recovery"]["amount"] == "700.00"
+    assert audit_trail(detail)[-2:] == [
+        (f"district_reviewer-{DISTRICT}", "district_reviewer", "approve", "awaiting_district", "approved", None, None),
+        ("system", "system", "open_recovery", "approved", "reversed_after_payment", "settlement_reversed",
+         "reversed by the hospital after payment; 700.00 to recover")]
+    raced = await approval.get_until(f"/v1/cases/{case_overtaken['case_id']}",
+                                     lambda c: c["state"] == "reversed_after_payment")
+    assert (raced["payment_status"], raced["recovery"]["recovery_id"], raced["recovery"]["amount"]) == (
+        "settled", str(r_overtaken), "80.00")
+    assert [a[4] for a in audit_trail(raced)][-2:] == ["cancelled", "reversed_after_payment"]
+    in_review_now = await approval.get_until(f"/v1/cases/{case_in_review['case_id']}",
+                                             lambda c: c["state"] == "cancelled")
+    assert (in_review_now["recovery"], in_review_now["payment_status"]) == (None, None)
+
+    decided = await approval.decisions({case_paid["case_id"], case_overtaken["case_id"]}, 3)
+    assert sorted((str(d.case_id), d.decision) for _, d in decided) == sorted([
+        (case_paid["case_id"], "approved"), (case_overtaken["case_id"], "approved"),
+        (case_overtaken["case_id"], "cancelled")]), "a recovery decides nothing new: disbursement has nothing to do"
+    async with approval.client("ops") as ops:
+        listed = (await ops.get("/v1/cases", params={"state": "reversed_after_payment",
+                                                     "subdistrict_code": sub})).json()
+    assert {c["case_id"] for c in listed["items"]} == {case_paid["case_id"], case_overtaken["case_id"]}
+    assert sum(a[2] == "open_recovery" for a in audit_trail(detail)) == 1, "announced twice, recorded once"

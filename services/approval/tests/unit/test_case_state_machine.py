@@ -29,6 +29,8 @@ ALLOWED = {
     (S.AWAITING_SUBDISTRICT, A.CANCEL, R.SYSTEM): S.CANCELLED,
     (S.AWAITING_DISTRICT, A.CANCEL, R.SYSTEM): S.CANCELLED,
     (S.APPROVED, A.CANCEL, R.SYSTEM): S.CANCELLED,
+    (S.APPROVED, A.OPEN_RECOVERY, R.SYSTEM): S.REVERSED_AFTER_PAYMENT,  # paid, then reversed
+    (S.CANCELLED, A.OPEN_RECOVERY, R.SYSTEM): S.REVERSED_AFTER_PAYMENT,  # the reversal overtook the payment
 }
 EVERY = list(itertools.product(CaseState, Action, Role))
 
@@ -45,7 +47,7 @@ def test_every_combination(state: CaseState, action: Action, role: Role) -> None
 
 
 def test_the_table_covers_every_combination() -> None:
-    assert len(EVERY) == 5 * 4 * 3 and len(ALLOWED) == 10
+    assert len(EVERY) == 6 * 5 * 3 and len(ALLOWED) == 12
 
 
 @pytest.mark.parametrize(("threshold", "amount", "expected"), [
@@ -78,4 +80,4 @@ def test_case_apply_returns_the_audit_entry() -> None:
     back = case.apply(A.SEND_BACK, "rev-1", R.DISTRICT_REVIEWER, at, comment="check the invoice")
     assert (first.from_state, first.to_state, back.to_state, case.state) == (
         S.AWAITING_SUBDISTRICT, S.AWAITING_DISTRICT, S.AWAITING_SUBDISTRICT, S.AWAITING_SUBDISTRICT)
-    assert [is_final(s) for s in CaseState] == [False, False, True, True, True]
+    assert [is_final(s) for s in CaseState] == [False, False, True, True, True, True]

@@ -125,10 +125,10 @@ async def _handle_run(session: AsyncSession, settings: ServiceSettings, events: 
     if approved:  # the common case, in one statement
         await session.execute(update(Calculation).where(Calculation.id.in_(approved),  # type: ignore[attr-defined]
                                                         Calculation.status == "calculated").values(status="approved"))
-    settled = {e.data.calculation_id: e.data for e in events
+    settled = {e.data.calculation_id: e for e in events
                if isinstance(e.data, ev.TransferSettled) and e.data.status == "settled"}
     if settled:
-        await _paid(session, settled)
+        await _paid(session, settings, settled)
     for event in events:
         match event.data:
             case ev.SettlementReversed():
@@ -270,15 +270,24 @@ async def _release(session: AsyncSession, calculation_id: uuid.UUID, status: str
     await session.execute(update(Calculation).where(Calculation.id == calc.id).values(status=status))
 
 
-async def _open_recovery(session: AsyncSession, calc: Calculation, amount: Decimal) -> uuid.UUID:
-    recovery_id = uuid.uuid4()
-    stmt = insert(Recovery).values(id=recovery_id, calculation_id=calc.id, settlement_id=calc.settlement_id,
+async def _open_recovery(session: AsyncSession, calc: Calculation, amount: Decimal) -> ev.RecoveryOpened | None:
+    """One recovery per calculation; the RecoveryOpened to publish when this call opened it (None if it was
+    open already), so approval shows the case as paid and reversed, with its recovery."""
+    now = datetime.now(UTC)
+    stmt = insert(Recovery).values(id=uuid.uuid4(), calculation_id=calc.id, settlement_id=calc.settlement_id,
                                    person_ref=calc.person_ref, district_code=calc.district_code, amount=amount,
-                                   created_at=datetime.now(UTC))
+                                   created_at=now)
     inserted = (await session.execute(stmt.on_conflict_do_nothing().returning(Recovery.id))).scalar_one_or_none()
-    if inserted:
-        RECOVERIES.inc()
-    return inserted or recovery_id
+    if inserted is None:
+        return None
+    RECOVERIES.inc()
+    return ev.RecoveryOpened(recovery_id=inserted, calculation_id=calc.id, settlement_id=calc.settlement_id,
+                             district_code=calc.district_code, amount=amount, opened_at=now)
+
+
+def _announce(calc: Calculation, events: list[ev.EventData], span: Span | None) -> list[Outgoing]:
+    return [Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(e, person_ref=calc.person_ref, producer="calculation"),
+                     span) for e in events]
 
 
 async def _reverse(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:
@@ -289,24 +298,27 @@ async def _reverse(session: AsyncSession, settings: ServiceSettings, event: Even
     if calc is None or calc.status == "reversed":
         return
     event.span.set_attribute("settlement.id", str(calc.settlement_id))
-    recovery_id = None
+    opened = None
     released = ZERO
     if calc.status == "paid":
-        recovery_id = await _open_recovery(session, calc, calc.assistance)
+        opened = await _open_recovery(session, calc, calc.assistance)
     else:
         released = await _give_back(session, calc)
     await session.execute(update(Calculation).where(Calculation.id == calc.id).values(status="reversed"))
     data = ev.AssistanceReversed(calculation_id=calc.id, settlement_id=calc.settlement_id,
-                                 released_assistance=released, recovery_id=recovery_id)
-    await add_events(session, settings, [Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(
-        data, person_ref=calc.person_ref, producer="calculation"), event.span)])
+                                 released_assistance=released, recovery_id=opened.recovery_id if opened else None)
+    await add_events(session, settings, _announce(calc, [data, *([opened] if opened else [])], event.span))
 
 
-async def _paid(session: AsyncSession, settled: dict[uuid.UUID, ev.TransferSettled]) -> None:
+async def _paid(session: AsyncSession, settings: ServiceSettings, settled: dict[uuid.UUID, Event]) -> None:
     await session.execute(update(Calculation).where(Calculation.id.in_(list(settled)),  # type: ignore[attr-defined]
                                                     Calculation.status != "reversed").values(status="paid"))
     reversed_meanwhile = (await session.execute(select(Calculation).where(
         Calculation.id.in_(list(settled)), Calculation.status == "reversed"))).scalars()  # type: ignore[attr-defined]
     for calc in reversed_meanwhile:
         # The money left after the hospital reversed the settlement (a race with the bank): recover it.
-        await _open_recovery(session, calc, settled[calc.id].amount)
+        event = settled[calc.id]
+        assert isinstance(event.data, ev.TransferSettled)
+        opened = await _open_recovery(session, calc, event.data.amount)
+        if opened:
+            await add_events(session, settings, _announce(calc, [opened], event.span))

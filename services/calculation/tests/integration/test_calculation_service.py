@@ -26,6 +26,7 @@ from shared.contracts.events import (
     AssistanceReversed,
     CaseDecided,
     EligibilityDecided,
+    RecoveryOpened,
     SettlementReceived,
     SettlementReversed,
     TransferSettled,
@@ -361,6 +362,11 @@ async def test_reversal_frees_the_ledger_before_payment_and_opens_a_recovery_aft
     after = by_settlement[paid.settlement_id]
     assert isinstance(after, AssistanceReversed)
     assert after.released_assistance == Decimal("0.00") and after.recovery_id is not None
+    [opened] = [e.payload() for e in await calc.published(
+        lambda e: e.event_type == "RecoveryOpened" and e.data["settlement_id"] == str(paid.settlement_id), 1)]
+    assert isinstance(opened, RecoveryOpened)
+    assert (opened.recovery_id, opened.calculation_id, opened.amount, opened.district_code) == (
+        after.recovery_id, c_paid.calculation_id, Decimal("350.00"), REGION), "announced once, for approval's case"
     assert await calc.ledger(ref) == book.ledgers() == [
         {"year": 2026, "deductible_used": "1000.00", "committed": "420.00"}], "paid money stays committed"
     for s, released in ((unpaid, True), (paid, False)):
@@ -487,3 +493,32 @@ async def test_a_persons_ledger_exists_only_inside_the_callers_area(calc: Calc) 
             response, nobody = await http.get(path), await http.get(unknown)
             assert response.status_code == 404 and response.json()["code"] == "person_not_found", response.text
             assert response.json() == nobody.json(), "another area's resident is indistinguishable from nobody"
+
+
+async def test_a_reversal_that_overtook_the_payment_opens_a_recovery_for_the_money_that_left(calc: Calc) -> None:
+    ref, book = person(), RuleBook()
+    s = settlement(date(2026, 2, 1), "1500.00", "0.00")
+    [c] = await calculate_all(calc, ref, [(s, "0.70")], book)
+    case = decided(c, "approved")
+    await calc.send(CASE_DECIDED, case, ref)
+    await calc.calculation(s.settlement_id, until=lambda x: x["status"] == "approved")
+    await calc.send(ELIGIBILITY_DECIDED, reversal(s), ref)  # before the bank's answer
+    await calc.calculation(s.settlement_id, until=lambda x: x["released"])
+    transfer = TransferSettled(payment_id=uuid.uuid4(), case_id=case.case_id, calculation_id=c.calculation_id,
+                               settlement_id=s.settlement_id, status="settled", amount=c.figures.assistance,
+                               bank_reference="BK-RACE")
+    await calc.send(TRANSFER_SETTLED, transfer, ref)
+    await calc.send(TRANSFER_SETTLED, transfer, ref)  # the bank's word, delivered again under a new id
+
+    [opened] = [e.payload() for e in await calc.published(
+        lambda e: e.event_type == "RecoveryOpened" and e.data["settlement_id"] == str(s.settlement_id), 1)]
+    assert isinstance(opened, RecoveryOpened) and opened.amount == Decimal("350.00")
+    [reversed_event] = [e.payload() for e in await calc.published(
+        lambda e: e.event_type == "AssistanceReversed" and e.data["settlement_id"] == str(s.settlement_id), 1)]
+    assert reversed_event.recovery_id is None, "nothing was paid when the reversal came"  # type: ignore[attr-defined]
+    async with calc.client("ops") as ops:
+        mine = [r for r in (await ops.get("/v1/recoveries")).json() if r["settlement_id"] == str(s.settlement_id)]
+    assert [(r["recovery_id"], r["amount"]) for r in mine] == [(str(opened.recovery_id), "350.00")]
+    await asyncio.sleep(2)  # a second RecoveryOpened would have been published by now
+    assert len(await calc.published(lambda e: e.event_type == "RecoveryOpened"
+                                    and e.data["settlement_id"] == str(s.settlement_id), 1)) == 1
