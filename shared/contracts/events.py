@@ -13,7 +13,7 @@ from shared.contracts.types import Category, Money, Ratio, VisitType
 
 
 class EventData(BaseModel):
-    """An event's payload. `schema_version` goes up whenever the payload's shape changes (docs/decisions/0015);
+    """An event's payload. `schema_version` goes up whenever the payload's shape changes (docs/decisions/0016);
     an older version still on a topic is upcast when read (shared/contracts/versions.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

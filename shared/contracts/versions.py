@@ -2,7 +2,7 @@
 
 Each earlier version has its frozen model and an upcaster to the next version. `upcast` walks a payload from the
 version it was written in up to the current one; consumers only ever see the current model
-(docs/decisions/0015-event-schema-versions.md).
+(docs/decisions/0016-event-schema-versions.md).
 """
 
 from collections.abc import Callable, Mapping
