@@ -61,6 +61,10 @@ class BankGateway(Protocol):
 
     async def status(self, idempotency_key: str) -> BankResult | None: ...
 
+    async def recall(self, idempotency_key: str) -> BankResult | None:
+        """Ask the bank to take back an attempt not yet settled; its answer is the attempt's status after."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -167,6 +167,11 @@ class Iso20022BankGateway:
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 
+    async def recall(self, idempotency_key: str) -> BankResult | None:
+        """This ISO 20022 subset has no cancellation request (camt.056): the attempt is watched to its final
+        status instead, and money paid for a cancelled case is recovered."""
+        return await self.status(idempotency_key)
+
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.close()

@@ -8,3 +8,9 @@ PAYMENTS_BY_STATUS = Gauge("medassist_payments_current", "Payments now in each s
 RECONCILIATION_ALARMS = Gauge("medassist_reconciliation_alarms",
                               "District-days of the last RECONCILE_DAYS whose payments do not add up")
 DOUBLE_PAYMENTS = Gauge("medassist_double_payments", "Payments with more than one attempt the bank settled")
+BANK_ANSWERS = Counter("medassist_bank_answers_total", "Bank answers that changed a payment or attempt, by word",
+                       ["word"])
+CALLBACKS_UNCONFIRMED = Counter("medassist_bank_callbacks_unconfirmed_total",
+                                "Signed callbacks whose status the bank's own answer for the key did not confirm")
+ALARMS = Counter("medassist_payment_alarms_total", "Payment alarms raised (double payment, paid after cancel, "
+                 "statement differences), by kind", ["kind"])

@@ -73,6 +73,19 @@ class RestBankGateway:
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 
+    async def recall(self, idempotency_key: str) -> BankResult | None:
+        """POST /v1/transfers/{key}/recall: the bank stops an accepted transfer (it becomes failed, 'recalled');
+        a settled or failed one stays as it is. The answer is the transfer's status either way."""
+        async def once() -> BankResult | None:
+            async with self.http.post(f"/v1/transfers/{idempotency_key}/recall") as response:
+                if response.status == 404:
+                    return None
+                if response.status >= 500 or response.status == 429:
+                    raise BankServerError(response.status)
+                return _result(await response.json())
+
+        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.close()

@@ -55,3 +55,53 @@ class PaymentAttempt(SQLModel, table=True):
     status: str = Field(max_length=32)
     reason: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    """Last handed to the bank; a 'never received' answer counts only once every call since could have arrived."""
+    checked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    bank_reference: str | None = Field(default=None, max_length=64)
+    account_fingerprint: str | None = Field(default=None, max_length=64)
+    """HMAC of the account the attempt was sent to, to compare with the bank's statement without storing it."""
+    settled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class PaymentAlarm(SQLModel, table=True):
+    """Something the bank's word or statement shows that must not be: two payments, money for a cancelled
+    case, a booking we never asked for. `recovery_amount` is what the district has to get back."""
+
+    __tablename__ = "payment_alarm"
+
+    id: UUID = Field(primary_key=True)
+    kind: str = Field(max_length=32)
+    subject: str = Field(max_length=96)
+    idempotency_key: str | None = Field(default=None, max_length=64)
+    payment_id: UUID | None = None
+    case_id: UUID | None = None
+    district_code: str | None = Field(default=None, max_length=12)
+    amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    recovery_amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    bank_reference: str | None = Field(default=None, max_length=64)
+    detail: str = Field(max_length=200)
+    raised_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class StatementEntry(SQLModel, table=True):
+    """One booking from the bank's statement, as matched to our attempts."""
+
+    __tablename__ = "statement_entry"
+
+    entry_reference: str = Field(primary_key=True, max_length=64)
+    idempotency_key: str = Field(max_length=64, index=True)
+    booked_on: date = Field(index=True)
+    amount: Decimal = Field(sa_column=Column(Numeric(14, 2), nullable=False))
+    account_fingerprint: str = Field(max_length=64)
+    payment_id: UUID | None = None
+    matched_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class StatementRun(SQLModel, table=True):
+    __tablename__ = "statement_run"
+
+    booked_on: date = Field(primary_key=True)
+    entries: int
+    alarms: int
+    ran_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -1,6 +1,11 @@
 """A payment's life. One payment per approved case; each attempt has its own idempotency key, and every
-retry of an attempt reuses that key, so the bank can never book the same attempt twice."""
+retry of an attempt reuses that key, so the bank can never book the same attempt twice.
 
+Only the bank's own answer for a key (asked by the resolver) moves a payment: a callback is a hint to ask.
+`on_bank_answer` and `on_cancel` are the whole rule; they never raise, so one odd answer cannot undo others.
+"""
+
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from uuid import UUID
@@ -21,7 +26,37 @@ class PaymentStatus(StrEnum):
     ACCEPTED = "accepted"  # the bank has it; waiting for its final word
     SETTLED = "settled"
     FAILED = "failed"  # the bank refused it (closed account, name mismatch): waits for a corrected account
-    CANCELLED = "cancelled"  # the case was cancelled before anything was sent
+    CANCELLING = "cancelling"  # the case was cancelled while the bank may hold an attempt: asked (and recalled)
+    CANCELLED = "cancelled"  # the case was cancelled and the bank confirmed it holds nothing payable
+
+
+class AttemptStatus(StrEnum):
+    OPEN = "open"  # written, never handed to the bank
+    UNKNOWN = "unknown"  # handed to the bank without a final answer (sending, timeout, crash): it may pay
+    ACCEPTED = "accepted"
+    SETTLED = "settled"
+    FAILED = "failed"  # the bank refused or returned it: final and unpaid
+    ABSENT = "absent"  # the bank says, after every call could have arrived, that it never received it
+
+
+class BankWord(StrEnum):
+    """The bank's answer for one key: its status, or NOT_RECEIVED when it does not know the key."""
+
+    ACCEPTED = "accepted"
+    SETTLED = "settled"
+    FAILED = "failed"
+    NOT_RECEIVED = "not_received"
+
+
+class Alarm(StrEnum):
+    DOUBLE_PAYMENT = "double_payment"  # two attempts of one payment settled: money to recover
+    PAID_AFTER_CANCEL = "paid_after_cancel"  # the bank paid a case that was cancelled or reversed
+    UNKNOWN_TRANSFER = "unknown_transfer"  # the statement books a key we never issued
+    BOOKED_TWICE = "booked_twice"  # the statement books one key more than once
+    AMOUNT_MISMATCH = "amount_mismatch"
+    ACCOUNT_MISMATCH = "account_mismatch"
+    BOOKED_NOT_SETTLED = "booked_not_settled"  # booked in the statement, yet the bank's status says otherwise
+    CONTRADICTION = "contradiction"  # the bank no longer knows an attempt it accepted or settled
 
 
 class IllegalPaymentTransition(ValueError):
@@ -29,21 +64,26 @@ class IllegalPaymentTransition(ValueError):
 
 
 _ALLOWED: dict[PaymentStatus, set[PaymentStatus]] = {
-    PaymentStatus.AWAITING_ACCOUNT: {PaymentStatus.PENDING, PaymentStatus.CANCELLED},
+    PaymentStatus.AWAITING_ACCOUNT: {PaymentStatus.PENDING, PaymentStatus.CANCELLED, PaymentStatus.SETTLED},
     # pending -> accepted/settled/failed: the bank's word on an attempt queued to be sent again arrived first
-    PaymentStatus.PENDING: {PaymentStatus.SENDING, PaymentStatus.CANCELLED, PaymentStatus.AWAITING_ACCOUNT,
-                            PaymentStatus.ACCEPTED, PaymentStatus.SETTLED, PaymentStatus.FAILED},
+    PaymentStatus.PENDING: {PaymentStatus.SENDING, PaymentStatus.CANCELLED, PaymentStatus.CANCELLING,
+                            PaymentStatus.AWAITING_ACCOUNT, PaymentStatus.ACCEPTED, PaymentStatus.SETTLED,
+                            PaymentStatus.FAILED},
     PaymentStatus.SENDING: {PaymentStatus.ACCEPTED, PaymentStatus.SETTLED, PaymentStatus.FAILED,
-                            PaymentStatus.PENDING},
-    PaymentStatus.ACCEPTED: {PaymentStatus.SETTLED, PaymentStatus.FAILED},
-    PaymentStatus.FAILED: {PaymentStatus.PENDING, PaymentStatus.CANCELLED},  # re-issue as a new attempt
+                            PaymentStatus.PENDING, PaymentStatus.CANCELLING, PaymentStatus.AWAITING_ACCOUNT},
+    PaymentStatus.ACCEPTED: {PaymentStatus.SETTLED, PaymentStatus.FAILED, PaymentStatus.CANCELLING},
+    # re-issue as a new attempt; a failed payment still hears a later settlement of any attempt
+    PaymentStatus.FAILED: {PaymentStatus.PENDING, PaymentStatus.CANCELLED, PaymentStatus.SETTLED},
+    PaymentStatus.CANCELLING: {PaymentStatus.CANCELLED, PaymentStatus.SETTLED},
     PaymentStatus.SETTLED: set(),
-    PaymentStatus.CANCELLED: set(),
+    # money the bank paid anyway is recorded as paid (and recovered)
+    PaymentStatus.CANCELLED: {PaymentStatus.SETTLED},
 }
 
 IN_FLIGHT = frozenset({PaymentStatus.AWAITING_ACCOUNT, PaymentStatus.PENDING, PaymentStatus.SENDING,
-                       PaymentStatus.ACCEPTED})
-CANCELLABLE = frozenset({PaymentStatus.AWAITING_ACCOUNT, PaymentStatus.PENDING, PaymentStatus.FAILED})
+                       PaymentStatus.ACCEPTED, PaymentStatus.CANCELLING})
+MAY_BE_AT_THE_BANK = frozenset({AttemptStatus.UNKNOWN, AttemptStatus.ACCEPTED})
+FINAL_UNPAID = frozenset({AttemptStatus.FAILED, AttemptStatus.ABSENT})
 
 
 def move(current: PaymentStatus, new: PaymentStatus) -> PaymentStatus:
@@ -51,6 +91,81 @@ def move(current: PaymentStatus, new: PaymentStatus) -> PaymentStatus:
     if new == current or new in _ALLOWED[current]:
         return new
     raise IllegalPaymentTransition(f"{current} -> {new}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one bank answer does: the payment's and the attempt's new status, the outcome event to publish
+    ("settled", "failed", "cancelled" or None), an alarm, and whether to ask the bank to recall the attempt."""
+
+    payment: PaymentStatus
+    attempt: AttemptStatus
+    outcome: str | None = None
+    alarm: Alarm | None = None
+    recall: bool = False
+
+
+def on_bank_answer(payment: PaymentStatus, attempt: AttemptStatus, word: BankWord, *, current: bool,
+                   settled_elsewhere: bool, quiet: bool) -> Verdict:
+    """The bank's word on one attempt of a payment.
+
+    current: it is the payment's latest attempt. settled_elsewhere: another attempt of the payment settled.
+    quiet: no call with this key can still be on its way to the bank (so NOT_RECEIVED is final).
+    """
+    if word is BankWord.SETTLED:
+        if attempt is AttemptStatus.SETTLED:
+            return Verdict(payment, attempt)  # duplicate news
+        if settled_elsewhere:
+            return Verdict(PaymentStatus.SETTLED, AttemptStatus.SETTLED, alarm=Alarm.DOUBLE_PAYMENT)
+        if payment in (PaymentStatus.CANCELLED, PaymentStatus.CANCELLING):
+            return Verdict(PaymentStatus.SETTLED, AttemptStatus.SETTLED, "settled", Alarm.PAID_AFTER_CANCEL)
+        return Verdict(PaymentStatus.SETTLED, AttemptStatus.SETTLED, "settled")
+    if word is BankWord.FAILED:
+        if attempt in (AttemptStatus.SETTLED, AttemptStatus.FAILED):
+            return Verdict(payment, attempt)  # paid stays paid; a return shows in the statement
+        if not current:
+            return Verdict(payment, AttemptStatus.FAILED)
+        if payment is PaymentStatus.CANCELLING:
+            return Verdict(PaymentStatus.CANCELLED, AttemptStatus.FAILED, "cancelled")
+        if payment in (PaymentStatus.PENDING, PaymentStatus.SENDING, PaymentStatus.ACCEPTED):
+            return Verdict(PaymentStatus.FAILED, AttemptStatus.FAILED, "failed")
+        return Verdict(payment, AttemptStatus.FAILED)
+    if word is BankWord.ACCEPTED:
+        if attempt in (AttemptStatus.SETTLED, AttemptStatus.FAILED):
+            return Verdict(payment, attempt)  # an older answer overtaken by the final one
+        if payment in (PaymentStatus.CANCELLING, PaymentStatus.CANCELLED, PaymentStatus.SETTLED):
+            return Verdict(payment, AttemptStatus.ACCEPTED, recall=True)  # nothing more may be paid: take it back
+        if current and payment in (PaymentStatus.PENDING, PaymentStatus.SENDING):
+            return Verdict(PaymentStatus.ACCEPTED, AttemptStatus.ACCEPTED)
+        return Verdict(payment, AttemptStatus.ACCEPTED)
+    # NOT_RECEIVED: final only when no call with this key can still be on its way
+    if not quiet or attempt in (AttemptStatus.OPEN, AttemptStatus.FAILED, AttemptStatus.ABSENT):
+        return Verdict(payment, attempt)
+    if attempt in (AttemptStatus.SETTLED, AttemptStatus.ACCEPTED):  # the bank lost what it told us it held
+        return Verdict(payment, attempt, alarm=Alarm.CONTRADICTION)
+    if current and payment is PaymentStatus.CANCELLING:
+        return Verdict(PaymentStatus.CANCELLED, AttemptStatus.ABSENT, "cancelled")
+    if current and payment is PaymentStatus.SENDING:  # left by a crash, never arrived: send again, same key
+        return Verdict(PaymentStatus.PENDING, AttemptStatus.UNKNOWN)
+    if current and payment is PaymentStatus.PENDING:
+        return Verdict(payment, attempt)  # queued to go again under the same key
+    return Verdict(payment, AttemptStatus.ABSENT)
+
+
+def on_cancel(payment: PaymentStatus, attempt: AttemptStatus) -> Verdict:
+    """The case was cancelled (a hospital reversal). Cancelled outright only when the bank cannot hold an
+    attempt that might pay; otherwise the bank is asked first (and the attempt recalled)."""
+    if payment in (PaymentStatus.SETTLED, PaymentStatus.CANCELLED, PaymentStatus.CANCELLING):
+        return Verdict(payment, attempt)  # paid already (calculation recovers it), or cancelled already
+    if payment in (PaymentStatus.AWAITING_ACCOUNT, PaymentStatus.FAILED) or (
+            payment is PaymentStatus.PENDING and attempt is AttemptStatus.OPEN):
+        return Verdict(PaymentStatus.CANCELLED, attempt, "cancelled")
+    return Verdict(PaymentStatus.CANCELLING, attempt, recall=attempt is AttemptStatus.ACCEPTED)
+
+
+def may_reissue(earlier: list[AttemptStatus]) -> bool:
+    """A new attempt may go only when every earlier attempt is final and unpaid at the bank."""
+    return all(a in FINAL_UNPAID for a in earlier)
 
 
 IDEMPOTENCY_KEY_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9]{1,9}$"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from disbursement.adapters.bank import BankResult, BankStatus
-from disbursement.adapters.tables import Payment, PaymentAttempt
+from disbursement.adapters.tables import Payment, PaymentAlarm, PaymentAttempt
 from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, PaymentStatus
 from disbursement.service_layer.reconciliation import reconcile
 from shared.contracts.openapi import request_body
@@ -44,8 +44,9 @@ async def bank_callback(request: Request) -> dict[str, str]:
     """The bank's word on an attempt, signed by the bank (X-Bank-Signature: hex HMAC-SHA256 of the body).
 
     The signature is checked before the body is read: an unsigned callback is refused (401) whatever it holds.
-    A signed one is recorded by the resolver's next pass (many at once). Callbacks that never come are covered
-    by polling the bank by key.
+    A signed one is only a hint: the resolver's next pass asks the bank for that key's status and acts on the
+    bank's answer alone (a callback the bank does not confirm changes nothing and is counted in
+    `medassist_bank_callbacks_unconfirmed_total`). Callbacks that never come are covered by polling by key.
     """
     runtime, raw = _runtime(request), await request.body()
     secret = runtime.settings.bank_callback_secret.get_secret_value().encode()
@@ -103,8 +104,29 @@ async def payment_of_case(case_id: UUID, request: Request, ops: Ops) -> dict[str
         attempts = (await session.execute(select(PaymentAttempt).where(PaymentAttempt.payment_id == payment.id)
                                           .order_by(PaymentAttempt.attempt))).scalars()
         return {**_payment_out(payment), "attempts": [
-            {"attempt": a.attempt, "idempotency_key": a.idempotency_key, "status": a.status, "reason": a.reason}
-            for a in attempts]}
+            {"attempt": a.attempt, "idempotency_key": a.idempotency_key, "status": a.status, "reason": a.reason,
+             "bank_reference": a.bank_reference} for a in attempts]}
+
+
+@router.get("/reconciliation/alarms")
+async def reconciliation_alarms(request: Request, ops: Ops, district_code: DistrictCode = None,
+                                limit: int = Query(100, ge=1, le=1000), offset: Offset = 0) -> list[dict[str, Any]]:
+    """What the bank's answers and statements showed that must not be (newest first): `double_payment`,
+    `paid_after_cancel` (both with the `recovery_amount` to get back), `unknown_transfer`, `booked_twice`,
+    `amount_mismatch`, `account_mismatch`, `booked_not_settled`, `contradiction`. docs/runbook.md says what to do."""
+    query = select(PaymentAlarm)
+    if district := _district(ops, district_code):
+        query = query.where(PaymentAlarm.district_code == district)
+    async with _runtime(request).db.transaction() as session:
+        rows = (await session.execute(query.order_by(PaymentAlarm.raised_at.desc())  # type: ignore[attr-defined]
+                                      .limit(limit).offset(offset))).scalars()
+        return [{"alarm_id": str(a.id), "kind": a.kind, "idempotency_key": a.idempotency_key,
+                 "payment_id": str(a.payment_id) if a.payment_id else None,
+                 "case_id": str(a.case_id) if a.case_id else None, "district_code": a.district_code,
+                 "amount": f"{a.amount:.2f}" if a.amount is not None else None,
+                 "recovery_amount": f"{a.recovery_amount:.2f}" if a.recovery_amount is not None else None,
+                 "bank_reference": a.bank_reference, "detail": a.detail, "raised_at": a.raised_at.isoformat()}
+                for a in rows]
 
 
 @router.get("/reconciliation")

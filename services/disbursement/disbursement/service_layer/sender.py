@@ -2,12 +2,16 @@
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from uuid import UUID
 
 import orjson
 from opentelemetry.trace import SpanKind
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from disbursement.adapters.bank import (
     BankGateway,
@@ -17,9 +21,20 @@ from disbursement.adapters.bank import (
     BankUnavailable,
     PaymentInstruction,
 )
-from disbursement.adapters.tables import Payee, Payment
-from disbursement.domain.payment import PaymentStatus
-from disbursement.service_layer.payments import PAYMENTS_DUE, apply_bank_results, claim_due, retry_later, unresolved
+from disbursement.adapters.metrics import CALLBACKS_UNCONFIRMED
+from disbursement.adapters.tables import Payee, Payment, PaymentAttempt
+from disbursement.config import DisbursementSettings
+from disbursement.domain.payment import BankWord, PaymentStatus
+from disbursement.service_layer.payments import (
+    PAYMENTS_CANCELLING,
+    PAYMENTS_DUE,
+    Answer,
+    apply_bank_answers,
+    claim_due,
+    claim_unresolved,
+    mark_sent,
+    retry_later,
+)
 from shared.security.crypto import FieldCipher
 from shared.service import Runtime
 from shared.telemetry import context_from, tracer
@@ -53,8 +68,54 @@ async def _send_one(gateway: BankGateway, payment: Payment, payee: dict[str, str
             return None
 
 
+async def apply_safely(runtime: Runtime, answers: Sequence[Answer]) -> tuple[list[str], list[Answer]]:
+    """Apply answers in one transaction; if that fails, each answer in its own, so one that cannot be applied
+    never holds up the others. Returns (keys to recall, answers not applied)."""
+    settings: DisbursementSettings = runtime.settings  # type: ignore[assignment]
+    try:
+        async with runtime.db.transaction() as session:
+            return await apply_bank_answers(session, settings, answers), []
+    except Exception:
+        if len(answers) <= 1:
+            log.exception("a bank answer could not be applied; asked again later")
+            return [], list(answers)
+    recalls, left = [], []
+    for answer in answers:
+        try:
+            async with runtime.db.transaction() as session:
+                recalls += await apply_bank_answers(session, settings, [answer])
+        except Exception:
+            log.exception("a bank answer could not be applied; asked again later",
+                          extra={"idempotency_key": answer.key})
+            left.append(answer)
+    return recalls, left
+
+
+def fingerprint(runtime: Runtime, account: str) -> str:
+    """The account an attempt went to, comparable with the bank's statement, not reversible to the number."""
+    pepper = runtime.settings.person_ref_pepper.get_secret_value().encode()
+    return hmac.new(pepper, f"account:{account}".encode(), hashlib.sha256).hexdigest()
+
+
+async def _earlier_attempts(session: AsyncSession, due: list[Payment]) -> dict[UUID, list[str]]:
+    reissued = {p.id: p.attempt for p in due if p.attempt > 1}
+    if not reissued:
+        return {}
+    rows = (await session.execute(select(PaymentAttempt.payment_id, PaymentAttempt.idempotency_key,
+                                         PaymentAttempt.attempt).where(
+        PaymentAttempt.payment_id.in_(list(reissued))))).all()  # type: ignore[attr-defined]
+    earlier: dict[UUID, list[str]] = {pid: [] for pid in reissued}
+    for pid, key, number in rows:
+        if number < reissued[pid]:
+            earlier[pid].append(key)
+    return earlier
+
+
 async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
-    """Claim due payments in batches and send them concurrently (bounded), recording every answer."""
+    """Claim due payments in batches and send them concurrently (bounded), recording every answer.
+
+    A re-issued attempt goes only after the bank confirms every earlier attempt of the payment final and unpaid.
+    """
     settings = runtime.settings
     gateway: BankGateway = runtime.extras["bank"]
     cipher: FieldCipher = runtime.extras["payee_cipher"]
@@ -62,6 +123,14 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
     callback_url = f"{settings.callback_base_url}/v1/bank/callbacks"
     due_signal = asyncio.Event()
     runtime.db.on_commit(PAYMENTS_DUE, due_signal.set)
+
+    async def ask(key: str) -> Answer | None:
+        async with semaphore:
+            try:
+                return Answer.of(key, await gateway.status(key))
+            except Exception:  # unreachable or unreadable: the re-issue waits
+                return None
+
     while not stopping.is_set():
         due_signal.clear()  # before the claim: payments opened meanwhile wake the next pass
         try:
@@ -74,6 +143,7 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
                     await session.execute(update(Payment).where(Payment.id.in_(missing))  # type: ignore[attr-defined]
                                           .values(status=PaymentStatus.AWAITING_ACCOUNT.value))
                 due = [d for d in due if d.person_ref in payees]
+                earlier = await _earlier_attempts(session, due)
                 if due:
                     await session.execute(update(Payment), [
                         {"id": d.id, "account_version": payees[d.person_ref].account_version} for d in due])
@@ -82,23 +152,42 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
                     await asyncio.wait_for(due_signal.wait(), timeout=settings.worker_idle_s)
                 continue
 
-            async def send(payment: Payment, payees: dict[str, Payee] = payees) -> BankResult | None:
-                payee = orjson.loads(cipher.decrypt(payees[payment.person_ref].payee_ciphertext, payment.person_ref))
-                async with semaphore:
-                    return await _send_one(gateway, payment, payee, callback_url)
-
-            answers = await asyncio.gather(*(send(p) for p in due))
+            held: set[str] = set()
+            if earlier:  # re-issues: the bank's own word on every earlier attempt first
+                keys = [k for ks in earlier.values() for k in ks]
+                checked = dict(zip(keys, await asyncio.gather(*(ask(k) for k in keys)), strict=True))
+                await apply_safely(runtime, [a for a in checked.values() if a is not None])
+                for payment in due:
+                    words = [a.word if (a := checked[k]) else None for k in earlier.get(payment.id, [])]
+                    if not all(w in (BankWord.FAILED, BankWord.NOT_RECEIVED) for w in words):
+                        held.add(payment.idempotency_key)  # settled (now recorded) or not yet final: not sent
+            plain = {p.idempotency_key: orjson.loads(cipher.decrypt(payees[p.person_ref].payee_ciphertext,
+                                                                    p.person_ref)) for p in due}
+            to_send = [p for p in due if p.idempotency_key not in held]
             async with runtime.db.transaction() as session:
-                await apply_bank_results(session, settings, [a for a in answers if a is not None])
-                await retry_later(session, [p.idempotency_key for p, a in zip(due, answers, strict=True) if a is None],
-                                  settings.resend_backoff_s)
+                await mark_sent(session, {p.idempotency_key: fingerprint(runtime, plain[p.idempotency_key]["account"])
+                                          for p in to_send})
+                await retry_later(session, sorted(held), settings.resend_backoff_s)
+
+            async def send(payment: Payment, plain: dict[str, dict[str, str]] = plain) -> BankResult | None:
+                async with semaphore:
+                    return await _send_one(gateway, payment, plain[payment.idempotency_key], callback_url)
+
+            answers = await asyncio.gather(*(send(p) for p in to_send))
+            _, left = await apply_safely(runtime, [Answer.of(a.idempotency_key, a) for a in answers if a is not None])
+            async with runtime.db.transaction() as session:
+                await retry_later(session, [p.idempotency_key for p, a in zip(to_send, answers, strict=True)
+                                            if a is None], settings.resend_backoff_s)
+            for answer in left:  # the resolver asks again
+                runtime.extras["hints"].report(BankResult(answer.key, None, BankStatus.ACCEPTED))
         except Exception:
             log.exception("payment sender pass failed; retrying")
             await asyncio.sleep(1)
 
 
 class Hints:
-    """What the bank's signed callbacks said, waiting for the resolver's next pass (one transaction for all)."""
+    """Keys the bank's signed callbacks (or its statement) named, waiting for the resolver to ask the bank.
+    What a callback said is kept only to count the callbacks the bank's own answer does not confirm."""
 
     def __init__(self) -> None:
         self.results: dict[str, BankResult] = {}
@@ -108,43 +197,76 @@ class Hints:
         self.results[result.idempotency_key] = result
         self.event.set()
 
-    def take(self) -> list[BankResult]:
-        results, self.results = list(self.results.values()), {}
+    def take(self) -> dict[str, BankResult]:
+        results, self.results = self.results, {}
         self.event.clear()
         return results
 
 
 async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
-    """Ask the bank, by key, about attempts with no final word; never re-send what the bank already has."""
+    """Ask the bank, by key, about every attempt it may hold without a final word, and about every key a
+    callback named; act only on the bank's own answers. Never re-send what the bank already has."""
     settings = runtime.settings
     gateway: BankGateway = runtime.extras["bank"]
     hints: Hints = runtime.extras["hints"]
     semaphore = asyncio.Semaphore(settings.bank_concurrency)
+    cancelling = asyncio.Event()
+    runtime.db.on_commit(PAYMENTS_CANCELLING, cancelling.set)
 
     async def ask(key: str) -> BankResult | None:
         async with semaphore:
             return await gateway.status(key)
 
+    async def recall(key: str) -> BankResult | None:
+        async with semaphore:
+            return await gateway.recall(key)
+
     while not stopping.is_set():
         try:
+            cancelling.clear()
             reported = hints.take()
             async with runtime.db.transaction() as session:
-                await apply_bank_results(session, settings, reported)
-                accepted, stale = await unresolved(session, settings.poll_after_s, settings.sending_stale_s)
-            keys = sorted(set(accepted) | set(stale))
-            asked_at = datetime.now(UTC) - timedelta(seconds=settings.sending_stale_s)
-            answers = await asyncio.gather(*(ask(k) for k in keys), return_exceptions=True)
-            known = [a for a in answers if isinstance(a, BankResult)]
-            unknown = [k for k, a in zip(keys, answers, strict=True) if a is None and k in stale]
-            if known or unknown:
-                async with runtime.db.transaction() as session:
-                    await apply_bank_results(session, settings, known)
-                    # Left `sending` by a crash and unknown to the bank: send again, same key.
-                    await retry_later(session, unknown, 0, stale_before=asked_at)
+                polled = await claim_unresolved(session, settings.poll_after_s)
+            keys = sorted(set(reported) | set(polled))
+            results = await asyncio.gather(*(ask(k) for k in keys), return_exceptions=True)
+            answers = []
+            for key, result in zip(keys, results, strict=True):
+                if isinstance(result, BaseException):
+                    if key in reported:  # the bank could not be asked: ask again next pass
+                        hints.report(reported[key])
+                    continue
+                answer = Answer.of(key, result)
+                if key in reported and reported[key].status.value != answer.word.value:
+                    CALLBACKS_UNCONFIRMED.inc()
+                    log.warning("bank callback not confirmed by the bank's status for the key", extra={
+                        "idempotency_key": key, "callback_status": reported[key].status.value,
+                        "bank_status": answer.word.value})
+                answers.append(answer)
+            recalls, left = await apply_safely(runtime, answers)
+            for answer in left:
+                if answer.key in reported:
+                    hints.report(reported[answer.key])
+            if recalls:
+                recalled = await asyncio.gather(*(recall(k) for k in recalls), return_exceptions=True)
+                for key, result in zip(recalls, recalled, strict=True):
+                    if isinstance(result, BankResult):
+                        hints.report(result)  # asked again by key next pass, like any hint
+                    else:
+                        log.warning("recall at the bank failed; the attempt stays watched",
+                                    extra={"idempotency_key": key})
         except Exception:
             log.exception("payment resolver pass failed; retrying")
-        try:  # the next pass: as soon as callbacks arrive (a little later, to gather several), or in a second
-            await asyncio.wait_for(hints.event.wait(), timeout=1.0)
+        try:  # the next pass: as soon as callbacks or cancellations arrive (a little later, to gather several)
+            await asyncio.wait_for(_either(hints.event, cancelling), timeout=1.0)
             await asyncio.sleep(0.05)
         except TimeoutError:
             pass
+
+
+async def _either(*events: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -13,12 +13,15 @@ from disbursement.domain.payment import IllegalPaymentTransition, PaymentStatus,
 
 P = PaymentStatus
 ALLOWED = {
-    (P.AWAITING_ACCOUNT, P.PENDING), (P.AWAITING_ACCOUNT, P.CANCELLED),
-    (P.PENDING, P.SENDING), (P.PENDING, P.CANCELLED), (P.PENDING, P.AWAITING_ACCOUNT),
+    (P.AWAITING_ACCOUNT, P.PENDING), (P.AWAITING_ACCOUNT, P.CANCELLED), (P.AWAITING_ACCOUNT, P.SETTLED),
+    (P.PENDING, P.SENDING), (P.PENDING, P.CANCELLED), (P.PENDING, P.CANCELLING), (P.PENDING, P.AWAITING_ACCOUNT),
     (P.PENDING, P.ACCEPTED), (P.PENDING, P.SETTLED), (P.PENDING, P.FAILED),
     (P.SENDING, P.ACCEPTED), (P.SENDING, P.SETTLED), (P.SENDING, P.FAILED), (P.SENDING, P.PENDING),
-    (P.ACCEPTED, P.SETTLED), (P.ACCEPTED, P.FAILED),
-    (P.FAILED, P.PENDING), (P.FAILED, P.CANCELLED),
+    (P.SENDING, P.CANCELLING), (P.SENDING, P.AWAITING_ACCOUNT),
+    (P.ACCEPTED, P.SETTLED), (P.ACCEPTED, P.FAILED), (P.ACCEPTED, P.CANCELLING),
+    (P.FAILED, P.PENDING), (P.FAILED, P.CANCELLED), (P.FAILED, P.SETTLED),  # a failed payment is not deaf
+    (P.CANCELLING, P.CANCELLED), (P.CANCELLING, P.SETTLED),
+    (P.CANCELLED, P.SETTLED),  # the bank paid a cancelled case anyway: recorded as paid, and recovered
 }
 
 
@@ -32,9 +35,8 @@ def test_every_payment_transition(current: PaymentStatus, new: PaymentStatus) ->
             move(current, new)
 
 
-def test_settled_and_cancelled_are_final() -> None:
-    for final in (P.SETTLED, P.CANCELLED):
-        assert not any((final, other) in ALLOWED for other in PaymentStatus)
+def test_settled_is_final() -> None:
+    assert not any((P.SETTLED, other) in ALLOWED for other in PaymentStatus)
 
 
 def test_each_attempt_has_its_own_stable_key() -> None:
