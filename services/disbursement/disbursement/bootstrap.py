@@ -11,6 +11,7 @@ from disbursement.entrypoints.http import router
 from disbursement.service_layer.gauges import publish_payment_gauges
 from disbursement.service_layer.payments import handle_events
 from disbursement.service_layer.sender import Hints, resolve_open_payments, send_due_payments
+from disbursement.service_layer.statements import reconcile_daily
 from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
@@ -29,7 +30,9 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
         if settings.bank_adapter == "iso20022":
             runtime.extras["bank"] = Iso20022BankGateway(
                 base_url=settings.bank_base_url, debtor_account=settings.debtor_account,
-                debtor_name=settings.debtor_name, timeout_s=settings.bank_timeout_s)
+                debtor_name=settings.debtor_name, timeout_s=settings.bank_timeout_s,
+                max_attempts=settings.bank_max_attempts, backoff_initial_s=settings.bank_backoff_initial_s,
+                backoff_max_s=settings.bank_backoff_max_s)
         else:
             runtime.extras["bank"] = RestBankGateway(
                 base_url=settings.bank_base_url, timeout_s=settings.bank_timeout_s,
@@ -47,7 +50,7 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
         title="Disbursement: payments to residents' bank accounts",
         routers=[router],
         consumers=[ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], handler)],
-        background=[send_due_payments, resolve_open_payments, publish_payment_gauges],
+        background=[send_due_payments, resolve_open_payments, publish_payment_gauges, reconcile_daily],
         on_start=on_start,
         on_stop=on_stop,
     ))

@@ -25,5 +25,7 @@ class DisbursementSettings(ServiceSettings):
     """A payment still `sending` after this long was left by a crash: ask the bank, then re-send if unknown.
     Longer than a bank call with all its retries, so a live call is never mistaken for a crashed one."""
     resend_backoff_s: float = 5.0
+    statement_check_s: float = 60.0
+    """How often the daily statement reconciliation looks whether yesterday's statement is matched yet."""
     debtor_account: str = "310110000000000001"
     debtor_name: str = "Yangpu District Medical Assistance Centre"

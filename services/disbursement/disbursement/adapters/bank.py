@@ -2,7 +2,8 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -44,6 +45,17 @@ class BankResult:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class StatementLine:
+    """One booked debit of the bank's statement. The account is the bank's plain text: fingerprint it and
+    let it go; it is never stored, logged or returned."""
+
+    entry_reference: str
+    idempotency_key: str
+    amount: Decimal
+    creditor_account: str = field(repr=False)
+
+
 class BankRejected(Exception):
     """The bank refused the instruction itself (4xx): retrying cannot help."""
 
@@ -63,6 +75,10 @@ class BankGateway(Protocol):
 
     async def recall(self, idempotency_key: str) -> BankResult | None:
         """Ask the bank to take back an attempt not yet settled; its answer is the attempt's status after."""
+        ...
+
+    async def statement(self, day: date) -> list[StatementLine]:
+        """Every transfer the bank booked out of the account on a day (its own books)."""
         ...
 
     async def aclose(self) -> None: ...

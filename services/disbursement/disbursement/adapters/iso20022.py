@@ -20,6 +20,7 @@ from disbursement.adapters.bank import (
     BankServerError,
     BankStatus,
     PaymentInstruction,
+    StatementLine,
     http_session,
     with_retries,
 )
@@ -110,6 +111,27 @@ def parse_pain002(xml: bytes) -> dict[str, BankResult]:
     return results
 
 
+CAMT053 = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
+
+
+def parse_camt053(xml: bytes) -> list[StatementLine]:
+    """The booked debit entries of a BankToCustomerStatement (camt.053.001.08), by their EndToEndId."""
+    ns = {"c": CAMT053}
+    lines = []
+    for entry in ET.fromstring(xml).iterfind(".//c:Stmt/c:Ntry", ns):
+        if entry.findtext("c:CdtDbtInd", namespaces=ns) != "DBIT" or entry.findtext(
+                "c:Sts/c:Cd", namespaces=ns) != "BOOK":
+            continue  # money in, or not booked yet
+        reference = entry.findtext("c:AcctSvcrRef", namespaces=ns) or entry.findtext("c:NtryRef", namespaces=ns)
+        key = entry.findtext("c:NtryDtls/c:TxDtls/c:Refs/c:EndToEndId", namespaces=ns)
+        amount = entry.find("c:Amt", ns)
+        account = entry.findtext("c:NtryDtls/c:TxDtls/c:RltdPties/c:CdtrAcct/c:Id/c:Othr/c:Id", namespaces=ns)
+        if not reference or not key or amount is None or amount.get("Ccy") != "CNY" or not amount.text:
+            raise ValueError("unreadable camt.053 entry")
+        lines.append(StatementLine(reference, key, Decimal(amount.text), account or ""))
+    return lines
+
+
 class Iso20022BankGateway:
     """Sends pain.001 documents to the bank's ISO 20022 endpoint and reads its pain.002 reports."""
 
@@ -164,6 +186,16 @@ class Iso20022BankGateway:
                 if response.status >= 500 or response.status == 429:
                     raise BankServerError(response.status)
                 return parse_pain002(await response.read()).get(idempotency_key)
+
+        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+
+    async def statement(self, day: date) -> list[StatementLine]:
+        async def once() -> list[StatementLine]:
+            async with self.http.get("/iso20022/camt.053", params={"date": day.isoformat()}) as response:
+                if response.status >= 500 or response.status == 429:
+                    raise BankServerError(response.status)
+                response.raise_for_status()
+                return parse_camt053(await response.read())
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 

@@ -14,3 +14,5 @@ CALLBACKS_UNCONFIRMED = Counter("medassist_bank_callbacks_unconfirmed_total",
                                 "Signed callbacks whose status the bank's own answer for the key did not confirm")
 ALARMS = Counter("medassist_payment_alarms_total", "Payment alarms raised (double payment, paid after cancel, "
                  "statement differences), by kind", ["kind"])
+OPEN_ALARMS = Gauge("medassist_payment_alarms_on_record", "Payment alarms on record, by kind (refreshed every minute)",
+                    ["kind"])

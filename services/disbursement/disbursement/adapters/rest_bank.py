@@ -1,5 +1,7 @@
 """REST bank adapter (the project's bank simulator speaks it): Idempotency-Key on every transfer."""
 
+from datetime import date
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -11,6 +13,7 @@ from disbursement.adapters.bank import (
     BankServerError,
     BankStatus,
     PaymentInstruction,
+    StatementLine,
     http_session,
     with_retries,
 )
@@ -83,6 +86,19 @@ class RestBankGateway:
                 if response.status >= 500 or response.status == 429:
                     raise BankServerError(response.status)
                 return _result(await response.json())
+
+        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+
+    async def statement(self, day: date) -> list[StatementLine]:
+        """GET /v1/statements/{day}: the simulator's REST statement (the same content as a camt.053)."""
+        async def once() -> list[StatementLine]:
+            async with self.http.get(f"/v1/statements/{day.isoformat()}") as response:
+                if response.status >= 500 or response.status == 429:
+                    raise BankServerError(response.status)
+                response.raise_for_status()
+                body = await response.json()
+            return [StatementLine(e["entry_reference"], e["idempotency_key"], Decimal(e["amount"]),
+                                  e["creditor_account"]) for e in body["entries"]]
 
         return await with_retries(once, **self._retry)  # type: ignore[arg-type]
 

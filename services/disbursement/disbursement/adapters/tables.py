@@ -96,6 +96,7 @@ class StatementEntry(SQLModel, table=True):
     account_fingerprint: str = Field(max_length=64)
     payment_id: UUID | None = None
     matched_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    position: int
 
 
 class StatementRun(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
-from disbursement.adapters.bank import BankResult, BankStatus
+from disbursement.adapters.bank import BankResult, BankStatus, BankUnavailable
 from disbursement.adapters.tables import Payment, PaymentAlarm, PaymentAttempt
-from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, PaymentStatus
+from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, PaymentStatus, business_day
 from disbursement.service_layer.reconciliation import reconcile
+from disbursement.service_layer.statements import reconcile_statement
 from shared.contracts.openapi import request_body
 from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN, IsoDate
 from shared.pagination import Offset
@@ -106,6 +108,17 @@ async def payment_of_case(case_id: UUID, request: Request, ops: Ops) -> dict[str
         return {**_payment_out(payment), "attempts": [
             {"attempt": a.attempt, "idempotency_key": a.idempotency_key, "status": a.status, "reason": a.reason,
              "bank_reference": a.bank_reference} for a in attempts]}
+
+
+@router.post("/reconciliation/statement")
+async def reconcile_with_the_bank(request: Request, ops: Annotated[Principal, Depends(staff(Role.ops))],
+                                  day: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
+    """Fetch the bank's statement for a booking day (default: today, Beijing time) and match every booked
+    transfer to exactly one settled attempt, now. Alarms found are stored (GET /v1/reconciliation/alarms)."""
+    try:
+        return await reconcile_statement(_runtime(request), day or business_day(datetime.now(UTC)))
+    except BankUnavailable:
+        raise ProblemError(503, "bank_unavailable", "the bank's statement could not be fetched; try again") from None
 
 
 @router.get("/reconciliation/alarms")

@@ -178,7 +178,7 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
             async with runtime.db.transaction() as session:
                 await retry_later(session, [p.idempotency_key for p, a in zip(to_send, answers, strict=True)
                                             if a is None], settings.resend_backoff_s)
-            for answer in left:  # the resolver asks again
+            for answer in left:  # the resolver asks again (as "accepted": never counted as unconfirmed)
                 runtime.extras["hints"].report(BankResult(answer.key, None, BankStatus.ACCEPTED))
         except Exception:
             log.exception("payment sender pass failed; retrying")
@@ -187,20 +187,26 @@ async def send_due_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
 
 class Hints:
     """Keys the bank's signed callbacks (or its statement) named, waiting for the resolver to ask the bank.
-    What a callback said is kept only to count the callbacks the bank's own answer does not confirm."""
+    What each callback said is kept only to count those the bank's own answer does not confirm."""
 
     def __init__(self) -> None:
-        self.results: dict[str, BankResult] = {}
+        self.results: dict[str, list[BankResult]] = {}
         self.event = asyncio.Event()
 
     def report(self, result: BankResult) -> None:
-        self.results[result.idempotency_key] = result
+        self.results.setdefault(result.idempotency_key, []).append(result)
         self.event.set()
 
-    def take(self) -> dict[str, BankResult]:
+    def take(self) -> dict[str, list[BankResult]]:
         results, self.results = self.results, {}
         self.event.clear()
         return results
+
+
+def confirmed(said: BankStatus, answer: BankWord) -> bool:
+    """A callback the bank's answer bears out: the same status, or an earlier stage of it (accepted)."""
+    return said.value == answer.value or (said is BankStatus.ACCEPTED and answer in (BankWord.SETTLED,
+                                                                                    BankWord.FAILED))
 
 
 async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> None:
@@ -232,25 +238,26 @@ async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> No
             answers = []
             for key, result in zip(keys, results, strict=True):
                 if isinstance(result, BaseException):
-                    if key in reported:  # the bank could not be asked: ask again next pass
-                        hints.report(reported[key])
+                    for said in reported.get(key, []):  # the bank could not be asked: ask again next pass
+                        hints.report(said)
                     continue
                 answer = Answer.of(key, result)
-                if key in reported and reported[key].status.value != answer.word.value:
-                    CALLBACKS_UNCONFIRMED.inc()
-                    log.warning("bank callback not confirmed by the bank's status for the key", extra={
-                        "idempotency_key": key, "callback_status": reported[key].status.value,
-                        "bank_status": answer.word.value})
+                for said in reported.get(key, []):
+                    if not confirmed(said.status, answer.word):
+                        CALLBACKS_UNCONFIRMED.inc()
+                        log.warning("bank callback not confirmed by the bank's status for the key", extra={
+                            "idempotency_key": key, "callback_status": said.status.value,
+                            "bank_status": answer.word.value})
                 answers.append(answer)
             recalls, left = await apply_safely(runtime, answers)
             for answer in left:
-                if answer.key in reported:
-                    hints.report(reported[answer.key])
+                for said in reported.get(answer.key, []):
+                    hints.report(said)
             if recalls:
                 recalled = await asyncio.gather(*(recall(k) for k in recalls), return_exceptions=True)
                 for key, result in zip(recalls, recalled, strict=True):
-                    if isinstance(result, BankResult):
-                        hints.report(result)  # asked again by key next pass, like any hint
+                    if isinstance(result, BankResult):  # asked again by key next pass, like any hint
+                        hints.report(BankResult(key, result.bank_reference, BankStatus.ACCEPTED))
                     else:
                         log.warning("recall at the bank failed; the attempt stays watched",
                                     extra={"idempotency_key": key})

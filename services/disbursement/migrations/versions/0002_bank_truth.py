@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("account_fingerprint", sa.String(64), nullable=False),
         sa.Column("payment_id", sa.Uuid),
         sa.Column("matched_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("position", sa.Integer, nullable=False),  # its place in the statement: the bank's order
     )
     op.create_table(
         "statement_run",

@@ -2,13 +2,16 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 from disbursement.adapters.bank import BankRejected, BankStatus, BankUnavailable, PaymentInstruction
 from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
+from simulators.bank.ledger import BANK_TIME
 
 from shared.testing import ServiceProcess, free_port
 
@@ -111,3 +114,49 @@ async def test_iso20022_batch_with_a_closed_account(bank: str) -> None:
         assert [len(await transfers(bank, f"case {k}")) for k in final] == [1, 1, 1]
     finally:
         await gateway.aclose()
+
+
+async def test_the_banks_books_survive_a_crash_and_its_statement_still_tells_the_truth(tmp_path: Path) -> None:
+    """kill -9 of the simulator: transfers, bookings and a transfer taken but not yet settled all come back;
+    the REST statement and the camt.053 say the same."""
+    port, books = free_port(), str(tmp_path / "books.sqlite3")
+    env = {"BANK_SIM_PORT": str(port), "BANK_SIM_SETTLE_DELAY_MS": "20", "BANK_SIM_DB_PATH": books}
+    process = ServiceProcess("simulators.bank", env, port).start()
+    rest = RestBankGateway(process.url, timeout_s=1, max_attempts=8, backoff_initial_s=0.05, backoff_max_s=0.2)
+    iso = Iso20022BankGateway(process.url, debtor_account="31011000001", debtor_name="Centre", timeout_s=2,
+                              max_attempts=8, backoff_initial_s=0.05, backoff_max_s=0.2)
+    try:
+        await process.wait_ready()
+        for i in range(3):
+            await rest.submit(order(f"crash-{i}", amount=f"{i + 1}.25"))
+        await asyncio.sleep(0.3)
+        await faults(process.url, settle_delay_ms=60_000)  # this one is taken, not settled, when the bank dies
+        await rest.submit(order("crash-late", amount="9.99"))
+        process.kill()
+        env["BANK_SIM_SETTLE_DELAY_MS"] = "20"
+        process = ServiceProcess("simulators.bank", env, port).start()
+        await process.wait_ready()
+        today = datetime.now(UTC).astimezone(BANK_TIME).date()
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(lines := await rest.statement(today)) < 4:
+            assert asyncio.get_running_loop().time() < deadline, lines
+            await asyncio.sleep(0.2)
+        assert sorted((s.idempotency_key, s.amount) for s in lines if s.idempotency_key.startswith("crash-")) == [
+            ("crash-0", Decimal("1.25")), ("crash-1", Decimal("2.25")), ("crash-2", Decimal("3.25")),
+            ("crash-late", Decimal("9.99"))]
+        assert {(s.entry_reference, s.idempotency_key, s.amount, s.creditor_account) for s in lines} == {
+            (s.entry_reference, s.idempotency_key, s.amount, s.creditor_account) for s in await iso.statement(today)}
+        assert (await rest.status("crash-late")).status is BankStatus.SETTLED  # type: ignore[union-attr]
+        assert (await rest.recall("crash-0")).status is BankStatus.SETTLED  # type: ignore[union-attr]
+    finally:
+        await rest.aclose()
+        await iso.aclose()
+        process.stop()
+
+
+async def test_a_recall_stops_a_transfer_not_yet_settled(bank: str, rest: RestBankGateway) -> None:
+    await faults(bank, settle_delay_ms=5_000)
+    await rest.submit(order("recall-1"))
+    recalled = await rest.recall("recall-1")
+    assert recalled is not None and (recalled.status, recalled.reason) == (BankStatus.FAILED, "recalled")
+    assert await rest.recall("never-sent-recall") is None

@@ -3,9 +3,12 @@ case whatever is redelivered or however the bank misbehaves, a closed account re
 once the registry sends a corrected one, and a reconciliation that balances per district and day."""
 
 import asyncio
+import hashlib
+import hmac
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -73,26 +76,75 @@ class Disbursement(ServiceUnderTest):
                                       params={"remittance_info": f"medical assistance case {case_id}"})
         return response.json()  # type: ignore[no-any-return]
 
+    async def get_until_alarms(self, case_id: uuid.UUID, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(found := await self.alarms(case_id)) < count:
+            assert asyncio.get_running_loop().time() < deadline, f"expected {count} alarms, got {found}"
+            await asyncio.sleep(0.2)
+        return found
+
     async def faults(self, **values: object) -> None:
         async with httpx.AsyncClient(base_url=self.bank) as bank:
             (await bank.put("/admin/faults", json={**CALM, **values})).raise_for_status()
+
+    async def entries(self, case_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+        """The bank's own statement lines (money out), for one case or all."""
+        async with httpx.AsyncClient(base_url=self.bank) as bank:
+            rows: list[dict[str, Any]] = (await bank.get("/admin/entries")).json()
+        return [r for r in rows if case_id is None or r["remittance_info"] == f"medical assistance case {case_id}"]
+
+    async def book_by_hand(self, **entry: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.bank) as bank:
+            response = await bank.post("/admin/entries", json=entry)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def reconcile(self) -> dict[str, Any]:
+        """Statement reconciliation for today, on demand, as ops."""
+        async with self.client("ops") as ops:
+            response = await ops.post("/v1/reconciliation/statement")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def alarms(self, case_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+        async with self.client("ops") as ops:
+            rows: list[dict[str, Any]] = (await ops.get("/v1/reconciliation/alarms", params={"limit": 1000})).json()
+        return [r for r in rows if case_id is None or r["case_id"] == str(case_id)]
+
+    async def callback(self, body: dict[str, Any]) -> None:
+        """A callback signed with the bank's secret (a bank that errs, or a leaked secret)."""
+        raw = orjson.dumps(body)
+        secret = self.settings.bank_callback_secret.get_secret_value().encode()  # type: ignore[attr-defined]
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            response = await client.post("/v1/bank/callbacks", content=raw, headers={
+                "Content-Type": "application/json",
+                "X-Bank-Signature": hmac.new(secret, raw, hashlib.sha256).hexdigest()})
+        assert response.status_code == 202, response.text
+
+    async def metric(self, name: str) -> float:
+        async with httpx.AsyncClient(base_url=self.url) as client:
+            text = (await client.get("/metrics")).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
 
     async def bank_stats(self) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=self.bank) as bank:
             return (await bank.get("/admin/stats")).json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-async def service() -> AsyncIterator[Disbursement]:
+@asynccontextmanager
+async def running(adapter: str = "rest", bank_db: str = "") -> AsyncIterator[Disbursement]:
+    """The bank simulator and disbursement (with this bank adapter) as processes on free ports."""
     bank_port, port = free_port(), free_port()
-    settings = DisbursementSettings(topic_prefix=unique_prefix("pay"), database_name="test_disbursement")
-    bank = ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(bank_port), "BANK_SIM_SETTLE_DELAY_MS": "30"},
-                          bank_port).start()
+    settings = DisbursementSettings(topic_prefix=unique_prefix("pay"), database_name=f"test_disbursement_{adapter}",
+                                    bank_adapter=adapter)
+    bank = ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(bank_port), "BANK_SIM_SETTLE_DELAY_MS": "30",
+                                              "BANK_SIM_DB_PATH": bank_db}, bank_port).start()
     try:
         await bank.wait_ready()
         process = await start_service("disbursement", settings, MIGRATIONS, {
-            "BANK_BASE_URL": bank.url, "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
-            "BANK_TIMEOUT_S": "0.5", "POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5",
+            "BANK_ADAPTER": adapter, "BANK_BASE_URL": bank.url, "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
+            "BANK_TIMEOUT_S": "0.5", "POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5", "SENDING_STALE_S": "8",
             "BANK_BACKOFF_INITIAL_S": "0.05", "BANK_BACKOFF_MAX_S": "0.2"}, port)
     except BaseException:
         bank.stop()
@@ -105,6 +157,22 @@ async def service() -> AsyncIterator[Disbursement]:
         await producer.stop()
         process.stop()
         bank.stop()
+
+
+@pytest.fixture(scope="module")
+async def service() -> AsyncIterator[Disbursement]:
+    async with running("rest") as started:
+        yield started
+
+
+@pytest.fixture(scope="module", params=["rest", "iso20022"])
+async def either(request: pytest.FixtureRequest, service: Disbursement) -> AsyncIterator[Disbursement]:
+    """Each adapter in turn: the REST one (the module's service) and the ISO 20022 one."""
+    if request.param == "rest":
+        yield service
+        return
+    async with running("iso20022") as started:
+        yield started
 
 
 def person() -> str:
@@ -312,3 +380,183 @@ async def test_callbacks_not_signed_by_the_bank_are_refused_before_reading_them(
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == "bad_signature"
+
+
+# --- A bank whose messages are wrong: each misbehaviour, in both adapters, counted from the bank's own books ---
+
+
+async def heard(service: Disbursement, case_id: uuid.UUID, until: Callable[[dict[str, Any]], bool],
+                timeout: float = 60) -> dict[str, Any]:
+    """The payment once `until` holds. The ISO 20022 bank sends no callbacks: its later word about a final
+    attempt reaches us in its statement, so the ISO run reconciles (on demand) while it waits."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if service.settings.bank_adapter == "iso20022":  # type: ignore[attr-defined]
+            await service.reconcile()
+        payment = await service.payment(case_id, lambda p: True)
+        if until(payment):
+            return payment
+        assert asyncio.get_running_loop().time() < deadline, payment
+        await asyncio.sleep(0.5)
+
+
+async def paid_cases(service: Disbursement, amounts: list[str], account: Callable[[], str] = good_account
+                     ) -> list[tuple[str, CaseDecided]]:
+    """Approved cases with accounts, sent to disbursement; (person_ref, case) each."""
+    sent = []
+    for amount in amounts:
+        ref, case = person(), approved(amount)
+        await service.payee(ref, account(), 1)
+        await service.send(CASE_DECIDED, case, ref)
+        sent.append((ref, case))
+    return sent
+
+
+async def test_a_signed_failure_callback_the_bank_does_not_confirm_changes_nothing(either: Disbursement) -> None:
+    [(_, case)] = await paid_cases(either, ["345.67"])
+    paid = await either.payment(case.case_id, is_final)
+    assert paid["status"] == "settled"
+    before = await either.metric("medassist_bank_callbacks_unconfirmed_total")
+    # The issue's bank: a correctly signed "failed, account_closed" for a key the bank holds as settled.
+    await either.callback({"idempotency_key": f"{paid['payment_id']}-1", "status": "failed",
+                           "reason": "account_closed"})
+    deadline = asyncio.get_running_loop().time() + 30
+    while await either.metric("medassist_bank_callbacks_unconfirmed_total") <= before:
+        assert asyncio.get_running_loop().time() < deadline, "the unconfirmed callback is counted"
+        await asyncio.sleep(0.2)
+    after = await either.payment(case.case_id, lambda p: True)
+    assert (after["status"], after["attempt"], after["failure_reason"]) == ("settled", 1, None)
+    assert [(e["idempotency_key"], e["amount"]) for e in await either.entries(case.case_id)] == [
+        (f"{paid['payment_id']}-1", "345.67")], "the bank booked it once"
+    assert await either.alarms(case.case_id) == []
+
+
+async def test_false_failure_callbacks_from_the_bank_pay_each_case_once(service: Disbursement) -> None:
+    await service.faults(false_failure_rate=1.0, duplicate_callback_rate=1.0)
+    try:
+        cases = await paid_cases(service, ["10.00", "20.00", "30.00"])
+        payments = [await service.payment(c.case_id, is_final) for _, c in cases]
+        stats = await service.bank_stats()
+    finally:
+        await service.faults()
+    assert stats["false_failures_injected"] >= 3
+    assert [p["status"] for p in payments] == ["settled"] * 3
+    for _, case in cases:
+        assert len(await service.entries(case.case_id)) == 1
+    assert await service.metric("medassist_bank_callbacks_unconfirmed_total") >= 3
+
+
+async def test_a_settlement_after_a_failure_report_is_heard(either: Disbursement) -> None:
+    await either.faults(failure_then_settle_rate=1.0, late_settle_ms=2500)
+    try:
+        [(_, case)] = await paid_cases(either, ["77.70"])
+        failed = await either.payment(case.case_id, lambda p: p["status"] == "failed")
+        settled = await heard(either, case.case_id, lambda p: p["status"] == "settled")
+    finally:
+        await either.faults()
+    assert (failed["failure_reason"], settled["failure_reason"], settled["attempt"]) == ("account_closed", None, 1)
+    assert settled["attempts"][0]["status"] == "settled"
+    outcomes = await either.outcomes({case.case_id}, 2)
+    assert sorted(t.status for t in outcomes) == ["failed", "settled"]
+    assert len(await either.entries(case.case_id)) == 1
+    assert await either.alarms(case.case_id) == []
+
+
+async def test_a_reissue_during_a_false_failure_is_a_double_payment_alarm_with_its_recovery(
+        either: Disbursement) -> None:
+    """The bank says attempt 1 failed, the registry corrects the account, attempt 2 settles, and then the bank
+    pays attempt 1 after all: two transfers at the bank, found at once, with the money to recover."""
+    await either.faults(failure_then_settle_rate=1.0, late_settle_ms=4000)
+    try:
+        [(ref, case)] = await paid_cases(either, ["250.00"])
+        await either.payment(case.case_id, lambda p: p["status"] == "failed")
+        await either.faults(failure_then_settle_rate=0.0)  # attempt 2 is paid normally
+        await either.payee(ref, good_account(), 2)
+        await either.payment(case.case_id, lambda p: p["attempt"] == 2 and p["status"] == "settled")
+        paid = await heard(either, case.case_id, lambda p: [a["status"] for a in p["attempts"]] == [
+            "settled", "settled"])
+        [alarm] = await either.get_until_alarms(case.case_id, 1)
+    finally:
+        await either.faults()
+    assert (alarm["kind"], alarm["recovery_amount"], alarm["amount"]) == ("double_payment", "250.00", "250.00")
+    assert sorted(e["idempotency_key"] for e in await either.entries(case.case_id)) == [
+        f"{paid['payment_id']}-1", f"{paid['payment_id']}-2"], "the statement shows both"
+    report = await either.reconcile()
+    assert "booked_twice" not in report["alarms"], "two keys, each booked once: the double payment alarm says it"
+
+
+async def test_a_late_settlement_after_the_adapter_gave_up_and_a_reversal_is_recorded_and_recovered(
+        either: Disbursement) -> None:
+    """The bank answers only after the adapter's whole retry budget; the hospital reverses meanwhile. The
+    cancellation waits for the bank; its late settlement is recorded as paid, with the alarm and recovery."""
+    await either.faults(late_booking_rate=1.0, late_booking_ms=5000)
+    try:
+        [(ref, case)] = await paid_cases(either, ["14221.45"])
+        stuck = await either.payment(case.case_id, lambda p: p["attempts"][0]["status"] == "unknown"
+                                     and p["status"] == "pending")
+        await either.send(CASE_DECIDED, cancelled(case), ref)
+        waiting = await either.payment(case.case_id, lambda p: p["status"] != "pending")
+        await either.faults(late_booking_rate=0.0, late_booking_ms=5000)
+        paid = await either.payment(case.case_id, lambda p: p["status"] == "settled")
+    finally:
+        await either.faults()
+    assert waiting["status"] == "cancelling", "not cancelled while the bank may hold the attempt"
+    key = f"{stuck['payment_id']}-1"
+    assert paid["attempts"][0]["status"] == "settled" and paid["bank_reference"]
+    [alarm] = await either.get_until_alarms(case.case_id, 1)
+    assert (alarm["kind"], alarm["recovery_amount"], alarm["idempotency_key"]) == (
+        "paid_after_cancel", "14221.45", key)
+    [outcome] = await either.outcomes({case.case_id}, 1)
+    assert (outcome.status, outcome.amount) == ("settled", Decimal("14221.45")), "calculation opens the recovery"
+    assert [(e["idempotency_key"], e["amount"]) for e in await either.entries(case.case_id)] == [
+        (key, "14221.45")], "the statement agrees"
+    report = await either.reconcile()
+    assert not {"booked_not_settled", "unknown_transfer", "booked_twice"} & set(report["alarms"])
+
+
+async def test_statement_reconciliation_finds_every_booking_written_into_the_banks_books(
+        either: Disbursement) -> None:
+    cases = await paid_cases(either, ["11.00", "22.00", "33.00", "44.00"])
+    paid = [await either.payment(c.case_id, is_final) for _, c in cases]
+    assert [p["status"] for p in paid] == ["settled"] * 4
+    keys = [f"{p['payment_id']}-1" for p in paid]
+    twice = await either.book_by_hand(idempotency_key=keys[0])  # the same transfer booked again
+    wrong_amount = await either.book_by_hand(idempotency_key=keys[1], amount="220.00")
+    wrong_account = await either.book_by_hand(idempotency_key=keys[2], creditor_account="6222029999990001")
+    stranger = await either.book_by_hand(idempotency_key=f"{uuid.uuid4()}-1", amount="99.00",
+                                         creditor_account="6222029999990002")
+    await either.faults(duplicate_booking_rate=1.0)
+    try:
+        [(_, doubled)] = await paid_cases(either, ["55.00"])
+        doubled_payment = await either.payment(doubled.case_id, is_final)
+    finally:
+        await either.faults()
+    report = await either.reconcile()
+    assert report["entries"] >= 11
+    found = {(a["kind"], a["bank_reference"]) for a in await either.alarms()}
+    doubled_refs = [e["entry_reference"] for e in await either.entries(doubled.case_id)]  # in booking order
+    assert len(doubled_refs) == 2
+    assert {("booked_twice", twice["entry_reference"]), ("amount_mismatch", wrong_amount["entry_reference"]),
+            ("booked_twice", wrong_amount["entry_reference"]), ("account_mismatch", wrong_account["entry_reference"]),
+            ("booked_twice", wrong_account["entry_reference"]), ("unknown_transfer", stranger["entry_reference"]),
+            ("booked_twice", doubled_refs[1])} <= found
+    assert ("booked_twice", doubled_refs[0]) not in found, "the first booking is the payment"
+    assert doubled_payment["status"] == "settled"
+    on_record = len(await either.alarms())
+    await either.reconcile()
+    assert len(await either.alarms()) == on_record, "a second run raises nothing new"
+    for alarm in await either.alarms():
+        if alarm["kind"] in ("booked_twice", "unknown_transfer"):
+            assert alarm["recovery_amount"] == alarm["amount"]
+
+
+async def test_a_callback_for_a_payment_waiting_for_its_account_holds_up_no_other(service: Disbursement) -> None:
+    ref, waiting = person(), approved("12.34")
+    await service.send(CASE_DECIDED, waiting, ref)
+    parked = await service.payment(waiting.case_id, lambda p: p["status"] == "awaiting_account")
+    await service.callback({"idempotency_key": f"{parked['payment_id']}-1", "status": "accepted"})
+    await service.callback({"idempotency_key": f"{parked['payment_id']}-1", "status": "settled"})
+    others = await paid_cases(service, ["1.00", "2.00", "3.00"])
+    assert [(await service.payment(c.case_id, is_final, timeout=20))["status"] for _, c in others] == ["settled"] * 3
+    still = await service.payment(waiting.case_id, lambda p: True)
+    assert (still["status"], still["attempts"][0]["status"]) == ("awaiting_account", "open")

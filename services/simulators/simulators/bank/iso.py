@@ -2,11 +2,11 @@
 
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from simulators.bank.ledger import Transfer
+from simulators.bank.ledger import Entry, Transfer
 
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
@@ -58,3 +58,40 @@ def write_pain002(original_msg_id: str, transfers: Iterable[Transfer]) -> bytes:
             ET.SubElement(ET.SubElement(ET.SubElement(tx, "StsRsnInf"), "Rsn"), "Cd").text = CODES.get(t.reason, "NARR")
         ET.SubElement(tx, "AcctSvcrRef").text = t.reference
     return ET.tostring(doc, encoding="utf-8", xml_declaration=True)
+
+
+CAMT053 = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
+
+
+def write_camt053(account: str, day: date, entries: Sequence[Entry]) -> bytes:
+    """A BankToCustomerStatement for one day: one booked debit entry (Ntry) per money-out line, the payer's
+    EndToEndId (our idempotency key) and the creditor's account in its transaction details."""
+    ET.register_namespace("", CAMT053)
+    doc = ET.Element(f"{{{CAMT053}}}Document")
+    root = ET.SubElement(doc, "BkToCstmrStmt")
+    header = ET.SubElement(root, "GrpHdr")
+    ET.SubElement(header, "MsgId").text = f"STMT{day:%Y%m%d}{uuid.uuid4().hex[:12]}"
+    ET.SubElement(header, "CreDtTm").text = datetime.now(UTC).isoformat(timespec="seconds")
+    stmt = ET.SubElement(root, "Stmt")
+    ET.SubElement(stmt, "Id").text = f"{account}-{day:%Y%m%d}"
+    ET.SubElement(ET.SubElement(ET.SubElement(ET.SubElement(stmt, "Acct"), "Id"), "Othr"), "Id").text = account
+    summary = ET.SubElement(ET.SubElement(stmt, "TxsSummry"), "TtlDbtNtries")
+    ET.SubElement(summary, "NbOfNtries").text = str(len(entries))
+    ET.SubElement(summary, "Sum").text = f"{sum((e.amount for e in entries), Decimal(0)):.2f}"
+    for e in entries:
+        entry = ET.SubElement(stmt, "Ntry")
+        ET.SubElement(entry, "NtryRef").text = e.reference
+        amount = ET.SubElement(entry, "Amt", {"Ccy": "CNY"})
+        amount.text = f"{e.amount:.2f}"
+        ET.SubElement(entry, "CdtDbtInd").text = "DBIT"
+        ET.SubElement(ET.SubElement(entry, "Sts"), "Cd").text = "BOOK"
+        ET.SubElement(ET.SubElement(entry, "BookgDt"), "Dt").text = e.booked_on.isoformat()
+        ET.SubElement(entry, "AcctSvcrRef").text = e.reference
+        ET.SubElement(ET.SubElement(ET.SubElement(entry, "BkTxCd"), "Prtry"), "Cd").text = "TRF"
+        tx = ET.SubElement(ET.SubElement(entry, "NtryDtls"), "TxDtls")
+        ET.SubElement(ET.SubElement(tx, "Refs"), "EndToEndId").text = e.key
+        ET.SubElement(tx, "Amt", {"Ccy": "CNY"}).text = f"{e.amount:.2f}"
+        ET.SubElement(ET.SubElement(ET.SubElement(ET.SubElement(ET.SubElement(
+            tx, "RltdPties"), "CdtrAcct"), "Id"), "Othr"), "Id").text = e.account
+    return ET.tostring(doc, encoding="utf-8", xml_declaration=True)
+

@@ -1,15 +1,35 @@
-"""The simulated bank's books: one transfer per idempotency key, ever."""
+"""The simulated bank's books: one transfer per idempotency key, ever, and the entries it booked (what its
+statement lists). Kept in SQLite (the standard library) so a restart, or a crash, forgets nothing
+(docs/decisions/0014-bank-simulator-books-in-sqlite.md). Reads come from memory; every change is written
+through before the bank answers."""
 
 import asyncio
 import hashlib
 import random
+import sqlite3
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 
 from simulators.bank.settings import Faults
+
+# The bank books by Beijing's calendar day, as the districts reconcile.
+BANK_TIME = timezone(timedelta(hours=8), "CST")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transfer (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, amount TEXT NOT NULL, account TEXT NOT NULL,
+    name TEXT NOT NULL, remittance TEXT NOT NULL, callback_url TEXT, reference TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT, received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS entry (
+    reference TEXT PRIMARY KEY, key TEXT NOT NULL, amount TEXT NOT NULL, account TEXT NOT NULL,
+    booked_at REAL NOT NULL, booked_on TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS entry_booked_on ON entry (booked_on);
+"""
 
 
 class KeyReused(Exception):
@@ -35,14 +55,51 @@ class Transfer:
                 "reason": self.reason, "amount": f"{self.amount:.2f}"}
 
 
+@dataclass(frozen=True)
+class Entry:
+    """Money that left the account: one line of the statement."""
+
+    reference: str
+    key: str
+    amount: Decimal
+    account: str
+    booked_at: float
+
+    @property
+    def booked_on(self) -> date:
+        return datetime.fromtimestamp(self.booked_at, UTC).astimezone(BANK_TIME).date()
+
+    def public(self) -> dict[str, str]:
+        return {"entry_reference": self.reference, "idempotency_key": self.key, "amount": f"{self.amount:.2f}",
+                "currency": "CNY", "creditor_account": self.account,
+                "booked_at": datetime.fromtimestamp(self.booked_at, UTC).isoformat(),
+                "booked_on": self.booked_on.isoformat()}
+
+
 class Books:
-    def __init__(self, faults: Faults, seed: int) -> None:
+    def __init__(self, faults: Faults, seed: int, path: str = "") -> None:
         self.faults = faults
         self.random = random.Random(seed)
-        self.transfers: dict[str, Transfer] = {}
         self.stats: Counter[str] = Counter()
         self.per_remittance: Counter[str] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.late: set[str] = set()  # keys the bank took but has not booked yet (it answers late)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path or ":memory:", isolation_level=None)
+        self.db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + SCHEMA)
+        self.transfers: dict[str, Transfer] = {}
+        for row in self.db.execute("SELECT key, fingerprint, amount, account, name, remittance, callback_url, "
+                                   "reference, status, reason, received_at FROM transfer"):
+            transfer = Transfer(row[0], row[1], Decimal(row[2]), *row[3:])
+            self.transfers[transfer.key] = transfer
+            self.per_remittance[transfer.remittance] += 1
+        self.entries: list[Entry] = [Entry(r, k, Decimal(a), acc, at) for r, k, a, acc, at in self.db.execute(
+            "SELECT reference, key, amount, account, booked_at FROM entry ORDER BY booked_at")]
+
+    def unfinished(self) -> list[Transfer]:
+        """Transfers taken but not final: after a restart they go on to settle."""
+        return [t for t in self.transfers.values() if t.status == "accepted"]
 
     def book(self, key: str, amount: Decimal, account: str, name: str, remittance: str,
              callback_url: str | None) -> tuple[Transfer, bool]:
@@ -55,10 +112,29 @@ class Books:
             self.stats["duplicates_absorbed"] += 1
             return existing, False
         transfer = Transfer(key, fingerprint, amount, account, name, remittance, callback_url)
+        self.db.execute("INSERT INTO transfer VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+            key, fingerprint, f"{amount:.2f}", account, name, remittance, callback_url, transfer.reference,
+            transfer.status, transfer.reason, transfer.received_at))
         self.transfers[key] = transfer
         self.stats["transfers_created"] += 1
         self.per_remittance[remittance] += 1
         return transfer, True
+
+    def set_status(self, transfer: Transfer, status: str, reason: str | None) -> None:
+        self.db.execute("UPDATE transfer SET status = ?, reason = ? WHERE key = ?", (status, reason, transfer.key))
+        transfer.status, transfer.reason = status, reason
+
+    def book_entry(self, key: str, amount: Decimal, account: str) -> Entry:
+        """Money out: one statement line (a bank that books twice calls this twice for one transfer)."""
+        entry = Entry(f"EN{uuid.uuid4().hex[:18].upper()}", key, amount, account, time.time())
+        self.db.execute("INSERT INTO entry VALUES (?, ?, ?, ?, ?, ?)", (
+            entry.reference, key, f"{amount:.2f}", account, entry.booked_at, entry.booked_on.isoformat()))
+        self.entries.append(entry)
+        self.stats["entries_booked"] += 1
+        return entry
+
+    def statement(self, day: date) -> list[Entry]:
+        return [e for e in self.entries if e.booked_on == day]
 
     def final_status(self, transfer: Transfer) -> tuple[str, str | None]:
         f = self.faults
@@ -71,3 +147,6 @@ class Books:
 
     def chance(self, rate: float) -> bool:
         return rate > 0 and self.random.random() < rate
+
+    def close(self) -> None:
+        self.db.close()

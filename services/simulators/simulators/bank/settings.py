@@ -3,7 +3,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Faults(BaseModel):
-    """What can go wrong, changeable at run time through PUT /admin/faults."""
+    """What can go wrong, changeable at run time through PUT /admin/faults. Each misbehaviour of a real (or
+    compromised) bank is one setting; rates are chances per transfer, drawn from the seeded random."""
 
     latency_ms: int = Field(0, ge=0)
     error_rate: float = Field(0.0, ge=0, le=1)  # 503 without booking
@@ -14,6 +15,17 @@ class Faults(BaseModel):
     closed_accounts: list[str] = Field(default_factory=list)
     mismatch_names: list[str] = Field(default_factory=list)
     settle_delay_ms: int = Field(50, ge=0)
+    # A signed callback saying "failed, account_closed" while the bank's own status is accepted, then settled.
+    false_failure_rate: float = Field(0.0, ge=0, le=1)
+    # The bank's status says failed (and a callback says so), then after late_settle_ms the transfer settles.
+    failure_then_settle_rate: float = Field(0.0, ge=0, le=1)
+    late_settle_ms: int = Field(1000, ge=0)
+    # The bank takes the transfer but books it only after late_booking_ms: until then its status says it never
+    # received the key, and every call with the key hangs that long (longer than the payer's retry budget).
+    late_booking_rate: float = Field(0.0, ge=0, le=1)
+    late_booking_ms: int = Field(3000, ge=0)
+    # Money booked twice for one settled transfer: two statement entries, one key.
+    duplicate_booking_rate: float = Field(0.0, ge=0, le=1)
 
 
 class BankSettings(BaseSettings):
@@ -22,6 +34,8 @@ class BankSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8090
     seed: int = 42
+    db_path: str = ""
+    """SQLite file of the books (transfers and statement entries); empty keeps them in memory (tests)."""
     latency_ms: int = 0
     error_rate: float = 0.0
     timeout_rate: float = 0.0
@@ -29,6 +43,7 @@ class BankSettings(BaseSettings):
     duplicate_callback_rate: float = 0.0
     settle_delay_ms: int = 50
     callback_secret: str = "dev-bank-callback-secret"
+    debtor_account: str = "310110000000000001"
 
     def faults(self) -> Faults:
         return Faults(latency_ms=self.latency_ms, error_rate=self.error_rate, timeout_rate=self.timeout_rate,
