@@ -128,7 +128,7 @@ def parse_camt053(xml: bytes) -> list[StatementLine]:
         account = entry.findtext("c:NtryDtls/c:TxDtls/c:RltdPties/c:CdtrAcct/c:Id/c:Othr/c:Id", namespaces=ns)
         if not reference or not key or amount is None or amount.get("Ccy") != "CNY" or not amount.text:
             raise ValueError("unreadable camt.053 entry")
-        lines.append(StatementLine(reference, key, Decimal(amount.text), account or ""))
+        lines.append(StatementLine(reference, idempotency_key_of(key), Decimal(amount.text), account or ""))
     return lines
 
 

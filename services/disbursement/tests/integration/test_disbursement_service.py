@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from disbursement.adapters.iso20022 import end_to_end_id, idempotency_key_of
 from disbursement.bootstrap import MIGRATIONS
 from disbursement.config import DisbursementSettings
 
@@ -87,13 +88,20 @@ class Disbursement(ServiceUnderTest):
         async with httpx.AsyncClient(base_url=self.bank) as bank:
             (await bank.put("/admin/faults", json={**CALM, **values})).raise_for_status()
 
+    def iso(self) -> bool:
+        return self.settings.bank_adapter == "iso20022"  # type: ignore[attr-defined,no-any-return]
+
     async def entries(self, case_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
-        """The bank's own statement lines (money out), for one case or all."""
+        """The bank's own statement lines (money out), for one case or all, keyed by our idempotency key (the
+        ISO bank knows it as the EndToEndId)."""
         async with httpx.AsyncClient(base_url=self.bank) as bank:
             rows: list[dict[str, Any]] = (await bank.get("/admin/entries")).json()
-        return [r for r in rows if case_id is None or r["remittance_info"] == f"medical assistance case {case_id}"]
+        return [{**r, "idempotency_key": idempotency_key_of(r["idempotency_key"])} for r in rows
+                if case_id is None or r["remittance_info"] == f"medical assistance case {case_id}"]
 
     async def book_by_hand(self, **entry: str) -> dict[str, Any]:
+        if self.iso():
+            entry["idempotency_key"] = end_to_end_id(entry["idempotency_key"])
         async with httpx.AsyncClient(base_url=self.bank) as bank:
             response = await bank.post("/admin/entries", json=entry)
         assert response.status_code == 201, response.text
@@ -391,7 +399,7 @@ async def heard(service: Disbursement, case_id: uuid.UUID, until: Callable[[dict
     attempt reaches us in its statement, so the ISO run reconciles (on demand) while it waits."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        if service.settings.bank_adapter == "iso20022":  # type: ignore[attr-defined]
+        if service.iso():
             await service.reconcile()
         payment = await service.payment(case_id, lambda p: True)
         if until(payment):
