@@ -2,7 +2,7 @@
 
 import hashlib
 import hmac
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
