@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     field_active_key_id: str = "k1"
     payee_keys: SecretStr = SecretStr("p1=ZGV2LXBheWVlLXRyYW5zcG9ydC1rZXktMzItYnl0ZSE=")
     payee_active_key_id: str = "p1"
+    case_view_keys: SecretStr = SecretStr("v1=ZGV2LWNhc2Utdmlldy10cmFuc3BvcnQta2V5LTMyYiE=")
+    """Transport key for names and national IDs from eligibility to approval's case view (ADR 0014)."""
+    case_view_active_key_id: str = "v1"
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me-at-least-32-bytes")
     jwt_jwks_url: str | None = None
     jwt_issuer: str = "medassist-dev"

@@ -97,10 +97,14 @@ class AssistanceCalculated(EventData):
     subdistrict_code: str
     visit_type: VisitType
     hospital_level: int = Field(ge=1, le=3)
+    hospital_settlement_id: str | None = Field(
+        default=None, max_length=64, description="The hospital's own number; null when upcast from version 1.")
+    admission_date: date | None = Field(default=None, description="null when upcast from version 1.")
     discharge_date: date
     year: int = Field(ge=1900, le=9999)
     policy_id: str
     policy_version: int = Field(ge=1)
+    total_amount: Money | None = Field(default=None, description="The bill's total; null when upcast from version 1.")
     figures: AssistanceFigures
 
 
@@ -164,3 +168,30 @@ class PayeeAccountUpdated(EventData):
     account_version: int = Field(ge=1)
     payee_ciphertext: str
     account_masked: str = Field(max_length=32)
+
+
+class CategoryPeriod(EventData):
+    category: Category
+    valid_from: date
+    valid_to: date | None = None
+
+
+class ConsentPeriod(EventData):
+    signed_on: date
+    revoked_on: date | None = None
+
+
+class PersonRecorded(EventData):
+    """The registry's entry for a person as it now stands (topic registry.person), for the reviewer's case view.
+
+    Published by eligibility after every registry import and consent change. Name and national ID travel only
+    encrypted (AES-GCM under the case-view transport key that only eligibility and approval hold, the
+    person_ref as associated data); the bank account does not travel here at all, only its version.
+    """
+
+    identity_ciphertext: str
+    district_code: str = Field(max_length=12)
+    subdistrict_code: str = Field(max_length=12)
+    periods: list[CategoryPeriod] = Field(max_length=100)
+    consents: list[ConsentPeriod] = Field(max_length=100)
+    account_version: int = Field(ge=0)

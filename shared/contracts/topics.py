@@ -8,6 +8,7 @@ ASSISTANCE_CALCULATED = "assistance.calculated"
 CASE_DECIDED = "case.decided"
 TRANSFER_SETTLED = "transfer.settled"
 REGISTRY_PAYEE = "registry.payee"
+REGISTRY_PERSON = "registry.person"
 
 TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     SETTLEMENT_RECEIVED: (ev.SettlementReceived, ev.SettlementReversed),
@@ -16,6 +17,7 @@ TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     CASE_DECIDED: (ev.CaseDecided,),
     TRANSFER_SETTLED: (ev.TransferSettled,),
     REGISTRY_PAYEE: (ev.PayeeAccountUpdated,),
+    REGISTRY_PERSON: (ev.PersonRecorded,),
 }
 
 EVENT_TYPES: dict[str, type[ev.EventData]] = {

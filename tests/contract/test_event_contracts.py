@@ -30,7 +30,9 @@ SAMPLES: list[ev.EventData] = [
     ev.AssistanceCalculated(
         calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), hospital_id="H001", category="subsistence",
         district_code="310110", subdistrict_code="310110001", visit_type="inpatient", hospital_level=3,
+        hospital_settlement_id="S-1", admission_date=date(2026, 2, 1),
         discharge_date=date(2026, 2, 9), year=2026, policy_id="yangpu-2026", policy_version=1,
+        total_amount=Decimal("12000.00"),
         figures=ev.AssistanceFigures(
             policy_scope_amount=Decimal("10000.00"), basic_insurance_paid=Decimal("6000.00"),
             critical_illness_paid=Decimal("1500.00"), base=Decimal("2500.00"), deductible=Decimal("0.00"),
@@ -50,6 +52,9 @@ SAMPLES: list[ev.EventData] = [
                        settlement_id=uuid.uuid4(), status="settled", amount=Decimal("1875.00"),
                        bank_reference="B1"),
     ev.PayeeAccountUpdated(account_version=1, payee_ciphertext="k1:abc", account_masked="****1234"),
+    ev.PersonRecorded(identity_ciphertext="v1:abc", district_code="310110", subdistrict_code="310110001",
+                      periods=[ev.CategoryPeriod(category="subsistence", valid_from=date(2026, 1, 1))],
+                      consents=[ev.ConsentPeriod(signed_on=date(2026, 1, 5))], account_version=1),
 ]
 
 

@@ -1,20 +1,27 @@
 """Clerks work their sub-district's queue; district reviewers their district's; ops see queue depth."""
 
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from approval.adapters.flags import flag_conditions
 from approval.adapters.tables import AuditRecord, CaseRecord
 from approval.domain.case import Action, CaseState, RejectReason
 from approval.domain.case import Role as CaseRole
+from approval.domain.review import Flag
 from approval.service_layer.cases import act_on_case
 from approval.service_layer.queues import queue_depth
+from approval.service_layer.review import ReviewContext, case_review
 from shared.contracts.types import HOSPITAL_ID_PATTERN, SUBDISTRICT_CODE_PATTERN, TEXT_PATTERN, IsoDate
 from shared.pagination import Offset
 from shared.problems import ProblemError
+from shared.security.read_audit import READ_AUDIT
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
 
@@ -52,7 +59,8 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None) -> dict[str, Any]:
+def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None, flags: list[str] | None = None
+              ) -> dict[str, Any]:
     out = {
         "case_id": str(c.id), "settlement_id": str(c.settlement_id), "calculation_id": str(c.calculation_id),
         "person_ref": c.person_ref, "hospital_id": c.hospital_id, "district_code": c.district_code,
@@ -65,6 +73,8 @@ def _case_out(c: CaseRecord, audit: list[AuditRecord] | None = None) -> dict[str
         "created_at": c.created_at.isoformat(),
         "updated_at": c.updated_at.isoformat(),
     }
+    if flags is not None:
+        out["flags"] = flags
     if audit is not None:
         calc = c.calculation  # the AssistanceCalculated payload the case was opened from
         out["calculation"] = {k: calc[k] for k in ("year", "policy_id", "policy_version", "figures")}
@@ -78,6 +88,10 @@ def _case_role(principal: Principal) -> CaseRole:
     return CaseRole.CLERK if principal.role == Role.clerk else CaseRole.DISTRICT_REVIEWER
 
 
+SORTS = {"created_at": CaseRecord.created_at, "amount": CaseRecord.amount, "discharge_date": CaseRecord.discharge_date}
+Sort = Literal["created_at", "-created_at", "amount", "-amount", "discharge_date", "-discharge_date"]
+
+
 @router.get("/cases")
 async def list_cases(
     request: Request, viewer: Viewer,
@@ -85,9 +99,14 @@ async def list_cases(
     subdistrict_code: str | None = Query(None, pattern=SUBDISTRICT_CODE_PATTERN),
     hospital_id: str | None = Query(None, pattern=HOSPITAL_ID_PATTERN),
     discharged_from: IsoDate | None = Query(None), discharged_to: IsoDate | None = Query(None),
+    amount_min: Decimal | None = Query(None, ge=0, le=999_999_999_999, decimal_places=2),
+    amount_max: Decimal | None = Query(None, ge=0, le=999_999_999_999, decimal_places=2),
+    flag: list[Flag] = Query([], description="Only cases carrying every one of these flags."),
+    sort: Sort = Query("created_at", description="A field, oldest/smallest first; '-' for the reverse."),
     limit: int = Query(50, ge=1, le=500), offset: Offset = 0,
 ) -> dict[str, Any]:
-    """Cases in the caller's area, oldest first, filtered and paginated (`total` counts every match)."""
+    """Cases in the caller's area, filtered, sorted and paginated, each with its flags; `total` counts every
+    match and `oldest_created_at` is the oldest match's arrival (the queue's age)."""
     if state is None and viewer.role in (Role.clerk, Role.district_reviewer):
         state = CaseState.AWAITING_SUBDISTRICT if viewer.role == Role.clerk else CaseState.AWAITING_DISTRICT
     conditions = viewer.area.where(CaseRecord.district_code, CaseRecord.subdistrict_code)
@@ -101,26 +120,68 @@ async def list_cases(
         conditions.append(CaseRecord.discharge_date >= discharged_from)
     if discharged_to:
         conditions.append(CaseRecord.discharge_date <= discharged_to)
+    if amount_min is not None:
+        conditions.append(CaseRecord.amount >= amount_min)
+    if amount_max is not None:
+        conditions.append(CaseRecord.amount <= amount_max)
+    flags = flag_conditions(_review(request).rules, datetime.now(UTC))
+    conditions += [flags[f] for f in flag]
+    column = SORTS[sort.lstrip("-")]
+    order = (column.desc(), CaseRecord.id.desc()) if sort.startswith("-") else (column, CaseRecord.id)  # type: ignore[attr-defined]
     async with _runtime(request).db.transaction() as session:
-        total = await session.scalar(select(func.count()).select_from(CaseRecord).where(*conditions))
-        rows = (await session.execute(select(CaseRecord).where(*conditions)
-                                      .order_by(CaseRecord.created_at, CaseRecord.id).limit(limit).offset(offset))
-                ).scalars()
-        return {"total": total, "limit": limit, "offset": offset, "items": [_case_out(c) for c in rows]}
+        total, oldest = (await session.execute(select(func.count(), func.min(CaseRecord.created_at))
+                                               .select_from(CaseRecord).where(*conditions))).one()
+        rows = (await session.execute(select(CaseRecord, *[c.label(f.value) for f, c in flags.items()])
+                                      .where(*conditions).order_by(*order).limit(limit).offset(offset))).all()
+        items = [_case_out(row[0], flags=[f.value for f in flags if getattr(row, f.value)]) for row in rows]
+        return {"total": total, "limit": limit, "offset": offset,
+                "oldest_created_at": oldest.isoformat() if oldest else None, "items": items}
+
+
+def _review(request: Request) -> ReviewContext:
+    return _runtime(request).extras["review"]  # type: ignore[no-any-return]
+
+
+async def _case_in_area(session: AsyncSession, case_id: UUID, viewer: Principal) -> CaseRecord:
+    case = await session.get(CaseRecord, case_id)
+    not_found = ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
+    if case is None:
+        raise not_found
+    viewer.area.require(case.district_code, case.subdistrict_code, not_found)
+    return case
 
 
 @router.get("/cases/{case_id}")
 async def get_case(case_id: UUID, request: Request, viewer: Viewer) -> dict[str, Any]:
     """One case with its calculation (every figure) and its audit trail."""
     async with _runtime(request).db.transaction() as session:
-        case = await session.get(CaseRecord, case_id)
-        not_found = ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
-        if case is None:
-            raise not_found
-        viewer.area.require(case.district_code, case.subdistrict_code, not_found)
+        case = await _case_in_area(session, case_id, viewer)
         audit = list((await session.execute(select(AuditRecord).where(AuditRecord.case_id == case_id)
                                             .order_by(AuditRecord.id))).scalars())
         return _case_out(case, audit)
+
+
+@router.get("/cases/{case_id}/review")
+async def review_case(case_id: UUID, request: Request, reviewer: Reviewer) -> dict[str, Any]:
+    """The case as a reviewer needs it: who (name and masked national ID: this view is recorded), what care,
+    why this amount (figures and plain words, Chinese and English), the person's year so far, and the flags."""
+    async with _runtime(request).db.transaction() as session:
+        case = await _case_in_area(session, case_id, reviewer)
+        audit = list((await session.execute(select(AuditRecord).where(AuditRecord.case_id == case_id)
+                                            .order_by(AuditRecord.id))).scalars())
+        return {"case": _case_out(case, audit), **await case_review(session, case, reviewer, _review(request))}
+
+
+@router.get("/cases/{case_id}/personal-data-reads")
+async def personal_data_reads(case_id: UUID, request: Request, overseer: Ops) -> list[dict[str, Any]]:
+    """Who read this case's person's name and national ID, when and why (district reviewers of its district,
+    and ops): the rows `shared.security.read_audit` appended, oldest first."""
+    async with _runtime(request).db.transaction() as session:
+        case = await _case_in_area(session, case_id, overseer)
+        rows = (await session.execute(select(READ_AUDIT).where(READ_AUDIT.c.person_ref == case.person_ref)
+                                      .order_by(READ_AUDIT.c.id))).all()
+        return [{"actor": r.actor, "role": r.role, "purpose": r.purpose, "fields": r.fields.split(","),
+                 "at": r.at.isoformat()} for r in rows]
 
 
 async def _act(request: Request, principal: Principal, case_id: UUID, action: Action,

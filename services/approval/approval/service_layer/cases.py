@@ -25,6 +25,7 @@ from approval.domain.case import (
     is_final,
     transition,
 )
+from approval.service_layer.people import record_calculations, record_people, release_calculations
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import CASE_DECIDED
@@ -63,18 +64,25 @@ def _audit(case_id: uuid.UUID, actor: str, role: str, action: str, from_state: s
 
 async def handle_events(session: AsyncSession, settings: ServiceSettings, policy: Policy,
                         events: Sequence[Event]) -> None:
-    """Consumer handler for assistance.calculated and transfer.settled."""
+    """Consumer handler for assistance.calculated, transfer.settled and registry.person."""
+    await record_people(session, [e for e in events if isinstance(e.data, ev.PersonRecorded)])
+    await record_calculations(session, [e for e in events if isinstance(e.data, ev.AssistanceCalculated)])
     await _open(session, settings, policy,
                 [e for e in events if isinstance(e.data, ev.AssistanceCalculated) and e.data.figures.assistance > 0])
     for event in events:
         match event.data:
-            case ev.AssistanceReversed(recovery_id=None):
+            case ev.AssistanceReversed(recovery_id=None):  # before payment: calculation gave the ledger back
+                await release_calculations(session, [event.data.calculation_id])
                 await _cancel(session, settings, event)
             case ev.RecoveryOpened():  # (an AssistanceReversed with a recovery_id is followed by its RecoveryOpened)
                 await _recovery_opened(session, settings, event)
     payments = {e.data.case_id: e.data.status for e in events if isinstance(e.data, ev.TransferSettled)}
     if payments:
         await session.execute(update(CaseRecord), [{"id": cid, "payment_status": s} for cid, s in payments.items()])
+    failed = [e.data.case_id for e in events if isinstance(e.data, ev.TransferSettled) and e.data.status == "failed"]
+    if failed:
+        await session.execute(update(CaseRecord).where(CaseRecord.id.in_(failed))  # type: ignore[attr-defined]
+                              .values(payment_failures=CaseRecord.payment_failures + 1))
 
 
 async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy, events: list[Event]) -> None:
@@ -104,6 +112,7 @@ async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy
     values = [r.model_dump() for r in rows]
     for v in values:
         v.pop("created_at", None), v.pop("updated_at", None), v.pop("payment_status", None)
+        v.pop("payment_failures", None)
     opened = set((await session.execute(
         pg_insert(CaseRecord).on_conflict_do_nothing(index_elements=["calculation_id"]).returning(CaseRecord.id),
         values)).scalars())
@@ -161,6 +170,8 @@ async def _apply(session: AsyncSession, settings: ServiceSettings, case: CaseRec
     await session.execute(insert(AuditRecord).values(**_audit(case.id, actor, role.value, action.value, old.value,
                                                               new.value, reason, comment)))
     CASE_ACTIONS.labels(action.value, new.value).inc()
+    if new is CaseState.REJECTED:  # calculation gives a rejected case's share back to the ledger
+        await release_calculations(session, [case.calculation_id])
     if new in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED) and new != old:
         await add_events(session, settings, [_decided(case, new, reason, span)])
     case.state = new.value

@@ -123,7 +123,9 @@ def calculation(sub: str, amount: str, hospital: str = "H001", discharge: date =
     return AssistanceCalculated(
         calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), hospital_id=hospital, category="subsistence",
         district_code=sub[:6], subdistrict_code=sub, visit_type="inpatient", hospital_level=2,
+        hospital_settlement_id=f"S-{uuid.uuid4().hex[:8]}", admission_date=discharge - timedelta(days=5),
         discharge_date=discharge, year=discharge.year, policy_id="test-policy", policy_version=3,
+        total_amount=money + Decimal("800.00"),
         figures=AssistanceFigures(
             policy_scope_amount=money + Decimal("500.00"), basic_insurance_paid=Decimal("500.00"),
             critical_illness_paid=zero, base=money, deductible=zero, deductible_used_before=zero,

@@ -202,8 +202,9 @@ async def _calculate_and_record(session: AsyncSession, settings: ServiceSettings
             calculation_id=calc_id, settlement_id=s.settlement_id, hospital_id=s.hospital_id,
             category=data.category, district_code=data.district_code or "",
             subdistrict_code=data.subdistrict_code or "", visit_type=s.visit_type, hospital_level=s.hospital_level,
+            hospital_settlement_id=s.hospital_settlement_id, admission_date=s.admission_date,
             discharge_date=s.discharge_date, year=s.discharge_date.year, policy_id=policy.policy_id,
-            policy_version=policy.version, figures=figures,
+            policy_version=policy.version, total_amount=s.total_amount, figures=figures,
         )
         outgoing.append(Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(out, person_ref=ref, producer="calculation"),
                                  p.span))

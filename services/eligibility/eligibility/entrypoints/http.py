@@ -189,7 +189,7 @@ async def record_consent(body: ConsentBody, request: Request, response: Response
         if existing is not None:
             response.status_code = 200
             return _consent_out(existing, status)
-        consent, rescreened = await sign_consent(session, runtime.settings, keys.pepper, _lookback(runtime),
+        consent, rescreened = await sign_consent(session, runtime.settings, keys, _lookback(runtime),
                                                  national_id, body.signed_on, body.channel, recorder.subject)
     return _consent_out(consent, status, rescreened)
 
@@ -205,7 +205,8 @@ async def revoke(consent_id: UUID, body: RevokeIn, request: Request, recorder: C
         if ref is None:
             raise not_found
         status = await _consent_holder(session, recorder, ref, not_found)
-        consent = await revoke_consent(session, consent_id, body.revoked_on)
+        consent = await revoke_consent(session, runtime.settings, runtime.extras["keys"], consent_id,
+                                       body.revoked_on)
     return _consent_out(consent, status)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.domain.rules import ConsentLookback
+from eligibility.service_layer.person_view import publish_person_records
 from eligibility.service_layer.screening import rescreen_parked
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import PayeeAccountUpdated
@@ -28,11 +29,12 @@ from shared.settings import ServiceSettings
 
 @dataclass(frozen=True)
 class Keys:
-    """The keys eligibility works with: pepper for pseudonyms, at-rest cipher, payee transport cipher."""
+    """The keys eligibility works with: pepper for pseudonyms, at-rest cipher, payee and case-view transport."""
 
     pepper: bytes
     at_rest: FieldCipher
     payee: FieldCipher
+    case_view: FieldCipher
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ async def import_registry(session: AsyncSession, settings: ServiceSettings, keys
         await session.execute(stmt.on_conflict_do_update(
             constraint="uq_registry_period", set_={"valid_to": stmt.excluded.valid_to}))
     await add_events(session, settings, payee_events)
+    await publish_person_records(session, settings, keys.at_rest, keys.case_view, by_ref)
     rescreened = await rescreen_parked(session, settings, lookback, by_ref)
     return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), len(payee_events),
                         rescreened)
@@ -107,18 +110,20 @@ def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> list[list[dict[str,
     return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
-async def sign_consent(session: AsyncSession, settings: ServiceSettings, pepper: bytes, lookback: ConsentLookback,
+async def sign_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, lookback: ConsentLookback,
                        national_id: str, signed_on: date, channel: str, recorded_by: str) -> tuple[ConsentRecord, int]:
     """Record a signed consent and re-screen the person's parked settlements."""
-    ref = person_ref(pepper, national_id)
+    ref = person_ref(keys.pepper, national_id)
     consent = ConsentRecord(id=uuid.uuid4(), person_ref=ref, signed_on=signed_on, channel=channel,
                             recorded_by=recorded_by)
     session.add(consent)
     await session.flush()
+    await publish_person_records(session, settings, keys.at_rest, keys.case_view, [ref])
     return consent, await rescreen_parked(session, settings, lookback, [ref])
 
 
-async def revoke_consent(session: AsyncSession, consent_id: uuid.UUID, revoked_on: date) -> ConsentRecord:
+async def revoke_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, consent_id: uuid.UUID,
+                         revoked_on: date) -> ConsentRecord:
     """Revoke from a date on: settlements discharged before it are unaffected."""
     consent = await session.get(ConsentRecord, consent_id, with_for_update=True)
     if consent is None:
@@ -129,5 +134,6 @@ async def revoke_consent(session: AsyncSession, consent_id: uuid.UUID, revoked_o
         await session.execute(update(ConsentRecord).where(ConsentRecord.id == consent_id)
                               .values(revoked_on=revoked_on))
         consent.revoked_on = revoked_on
+        await publish_person_records(session, settings, keys.at_rest, keys.case_view, [consent.person_ref])
     return consent
 
