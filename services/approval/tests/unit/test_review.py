@@ -44,14 +44,14 @@ def test_percent(ratio: str, text: str) -> None:
     assert percent(D(ratio)) == text
 
 
-def test_figures_read_the_event_and_its_breakdown_under_either_name() -> None:
+def test_figures_read_the_events_figures() -> None:
     event = {"policy_scope_amount": "10000.00", "basic_insurance_paid": "6000.00", "critical_illness_paid": "1500.00",
-             "base": "2500.00", "deductible_applied": "500.00", "ratio": "0.70", "amount_before_caps": "1400.00",
-             "assistance": "1400.00", "breakdown": {"ded_left": "500.00", "per_settlement_cap": "",
-                                                    "cap_left": "38600.00"}}
-    assert figures() == Figures.of(event)
-    renamed = {**event, "breakdown": {"deductible_left": "500.00", "per_settlement_cap": None, "cap_left": "38600.00"}}
-    assert figures() == Figures.of(renamed)
+             "base": "2500.00", "deductible": "500.00", "deductible_used_before": "0.00", "deductible_left": "500.00",
+             "deductible_applied": "500.00", "ratio": "0.70", "amount_before_caps": "1400.00",
+             "per_settlement_cap": None, "amount_after_settlement_cap": "1400.00", "cap": "40000.00",
+             "committed_before": "1400.00", "cap_left": "38600.00", "assistance": "1400.00"}
+    assert Figures.of(event) == figures()
+    assert Figures.of({**event, "per_settlement_cap": "1000.00"}).per_settlement_cap == D("1000.00")
 
 
 def entry(day: int, ded: str, assistance: str, released: bool = False, cap: str = "40000.00") -> YearEntry:
