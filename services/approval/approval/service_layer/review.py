@@ -77,7 +77,7 @@ def _what(case: CaseRecord, entries: list[PersonCalculation], context: ReviewCon
 
 
 def _why(case: CaseRecord) -> dict[str, Any]:
-    """Every figure as calculation sent it (one name each, ADR 0015), and the same in plain words."""
+    """Every figure as calculation sent it (one name each, ADR 0016), and the same in plain words."""
     calc = case.calculation
     words = explain(Figures.of(calc["figures"]))
     return {"policy_id": calc.get("policy_id"), "policy_version": calc.get("policy_version"),
