@@ -1,6 +1,6 @@
 """The simulated bank's books: one transfer per idempotency key, ever, and the entries it booked (what its
 statement lists). Kept in SQLite (the standard library) so a restart, or a crash, forgets nothing
-(docs/decisions/0014-bank-simulator-books-in-sqlite.md). Reads come from memory; every change is written
+(docs/decisions/0017-bank-simulator-books-in-sqlite.md). Reads come from memory; every change is written
 through before the bank answers."""
 
 import asyncio
