@@ -33,6 +33,7 @@ class Settlement(SQLModel, table=True):
     critical_illness_paid: Decimal = Field(sa_column=_money())
     status: str = Field(max_length=32)
     status_reason: str | None = Field(default=None, max_length=64)
+    eligibility_reason: str | None = Field(default=None, max_length=64)  # the latest screening's, kept to the end
     assistance: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
     received_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 
 from intake.adapters.tables import JourneyStep, Settlement
@@ -54,7 +54,11 @@ class SettlementStatusOut(BaseModel):
     settlement_id: str
     hospital_settlement_id: str
     status: str
-    reason: str | None
+    reason: str | None = Field(description="Why the settlement is in this status: the status's own reason (a "
+                               "rejection's code, a failed payment's cause, the hospital's reversal reason), or else "
+                               "the eligibility reason, which later steps never erase.")
+    eligibility_reason: str | None = Field(description="The latest screening decision's reason (eligible, "
+                                           "no_consent, ...); null until screened.")
     assistance: str | None
     discharge_date: str
     received_at: str
@@ -179,7 +183,8 @@ async def summary(request: Request, hospital_id: HospitalId) -> dict[str, int]:
 def _status_out(s: Settlement, journey: list[JourneyStep] | None = None) -> SettlementStatusOut:
     return SettlementStatusOut(
         settlement_id=str(s.id), hospital_settlement_id=s.hospital_settlement_id, status=s.status,
-        reason=s.status_reason, assistance=None if s.assistance is None else f"{s.assistance:.2f}",
+        reason=s.status_reason or s.eligibility_reason, eligibility_reason=s.eligibility_reason,
+        assistance=None if s.assistance is None else f"{s.assistance:.2f}",
         discharge_date=s.discharge_date.isoformat(), received_at=s.received_at.isoformat(),
         updated_at=s.updated_at.isoformat(),
         journey=None if journey is None else [

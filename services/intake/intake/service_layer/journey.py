@@ -32,15 +32,17 @@ def _status_of(data: ev.EventData) -> tuple[UUID, Journey, str | None, Decimal |
 
 
 async def follow_journey(session: AsyncSession, events: Sequence[Event]) -> None:
-    """Apply downstream facts to the settlements' status, in event order within the batch."""
+    """Apply downstream facts to the settlements' status, in event order within the batch. The eligibility
+    reason is kept apart from the status: later steps (calculated, approved, paid) do not erase it."""
     updates = [u for u in (_status_of(e.data) for e in events) if u is not None]
     if not updates:
         return
     ids = list({u[0] for u in updates})
     current = {
-        row.id: (Journey(row.status), row.status_reason, row.assistance)
+        row.id: (Journey(row.status), row.status_reason, row.assistance, row.eligibility_reason)
         for row in (await session.execute(
-            select(Settlement.id, Settlement.status, Settlement.status_reason, Settlement.assistance)
+            select(Settlement.id, Settlement.status, Settlement.status_reason, Settlement.assistance,
+                   Settlement.eligibility_reason)
             .where(Settlement.id.in_(ids)).with_for_update()  # type: ignore[attr-defined]
         )).all()
     }
@@ -48,19 +50,22 @@ async def follow_journey(session: AsyncSession, events: Sequence[Event]) -> None
     for settlement_id, status, reason, assistance in updates:
         if settlement_id not in current:
             continue
-        old_status, old_reason, old_assistance = current[settlement_id]
+        old_status, old_reason, old_assistance, eligibility_reason = current[settlement_id]
         new_status = advance(old_status, status)
         current[settlement_id] = (
             new_status,
             reason if new_status == status else old_reason,
             assistance if assistance is not None else old_assistance,
+            # Screening decisions arrive in order on one partition: the latest is the one that stands.
+            reason if status in (Journey.ELIGIBLE, Journey.PARKED) else eligibility_reason,
         )
         steps.append({"settlement_id": settlement_id, "status": status.value, "reason": reason})
     now = datetime.now(UTC)
     await session.execute(
         update(Settlement),
-        [{"id": sid, "status": status.value, "status_reason": reason, "assistance": assistance, "updated_at": now}
-         for sid, (status, reason, assistance) in current.items()],
+        [{"id": sid, "status": status.value, "status_reason": reason, "assistance": assistance,
+          "eligibility_reason": eligibility_reason, "updated_at": now}
+         for sid, (status, reason, assistance, eligibility_reason) in current.items()],
     )
     if steps:
         await session.execute(insert(JourneyStep), steps)

@@ -3,7 +3,11 @@
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import httpx
 import orjson
@@ -14,8 +18,22 @@ from simulators.hospital.client import IntakeClient
 from simulators.hospital.feed import Patient, bad_records, national_id, person_name, settlement
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import EligibilityDecided, SettlementReceived
-from shared.contracts.topics import ELIGIBILITY_DECIDED, SETTLEMENT_RECEIVED
+from shared.contracts.events import (
+    AssistanceCalculated,
+    AssistanceFigures,
+    CaseDecided,
+    EligibilityDecided,
+    EventData,
+    SettlementReceived,
+    TransferSettled,
+)
+from shared.contracts.topics import (
+    ASSISTANCE_CALCULATED,
+    CASE_DECIDED,
+    ELIGIBILITY_DECIDED,
+    SETTLEMENT_RECEIVED,
+    TRANSFER_SETTLED,
+)
 from shared.messaging.kafka import KafkaProducer
 from shared.security.hospital_signing import signed_headers
 from shared.testing import ServiceProcess, read_topic, start_service, unique_prefix
@@ -170,6 +188,90 @@ async def test_status_follows_downstream_events_and_reversal_is_published(intake
     reversals = [Envelope.from_bytes(r.value) for r in records if b"SettlementReversed" in r.value]
     assert [e.payload().settlement_id for e in reversals].count(
         __import__("uuid").UUID(accepted["settlement_id"])) == 1
+
+
+async def _wait_status(client: IntakeClient, hid: str, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    for _ in range(240):
+        status = (await client.status(hid)).json()
+        if until(status):
+            return status  # type: ignore[no-any-return]
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{hid}: {status}")
+
+
+def _calculated(s: SettlementReceived, assistance: str) -> AssistanceCalculated:
+    money, zero = Decimal(assistance), Decimal("0.00")
+    return AssistanceCalculated(
+        calculation_id=uuid.uuid4(), settlement_id=s.settlement_id, hospital_id=s.hospital_id,
+        category="subsistence", district_code="310110", subdistrict_code="310110001", visit_type=s.visit_type,
+        hospital_level=s.hospital_level, discharge_date=s.discharge_date, year=s.discharge_date.year,
+        policy_id="yangpu-310110", policy_version=1, figures=AssistanceFigures(
+            policy_scope_amount=s.policy_scope_amount, basic_insurance_paid=s.basic_insurance_paid,
+            critical_illness_paid=s.critical_illness_paid, base=money, deductible=zero, deductible_used_before=zero,
+            deductible_left=zero, deductible_applied=zero, ratio=Decimal("1.00"), amount_before_caps=money,
+            per_settlement_cap=None, amount_after_settlement_cap=money, cap=Decimal("60000.00"),
+            committed_before=zero, cap_left=Decimal("60000.00"), assistance=money))
+
+
+async def test_the_eligibility_reason_outlives_the_later_steps(intake, h001) -> None:  # type: ignore[no-untyped-def]
+    settings, _ = intake
+    for hid in ("S-REASON", "S-REASON-LATE"):
+        assert (await h001.push(settlement(rng, PATIENT, hid))).status_code == 202
+    records = await read_topic(settings, SETTLEMENT_RECEIVED, expect=1_000_000, timeout=3)
+    received = {e.payload().hospital_settlement_id: e for e in (Envelope.from_bytes(r.value) for r in records)  # type: ignore[attr-defined]
+                if e.event_type == "SettlementReceived" and e.data["hospital_settlement_id"].startswith("S-REASON")}
+    s, late = received["S-REASON"].payload(), received["S-REASON-LATE"].payload()
+    assert isinstance(s, SettlementReceived) and isinstance(late, SettlementReceived)
+    ref = received["S-REASON"].person_ref
+    producer = KafkaProducer(settings)
+    await producer.start()
+
+    async def send(topic: str, data: EventData) -> None:
+        await producer.send_and_wait(settings.topic(topic), Envelope.wrap(data, person_ref=ref,
+                                                                          producer="test").to_bytes(), key=ref)
+
+    try:
+        await send(ELIGIBILITY_DECIDED, EligibilityDecided(settlement=s, eligible=False, reason="no_consent"))
+        parked = await _wait_status(h001, "S-REASON", lambda x: x["status"] == "parked")
+        assert (parked["reason"], parked["eligibility_reason"]) == ("no_consent", "no_consent")
+        await send(ELIGIBILITY_DECIDED, EligibilityDecided(settlement=s, eligible=True, reason="eligible",
+                                                           category="subsistence", district_code="310110",
+                                                           subdistrict_code="310110001", rescreened=True))
+        calc = _calculated(s, "640.00")
+        await send(ASSISTANCE_CALCULATED, calc)
+        calculated = await _wait_status(h001, "S-REASON", lambda x: x["status"] == "calculated")
+        assert (calculated["reason"], calculated["eligibility_reason"], calculated["assistance"]) == (
+            "eligible", "eligible", "640.00"), "calculated: the eligibility reason is still there"
+        case = uuid.uuid4()
+        await send(CASE_DECIDED, CaseDecided(case_id=case, calculation_id=calc.calculation_id,
+                                             settlement_id=s.settlement_id, decision="approved",
+                                             amount=Decimal("640.00"), district_code="310110",
+                                             subdistrict_code="310110001", decided_at=datetime.now(UTC)))
+        await _wait_status(h001, "S-REASON", lambda x: x["status"] == "approved" and x["reason"] == "eligible")
+        transfer = {"payment_id": uuid.uuid4(), "case_id": case, "calculation_id": calc.calculation_id,
+                    "settlement_id": s.settlement_id, "amount": Decimal("640.00")}
+        await send(TRANSFER_SETTLED, TransferSettled(**transfer, status="failed", reason="account_closed"))
+        failed = await _wait_status(h001, "S-REASON", lambda x: x["status"] == "payment_failed")
+        assert (failed["reason"], failed["eligibility_reason"]) == ("account_closed", "eligible")
+        await send(TRANSFER_SETTLED, TransferSettled(**transfer, status="settled", bank_reference="BK1", attempt=2))
+        paid = await _wait_status(h001, "S-REASON", lambda x: x["status"] == "paid")
+        assert (paid["reason"], paid["eligibility_reason"]) == ("eligible", "eligible"), \
+            "paid after a re-issue: the old failure is no longer the reason"
+        assert [(j["status"], j["reason"]) for j in paid["journey"]] == [
+            ("received", None), ("parked", "no_consent"), ("eligible", "eligible"), ("calculated", None),
+            ("approved", None), ("payment_failed", "account_closed"), ("paid", None)]
+
+        # Topics are not ordered with each other: a calculation can be seen before the decision behind it.
+        await send(ASSISTANCE_CALCULATED, _calculated(late, "10.00"))
+        await _wait_status(h001, "S-REASON-LATE", lambda x: x["status"] == "calculated")
+        await send(ELIGIBILITY_DECIDED, EligibilityDecided(settlement=late, eligible=True, reason="eligible",
+                                                           category="subsistence", district_code="310110",
+                                                           subdistrict_code="310110001"))
+        overtaken = await _wait_status(h001, "S-REASON-LATE", lambda x: x["eligibility_reason"] is not None)
+        assert (overtaken["status"], overtaken["reason"], overtaken["eligibility_reason"]) == (
+            "calculated", "eligible", "eligible")
+    finally:
+        await producer.stop()
 
 
 NOW = int(time.time())
