@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -99,20 +100,34 @@ class KafkaProducer:
             await asyncio.wait_for(old.stop(), 5)
 
 
+def group_instance_id(settings: ServiceSettings) -> str:
+    """This instance's static membership id: the same after a restart, unique among the group's live instances.
+
+    Host and HTTP port name an instance: two live instances cannot share both, and a restarted one (the same
+    container in its pod, the same process slot on a machine) comes back with them (docs/decisions/0016).
+    """
+    return settings.kafka_group_instance_id or f"{settings.service_name}-{socket.gethostname()}-{settings.http_port}"
+
+
 def create_consumer(settings: ServiceSettings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
-    """A consumer that never commits on its own: the runner commits after the database commit."""
+    """A consumer that never commits on its own: the runner commits after the database commit.
+
+    Static group membership: a restarted instance takes its partitions back at once, without a rebalance; an
+    instance that does not come back loses them to the others after the session timeout (10 s).
+    """
     return AIOKafkaConsumer(
         *[settings.topic(t) for t in topics],
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=f"{settings.topic_prefix}{group_id}",
+        group_instance_id=group_instance_id(settings),
         client_id=f"{settings.service_name}-consumer",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=settings.consumer_batch_max,
         fetch_max_wait_ms=50,
-        session_timeout_ms=30000,
-        heartbeat_interval_ms=3000,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 3),
         max_poll_interval_ms=300000,
     )
 
