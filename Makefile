@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WITH_ENV := source deploy/local/env.sh &&
 PYTEST_ARGS ?=
 
-.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services traces metrics
+.PHONY: help venv up stop status clean run demo ops test test-unit test-integration test-e2e bench contracts lint services traces metrics k8s
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bench: up ## the benchmark of DESIGN.md section 10 (see bench/README.md)
 
 contracts: venv ## regenerate contracts/events/*.schema.json and contracts/openapi/*.json from the code
 	@$(WITH_ENV) $(PY) -m shared.contracts.generate
+
+k8s: venv ## render the Helm chart (deploy/k8s) and validate every resource against its schema (also run by make test)
+	@$(WITH_ENV) $(PY) -m deploy.k8s.validate
 
 lint: venv ## ruff, strict mypy (shared and every domain) and import rules (also run by make test)
 	@$(WITH_ENV) bash deploy/local/lint.sh

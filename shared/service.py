@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,8 +202,19 @@ def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> None:
 
 
 def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrations_dir: Path) -> None:
-    """Entry point of `python -m <service>`: migrate, then serve HTTP with the consumers in the same process."""
+    """Entry point of `python -m <service> [migrate|serve]`.
+
+    No argument: migrate, then serve HTTP with the consumers in the same process (the local stack).
+    `migrate`: migrate and exit (Kubernetes' migration Job, the only holder of the owner's password);
+    `serve`: serve without migrating (Kubernetes' Deployment, which runs as the runtime role only).
+    """
+    command = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if command not in ("all", "migrate", "serve"):
+        raise SystemExit(f"usage: python -m {settings.service_name} [migrate|serve]")
+    if command in ("all", "migrate"):
+        prepare_database(settings, migrations_dir)
+    if command == "migrate":
+        return
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
-    prepare_database(settings, migrations_dir)
     uvicorn.run(app_factory(), host=settings.http_host, port=settings.http_port, log_config=None,
                 access_log=False, timeout_graceful_shutdown=20)

@@ -27,3 +27,9 @@ export PROMETHEUS_PORT="${PROMETHEUS_PORT:-9090}"
 # Browser tests (tests/browser): Playwright drives Debian's Chromium and never downloads a browser of its own.
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+# Kubernetes chart (make k8s, deploy/k8s): Helm built once from the Go module proxy; CRD schemas it is checked against.
+export HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+export KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.33.0}"
+export STRIMZI_VERSION="${STRIMZI_VERSION:-0.49.0}"
+export CNPG_VERSION="${CNPG_VERSION:-v1.29.0}"
+export KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"

@@ -1,0 +1,54 @@
+{{/* Labels every resource of one service carries. */}}
+{{- define "medassist.labels" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/part-of: medassist
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Values.image.tag | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "medassist.selector" -}}
+app.kubernetes.io/name: {{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{/* Environment shared by a service's Deployment and its migration Job. */}}
+{{- define "medassist.env" -}}
+- {name: ENVIRONMENT, value: {{ .root.Values.environment | quote }}}
+- {name: HTTP_HOST, value: "0.0.0.0"}
+- {name: HTTP_PORT, value: {{ .svc.port | quote }}}
+- {name: KAFKA_BOOTSTRAP_SERVERS, value: {{ printf "%s-kafka-bootstrap:9092" .root.Values.kafka.cluster | quote }}}
+- {name: PG_HOST, value: {{ printf "%s-db-rw" .name | quote }}}
+- {name: PG_PORT, value: "5432"}
+- {name: DATABASE_NAME, value: {{ .name | quote }}}
+- {name: PG_APP_USER, value: {{ printf "%s_app" .name | quote }}}
+- name: PG_APP_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ printf "%s-db-app" .name }}, key: password}}
+- {name: JWT_JWKS_URL, value: {{ .root.Values.identityProvider.jwksUrl | quote }}}
+- {name: JWT_ISSUER, value: {{ .root.Values.identityProvider.issuer | quote }}}
+- {name: JWT_AUDIENCE, value: {{ .root.Values.identityProvider.audience | quote }}}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .root.Values.tracing.otlpEndpoint | quote }}}
+{{- range $key := list "PERSON_REF_PEPPER" "FIELD_KEYS" "PAYEE_KEYS" "JWT_SECRET" }}
+- name: {{ $key }}
+  valueFrom: {secretKeyRef: {name: {{ $.root.Values.secrets.app }}, key: {{ $key }}}}
+{{- end }}
+{{- if eq .name "intake" }}
+- name: HOSPITAL_SECRETS
+  valueFrom: {secretKeyRef: {name: {{ .root.Values.secrets.app }}, key: HOSPITAL_SECRETS}}
+{{- end }}
+{{- if .svc.bankPeer }}
+- {name: BANK_BASE_URL, value: {{ .root.Values.bank.baseUrl | quote }}}
+- {name: CALLBACK_BASE_URL, value: {{ .root.Values.bank.callbackBaseUrl | quote }}}
+- name: BANK_CALLBACK_SECRET
+  valueFrom: {secretKeyRef: {name: {{ .root.Values.secrets.app }}, key: BANK_CALLBACK_SECRET}}
+{{- end }}
+{{- end -}}
+
+{{- define "medassist.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+runAsUser: 65534
+capabilities: {drop: [ALL]}
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
