@@ -2,7 +2,7 @@
 
 python -m bench.membership [--rounds 2]
 
-For each way of joining the group (docs/decisions/0016-consumer-group-membership.md) two member processes
+For each way of joining the group (docs/decisions/0018-consumer-group-membership.md) two member processes
 consume one 6-partition topic in one group while a producer writes 50 messages a second to every partition.
 One member is stopped (SIGKILL, or SIGTERM) and started again at once. Measured, per round:
   restart->flows  from the restart until the restarted member consumes its first message

@@ -18,7 +18,7 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     topic_prefix: str = Field(default="", description="Prepended to every topic name; isolates test runs.")
     kafka_group_instance_id: str | None = Field(
-        default=None, description="Static group membership id; default '<service>-<host>-<http port>' (ADR 0016).")
+        default=None, description="Static group membership id; default '<service>-<host>-<http port>' (ADR 0018).")
     kafka_session_timeout_ms: int = 10000
     consumer_batch_max: int = 500
     consumer_poll_timeout_ms: int = 200

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Helm for rendering deploy/k8s (make k8s, make test): built once from the Go module proxy, kept in .cache.
-# ./helm.sh build|path   (docs/decisions/0017-kubernetes-chart.md)
+# ./helm.sh build|path   (docs/decisions/0019-kubernetes-chart.md)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 HOME_DIR="$MEDASSIST_CACHE_DIR/helm"

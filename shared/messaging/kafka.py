@@ -104,7 +104,7 @@ def group_instance_id(settings: ServiceSettings) -> str:
     """This instance's static membership id: the same after a restart, unique among the group's live instances.
 
     Host and HTTP port name an instance: two live instances cannot share both, and a restarted one (the same
-    container in its pod, the same process slot on a machine) comes back with them (docs/decisions/0016).
+    container in its pod, the same process slot on a machine) comes back with them (docs/decisions/0018).
     """
     return settings.kafka_group_instance_id or f"{settings.service_name}-{socket.gethostname()}-{settings.http_port}"
 
