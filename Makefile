@@ -28,7 +28,7 @@ up: venv ## start PostgreSQL and Kafka (installing what is missing, and Chromium
 	@bash deploy/local/prometheus.sh install
 	@$(WITH_ENV) $(PY) -m deploy.local.bootstrap
 
-services: up ## start every service and the simulators in the background (honcho)
+services: up ## start every service and the simulators in the background (supervisord restarts one that dies)
 	@bash deploy/local/services.sh up
 
 run: traces services ## everything up (with the trace viewer), then the demo feed through the whole flow, with a summary

@@ -1,11 +1,13 @@
 """`make ops`: the operations view of the running stack in one screen.
 
 Consumer lag per topic and group, dead letters, the oldest unapproved case per sub-district, payments in
-flight and failed, and reconciliation differences; each service reports its own part over its API.
+flight and failed, reconciliation differences, and the payment alarms found against the bank's own books (today's
+statement is reconciled on the spot); each service reports its own part over its API.
 """
 
 import asyncio
 from collections import Counter
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -46,6 +48,17 @@ async def main() -> None:
         print(f"  reconciliation alarms: {len(alarms)}")
         for r in alarms:
             print(f"    {r['district_code']} {r['day']}: difference {r['difference']}")
+        print("== Against the bank's own books (statement reconciliation, runbook: Payment alarms) ==")
+        statement = (await http.post(f"{endpoints.disbursement}/v1/reconciliation/statement")).json()
+        print(f"  today's statement: {statement.get('entries', '?')} bookings, {statement.get('amount', '?')} yuan")
+        bank_alarms = await get("disbursement", "/v1/reconciliation/alarms?limit=1000")
+        by_kind = Counter(a["kind"] for a in bank_alarms)
+        to_recover = sum(Decimal(a["recovery_amount"]) for a in bank_alarms if a["recovery_amount"])
+        print(f"  payment alarms: {len(bank_alarms)}, money to recover {to_recover:.2f}")
+        for kind, count in sorted(by_kind.items()):
+            print(f"    {kind:<20} {count:>6}")
+        for a in bank_alarms[:10]:
+            print(f"    {a['raised_at'][:19]} {a['kind']:<18} case {a['case_id'] or '-'} {a['amount'] or ''}")
 
 
 if __name__ == "__main__":
