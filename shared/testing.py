@@ -120,7 +120,7 @@ def free_port() -> int:
 
 
 SERVICE_PATHS = [str(ROOT / "services" / s) for s in ("intake", "eligibility", "calculation", "approval",
-                                                      "disbursement", "simulators")]
+                                                      "disbursement", "simulators", "console")]
 
 
 class ServiceProcess:

@@ -14,7 +14,7 @@ export KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
 export SERVICES="intake eligibility calculation approval disbursement"
 # Services run from their folders; only the shared library is installed in the virtualenv.
-export PYTHONPATH="$ROOT_DIR:$ROOT_DIR/services/intake:$ROOT_DIR/services/eligibility:$ROOT_DIR/services/calculation:$ROOT_DIR/services/approval:$ROOT_DIR/services/disbursement:$ROOT_DIR/services/simulators"
+export PYTHONPATH="$ROOT_DIR:$ROOT_DIR/services/intake:$ROOT_DIR/services/eligibility:$ROOT_DIR/services/calculation:$ROOT_DIR/services/approval:$ROOT_DIR/services/disbursement:$ROOT_DIR/services/simulators:$ROOT_DIR/services/console"
 # Trace viewer (make traces, deploy/local/zipkin.sh): the Zipkin server jar from Maven Central, in memory.
 export ZIPKIN_VERSION="${ZIPKIN_VERSION:-3.5.1}"
 export ZIPKIN_PORT="${ZIPKIN_PORT:-9411}"

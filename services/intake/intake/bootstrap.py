@@ -5,6 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from intake.config import IntakeSettings
+from intake.entrypoints import ops
 from intake.entrypoints.http import router
 from intake.service_layer.journey import follow_journey
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
@@ -25,7 +26,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     return build_app(ServiceSpec(
         settings=settings,
         title="Intake: hospital settlements",
-        routers=[router],
+        routers=[router, ops.router],
         consumers=[ConsumerSpec(
             group_id="intake-journey",
             topics=[ELIGIBILITY_DECIDED, ASSISTANCE_CALCULATED, CASE_DECIDED, TRANSFER_SETTLED],

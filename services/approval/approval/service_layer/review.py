@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from approval.adapters.flags import flag_conditions
 from approval.adapters.tables import CaseRecord, PersonCalculation, PersonView
 from approval.domain.review import FLAG_LABELS, Figures, FlagRules, YearEntry, explain, year_so_far
+from shared.contracts.events import AssistanceFigures
 from shared.security.crypto import FieldCipher, mask_national_id
 from shared.security.read_audit import record_reads
 from shared.security.staff_auth import Principal
@@ -80,8 +81,10 @@ def _why(case: CaseRecord) -> dict[str, Any]:
     """Every figure as calculation sent it (one name each, ADR 0016), and the same in plain words."""
     calc = case.calculation
     words = explain(Figures.of(calc["figures"]))
+    stored = calc["figures"]  # JSONB keeps no key order: give the figures back in the money rule's order
     return {"policy_id": calc.get("policy_id"), "policy_version": calc.get("policy_version"),
-            "figures": calc["figures"], "explanation_zh": words.zh, "explanation_en": words.en}
+            "figures": {name: stored[name] for name in AssistanceFigures.model_fields},
+            "explanation_zh": words.zh, "explanation_en": words.en}
 
 
 async def _year(session: AsyncSession, case: CaseRecord, entries: list[PersonCalculation]) -> dict[str, Any]:

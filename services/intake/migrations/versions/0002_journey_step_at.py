@@ -1,0 +1,19 @@
+"""The ops page counts journey steps per hour: an index on when each step happened.
+
+Revision ID: 0002
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_journey_step_at", "journey_step", ["at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_journey_step_at", "journey_step")
