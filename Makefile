@@ -33,6 +33,8 @@ services: up ## start every service and the simulators in the background (superv
 
 run: traces services ## everything up (with the trace viewer), then the demo feed through the whole flow, with a summary
 	@$(WITH_ENV) $(PY) -m deploy.local.demo
+	@echo "[desk] review desk: http://127.0.0.1:$${CONSOLE_PORT:-8080}/  development sign-in on its first page:"
+	@echo "[desk]   clerk 310110 / 310110001, district reviewer 310110, or ops (choose the role and area there)"
 
 demo: ## push the demo feed again through a running stack
 	@$(WITH_ENV) $(PY) -m deploy.local.demo

@@ -1,5 +1,5 @@
 """The review desk's web console: static pages, a same-origin pass-through to the services' staff APIs, and
-the development sign-in (ADR 0018).
+the development sign-in (ADR 0020).
 
 The pages are plain HTML, CSS and JavaScript shipped in this package: nothing is loaded from another
 origin (the Content-Security-Policy says so to the browser). The pass-through forwards the staff member's

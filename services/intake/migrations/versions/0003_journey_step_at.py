@@ -1,12 +1,12 @@
 """The ops page counts journey steps per hour: an index on when each step happened.
 
-Revision ID: 0002
+Revision ID: 0003
 """
 
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
