@@ -56,8 +56,9 @@ async def approve(staff: Staff, cases: list[dict[str, Any]]) -> None:
         by_sub.setdefault((c["district_code"], c["subdistrict_code"]), []).append(c["case_id"])
     for (district, sub), ids in by_sub.items():
         clerk = staff.client(staff.endpoints.approval, "clerk", district, sub)
-        result = (await clerk.post("/v1/cases:batch-approve", json={"case_ids": ids})).json()
-        assert result["failed"] == 0, result
+        for start in range(0, len(ids), 200):  # approval's largest batch
+            result = (await clerk.post("/v1/cases:batch-approve", json={"case_ids": ids[start:start + 200]})).json()
+            assert result["failed"] == 0, result
     for c in cases:
         reviewer = staff.client(staff.endpoints.approval, "district_reviewer", c["district_code"])
         response = await reviewer.post(f"/v1/cases/{c['case_id']}/approve", json={})

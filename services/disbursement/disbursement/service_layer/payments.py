@@ -367,3 +367,17 @@ async def claim_unresolved(session: AsyncSession, ask_after_s: float, limit: int
         .order_by(last_asked).limit(limit).with_for_update(of=a, skip_locked=True))
     return list((await session.execute(update(a).where(a.c.idempotency_key.in_(picked.scalar_subquery()))
                                        .values(checked_at=now).returning(a.c.idempotency_key))).scalars())
+
+
+async def release_unsent(session: AsyncSession, stale_s: float) -> int:
+    """Payments left `sending` by a crash before their attempt was handed to the bank (still `open`): queued
+    again under the same key. (Handed over ones are `unknown`: the bank is asked about them instead.)"""
+    now = _now()
+    p, a = Payment.__table__, PaymentAttempt.__table__  # type: ignore[attr-defined]
+    released = (await session.execute(update(p).where(
+        p.c.status == PaymentStatus.SENDING.value, p.c.updated_at < now - timedelta(seconds=stale_s),
+        p.c.idempotency_key.in_(select(a.c.idempotency_key).where(a.c.status == AttemptStatus.OPEN.value)),
+    ).values(status=PaymentStatus.PENDING.value, next_attempt_at=now, updated_at=now).returning(p.c.id))).all()
+    if released:
+        signal_after_commit(session, PAYMENTS_DUE)
+    return len(released)

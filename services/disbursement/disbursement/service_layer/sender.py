@@ -33,6 +33,7 @@ from disbursement.service_layer.payments import (
     claim_due,
     claim_unresolved,
     mark_sent,
+    release_unsent,
     retry_later,
 )
 from shared.security.crypto import FieldCipher
@@ -233,6 +234,7 @@ async def resolve_open_payments(runtime: Runtime, stopping: asyncio.Event) -> No
             reported = hints.take()
             async with runtime.db.transaction() as session:
                 polled = await claim_unresolved(session, settings.poll_after_s)
+                await release_unsent(session, settings.sending_stale_s)
             keys = sorted(set(reported) | set(polled))
             results = await asyncio.gather(*(ask(k) for k in keys), return_exceptions=True)
             answers = []
