@@ -248,7 +248,8 @@ async def test_every_figure_is_published_and_the_ledger_spreads_the_deductible_a
     assert wire["figures"]["per_settlement_cap"] == "2000.00" and wire["figures"]["cap_left"] == "1021.63"
     assert set(wire) == {"calculation_id", "settlement_id", "hospital_id", "category", "district_code",
                          "subdistrict_code", "visit_type", "hospital_level", "discharge_date", "year", "policy_id",
-                         "policy_version", "figures"}, "each figure once, in `figures`"
+                         "policy_version", "figures", "hospital_settlement_id", "admission_date", "total_amount"}, (
+        "each figure once, in `figures`; beside it only the settlement's facts the reviewer's case view shows")
 
     explained = await calc.calculation(results[3].settlement_id)
     assert explained["assistance"] == "1021.63" and explained["status"] == "calculated"
