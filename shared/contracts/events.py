@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.types import Category, Money, Ratio, VisitType
+from shared.contracts.types import Category, ConsentLookback, Money, Ratio, VisitType
 
 
 class EventData(BaseModel):
@@ -48,7 +48,12 @@ class SettlementReversed(EventData):
 
 
 class EligibilityDecided(EventData):
-    """Screening result for one settlement (topic eligibility.decided). Ineligible ones are parked."""
+    """Screening result for one settlement (topic eligibility.decided). Ineligible ones are parked.
+
+    Version 2 says which consent lookback applied and from which policy version (`consent_lookback`,
+    `lookback_policy_id`, `lookback_policy_version`). Version 1 is upcast with all three null."""
+
+    schema_version: ClassVar[int] = 2
 
     settlement: SettlementReceived
     eligible: bool
@@ -57,6 +62,27 @@ class EligibilityDecided(EventData):
     district_code: str | None = Field(default=None, max_length=12)
     subdistrict_code: str | None = Field(default=None, max_length=12)
     rescreened: bool = False
+    consent_lookback: ConsentLookback | None = Field(
+        default=None, description="The lookback the consents were judged by; null when they were not looked at "
+        "(not registered, or no category valid on the date).")
+    lookback_policy_id: str | None = Field(
+        default=None, max_length=64, description="The policy the lookback came from; null when no policy of the "
+        "person's district covered the date yet, and the strict default (none) applied.")
+    lookback_policy_version: int | None = Field(default=None, ge=1)
+
+
+class PolicyPublished(EventData):
+    """A version of a region's policy was published (topic policy.published). Carries the terms other services
+    apply themselves (eligibility: the consent lookback); the money rule's parameters stay in calculation.
+    The envelope's key is the region's (`region_key`), so one region's versions stay in order."""
+
+    policy_id: str = Field(max_length=64)
+    policy_version: int = Field(ge=1)
+    region_code: str = Field(max_length=12)
+    effective_from: date
+    effective_to: date | None = None
+    consent_lookback: ConsentLookback
+    published_at: datetime
 
 
 class AssistanceFigures(EventData):

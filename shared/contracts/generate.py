@@ -14,11 +14,12 @@ from typing import Any
 import yaml
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.topics import TOPIC_EVENTS, dlq
+from shared.contracts.topics import POLICY_PUBLISHED, TOPIC_EVENTS, dlq
 from shared.contracts.types import PERSON_REF_PATTERN
 from shared.contracts.versions import EARLIER_VERSIONS
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+KEYS = {POLICY_PUBLISHED: "the region's key, region_key(region_code) (in the envelope's person_ref field)"}
 SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
 
 
@@ -61,7 +62,7 @@ def asyncapi() -> dict[str, Any]:
         }
         channels[topic] = {
             "address": topic,
-            "description": f"Key: person_ref. Dead letters go to {dlq(topic)}.",
+            "description": f"Key: {KEYS.get(topic, 'person_ref')}. Dead letters go to {dlq(topic)}.",
             "messages": messages,
             "bindings": {"kafka": {"partitions": 6, "replicas": 3, "bindingVersion": "0.5.0"}},
         }

@@ -1,5 +1,7 @@
 """Logical topic names and which events travel on each. Physical names add `settings.topic_prefix`."""
 
+import hashlib
+
 from shared.contracts import events as ev
 
 SETTLEMENT_RECEIVED = "settlement.received"
@@ -9,6 +11,7 @@ CASE_DECIDED = "case.decided"
 TRANSFER_SETTLED = "transfer.settled"
 REGISTRY_PAYEE = "registry.payee"
 REGISTRY_PERSON = "registry.person"
+POLICY_PUBLISHED = "policy.published"
 
 TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     SETTLEMENT_RECEIVED: (ev.SettlementReceived, ev.SettlementReversed),
@@ -18,11 +21,18 @@ TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     TRANSFER_SETTLED: (ev.TransferSettled,),
     REGISTRY_PAYEE: (ev.PayeeAccountUpdated,),
     REGISTRY_PERSON: (ev.PersonRecorded,),
+    POLICY_PUBLISHED: (ev.PolicyPublished,),
 }
 
 EVENT_TYPES: dict[str, type[ev.EventData]] = {
     model.__name__: model for models in TOPIC_EVENTS.values() for model in models
 }
+
+
+def region_key(region_code: str) -> str:
+    """The key of events about a region rather than a person (policy.published), in the envelope's `person_ref`
+    field: shaped like a pseudonym, never equal to one (a national ID is never `region:<code>`)."""
+    return hashlib.sha256(f"region:{region_code}".encode()).hexdigest()
 
 
 def dlq(topic: str) -> str:

@@ -97,3 +97,11 @@ class Category(StrEnum):
     EXTREME_POVERTY = "extreme_poverty"
     SUBSISTENCE = "subsistence"
     LOW_INCOME = "low_income"
+
+
+class ConsentLookback(StrEnum):
+    """Whether a consent signed in a year also covers that year's earlier settlements: a flag of the region's
+    policy, versioned with it (DESIGN.md section 4)."""
+
+    CALENDAR_YEAR = "calendar_year"
+    NONE = "none"

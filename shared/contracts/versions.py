@@ -7,12 +7,12 @@ version it was written in up to the current one; consumers only ever see the cur
 
 from collections.abc import Callable, Mapping
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import Field
 
-from shared.contracts.events import EventData
+from shared.contracts.events import EventData, SettlementReceived
 from shared.contracts.types import Category, Money, Ratio, VisitType
 
 Payload = dict[str, Any]
@@ -75,13 +75,35 @@ def _assistance_calculated_1_to_2(data: Payload) -> Payload:
     return {**{k: v1[k] for k in kept}, "figures": figures_from_breakdown(v1["breakdown"], v1)}
 
 
+class EligibilityDecidedV1(EventData):
+    """EligibilityDecided as version 1 sent it: without saying which consent lookback applied (it was a setting
+    of the eligibility service then)."""
+
+    schema_version: ClassVar[int] = 1
+
+    settlement: SettlementReceived
+    eligible: bool
+    reason: Literal["eligible", "not_registered", "category_not_valid_on_date", "no_consent", "consent_revoked"]
+    category: Category | None = None
+    district_code: str | None = Field(default=None, max_length=12)
+    subdistrict_code: str | None = Field(default=None, max_length=12)
+    rescreened: bool = False
+
+
+def _eligibility_decided_1_to_2(data: Payload) -> Payload:
+    v1 = EligibilityDecidedV1.model_validate(data).model_dump(mode="json")
+    return {**v1, "consent_lookback": None, "lookback_policy_id": None, "lookback_policy_version": None}
+
+
 UPCASTERS: dict[tuple[str, int], Callable[[Payload], Payload]] = {
     ("AssistanceCalculated", 1): _assistance_calculated_1_to_2,
+    ("EligibilityDecided", 1): _eligibility_decided_1_to_2,
 }
 """(event type, version) -> the function that turns that version's payload into the next version's."""
 
 EARLIER_VERSIONS: dict[str, tuple[type[EventData], ...]] = {
     "AssistanceCalculated": (AssistanceCalculatedV1,),
+    "EligibilityDecided": (EligibilityDecidedV1,),
 }
 """Event type -> the models of its earlier versions, for the contract files."""
 

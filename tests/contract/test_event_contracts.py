@@ -52,6 +52,8 @@ SAMPLES: list[ev.EventData] = [
                        settlement_id=uuid.uuid4(), status="settled", amount=Decimal("1875.00"),
                        bank_reference="B1"),
     ev.PayeeAccountUpdated(account_version=1, payee_ciphertext="k1:abc", account_masked="****1234"),
+    ev.PolicyPublished(policy_id="yangpu-310110", policy_version=2, region_code="310110",
+                       effective_from=date(2027, 1, 1), consent_lookback="none", published_at=datetime.now(UTC)),
     ev.PersonRecorded(identity_ciphertext="v1:abc", district_code="310110", subdistrict_code="310110001",
                       periods=[ev.CategoryPeriod(category="subsistence", valid_from=date(2026, 1, 1))],
                       consents=[ev.ConsentPeriod(signed_on=date(2026, 1, 5))], account_version=1),
@@ -149,3 +151,14 @@ def test_every_event_is_sent_in_its_current_version() -> None:
     for sample in SAMPLES:
         assert Envelope.wrap(sample, person_ref=PERSON, producer="test").schema_version == type(sample).schema_version
     assert ev.AssistanceCalculated.schema_version == 2
+
+
+def test_an_eligibility_decision_of_version_1_reads_as_one_that_does_not_say_its_lookback() -> None:
+    v1 = {"settlement": SETTLEMENT.model_dump(mode="json"), "eligible": True, "reason": "eligible",
+          "category": "subsistence", "district_code": "310110", "subdistrict_code": "310110001", "rescreened": False}
+    wire = {"event_id": str(uuid.uuid4()), "event_type": "EligibilityDecided", "schema_version": 1,
+            "occurred_at": "2026-03-01T10:00:00Z", "producer": "eligibility", "person_ref": PERSON, "data": v1}
+    jsonschema.validate(wire, committed_schema("EligibilityDecided.v1"))
+    read = Envelope.model_validate(wire).payload()
+    assert isinstance(read, ev.EligibilityDecided) and read.eligible and read.settlement == SETTLEMENT
+    assert (read.consent_lookback, read.lookback_policy_id, read.lookback_policy_version) == (None, None, None)

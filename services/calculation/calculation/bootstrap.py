@@ -8,7 +8,7 @@ from calculation.config import CalculationSettings
 from calculation.entrypoints.http import router
 from calculation.policies import demo_policies
 from calculation.service_layer.assess import handle_events
-from calculation.service_layer.policies import seed_policies
+from calculation.service_layer.policies import announce_policies, seed_policies
 from shared.contracts.topics import CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
 from shared.messaging.consumer import Handler
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
@@ -20,9 +20,10 @@ def create_app(settings: CalculationSettings | None = None) -> FastAPI:
     settings = settings or CalculationSettings()
 
     async def on_start(runtime: Runtime) -> None:
-        if settings.seed_demo_policies:
-            async with runtime.db.transaction() as session:
+        async with runtime.db.transaction() as session:
+            if settings.seed_demo_policies:
                 await seed_policies(session, demo_policies())
+            await announce_policies(session, settings)
 
     def handler(runtime: Runtime) -> Handler:
         return lambda session, events: handle_events(session, settings, events)

@@ -5,11 +5,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from eligibility.config import EligibilitySettings
-from eligibility.domain.rules import ConsentLookback
 from eligibility.entrypoints.http import router
 from eligibility.service_layer.registry import Keys
-from eligibility.service_layer.screening import screen_events
-from shared.contracts.topics import SETTLEMENT_RECEIVED
+from eligibility.service_layer.screening import record_policies, screen_events
+from shared.contracts.topics import POLICY_PUBLISHED, SETTLEMENT_RECEIVED
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
@@ -19,7 +18,6 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
     settings = settings or EligibilitySettings()
-    lookback = ConsentLookback(settings.consent_lookback)
 
     async def on_start(runtime: Runtime) -> None:
         runtime.extras["keys"] = Keys(
@@ -32,12 +30,16 @@ def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
         )
 
     def screening_handler(runtime: Runtime) -> Handler:
-        return lambda session, events: screen_events(session, settings, lookback, events)
+        return lambda session, events: screen_events(session, settings, events)
+
+    def policies_handler(runtime: Runtime) -> Handler:
+        return lambda session, events: record_policies(session, settings, events)
 
     return build_app(ServiceSpec(
         settings=settings,
         title="Eligibility: registry, consent and screening",
         routers=[router],
-        consumers=[ConsumerSpec("eligibility", [SETTLEMENT_RECEIVED], screening_handler)],
+        consumers=[ConsumerSpec("eligibility", [SETTLEMENT_RECEIVED], screening_handler),
+                   ConsumerSpec("eligibility-policies", [POLICY_PUBLISHED], policies_handler)],
         on_start=on_start,
     ))

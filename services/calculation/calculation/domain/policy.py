@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.contracts.types import Category, IsoDate, VisitType
+from shared.contracts.types import Category, ConsentLookback, IsoDate, VisitType
 
 MoneyText = Annotated[str, Field(pattern=r"^[0-9]{1,10}\.[0-9]{2}$")]
 RatioText = Annotated[str, Field(pattern=r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)$")]
@@ -51,6 +51,10 @@ class Policy(BaseModel):
     region_code: str = Field(pattern=r"^[0-9]{6}$")
     effective_from: IsoDate
     effective_to: IsoDate | None = None
+    consent_lookback: ConsentLookback = Field(
+        default=ConsentLookback.CALENDAR_YEAR,
+        description="calendar_year: a consent signed in a year also covers that year's earlier settlements; none: "
+        "only settlements on or after the signing date. Eligibility applies it (policy.published).")
     categories: dict[Category, CategoryRule]
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from calculation.adapters.tables import Calculation, Ledger, PolicyRecord, Recovery
 from calculation.domain.policy import Policy
 from calculation.service_layer.assess import assess_waiting
-from calculation.service_layer.policies import publish_policy
+from calculation.service_layer.policies import announce_policies, publish_policy
 from shared.contracts.events import AssistanceFigures
 from shared.contracts.openapi import request_body
 from shared.contracts.types import PERSON_REF_PATTERN, Category, Money
@@ -64,6 +64,7 @@ async def publish(request: Request, admin: PolicyAdmin) -> dict[str, Any]:
     runtime = _runtime(request)
     async with runtime.db.transaction() as session:
         await publish_policy(session, policy, admin.subject)
+        await announce_policies(session, runtime.settings)
         waiting = await assess_waiting(session, runtime.settings, policy)
     return {"policy_id": policy.policy_id, "version": policy.version, "waiting_calculated": waiting}
 

@@ -31,7 +31,14 @@ from shared.contracts.events import (
     SettlementReversed,
     TransferSettled,
 )
-from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
+from shared.contracts.topics import (
+    ASSISTANCE_CALCULATED,
+    CASE_DECIDED,
+    ELIGIBILITY_DECIDED,
+    POLICY_PUBLISHED,
+    TRANSFER_SETTLED,
+    region_key,
+)
 from shared.messaging.kafka import KafkaProducer
 from shared.testing import (
     ServiceUnderTest,
@@ -523,3 +530,28 @@ async def test_a_reversal_that_overtook_the_payment_opens_a_recovery_for_the_mon
     await asyncio.sleep(2)  # a second RecoveryOpened would have been published by now
     assert len(await calc.published(lambda e: e.event_type == "RecoveryOpened"
                                     and e.data["settlement_id"] == str(s.settlement_id), 1)) == 1
+
+
+async def test_every_policy_version_is_announced_once_with_its_consent_lookback(calc: Calc) -> None:
+    region = "990600"
+    first = {**POLICY, "policy_id": f"announced-{region}", "region_code": region}
+    second = {**first, "version": 2, "effective_from": "2026-07-01", "consent_lookback": "none"}
+    async with calc.client("policy_admin") as admin:
+        assert (await admin.post("/v1/policies", json=first)).status_code == 201
+        assert (await admin.post("/v1/policies", json=second)).status_code == 201
+        assert (await admin.post("/v1/policies", json={**second, "consent_lookback": "sometimes"})).status_code == 422
+        listed = [p for p in (await admin.get("/v1/policies")).json() if p["policy_id"] == first["policy_id"]]
+    assert [p["consent_lookback"] for p in listed] == ["calendar_year", "none"], "the default is calendar_year"
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        records = await read_topic(calc.settings, POLICY_PUBLISHED, expect=1_000_000, timeout=1)
+        mine = [(r.key.decode(), Envelope.from_bytes(r.value)) for r in records]
+        mine = [(k, e) for k, e in mine if e.data["policy_id"] == first["policy_id"]]
+        if len(mine) >= 2 or asyncio.get_running_loop().time() > deadline:
+            break
+    assert [(k, e.payload().policy_version, e.payload().consent_lookback, str(e.payload().effective_from))  # type: ignore[attr-defined]
+            for k, e in mine] == [(region_key(region), 1, "calendar_year", "2026-01-01"),
+                                  (region_key(region), 2, "none", "2026-07-01")], "in order, keyed by region"
+    seeded = {e.data["policy_id"] for e in (Envelope.from_bytes(r.value) for r in records)}
+    assert {"yangpu-310110", "putuo-310107", "test-ledger"} <= seeded, "the seeded and earlier versions too"

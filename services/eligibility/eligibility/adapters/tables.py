@@ -63,4 +63,21 @@ class Screening(SQLModel, table=True):
     category: str | None = Field(default=None, max_length=32)
     parked: bool
     reversed: bool = False
+    consent_lookback: str | None = Field(default=None, max_length=16)
+    lookback_policy_id: str | None = Field(default=None, max_length=64)
+    lookback_policy_version: int | None = None
     decided_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class PolicyTermsRecord(SQLModel, table=True):
+    """The terms of each published policy version eligibility applies (from policy.published), kept for good."""
+
+    __tablename__ = "policy_terms"
+
+    policy_id: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True)
+    region_code: str = Field(max_length=12, index=True)
+    effective_from: date
+    effective_to: date | None = None
+    consent_lookback: str = Field(max_length=16)
+    published_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))

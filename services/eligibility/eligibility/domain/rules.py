@@ -3,13 +3,20 @@
 Eligible on discharge date D when the registry lists an assisted category valid on D and a consent
 covers D. A consent covers D when signed on or before D (or, with calendar-year lookback, signed later
 in D's year) and not revoked on or before D. Anything else is parked and screened again when the
-person's registry entry or consent changes.
+person's registry entry or consent changes, or when a policy version for their district is published.
+
+The lookback is a flag of the region's policy, versioned with it: the policy version that covers the person's
+district on D says it (the same choice calculation makes: latest effective_from, then highest version). While
+no policy of the district covering D is known, the strict `none` applies: a settlement it parks is screened
+again when the policy arrives, whereas one let through by a guess could not be taken back.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+
+from shared.contracts.types import ConsentLookback
 
 
 class Category(StrEnum):
@@ -30,9 +37,31 @@ class Reason(StrEnum):
     CONSENT_REVOKED = "consent_revoked"
 
 
-class ConsentLookback(StrEnum):
-    CALENDAR_YEAR = "calendar_year"
-    NONE = "none"
+DEFAULT_LOOKBACK = ConsentLookback.NONE  # no policy known yet for the district and date
+
+
+@dataclass(frozen=True)
+class PolicyTerms:
+    """What eligibility keeps of a published policy version (policy.published)."""
+
+    policy_id: str
+    version: int
+    region_code: str
+    effective_from: date
+    effective_to: date | None
+    consent_lookback: ConsentLookback
+
+    def covers(self, region_code: str, on: date) -> bool:
+        return (self.region_code == region_code and self.effective_from <= on
+                and (self.effective_to is None or on <= self.effective_to))
+
+
+def terms_for(terms: Iterable[PolicyTerms], region_code: str | None, on: date) -> PolicyTerms | None:
+    """The policy version covering a district on a date: latest effective_from, then highest version."""
+    if region_code is None:
+        return None
+    covering = [t for t in terms if t.covers(region_code, on)]
+    return max(covering, key=lambda t: (t.effective_from, t.version), default=None)
 
 
 @dataclass(frozen=True)
@@ -64,14 +93,15 @@ class EligibilityDecision:
     reason: Reason
     category: Category | None
     parked: bool
+    lookback: ConsentLookback | None = None  # the lookback the consents were judged by, when they were
 
 
-def _parked(reason: Reason) -> EligibilityDecision:
-    return EligibilityDecision(False, reason, None, parked=True)
+def _parked(reason: Reason, lookback: ConsentLookback | None = None) -> EligibilityDecision:
+    return EligibilityDecision(False, reason, None, parked=True, lookback=lookback)
 
 
 def decide(periods: Sequence[RegistryPeriod], consents: Sequence[Consent], on: date,
-           lookback: ConsentLookback = ConsentLookback.CALENDAR_YEAR) -> EligibilityDecision:
+           lookback: ConsentLookback = DEFAULT_LOOKBACK) -> EligibilityDecision:
     """The decision for a settlement discharged on `on`."""
     if not periods:
         return _parked(Reason.NOT_REGISTERED)
@@ -80,11 +110,11 @@ def decide(periods: Sequence[RegistryPeriod], consents: Sequence[Consent], on: d
         return _parked(Reason.CATEGORY_NOT_VALID_ON_DATE)
     in_time = [c for c in consents if c.signed_for(on, lookback)]
     if not in_time:
-        return _parked(Reason.NO_CONSENT)
+        return _parked(Reason.NO_CONSENT, lookback)
     if all(c.revoked_by(on) for c in in_time):
-        return _parked(Reason.CONSENT_REVOKED)
+        return _parked(Reason.CONSENT_REVOKED, lookback)
     category = next(c for c in _PRIORITY if c in valid)
-    return EligibilityDecision(True, Reason.ELIGIBLE, category, parked=False)
+    return EligibilityDecision(True, Reason.ELIGIBLE, category, parked=False, lookback=lookback)
 
 
 def should_rescreen(previous: EligibilityDecision, new: EligibilityDecision) -> bool:

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod, Screening
+from eligibility.adapters.tables import ConsentRecord, Person, PolicyTermsRecord, RegistryPeriod, Screening
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
-from eligibility.domain.rules import ConsentLookback
 from eligibility.service_layer.registry import Keys, import_registry, revoke_consent, sign_consent
 from shared.contracts.openapi import inline_schema, request_body
 from shared.db import LOCK_PERSON, lock_keys
@@ -57,10 +56,6 @@ class ConsentOut(BaseModel):
 
 def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def _lookback(runtime: Runtime) -> ConsentLookback:
-    return ConsentLookback(runtime.settings.consent_lookback)
 
 
 def _validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
@@ -122,7 +117,7 @@ async def import_records(request: Request, officer: RegistryOfficer) -> ImportOu
         raise _validation_problem(errors)
     async with runtime.db.transaction() as session:
         await _inside_area(session, officer, runtime.extras["keys"], records)
-        result = await import_registry(session, runtime.settings, runtime.extras["keys"], _lookback(runtime), records)
+        result = await import_registry(session, runtime.settings, runtime.extras["keys"], records)
     return ImportOut(**result.__dict__)
 
 
@@ -189,8 +184,8 @@ async def record_consent(body: ConsentBody, request: Request, response: Response
         if existing is not None:
             response.status_code = 200
             return _consent_out(existing, status)
-        consent, rescreened = await sign_consent(session, runtime.settings, keys, _lookback(runtime),
-                                                 national_id, body.signed_on, body.channel, recorder.subject)
+        consent, rescreened = await sign_consent(session, runtime.settings, keys, national_id, body.signed_on,
+                                                 body.channel, recorder.subject)
     return _consent_out(consent, status, rescreened)
 
 
@@ -267,3 +262,31 @@ async def screening_summary(request: Request, reader: Reader,
         query = query.where(Screening.parked)
     async with runtime.db.transaction() as session:
         return {reason: count for reason, count in (await session.execute(query)).all()}
+
+
+class PolicyTermsOut(BaseModel):
+    policy_id: str
+    version: int
+    region_code: str
+    effective_from: str
+    effective_to: str | None
+    consent_lookback: Literal["calendar_year", "none"]
+    published_at: str
+
+
+@router.get("/policy-terms", response_model=list[PolicyTermsOut])
+async def policy_terms(request: Request, reader: Reader,
+                       region_code: str | None = Query(None, pattern=r"^[0-9]{6}$")) -> list[PolicyTermsOut]:
+    """The policy versions screening knows (from policy.published) and the consent lookback each sets. A
+    district and date no version covers are screened with the strict default, `none`."""
+    query = select(PolicyTermsRecord).order_by(PolicyTermsRecord.region_code, PolicyTermsRecord.effective_from,
+                                               PolicyTermsRecord.version)
+    if region_code:
+        query = query.where(PolicyTermsRecord.region_code == region_code)
+    async with _runtime(request).db.transaction() as session:
+        rows = (await session.execute(query)).scalars().all()
+    return [PolicyTermsOut(policy_id=r.policy_id, version=r.version, region_code=r.region_code,
+                           effective_from=r.effective_from.isoformat(),
+                           effective_to=r.effective_to.isoformat() if r.effective_to else None,
+                           consent_lookback=r.consent_lookback,  # type: ignore[arg-type]
+                           published_at=r.published_at.isoformat()) for r in rows]

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from eligibility.adapters.tables import ConsentRecord, Person, RegistryPeriod
 from eligibility.domain.registry import RegistryRecordIn
-from eligibility.domain.rules import ConsentLookback
 from eligibility.service_layer.person_view import publish_person_records
 from eligibility.service_layer.screening import rescreen_parked
 from shared.contracts.envelope import Envelope
@@ -51,7 +50,7 @@ def _fingerprint(pepper: bytes, account: str, name: str) -> str:
 
 
 async def import_registry(session: AsyncSession, settings: ServiceSettings, keys: Keys,
-                          lookback: ConsentLookback, records: Sequence[RegistryRecordIn]) -> ImportResult:
+                          records: Sequence[RegistryRecordIn]) -> ImportResult:
     """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked."""
     by_ref = {person_ref(keys.pepper, r.national_id): r for r in records}  # last record of a person wins
     await lock_keys(session, LOCK_PERSON, by_ref)  # imports of the same persons at once take turns
@@ -101,7 +100,7 @@ async def import_registry(session: AsyncSession, settings: ServiceSettings, keys
             constraint="uq_registry_period", set_={"valid_to": stmt.excluded.valid_to}))
     await add_events(session, settings, payee_events)
     await publish_person_records(session, settings, keys.at_rest, keys.case_view, by_ref)
-    rescreened = await rescreen_parked(session, settings, lookback, by_ref)
+    rescreened = await rescreen_parked(session, settings, by_ref)
     return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), len(payee_events),
                         rescreened)
 
@@ -110,8 +109,8 @@ def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> list[list[dict[str,
     return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
-async def sign_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, lookback: ConsentLookback,
-                       national_id: str, signed_on: date, channel: str, recorded_by: str) -> tuple[ConsentRecord, int]:
+async def sign_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, national_id: str,
+                       signed_on: date, channel: str, recorded_by: str) -> tuple[ConsentRecord, int]:
     """Record a signed consent and re-screen the person's parked settlements."""
     ref = person_ref(keys.pepper, national_id)
     consent = ConsentRecord(id=uuid.uuid4(), person_ref=ref, signed_on=signed_on, channel=channel,
@@ -119,7 +118,7 @@ async def sign_consent(session: AsyncSession, settings: ServiceSettings, keys: K
     session.add(consent)
     await session.flush()
     await publish_person_records(session, settings, keys.at_rest, keys.case_view, [ref])
-    return consent, await rescreen_parked(session, settings, lookback, [ref])
+    return consent, await rescreen_parked(session, settings, [ref])
 
 
 async def revoke_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, consent_id: uuid.UUID,

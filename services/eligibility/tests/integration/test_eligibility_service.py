@@ -1,9 +1,10 @@
 """Eligibility as its own process: registry import (JSON and CSV), consents, screening, parking, re-screening."""
 
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
@@ -13,8 +14,14 @@ from eligibility.config import EligibilitySettings
 from simulators.hospital.feed import national_id, person_name
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import EligibilityDecided, PayeeAccountUpdated, SettlementReceived
-from shared.contracts.topics import ELIGIBILITY_DECIDED, REGISTRY_PAYEE, SETTLEMENT_RECEIVED
+from shared.contracts.events import EligibilityDecided, PayeeAccountUpdated, PolicyPublished, SettlementReceived
+from shared.contracts.topics import (
+    ELIGIBILITY_DECIDED,
+    POLICY_PUBLISHED,
+    REGISTRY_PAYEE,
+    SETTLEMENT_RECEIVED,
+    region_key,
+)
 from shared.messaging.kafka import KafkaProducer
 from shared.security.crypto import person_ref
 from shared.security.staff_auth import mint_dev_token
@@ -113,7 +120,7 @@ async def test_a_bad_record_refuses_the_whole_import(service) -> None:  # type: 
         assert missing.status_code == 404, "nothing of the refused import was stored"
 
 
-async def test_parked_for_consent_then_eligible_when_signed_later_that_year(service) -> None:  # type: ignore[no-untyped-def]
+async def test_parked_for_consent_then_eligible_when_signed_before_the_date_of_care(service) -> None:  # type: ignore[no-untyped-def]
     settings, url = service
     nid = national_id(rng)
     async with client(url, "registry_officer") as officer:
@@ -121,11 +128,75 @@ async def test_parked_for_consent_then_eligible_when_signed_later_that_year(serv
         settlement_id = await send_settlement(settings, nid, date(2026, 3, 1))
         [first] = await decisions_for(settings, settlement_id, 1)
         assert (first.eligible, first.reason) == (False, "no_consent")
-        signed = await officer.post("/v1/consents", json={"national_id": nid, "signed_on": "2026-06-01"})
+        signed = await officer.post("/v1/consents", json={"national_id": nid, "signed_on": "2026-02-20"})
         assert signed.status_code == 201 and signed.json()["rescreened"] == 1
     decisions = await decisions_for(settings, settlement_id, 2)
     assert (decisions[1].eligible, decisions[1].rescreened, decisions[1].category) == (True, True, "subsistence")
     assert decisions[1].district_code == "310110"
+
+
+async def publish_policy(settings: EligibilitySettings, policy_id: str, version: int, region: str,
+                         effective_from: date, lookback: str) -> None:
+    data = PolicyPublished(policy_id=policy_id, policy_version=version, region_code=region,
+                           effective_from=effective_from, consent_lookback=lookback, published_at=datetime.now(UTC))
+    producer = KafkaProducer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(POLICY_PUBLISHED), Envelope.wrap(
+            data, person_ref=region_key(region), producer="test").to_bytes(), key=region_key(region))
+    finally:
+        await producer.stop()
+
+
+async def known_terms(url: str, region: str, versions: int) -> list[dict]:  # type: ignore[type-arg]
+    async with client(url, "ops") as ops:
+        for _ in range(240):
+            terms = (await ops.get("/v1/policy-terms", params={"region_code": region})).json()
+            if len(terms) >= versions:
+                return terms  # type: ignore[no-any-return]
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"eligibility knows {terms} of {region}")
+
+
+async def test_the_consent_lookback_is_the_region_policys_and_each_decision_says_which_applied(service) -> None:  # type: ignore[no-untyped-def]
+    settings, url = service
+    region = "990500"
+    early, late = national_id(rng), national_id(rng)
+    area = {"district_code": region, "subdistrict_code": f"{region}001"}
+    async with client(url, "registry_officer") as officer:
+        imported = await officer.post("/v1/registry/import", json={"records": [record(early, **area),
+                                                                               record(late, **area)]})
+        assert imported.status_code == 200, imported.text
+        march = await send_settlement(settings, early, date(2026, 3, 1))
+        [first] = await decisions_for(settings, march, 1)
+        # No policy of the region known yet: the strict default, and the decision says so.
+        assert (first.reason, first.consent_lookback, first.lookback_policy_id) == ("no_consent", "none", None)
+        signed = await officer.post("/v1/consents", json={"national_id": early, "signed_on": "2026-06-01"})
+        assert signed.status_code == 201 and signed.json()["rescreened"] == 0, "June does not cover March by default"
+
+        # The region's policy arrives after the settlement was parked: its lookback covers March now.
+        await publish_policy(settings, "lookback-990500", 1, region, date(2026, 1, 1), "calendar_year")
+        decisions = await decisions_for(settings, march, 2)
+        assert (decisions[1].eligible, decisions[1].rescreened, decisions[1].consent_lookback,
+                decisions[1].lookback_policy_id, decisions[1].lookback_policy_version) == (
+            True, True, "calendar_year", "lookback-990500", 1)
+
+        # Version 2 turns the lookback off from July: each settlement is judged by the version covering its date.
+        await publish_policy(settings, "lookback-990500", 2, region, date(2026, 7, 1), "none")
+        await publish_policy(settings, "lookback-990500", 1, region, date(2026, 1, 1), "calendar_year")  # again
+        terms = await known_terms(url, region, 2)
+        assert [(t["version"], t["effective_from"], t["consent_lookback"]) for t in terms] == [
+            (1, "2026-01-01", "calendar_year"), (2, "2026-07-01", "none")]
+        assert (await officer.post("/v1/consents", json={"national_id": late, "signed_on": "2026-09-01"})
+                ).status_code == 201
+        may, august = (await send_settlement(settings, late, date(2026, 5, 1)),
+                       await send_settlement(settings, late, date(2026, 8, 1)))
+    [in_may] = await decisions_for(settings, may, 1)
+    [in_august] = await decisions_for(settings, august, 1)
+    assert (in_may.eligible, in_may.consent_lookback, in_may.lookback_policy_version) == (True, "calendar_year", 1)
+    assert (in_august.eligible, in_august.reason, in_august.consent_lookback, in_august.lookback_policy_version) == (
+        False, "no_consent", "none", 2)
+    assert len(await decisions_for(settings, march, 2)) == 2, "the repeated version screened nothing again"
 
 
 async def test_revocation_applies_from_its_date_on(service) -> None:  # type: ignore[no-untyped-def]

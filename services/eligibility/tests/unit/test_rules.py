@@ -8,10 +8,12 @@ from eligibility.domain.rules import (
     Consent,
     ConsentLookback,
     EligibilityDecision,
+    PolicyTerms,
     Reason,
     RegistryPeriod,
     decide,
     should_rescreen,
+    terms_for,
 )
 
 D = date
@@ -87,3 +89,38 @@ def test_should_rescreen(before: Reason, after: Reason, emit: bool) -> None:
         return EligibilityDecision(r is Reason.ELIGIBLE, r, None, r is not Reason.ELIGIBLE)
 
     assert should_rescreen(decision(before), decision(after)) is emit
+
+
+def terms(version: int, effective_from: date, lookback: ConsentLookback, region: str = "310110",
+          effective_to: date | None = None) -> PolicyTerms:
+    return PolicyTerms(f"p-{region}", version, region, effective_from, effective_to, lookback)
+
+
+V1, V2 = terms(1, D(2026, 1, 1), YEAR), terms(2, D(2026, 7, 1), NONE)
+ENDED = terms(3, D(2025, 1, 1), YEAR, effective_to=D(2025, 12, 31))
+
+
+@pytest.mark.parametrize(("case", "known", "region", "on", "expected"), [
+    ("nothing known yet", [], "310110", D(2026, 3, 1), None),
+    ("not registered: no district", [V1], None, D(2026, 3, 1), None),
+    ("the one version covering the date", [V1, V2], "310110", D(2026, 3, 1), V1),
+    ("the later effective_from wins", [V1, V2], "310110", D(2026, 8, 1), V2),
+    ("the first day of the new version", [V2, V1], "310110", D(2026, 7, 1), V2),
+    ("another region's policy does not apply", [terms(1, D(2026, 1, 1), YEAR, region="310107")], "310110",
+     D(2026, 3, 1), None),
+    ("an ended version covers its own period only", [ENDED, V1], "310110", D(2025, 6, 1), ENDED),
+    ("before any version", [V1], "310110", D(2025, 12, 31), None),
+    ("same start: the higher version", [V1, terms(4, D(2026, 1, 1), NONE)], "310110", D(2026, 3, 1),
+     terms(4, D(2026, 1, 1), NONE)),
+])
+def test_terms_for(case: str, known: list[PolicyTerms], region: str | None, on: date,
+                   expected: PolicyTerms | None) -> None:
+    assert terms_for(known, region, on) == expected, case
+
+
+def test_the_default_is_strict_and_the_decision_says_which_lookback_it_used() -> None:
+    later = [Consent(D(2026, 9, 1))]
+    assert decide([SUB_2026], later, D(2026, 2, 1)).reason is Reason.NO_CONSENT, "no policy known: none"
+    assert decide([SUB_2026], later, D(2026, 2, 1)).lookback is NONE
+    assert decide([SUB_2026], later, D(2026, 2, 1), YEAR).lookback is YEAR
+    assert decide([], later, D(2026, 2, 1), YEAR).lookback is None, "consents were not looked at"
