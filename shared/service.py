@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from shared.messaging.outbox import OutboxRelay
 from shared.migrations import upgrade_to_head
 from shared.ops import kafka_overview
 from shared.problems import ProblemError, install_problem_handlers
+from shared.request_guard import RequestGuard
 from shared.security.staff_auth import Principal, Role, TokenVerifier, bearer_token, require
 from shared.settings import ServiceSettings
 from shared.telemetry import setup_telemetry
@@ -62,6 +63,10 @@ class ServiceSpec:
     background: Sequence[Background] = ()
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    media_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Request media types a path accepts besides application/json (shared.request_guard)."""
+    signed_prefixes: tuple[str, ...] = ()
+    """Paths whose handlers check a signature over the raw body before reading it (shared.request_guard)."""
 
 
 def build_app(spec: ServiceSpec) -> FastAPI:
@@ -113,6 +118,8 @@ def build_app(spec: ServiceSpec) -> FastAPI:
 
     app = FastAPI(title=spec.title, lifespan=lifespan, version="1.0.0")
     install_problem_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, media_types=spec.media_types,
+                       signed_prefixes=spec.signed_prefixes)
     app.include_router(_ops_router())
     for router in spec.routers:
         app.include_router(router)

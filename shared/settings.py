@@ -13,6 +13,8 @@ class ServiceSettings(BaseSettings):
     environment: str = "development"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    max_body_bytes: int = Field(default=1024 * 1024, description="Larger request bodies are refused (413) "
+                                "while they stream in, before anything buffers or checks them.")
 
     # Kafka
     kafka_bootstrap_servers: str = "127.0.0.1:19092"

@@ -8,6 +8,7 @@ during a rotation; the caller keeps a replay store of accepted signatures.
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from shared.problems import ProblemError
 
 HOSPITAL_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = "X-Hospital-Id", "X-Timestamp", "X-Signature"
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,23 @@ def verify(headers: Mapping[str, str], method: str, path: str, body: bytes,
     secrets = secrets_by_hospital.get(hospital_id)
     if not secrets:
         raise ProblemError(401, "unknown_hospital", "this hospital is not registered", field=HOSPITAL_HEADER)
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > window_s:
-        raise ProblemError(401, "timestamp_out_of_window", f"X-Timestamp must be within {window_s}s of now",
-                           field=TIMESTAMP_HEADER)
-    if not any(hmac.compare_digest(sign(s, timestamp, method, path, body), signature.lower()) for s in secrets):
+    # Headers are input like any other: only ASCII digits of a plausible length are a time (int() of 5,000
+    # digits raises, and str.isdigit() admits Arabic-Indic and full-width digits).
+    if not _TIMESTAMP.fullmatch(timestamp) or abs(now - int(timestamp)) > window_s:
+        raise ProblemError(401, "timestamp_out_of_window", f"X-Timestamp must be unix seconds within {window_s}s "
+                           "of now", field=TIMESTAMP_HEADER)
+    if not hex_digest_matches([sign(s, timestamp, method, path, body) for s in secrets], signature):
         raise ProblemError(401, "bad_signature", "the signature does not match", field=SIGNATURE_HEADER)
     return VerifiedRequest(hospital_id, int(timestamp), signature.lower())
+
+
+def hex_digest_matches(expected: Sequence[str], given: str | None) -> bool:
+    """Whether `given` (a header) is one of the `expected` hex SHA-256 digests, in constant time.
+
+    Anything but 64 ASCII hex digits is simply no match: compare_digest raises on non-ASCII text, and that
+    must never turn a forged header into a 500.
+    """
+    if given is None or not _HEX_SHA256.fullmatch(given):
+        return False
+    candidate = given.lower().encode()
+    return any(hmac.compare_digest(e.encode(), candidate) for e in expected)

@@ -53,4 +53,5 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
         background=[send_due_payments, resolve_open_payments, publish_payment_gauges, reconcile_daily],
         on_start=on_start,
         on_stop=on_stop,
+        signed_prefixes=("/v1/bank/callbacks",),  # the bank's signature is checked before the body is read
     ))

@@ -42,4 +42,5 @@ def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
         consumers=[ConsumerSpec("eligibility", [SETTLEMENT_RECEIVED], screening_handler),
                    ConsumerSpec("eligibility-policies", [POLICY_PUBLISHED], policies_handler)],
         on_start=on_start,
+        media_types={"/v1/registry/import": frozenset({"text/csv"})},
     ))

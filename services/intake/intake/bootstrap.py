@@ -33,4 +33,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             handler=lambda runtime: follow_journey,
         )],
         on_start=on_start,
+        signed_prefixes=("/v1/",),  # every hospital route is signed
     ))

@@ -20,6 +20,8 @@ from shared.contracts.openapi import request_body
 from shared.contracts.types import DISTRICT_CODE_PATTERN, TEXT_PATTERN, IsoDate
 from shared.pagination import Offset
 from shared.problems import ProblemError
+from shared.request_guard import parsed_json
+from shared.security.hospital_signing import hex_digest_matches
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
 
@@ -52,11 +54,11 @@ async def bank_callback(request: Request) -> dict[str, str]:
     """
     runtime, raw = _runtime(request), await request.body()
     secret = runtime.settings.bank_callback_secret.get_secret_value().encode()
-    if not hmac.compare_digest(hmac.new(secret, raw, hashlib.sha256).hexdigest(),
-                               request.headers.get("X-Bank-Signature", "")):
+    if not hex_digest_matches([hmac.new(secret, raw, hashlib.sha256).hexdigest()],
+                              request.headers.get("X-Bank-Signature")):
         raise ProblemError(401, "bad_signature", "the callback is not signed by the bank", field="X-Bank-Signature")
     try:
-        body = BankCallbackIn.model_validate_json(raw)
+        body = BankCallbackIn.model_validate(parsed_json(request))  # strict JSON, parsed once (request_guard)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
     runtime.extras["hints"].report(BankResult(body.idempotency_key, body.bank_reference, body.status, body.reason))

@@ -379,10 +379,12 @@ async def test_reconciliation_balances_per_district_and_day(service: Disbursemen
     b'{"idempotency_key": "\\u0000", "status": "whatever", "extra": [1, 2, 3]}',
     b"not json at all",
 ])
-@pytest.mark.parametrize("signature", [None, "0" * 64])
+@pytest.mark.parametrize("signature", [None, "0" * 64, "é" * 64, "１" * 64, "0" * 5000])
 async def test_callbacks_not_signed_by_the_bank_are_refused_before_reading_them(
         service: Disbursement, body: bytes, signature: str | None) -> None:
-    headers = {"Content-Type": "application/json", **({"X-Bank-Signature": signature} if signature else {})}
+    # non-ASCII signatures arrive as the raw UTF-8 bytes a hostile client sends
+    headers: dict[str, str | bytes] = {"Content-Type": "application/json",
+                                       **({"X-Bank-Signature": signature.encode()} if signature else {})}
     async with httpx.AsyncClient(base_url=service.url) as client:
         response = await client.post("/v1/bank/callbacks", content=body, headers=headers)
     assert response.status_code == 401, response.text

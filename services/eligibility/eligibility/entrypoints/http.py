@@ -16,6 +16,7 @@ from eligibility.service_layer.registry import Keys, import_registry, revoke_con
 from shared.contracts.openapi import inline_schema, request_body
 from shared.db import LOCK_PERSON, lock_keys
 from shared.problems import ProblemError
+from shared.request_guard import parsed_json
 from shared.security.crypto import mask_name, mask_national_id, person_ref
 from shared.security.national_id import validate_national_id
 from shared.security.read_audit import record_reads
@@ -65,9 +66,7 @@ def _validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
 
 
 async def _records(request: Request) -> list[dict[str, Any]]:
-    body = await request.body()
-    if len(body) > _runtime(request).settings.max_body_bytes:
-        raise ProblemError(413, "payload_too_large", "the import is too large; split it")
+    body = await request.body()  # at most max_body_bytes: shared.request_guard refused anything larger
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("text/csv"):
         try:
@@ -82,10 +81,7 @@ async def _records(request: Request) -> list[dict[str, Any]]:
             raise ProblemError(422, "invalid_input", f"CSV columns must be among {', '.join(CSV_COLUMNS)}",
                                field="header")
         return rows
-    try:
-        payload = await request.json()
-    except ValueError:
-        raise ProblemError(400, "malformed_json", "the body is not valid JSON") from None
+    payload = parsed_json(request)  # strict: duplicate keys and deep nesting were refused (400)
     if not isinstance(payload, dict) or set(payload) != {"records"} or not isinstance(payload["records"], list):
         raise ProblemError(422, "invalid_input", 'expected {"records": [...]}', field="records")
     return payload["records"]  # type: ignore[no-any-return]

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
+import orjson
 import pytest
 from eligibility.bootstrap import MIGRATIONS
 from eligibility.config import EligibilitySettings
@@ -333,3 +334,22 @@ async def test_one_person_is_one_entry_whatever_digits_the_id_is_written_in(serv
             record(national_id(rng), valid_from="2026-01-01T00:00:00"),
             record(national_id(rng), district_code="３１０１１０")]})
         assert bad.status_code == 422 and {e["index"] for e in bad.json()["errors"]} == {0, 1, 2, 3}, bad.text
+
+
+async def test_an_import_nested_50000_deep_or_with_duplicate_keys_is_a_400_not_a_500(service) -> None:  # type: ignore[no-untyped-def]
+    _, url = service
+    nid = national_id(rng)
+    json_type = {"Content-Type": "application/json"}
+    async with client(url, "registry_officer") as officer:
+        deep = b'{"records": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        response = await officer.post("/v1/registry/import", content=deep, headers=json_type)
+        assert response.status_code == 400 and response.json()["code"] == "too_deep", response.text
+        one = {**record(nid), "district_code": "310110"}
+        twice = orjson.dumps({"records": [one]}).replace(b'"district_code"',
+                                                         b'"district_code":"310115","district_code"')
+        response = await officer.post("/v1/registry/import", content=twice, headers=json_type)
+        assert response.status_code == 400 and response.json()["code"] == "duplicate_key", response.text
+        response = await officer.post("/v1/registry/import", content=b"national_id\n",
+                                      headers={"Content-Type": "text/plain"})
+        assert response.status_code == 415, response.text
+        assert (await officer.post("/v1/persons:lookup", json={"national_id": nid})).status_code == 404

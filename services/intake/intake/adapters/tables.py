@@ -59,6 +59,8 @@ class RequestNonce(SQLModel, table=True):
     hospital_id: str = Field(sa_column=Column(String(32), primary_key=True))
     signature: str = Field(sa_column=Column(String(64), primary_key=True))
     seen_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+    # signed timestamp + window: until then the signature is inside the window and could be replayed
+    expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
 
 
 SETTLEMENT_TABLE: Table = Settlement.__table__  # type: ignore[attr-defined]

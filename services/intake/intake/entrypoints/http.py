@@ -2,7 +2,6 @@
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
@@ -15,6 +14,7 @@ from intake.service_layer.accept import Accepted, accept_settlements, reverse_se
 from shared.contracts.openapi import inline_schema, request_body
 from shared.pagination import Offset
 from shared.problems import ProblemError
+from shared.request_guard import parsed_json
 from shared.service import Runtime
 
 router = APIRouter(prefix="/v1", tags=["settlements"])
@@ -76,11 +76,9 @@ def _parse(model: type[BaseModel], raw: Any, prefix: str) -> Any:
                            field=errors[0]["field"], errors=errors) from None
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return orjson.loads(await request.body())  # the body is already in memory (the signature covers it)
-    except orjson.JSONDecodeError:
-        raise ProblemError(400, "malformed_json", "the body is not valid JSON") from None
+def _json_body(request: Request) -> Any:
+    # Parsed once, strictly (no duplicate keys, bounded depth), by shared.request_guard; an empty body is None.
+    return parsed_json(request)
 
 
 def _out(a: Accepted) -> AcceptedOut:
@@ -101,7 +99,7 @@ async def _accept(request: Request, hospital_id: str, items: list[SettlementIn])
                                         examples={"application/json": SETTLEMENT_EXAMPLE}))
 async def push_settlement(request: Request, hospital_id: HospitalId) -> AcceptedOut:
     """Push one settlement. Retrying the same body is safe; the same id with another body is a 409."""
-    item = _parse(SettlementIn, await _json_body(request), "")
+    item = _parse(SettlementIn, _json_body(request), "")
     return _out((await _accept(request, hospital_id, [item]))[0])
 
 
@@ -112,7 +110,7 @@ async def push_settlement(request: Request, hospital_id: HospitalId) -> Accepted
                  examples={"application/json": {"items": [SETTLEMENT_EXAMPLE]}}))
 async def push_settlement_batch(request: Request, hospital_id: HospitalId) -> BatchOut:
     """Push up to `max_batch_items` settlements: all are accepted, or none (errors name the item index)."""
-    batch = _parse(SettlementBatchIn, await _json_body(request), "")
+    batch = _parse(SettlementBatchIn, _json_body(request), "")
     limit = request.app.state.runtime.settings.max_batch_items
     if len(batch.items) > limit:
         raise ProblemError(413, "batch_too_large", f"a batch holds at most {limit} settlements", field="items")
@@ -139,7 +137,7 @@ async def push_settlement_batch(request: Request, hospital_id: HospitalId) -> Ba
 async def reverse(hospital_settlement_id: HospitalSettlementId, request: Request,
                   hospital_id: HospitalId) -> SettlementStatusOut:
     """Void a settlement. Undone downstream; if already paid, the district gets a recovery record."""
-    body = _parse(ReversalIn, await _json_body(request), "")
+    body = _parse(ReversalIn, _json_body(request), "")
     runtime: Runtime = request.app.state.runtime
     async with runtime.db.transaction() as session:
         settlement = await reverse_settlement(session, runtime.settings, hospital_id, hospital_settlement_id,

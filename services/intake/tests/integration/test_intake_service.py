@@ -112,7 +112,9 @@ async def test_a_batch_with_one_bad_record_is_refused_whole(h001) -> None:
     assert accepted.status_code == 202 and accepted.json()["created"] == 3
 
 
-@pytest.mark.parametrize("tamper", ["no_signature", "bad_signature", "stale", "unknown_hospital", "body_swapped"])
+@pytest.mark.parametrize("tamper", ["no_signature", "bad_signature", "stale", "unknown_hospital", "body_swapped",
+                                    "non_ascii_signature", "non_ascii_timestamp", "huge_timestamp",
+                                    "arabic_indic_timestamp", "signature_of_wrong_length"])
 async def test_unsigned_or_tampered_requests_are_refused_and_store_nothing(intake, tamper: str) -> None:
     import httpx
 
@@ -131,10 +133,20 @@ async def test_unsigned_or_tampered_requests_are_refused_and_store_nothing(intak
         headers = signed_headers("H999", "whatever", "POST", "/v1/settlements", content)
     elif tamper == "body_swapped":
         content = orjson.dumps({**body, "total_amount": "99999.00"})
+    elif tamper == "non_ascii_signature":
+        headers["X-Signature"] = ("é" * 64).encode()  # type: ignore[assignment]
+    elif tamper == "non_ascii_timestamp":
+        headers["X-Timestamp"] = "１７".encode()  # type: ignore[assignment]
+    elif tamper == "huge_timestamp":
+        headers["X-Timestamp"] = "9" * 5000
+    elif tamper == "arabic_indic_timestamp":
+        headers["X-Timestamp"] = "".join(chr(0x0660 + int(d)) for d in str(int(time.time()))).encode()  # type: ignore[assignment]
+    elif tamper == "signature_of_wrong_length":
+        headers["X-Signature"] = headers["X-Signature"][:-1]
     async with httpx.AsyncClient(base_url=process.url) as http:
         response = await http.post("/v1/settlements", content=content,
                                    headers={"Content-Type": "application/json", **headers})
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
     client = IntakeClient(process.url, "H001", "dev-secret-H001")
     assert (await client.status(f"S-T-{tamper}")).status_code == 404
@@ -341,3 +353,73 @@ async def test_one_person_is_one_pseudonym_in_any_digits_and_unknown_places_are_
                          ("discharge_date", "2026-03-01T00:00:00")):
         response = await h001.push({**settlement(rng, PATIENT, "S-BADFORM"), field: value})
         assert response.status_code == 422 and response.json()["field"] == field, response.text
+
+
+async def test_the_body_is_refused_by_its_form_before_anyone_reads_or_verifies_it(intake) -> None:  # type: ignore[no-untyped-def]
+    settings, process = intake
+    body = settlement(rng, PATIENT, "S-FORM")
+    good = orjson.dumps(body)
+
+    async def post(content: bytes, content_type: str | None = "application/json", signed: bool = True,
+                   **extra: str) -> httpx.Response:
+        headers = signed_headers("H001", "dev-secret-H001", "POST", "/v1/settlements", content) if signed else {}
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with httpx.AsyncClient(base_url=process.url, timeout=60) as http:
+            return await http.post("/v1/settlements", content=content, headers={**headers, **extra})
+
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None, "application/json; charset=latin-1"):
+        response = await post(good, content_type)
+        assert response.status_code == 415 and response.json()["code"] == "unsupported_media_type", response.text
+    duplicated = good[:-1] + b',"total_amount":"1.00"}'  # the last one would win in a lenient parser
+    response = await post(duplicated)
+    assert response.status_code == 400 and response.json()["code"] == "duplicate_key", response.text
+    nested = b'{"patient":' * 50_000 + b"{}" + b"}" * 50_000
+    response = await post(nested)
+    assert response.status_code == 400 and response.json()["code"] == "too_deep", response.text
+    response = await post(b"[" * 40 + b"]" * 40)
+    assert response.status_code == 400 and response.json()["code"] == "too_deep"
+
+    # too large: refused from Content-Length alone, unsigned, before a byte is read
+    response = await post(b" " * (settings.max_body_bytes + 1), signed=False)
+    assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
+    # chunked, no Content-Length to go by: the answer comes while the body is still streaming, unfinished
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(process.url.rsplit(":", 1)[1]))
+    writer.write(b"POST /v1/settlements HTTP/1.1\r\nHost: intake\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b" " * 65536
+    for _ in range(settings.max_body_bytes // len(chunk) + 2):
+        writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), timeout=60)  # the body's end was never sent
+    writer.close()
+    assert status_line.split()[1] == b"413", status_line
+    client = IntakeClient(process.url, "H001", "dev-secret-H001")
+    assert (await client.status("S-FORM")).status_code == 404, "nothing was stored"
+    assert (await client.push(body)).status_code == 202, "the same settlement, well formed, is accepted"
+    await client.aclose()
+
+
+async def test_a_request_signed_ahead_stays_refused_as_a_replay_for_the_whole_window() -> None:
+    window = 3
+    settings = IntakeSettings(topic_prefix=unique_prefix("nonce"), database_name="test_intake_nonce",
+                              signature_window_s=window)
+    process = await start_service("intake", settings, MIGRATIONS, {"SIGNATURE_WINDOW_S": str(window)})
+    try:
+        content = orjson.dumps(settlement(rng, PATIENT, "S-AHEAD"))
+        ahead = {"Content-Type": "application/json", **signed_headers(
+            "H001", "dev-secret-H001", "POST", "/v1/settlements", content, now=int(time.time()) + window)}
+        async with httpx.AsyncClient(base_url=process.url, timeout=60) as http:
+            assert (await http.post("/v1/settlements", content=content, headers=ahead)).status_code == 202
+            await asyncio.sleep(window + 1.5)  # its arrival is now older than the window; its timestamp is not
+            other = orjson.dumps(settlement(rng, PATIENT, "S-PURGE"))
+            purge = {"Content-Type": "application/json",
+                     **signed_headers("H001", "dev-secret-H001", "POST", "/v1/settlements", other)}
+            assert (await http.post("/v1/settlements", content=other, headers=purge)).status_code == 202
+            replay = await http.post("/v1/settlements", content=content, headers=ahead)
+        if int(ahead["X-Timestamp"]) + window >= int(time.time()):  # still inside its window: must be a replay
+            assert replay.status_code == 401 and replay.json()["code"] == "replayed_request", replay.text
+        else:  # a very slow machine: the window itself has closed
+            assert replay.json()["code"] == "timestamp_out_of_window"
+    finally:
+        process.stop()

@@ -1,0 +1,180 @@
+"""Every request body is checked before any handler, dependency or signature check sees it.
+
+- `Content-Type` must be `application/json` (or a type the route declares, such as CSV for the registry
+  import): 415 otherwise, decided from the headers before a byte of the body is read;
+- the body may be at most `max_body_bytes`: a larger `Content-Length` is a 413 at once, and a body without
+  one (chunked) is counted while it streams in and refused as soon as it passes the limit, so no request,
+  signed or not, makes the service buffer more than the limit;
+- JSON is parsed strictly: duplicate keys are refused (400 `duplicate_key`: otherwise one reader takes the
+  first and another the last), and so is nesting deeper than `max_depth` (400 `too_deep`), before the
+  parser's recursion could fail. The parsed document is kept for the handler (`parsed_json`).
+
+Routes that authenticate the raw bytes themselves (hospital signatures, bank callbacks) are listed as
+`signed_prefixes`: for them a JSON problem is not answered at once but by `parsed_json`, which the handler calls
+after the signature, so an unsigned request gets its 401 whatever its body holds.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.problems import ProblemError, problem_response
+
+JSON = "application/json"
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_STATE_KEY, _PROBLEM_KEY = "medassist.json", "medassist.json_problem"
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise _DuplicateKey
+    return result
+
+
+def _check_depth(document: Any, limit: int) -> None:
+    """Iterative, so a document just inside the parser's own limit cannot overflow the stack here either."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise _TooDeep
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """The document; ValueError subclasses for malformed JSON, duplicate keys or nesting beyond `max_depth`."""
+    try:
+        document = json.loads(body, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise _TooDeep from None
+    _check_depth(document, max_depth)
+    return document
+
+
+def parsed_json(request: Request) -> Any:
+    """The JSON body the guard parsed (strictly) for this request, None for an empty body; on a signed route,
+    the 400 problem of a body that was not acceptable JSON."""
+    state = request.scope.get("state", {})
+    if _PROBLEM_KEY in state:
+        raise state[_PROBLEM_KEY]
+    return state.get(_STATE_KEY)
+
+
+def _json_problem(body: bytes, max_depth: int) -> tuple[Any, ProblemError | None]:
+    try:
+        return parse_json(body, max_depth), None
+    except _DuplicateKey:
+        return None, ProblemError(400, "duplicate_key", "a JSON object names the same key twice")
+    except _TooDeep:
+        return None, ProblemError(400, "too_deep", f"JSON nested deeper than {max_depth} levels")
+    except ValueError:  # includes UnicodeDecodeError
+        return None, ProblemError(400, "malformed_json", "the body is not valid JSON")
+
+
+class RequestGuard:
+    """ASGI middleware: media type, streaming size limit, strict JSON (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, media_types: Mapping[str, frozenset[str]] | None = None,
+                 signed_prefixes: tuple[str, ...] = (), max_depth: int = 32) -> None:
+        self.app, self.max_body_bytes, self.max_depth = app, max_body_bytes, max_depth
+        self.media_types, self.signed_prefixes = media_types or {}, signed_prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _BODYLESS:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._refuse_by_headers(scope, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and _media_type(headers) == JSON:
+            document, problem = _json_problem(body, self.max_depth)
+            state = scope.setdefault("state", {})
+            if problem is None:
+                state[_STATE_KEY] = document
+            elif scope["path"].startswith(self.signed_prefixes):
+                state[_PROBLEM_KEY] = problem  # answered by parsed_json, after the signature
+            else:
+                await problem_response(problem.status, problem.code, problem.message)(scope, receive, send)
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _refuse_by_headers(self, scope: Scope, headers: Headers) -> Any:
+        length = headers.get("content-length")
+        if length is not None:
+            if not (length.isascii() and length.isdigit()) or len(length) > 18:
+                return problem_response(400, "bad_request", "Content-Length is not a number", field="Content-Length")
+            if int(length) > self.max_body_bytes:
+                return self._too_large()
+        has_body = (length is not None and int(length) > 0) or "transfer-encoding" in headers
+        if not has_body:
+            return None
+        allowed = {JSON, *self.media_types.get(scope["path"], ())}
+        media_type = _media_type(headers)
+        charset = _charset(headers)
+        if media_type not in allowed or charset not in (None, "utf-8"):
+            return problem_response(415, "unsupported_media_type",
+                                    f"send the body as {' or '.join(sorted(allowed))} (UTF-8)", field="Content-Type")
+        return None
+
+    def _too_large(self) -> Any:
+        return problem_response(413, "payload_too_large", f"the body exceeds {self.max_body_bytes} bytes")
+
+
+def _media_type(headers: Headers) -> str:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _charset(headers: Headers) -> str | None:
+    for parameter in headers.get("content-type", "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
