@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.async_api import BrowserContext, Page, Playwright, Route, async_playwright
+from playwright.async_api import BrowserContext, Page, Playwright, Route, async_playwright, expect
 
 from shared.testing import ROOT
 
@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1366, "height": 768}
 SCREENSHOTS = Path(os.environ.get("MEDASSIST_RUN_DIR", ROOT / ".run")) / "screenshots"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# A shared 2-core machine: every expectation polls for its condition for up to 30 s, never a fixed sleep.
+expect.set_options(timeout=30_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -156,6 +156,7 @@ async def test_the_review_desk_from_sign_in_to_payment(desk: tuple[Endpoints, st
     # The district reviewer sees the four the clerk passed on, and approves the large one.
     await sign_in(page, console, "district_reviewer", "reviewer-li")
     await expect(rows).to_have_count(4)
+    large_case = await rows.filter(has_text="6,400.00").locator("a").get_attribute("href")
     await rows.filter(has_text="6,400.00").locator("a").click()
     await expect(page.locator("[data-name]")).to_have_text(large.name)
     await page.locator("form[data-approve] button").click()
@@ -168,6 +169,9 @@ async def test_the_review_desk_from_sign_in_to_payment(desk: tuple[Endpoints, st
     await page.locator("select[name=state]").select_option("awaiting_district")
     await page.locator("form[data-filters] button[type=submit]").click()
     await expect(page.locator("[data-rows]")).to_contain_text("没有符合条件的案件")
+    await page.goto(f"{console}/{large_case}")  # even by its address, the case does not exist for them
+    await expect(page.locator("#alert")).to_have_text("no such case in your area")
+    await expect(page.locator("[data-name]")).to_have_count(0)
     await sign_out(page)
 
     # The ops page shows the counts moving: one approved, then paid; and the settlement's journey by id.

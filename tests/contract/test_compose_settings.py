@@ -5,6 +5,7 @@ from pathlib import Path
 import yaml
 from approval.config import ApprovalSettings
 from calculation.config import CalculationSettings
+from console.config import ConsoleSettings
 from disbursement.config import DisbursementSettings
 from eligibility.config import EligibilitySettings
 from intake.config import IntakeSettings
@@ -12,7 +13,7 @@ from simulators.bank.settings import BankSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"intake": IntakeSettings, "eligibility": EligibilitySettings, "calculation": CalculationSettings,
-            "approval": ApprovalSettings, "disbursement": DisbursementSettings}
+            "approval": ApprovalSettings, "disbursement": DisbursementSettings, "console": ConsoleSettings}
 OTEL = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"}
 
 
