@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 CONF_DIR="$ROOT_DIR/deploy/prometheus"
+CONFIG="${PROMETHEUS_CONFIG:-$CONF_DIR/prometheus.yml}"  # the tests point it at a config of their own
 DATA="$MEDASSIST_RUN_DIR/prometheus/data"
 PIDFILE="$MEDASSIST_RUN_DIR/prometheus/prometheus.pid"
 LOG="$MEDASSIST_RUN_DIR/logs/prometheus.log"
@@ -34,10 +35,10 @@ up() {
   command -v "$PROMETHEUS" >/dev/null || fail "prometheus is not installed (apt-get install prometheus)"
   if pid_alive "$PIDFILE"; then say "Prometheus already running: http://127.0.0.1:$PROMETHEUS_PORT/alerts"; return; fi
   port_open "$PROMETHEUS_PORT" && fail "port $PROMETHEUS_PORT is taken by another process; set PROMETHEUS_PORT"
-  "$PROMTOOL" check config "$CONF_DIR/prometheus.yml" >/dev/null || fail "deploy/prometheus/prometheus.yml is invalid"
+  "$PROMTOOL" check config "$CONFIG" >/dev/null || fail "$CONFIG is invalid"
   mkdir -p "$DATA"
   say "starting Prometheus: http://127.0.0.1:$PROMETHEUS_PORT/alerts (scrapes every service, rules: deploy/prometheus)"
-  nohup "$PROMETHEUS" --config.file="$CONF_DIR/prometheus.yml" --storage.tsdb.path="$DATA" \
+  nohup "$PROMETHEUS" --config.file="$CONFIG" --storage.tsdb.path="$DATA" \
     --storage.tsdb.retention.time=2d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   wait_for "Prometheus" 60 ready_or_dead || true
