@@ -190,5 +190,7 @@ async def test_the_review_desk_from_sign_in_to_payment(desk: tuple[Endpoints, st
     journey = " ".join(await steps.all_inner_texts())
     expected = ["受理", "符合条件", "已核算", "已通过", "已支付"]
     assert re.findall("|".join(expected), journey) == expected
+    trace = await page.locator("[data-trace-link]").get_attribute("href")  # the settlement's trace in Zipkin
+    assert trace and trace.endswith(f"annotationQuery=settlement.id%3D{world['ids']['BD-0']}"), trace
     await screenshot(page, "desk-4-ops")
     assert off_machine == []

@@ -26,6 +26,8 @@ from shared.telemetry import setup_telemetry
 STATIC = Path(__file__).resolve().parent / "static"
 # Only the staff APIs pass through; everything else of a service (docs, metrics) stays on its own port.
 _PASSED_PREFIXES = ("v1/", "ops/kafka")
+# The local Zipkin (make traces) finds a settlement's trace by the settlement.id tag of intake's root span.
+LOCAL_TRACE_SEARCH = "http://127.0.0.1:9411/zipkin/?serviceName=intake&annotationQuery=settlement.id%3D{settlement_id}"
 _FORWARDED_HEADERS = ("authorization", "content-type", "accept", "traceparent")
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
@@ -75,8 +77,9 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         """What the sign-in page offers: the development sign-in, or the identity provider's login."""
         oidc = ({"authorize_url": settings.oidc_authorize_url, "client_id": settings.oidc_client_id}
                 if settings.oidc_authorize_url and settings.oidc_client_id else None)
+        traces = settings.trace_search_url or (LOCAL_TRACE_SEARCH if settings.environment == "development" else None)
         return {"environment": settings.environment, "dev_sign_in": settings.environment == "development",
-                "oidc": oidc}
+                "oidc": oidc, "trace_search_url": traces}
 
     @app.post("/console/dev-sign-in")
     async def dev_sign_in(body: DevSignIn) -> dict[str, str]:

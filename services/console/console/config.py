@@ -13,6 +13,8 @@ class ConsoleSettings(ServiceSettings):
     oidc_authorize_url: str | None = None
     """Production: the identity provider's authorization endpoint; the sign-in page sends staff there."""
     oidc_client_id: str | None = None
+    trace_search_url: str | None = None
+    """The trace viewer's search for one settlement, `{settlement_id}` in it; in development the local Zipkin's."""
 
     def upstreams(self) -> dict[str, str]:
         return {"intake": self.intake_url, "eligibility": self.eligibility_url, "calculation": self.calculation_url,

@@ -3,7 +3,7 @@ limits and outage answer, and the headers that keep the pages on this origin."""
 
 import httpx
 import pytest
-from console.app import create_app
+from console.app import LOCAL_TRACE_SEARCH, create_app
 from console.config import ConsoleSettings
 
 from shared.service import token_verifier
@@ -28,7 +28,8 @@ async def test_dev_sign_in_mints_a_token_for_the_chosen_role_and_area() -> None:
             "role": "district_reviewer", "district_code": "310110", "subdistrict_code": "310110001", "subject": "li"})
         assert token_verifier(ConsoleSettings()).verify(reviewer.json()["token"]).subdistrict_code is None
         config = (await http.get("/console/config")).json()
-        assert config == {"environment": "development", "dev_sign_in": True, "oidc": None}
+        assert config == {"environment": "development", "dev_sign_in": True, "oidc": None,
+                          "trace_search_url": LOCAL_TRACE_SEARCH}  # the local Zipkin (make traces)
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -51,6 +52,7 @@ async def test_outside_development_there_is_no_dev_sign_in_but_the_identity_prov
         assert response.status_code == 403 and response.json()["code"] == "dev_sign_in_disabled"
         config = (await http.get("/console/config")).json()
         assert config["dev_sign_in"] is False and config["oidc"]["client_id"] == "review-desk"
+        assert config["trace_search_url"] is None  # no local Zipkin in production unless TRACE_SEARCH_URL says
 
 
 async def test_pages_come_from_this_origin_only() -> None:

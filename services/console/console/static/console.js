@@ -337,8 +337,11 @@ async function opsPage() {
     const id = event.target.elements.settlement_id.value.trim();
     guarded(async () => {
       const s = await api("intake", `v1/ops/settlements/${encodeURIComponent(id)}`);
+      const traces = (await fetch("/console/config").then((r) => r.json())).trace_search_url;
+      const trace = traces ? el("a", { href: traces.replace("{settlement_id}", encodeURIComponent(s.settlement_id)),
+        target: "_blank", rel: "noopener", "data-trace-link": "" }, "追踪 Trace") : "";
       $("[data-journey]", page).replaceChildren(el("h3", {}, `结算 ${s.settlement_id.slice(0, 8)} · ${s.hospital_id} ${s.hospital_settlement_id} · `,
-        bilingual(label("journey", s.status))),
+        bilingual(label("journey", s.status)), " ", trace),
         el("ol", { class: "audit", "data-journey-steps": "" }, s.journey.map((j) => el("li", {},
           `${j.at.slice(0, 19).replace("T", " ")} · `, bilingual(label("journey", j.status)), j.reason ? ` · ${j.reason}` : ""))));
     });
