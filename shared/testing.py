@@ -281,11 +281,12 @@ SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
 
 
 async def start_services(prefix: str, db_prefix: str, env: dict[str, str] | None = None,
-                         per_service: dict[str, dict[str, str]] | None = None,
+                         per_service: dict[str, dict[str, str]] | None = None, instances: int = 1,
                          ) -> tuple[dict[str, str], list[ServiceProcess]]:
     """The bank simulator and every service as processes on free ports, with fresh databases and topics.
 
-    Returns ({name: url}, processes); the caller stops the processes.
+    `instances` of each service share its database and consumer group, as replicas in a cluster do; the
+    urls name the first instance of each. Returns ({name: url}, processes); the caller stops the processes.
     """
     ports = {name: free_port() for name in (*SERVICES, "bank")}
     for name in SERVICES:
@@ -294,11 +295,12 @@ async def start_services(prefix: str, db_prefix: str, env: dict[str, str] | None
     processes = [ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(ports["bank"]),
                                                     **(per_service or {}).get("bank", {})}, ports["bank"])]
     for name in SERVICES:
-        service_env = {**common, "DATABASE_NAME": f"{db_prefix}_{name}", **(per_service or {}).get(name, {})}
-        if name == "disbursement":
-            service_env = {"BANK_BASE_URL": f"http://127.0.0.1:{ports['bank']}",
-                           "CALLBACK_BASE_URL": f"http://127.0.0.1:{ports['disbursement']}", **service_env}
-        processes.append(ServiceProcess(name, service_env, ports[name]))
+        for port in [ports[name], *(free_port() for _ in range(instances - 1))]:
+            service_env = {**common, "DATABASE_NAME": f"{db_prefix}_{name}", **(per_service or {}).get(name, {})}
+            if name == "disbursement":
+                service_env = {"BANK_BASE_URL": f"http://127.0.0.1:{ports['bank']}",
+                               "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}", **service_env}
+            processes.append(ServiceProcess(name, service_env, port))
     try:
         for process in processes:
             process.start()
@@ -309,3 +311,25 @@ async def start_services(prefix: str, db_prefix: str, env: dict[str, str] | None
             process.stop()
         raise
     return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}, processes
+
+
+async def group_assignments(bootstrap: str, group: str) -> tuple[str, dict[str, set[tuple[str, int]]]]:
+    """A consumer group's state and, per member id, the partitions it owns, as the group coordinator says."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    [described] = response.to_object()["groups"]
+    members: dict[str, set[tuple[str, int]]] = {}
+    for m in described["members"]:
+        owned: set[tuple[str, int]] = set()
+        if m["member_assignment"]:
+            assignment = ConsumerProtocolMemberAssignment.decode(m["member_assignment"])
+            owned = {(topic, p) for topic, partitions in assignment.assignment for p in partitions}
+        members[m["member_id"]] = owned
+    return described["state"], members
