@@ -1,16 +1,37 @@
 """Settings every service shares. The only place that reads the environment."""
 
-from pydantic import Field, SecretStr
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class Environment(StrEnum):
+    """Where a service runs. Only development and test may run on the development secrets and keys."""
+
+    development = "development"
+    test = "test"
+    staging = "staging"
+    production = "production"
+
+
+DEVELOPMENT_ENVIRONMENTS = frozenset({Environment.development, Environment.test})
+
+
 class ServiceSettings(BaseSettings):
-    """Settings common to every service; each service subclasses it and sets `service_name`."""
+    """Settings common to every service; each service subclasses it and sets `service_name`.
+
+    Outside development and test a service refuses to start while any secret or key still has its
+    development default (every SecretStr setting, and those a subclass names in `development_secrets`), and the
+    error names each such setting by its environment variable.
+    """
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    development_secrets: ClassVar[tuple[str, ...]] = ()
 
     service_name: str = "service"
-    environment: str = "development"
+    environment: Environment = Environment.development
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     max_body_bytes: int = Field(default=1024 * 1024, description="Larger request bodies are refused (413) "
@@ -61,6 +82,25 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     otel_exporter_otlp_endpoint: str | None = None
 
+    @model_validator(mode="after")
+    def _no_development_secrets_outside_development(self) -> "ServiceSettings":
+        if self.environment in DEVELOPMENT_ENVIRONMENTS:
+            return self
+        fields = type(self).model_fields
+        refused = []
+        for name, info in fields.items():
+            if not (isinstance(info.default, SecretStr) or name in self.development_secrets):
+                continue
+            if name == "jwt_secret" and self.jwt_jwks_url:
+                continue  # tokens are verified with the identity provider's keys; the shared secret is unused
+            value, default = getattr(self, name), info.default
+            if _plain(value) == _plain(default):
+                refused.append(name.upper())
+        if refused:
+            raise ValueError(f"ENVIRONMENT={self.environment.value} refuses the development default of "
+                             f"{', '.join(refused)}: set each from the secret store")
+        return self
+
     @property
     def database(self) -> str:
         return self.database_name or self.service_name
@@ -86,3 +126,7 @@ class ServiceSettings(BaseSettings):
     def topic(self, base: str) -> str:
         """The physical topic name of a logical topic (see shared.contracts.topics)."""
         return f"{self.topic_prefix}{base}"
+
+
+def _plain(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value

@@ -7,7 +7,7 @@ from console.app import LOCAL_TRACE_SEARCH, create_app
 from console.config import ConsoleSettings
 
 from shared.service import token_verifier
-from shared.testing import free_port
+from shared.testing import free_port, production_secrets
 
 
 def client(**settings: str) -> httpx.AsyncClient:
@@ -47,7 +47,7 @@ async def test_dev_sign_in_refuses_incomplete_or_bad_input(body: dict[str, str],
 
 async def test_outside_development_there_is_no_dev_sign_in_but_the_identity_provider() -> None:
     async with client(environment="production", oidc_authorize_url="https://idp.example/authorize",
-                      oidc_client_id="review-desk") as http:
+                      oidc_client_id="review-desk", **production_secrets(ConsoleSettings)) as http:
         response = await http.post("/console/dev-sign-in", json={"role": "ops", "subject": "intruder"})
         assert response.status_code == 403 and response.json()["code"] == "dev_sign_in_disabled"
         config = (await http.get("/console/config")).json()

@@ -4,6 +4,7 @@ from shared.settings import ServiceSettings
 
 
 class IntakeSettings(ServiceSettings):
+    development_secrets = ("hospital_secrets",)
     service_name: str = "intake"
     http_port: int = 8001
     hospital_secrets: dict[str, list[str]] = Field(
