@@ -1,12 +1,12 @@
 """The ops page counts journey steps per hour: an index on when each step happened.
 
-Revision ID: 0003
+Revision ID: 0004
 """
 
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
