@@ -244,7 +244,9 @@ async def lookup_person(body: LookupBody, request: Request, reader: Reader) -> d
                           "revoked_on": c.revoked_on.isoformat() if c.revoked_on else None} for c in consents],
             "screenings": [{"settlement_id": str(s.settlement_id), "discharge_date": s.discharge_date.isoformat(),
                             "eligible": s.eligible, "reason": s.reason, "parked": s.parked,
-                            "reversed": s.reversed} for s in screenings],
+                            "reversed": s.reversed, "consent_lookback": s.consent_lookback,
+                            "lookback_policy_id": s.lookback_policy_id,
+                            "lookback_policy_version": s.lookback_policy_version} for s in screenings],
         }
 
 

@@ -181,6 +181,9 @@ async def test_the_consent_lookback_is_the_region_policys_and_each_decision_says
         assert (decisions[1].eligible, decisions[1].rescreened, decisions[1].consent_lookback,
                 decisions[1].lookback_policy_id, decisions[1].lookback_policy_version) == (
             True, True, "calendar_year", "lookback-990500", 1)
+        [screened] = (await officer.post("/v1/persons:lookup", json={"national_id": early})).json()["screenings"]
+        assert (screened["eligible"], screened["consent_lookback"], screened["lookback_policy_id"],
+                screened["lookback_policy_version"]) == (True, "calendar_year", "lookback-990500", 1)
 
         # Version 2 turns the lookback off from July: each settlement is judged by the version covering its date.
         await publish_policy(settings, "lookback-990500", 2, region, date(2026, 7, 1), "none")
