@@ -4,7 +4,16 @@ import asyncio
 from typing import Any
 
 from simulators.hospital.client import IntakeClient
-from simulators.scenario import Staff, all_pages, wait_for
+from simulators.scenario import Resident, Staff, all_pages, import_registry, sign_consents, wait_for
+
+
+async def enrol(staff: Staff, people: list[Resident], category: str | None = None) -> None:
+    """The registry officer imports the people (all in `category` when given) and records their consents."""
+    for person in people:
+        person.category = category or person.category
+    officer = staff.client(staff.endpoints.eligibility, "registry_officer")
+    await import_registry(officer, people)
+    await sign_consents(officer, people)
 
 
 async def push_all(hospital: IntakeClient, settlements: list[dict[str, Any]]) -> dict[str, str]:

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from simulators.hospital.feed import settlement
-from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents, wait_for
+from simulators.scenario import Endpoints, Staff, residents, wait_for
 
 from tests.e2e.expected import ExpectedLedger
-from tests.e2e.helpers import approve, cases_for, push_all
+from tests.e2e.helpers import approve, cases_for, enrol, push_all
 
 pytestmark = pytest.mark.e2e
 MISBEHAVIOUR = {
@@ -47,11 +47,7 @@ async def test_500_approved_cases_through_a_misbehaving_bank_are_each_paid_once(
     try:
         rng = random.Random(10)
         people = residents(rng, 300)
-        for p in people:
-            p.category = "subsistence"
-        officer = staff.client(stack.eligibility, "registry_officer")
-        await import_registry(officer, people)
-        await sign_consents(officer, people)
+        await enrol(staff, people, "subsistence")
         ledger, feed, expected = ExpectedLedger(), [], {}
         for i in range(620):
             person = people[i % len(people)]

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 from simulators.hospital.feed import settlement
-from simulators.scenario import Endpoints, Resident, Staff, import_registry, residents, sign_consents, wait_for
+from simulators.scenario import Endpoints, Staff, import_registry, residents, wait_for
 
 from tests.e2e.expected import ExpectedLedger
-from tests.e2e.helpers import approve, cases_for, push_all, wait_statuses
+from tests.e2e.helpers import approve, cases_for, enrol, push_all, wait_statuses
 
 pytestmark = pytest.mark.e2e
 SCREENED = {"parked", "calculated", "nothing_to_pay"}
@@ -22,12 +22,6 @@ async def staff(stack: Endpoints) -> AsyncIterator[Staff]:
     s = Staff(stack)
     yield s
     await s.aclose()
-
-
-async def enrol(staff: Staff, people: list[Resident]) -> None:
-    officer = staff.client(staff.endpoints.eligibility, "registry_officer")
-    await import_registry(officer, people)
-    await sign_consents(officer, people)
 
 
 async def bank_transfers(staff: Staff, case_id: str) -> list[dict]:  # type: ignore[type-arg]

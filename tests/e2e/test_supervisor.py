@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from simulators.hospital.feed import settlement
-from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents, wait_for
+from simulators.scenario import Endpoints, Staff, residents, wait_for
 
 from shared.settings import ServiceSettings
 from shared.testing import SERVICES, free_port, prepare, unique_prefix
-from tests.e2e.helpers import approve, cases_for, push_all, wait_statuses
+from tests.e2e.helpers import approve, cases_for, enrol, push_all, wait_statuses
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,11 +66,7 @@ async def test_a_killed_service_is_restarted_and_the_flow_goes_on(
     try:
         rng = random.Random(7)
         people = residents(rng, 6)
-        for p in people:
-            p.category = "subsistence"
-        officer = staff.client(endpoints.eligibility, "registry_officer")
-        await import_registry(officer, people)
-        await sign_consents(officer, people)
+        await enrol(staff, people, "subsistence")
         hospital = staff.hospital("H001")
         bodies = [settlement(rng, p.patient, f"S-{i:03d}") for i, p in enumerate(people)]
         before = {name: supervised_pid(env, name) for name in ("eligibility", "disbursement")}

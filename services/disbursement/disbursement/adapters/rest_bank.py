@@ -66,21 +66,16 @@ class RestBankGateway:
 
     async def status(self, idempotency_key: str) -> BankResult | None:
         """What the bank knows of an attempt, or None when it never received it."""
-        async def once() -> BankResult | None:
-            async with self.http.get(f"/v1/transfers/{idempotency_key}") as response:
-                if response.status == 404:
-                    return None
-                if response.status >= 500 or response.status == 429:
-                    raise BankServerError(response.status)
-                return _result(await response.json())
-
-        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+        return await self._transfer("GET", f"/v1/transfers/{idempotency_key}")
 
     async def recall(self, idempotency_key: str) -> BankResult | None:
         """POST /v1/transfers/{key}/recall: the bank stops an accepted transfer (it becomes failed, 'recalled');
         a settled or failed one stays as it is. The answer is the transfer's status either way."""
+        return await self._transfer("POST", f"/v1/transfers/{idempotency_key}/recall")
+
+    async def _transfer(self, method: str, path: str) -> BankResult | None:
         async def once() -> BankResult | None:
-            async with self.http.post(f"/v1/transfers/{idempotency_key}/recall") as response:
+            async with self.http.request(method, path) as response:
                 if response.status == 404:
                     return None
                 if response.status >= 500 or response.status == 429:

@@ -189,7 +189,9 @@ class Answer:
     def of(cls, key: str, result: BankResult | None) -> "Answer":
         if result is None:
             return cls(key, BankWord.NOT_RECEIVED)
-        return cls(key, BankWord(result.status.value), result.bank_reference, result.reason)
+        # The bank's free text is cut to what the columns hold: an odd answer must not fail the whole pass.
+        return cls(key, BankWord(result.status.value), (result.bank_reference or "")[:64] or None,
+                   (result.reason or "")[:64] or None)
 
 
 def _detached(model: type[T], row: Any) -> T:
