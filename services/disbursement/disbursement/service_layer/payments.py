@@ -206,12 +206,16 @@ async def apply_bank_answers(session: AsyncSession, settings: DisbursementSettin
     if not answers:
         return []
     attempts_t, payments_t = PaymentAttempt.__table__, Payment.__table__  # type: ignore[attr-defined]
-    attempts = {a.idempotency_key: a for a in (_detached(PaymentAttempt, r) for r in (await session.execute(
-        select(attempts_t).where(attempts_t.c.idempotency_key.in_({a.key for a in answers})))).all())}
-    payment_ids = {a.payment_id for a in attempts.values()}
+    keys = {a.key for a in answers}
+    # The payments are locked first, then their attempts read: every writer of an attempt's bank word holds its
+    # payment's lock, so what is read here is the latest word, never one a concurrent pass just replaced.
+    payment_ids = set((await session.execute(select(attempts_t.c.payment_id).where(
+        attempts_t.c.idempotency_key.in_(keys)))).scalars())
     payments = {p.id: p for p in (_detached(Payment, r) for r in (await session.execute(
         select(payments_t).where(payments_t.c.id.in_(payment_ids)).order_by(payments_t.c.id).with_for_update())
     ).all())} if payment_ids else {}
+    attempts = {a.idempotency_key: a for a in (_detached(PaymentAttempt, r) for r in (await session.execute(
+        select(attempts_t).where(attempts_t.c.idempotency_key.in_(keys)))).all())}
     settled: dict[UUID, set[str]] = {pid: set() for pid in payment_ids}
     if payment_ids:
         for pid, key in (await session.execute(select(attempts_t.c.payment_id, attempts_t.c.idempotency_key).where(
@@ -339,8 +343,11 @@ async def mark_sent(session: AsyncSession, sent: dict[str, str]) -> None:
     them, so none is cancelled without asking."""
     if sent:
         attempts_t = PaymentAttempt.__table__  # type: ignore[attr-defined]
-        await session.execute(update(attempts_t).where(attempts_t.c.idempotency_key == bindparam("key")).values(
-            status=AttemptStatus.UNKNOWN.value, sent_at=_now(), account_fingerprint=bindparam("fingerprint")),
+        await session.execute(update(attempts_t).where(
+            attempts_t.c.idempotency_key == bindparam("key"),
+            # (an IN list cannot be an executemany parameter)
+            (attempts_t.c.status == AttemptStatus.OPEN.value) | (attempts_t.c.status == AttemptStatus.UNKNOWN.value),
+        ).values(status=AttemptStatus.UNKNOWN.value, sent_at=_now(), account_fingerprint=bindparam("fingerprint")),
             [{"key": k, "fingerprint": f} for k, f in sent.items()])
 
 
