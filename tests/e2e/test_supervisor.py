@@ -19,7 +19,7 @@ from tests.e2e.helpers import approve, cases_for, enrol, push_all, wait_statuses
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-PORT_VARIABLES = {"bank": "BANK_PORT", **{name: f"{name.upper()}_PORT" for name in SERVICES}}
+PORT_VARIABLES = {"bank": "BANK_PORT", "console": "CONSOLE_PORT", **{name: f"{name.upper()}_PORT" for name in SERVICES}}
 
 
 def services_sh(env: dict[str, str], command: str, timeout: float = 240) -> str:
@@ -42,7 +42,7 @@ async def supervised(tmp_path: Path) -> AsyncIterator[tuple[Endpoints, dict[str,
            **{PORT_VARIABLES[name]: str(port) for name, port in ports.items()}}
     await asyncio.to_thread(services_sh, env, "up")
     try:
-        yield Endpoints(**{name: f"http://127.0.0.1:{port}" for name, port in ports.items()},
+        yield Endpoints(**{name: f"http://127.0.0.1:{port}" for name, port in ports.items() if name != "console"},
                         topic_prefix=prefix), env
     finally:
         await asyncio.to_thread(services_sh, env, "stop", 120)
