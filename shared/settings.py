@@ -73,6 +73,8 @@ class ServiceSettings(BaseSettings):
     case_view_keys: SecretStr = SecretStr("v1=ZGV2LWNhc2Utdmlldy10cmFuc3BvcnQta2V5LTMyYiE=")
     """Transport key for names and national IDs from eligibility to approval's case view (ADR 0014)."""
     case_view_active_key_id: str = "v1"
+    contact_keys: SecretStr = SecretStr("c1=ZGV2LWNvbnRhY3QtdHJhbnNwb3J0LWtleS0zMmJ5dGU=")
+    contact_active_key_id: str = "c1"
     jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me-at-least-32-bytes")
     jwt_jwks_url: str | None = None
     jwt_issuer: str = "medassist-dev"

@@ -139,7 +139,7 @@ def free_port() -> int:
 
 
 SERVICE_PATHS = [str(ROOT / "services" / s) for s in ("intake", "eligibility", "calculation", "approval",
-                                                      "disbursement", "simulators", "console")]
+                                                      "disbursement", "notification", "simulators", "console")]
 
 
 class ServiceProcess:
@@ -296,29 +296,34 @@ def _otlp_value(value: object) -> object:
     return getattr(value, kind) if kind in ("string_value", "int_value", "double_value", "bool_value") else str(value)
 
 
-SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
+SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement", "notification")
+SIMULATORS = {"bank": ("simulators.bank", "BANK_SIM_PORT"), "sms": ("simulators.sms", "SMS_SIM_PORT")}
 
 
 async def start_services(prefix: str, db_prefix: str, env: dict[str, str] | None = None,
                          per_service: dict[str, dict[str, str]] | None = None, instances: int = 1,
                          ) -> tuple[dict[str, str], list[ServiceProcess]]:
-    """The bank simulator and every service as processes on free ports, with fresh databases and topics.
+    """The simulators (bank, SMS gateway) and every service as processes on free ports, with fresh databases
+    and topics.
 
     `instances` of each service share its database and consumer group, as replicas in a cluster do; the
     urls name the first instance of each. Returns ({name: url}, processes); the caller stops the processes.
     """
-    ports = {name: free_port() for name in (*SERVICES, "bank")}
+    ports = {name: free_port() for name in (*SERVICES, *SIMULATORS)}
     for name in SERVICES:
         await prepare(ServiceSettings(service_name=name, topic_prefix=prefix, database_name=f"{db_prefix}_{name}"))
     common = {"TOPIC_PREFIX": prefix, **(env or {})}
-    processes = [ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(ports["bank"]),
-                                                    **(per_service or {}).get("bank", {})}, ports["bank"])]
+    processes = [ServiceProcess(module, {port_env: str(ports[name]), **(per_service or {}).get(name, {})},
+                                ports[name]) for name, (module, port_env) in SIMULATORS.items()]
     for name in SERVICES:
         for port in [ports[name], *(free_port() for _ in range(instances - 1))]:
             service_env = {**common, "DATABASE_NAME": f"{db_prefix}_{name}", **(per_service or {}).get(name, {})}
             if name == "disbursement":
                 service_env = {"BANK_BASE_URL": f"http://127.0.0.1:{ports['bank']}",
                                "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}", **service_env}
+            if name == "notification":
+                service_env = {"SMS_BASE_URL": f"http://127.0.0.1:{ports['sms']}", "SMS_QUIET_HOURS": "off",
+                               "SMS_CALLBACK_BASE_URL": f"http://127.0.0.1:{port}", **service_env}
             processes.append(ServiceProcess(name, service_env, port))
     try:
         for process in processes:

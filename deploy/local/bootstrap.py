@@ -7,7 +7,7 @@ from shared.db import ensure_database
 from shared.messaging.kafka import ensure_topics, wait_for_group_coordinator
 from shared.settings import ServiceSettings
 
-SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
+SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement", "notification")
 
 
 async def main() -> None:

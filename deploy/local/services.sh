@@ -13,9 +13,10 @@ export BANK_PORT="${BANK_PORT:-8090}" INTAKE_PORT="${INTAKE_PORT:-8001}" ELIGIBI
 export CALCULATION_PORT="${CALCULATION_PORT:-8003}" APPROVAL_PORT="${APPROVAL_PORT:-8004}"
 export DISBURSEMENT_PORT="${DISBURSEMENT_PORT:-8005}" MEDASSIST_DB_PREFIX="${MEDASSIST_DB_PREFIX:-}"
 export CONSOLE_PORT="${CONSOLE_PORT:-8080}"
+export NOTIFICATION_PORT="${NOTIFICATION_PORT:-8006}" SMS_PORT="${SMS_PORT:-8091}"
 declare -A PORTS=([intake]=$INTAKE_PORT [eligibility]=$ELIGIBILITY_PORT [calculation]=$CALCULATION_PORT
-                  [approval]=$APPROVAL_PORT [disbursement]=$DISBURSEMENT_PORT [bank]=$BANK_PORT
-                  [console]=$CONSOLE_PORT)
+                  [approval]=$APPROVAL_PORT [disbursement]=$DISBURSEMENT_PORT [notification]=$NOTIFICATION_PORT
+                  [bank]=$BANK_PORT [sms]=$SMS_PORT [console]=$CONSOLE_PORT)
 ctl() { "$ROOT_DIR/.venv/bin/supervisorctl" -c "$CONF" "$@"; }
 
 ready() { "$PY" - "$1" <<'PYEOF'
@@ -45,7 +46,7 @@ up() {
   mkdir -p "$MEDASSIST_RUN_DIR/bank"
   PATH="$ROOT_DIR/.venv/bin:$PATH" "$ROOT_DIR/.venv/bin/supervisord" -c "$CONF"  # daemonizes, writes $PIDFILE
   wait_for "supervisord" 20 pid_alive "$PIDFILE" || fail "supervisord did not start: see $SUPERVISOR_LOG"
-  for name in bank intake eligibility calculation approval disbursement console; do
+  for name in bank sms intake eligibility calculation approval disbursement notification console; do
     wait_for "$name" 120 ready_or_dead "${PORTS[$name]}" || true
     if ! pid_alive "$PIDFILE" || ! ready "${PORTS[$name]}"; then
       tail -n 40 "$LOG" >&2; stop; fail "$name did not become ready: see $LOG"
@@ -77,7 +78,7 @@ restarts() {
 }
 
 status() {
-  for name in bank intake eligibility calculation approval disbursement console; do
+  for name in bank sms intake eligibility calculation approval disbursement notification console; do
     local count=0
     pid_alive "$PIDFILE" && count=$(restarts "$name")
     if ready "${PORTS[$name]}"; then

@@ -1,6 +1,6 @@
 """Every event's payload (`data` of the envelope). Past tense: these are facts.
 
-Privacy: no national ID, name or bank account appears here in plaintext, ever.
+Privacy: no national ID, name, bank account or phone number appears here in plaintext, ever.
 """
 
 from datetime import date, datetime
@@ -221,3 +221,15 @@ class PersonRecorded(EventData):
     periods: list[CategoryPeriod] = Field(max_length=100)
     consents: list[ConsentPeriod] = Field(max_length=100)
     account_version: int = Field(ge=0)
+class ContactUpdated(EventData):
+    """How a person can be told about their case changed (topic registry.contact): a new phone number from the
+    registry, or the SMS opt-out recorded with their consent. Always the whole current state, versioned.
+
+    The phone number travels only encrypted (AES-GCM under the contact transport key shared by eligibility
+    and notification, the person_ref as associated data); `phone_masked` is for display.
+    """
+
+    contact_version: int = Field(ge=1)
+    phone_ciphertext: str | None = None
+    phone_masked: str | None = Field(default=None, max_length=16)
+    sms_opt_out: bool = False

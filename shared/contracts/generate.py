@@ -20,7 +20,7 @@ from shared.contracts.versions import EARLIER_VERSIONS
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 KEYS = {POLICY_PUBLISHED: "the region's key, region_key(region_code) (in the envelope's person_ref field)"}
-SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
+SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement", "notification")
 
 
 def event_schema(model: type, event_type: str | None = None, name: str | None = None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ TRANSFER_SETTLED = "transfer.settled"
 REGISTRY_PAYEE = "registry.payee"
 REGISTRY_PERSON = "registry.person"
 POLICY_PUBLISHED = "policy.published"
+REGISTRY_CONTACT = "registry.contact"
 
 TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     SETTLEMENT_RECEIVED: (ev.SettlementReceived, ev.SettlementReversed),
@@ -22,6 +23,7 @@ TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     REGISTRY_PAYEE: (ev.PayeeAccountUpdated,),
     REGISTRY_PERSON: (ev.PersonRecorded,),
     POLICY_PUBLISHED: (ev.PolicyPublished,),
+    REGISTRY_CONTACT: (ev.ContactUpdated,),
 }
 
 EVENT_TYPES: dict[str, type[ev.EventData]] = {

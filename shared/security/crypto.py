@@ -72,3 +72,8 @@ def mask_account(value: str) -> str:
 
 def mask_name(value: str) -> str:
     return value[:1] + "*" * max(1, len(value) - 1) if value else value
+
+
+def mask_phone(value: str) -> str:
+    """A mobile number for display: the first three and last four digits (138****5678)."""
+    return value[:3] + "*" * max(0, len(value) - 7) + value[-4:] if len(value) > 7 else "*" * len(value)

@@ -1,6 +1,8 @@
-"""Staff bearer tokens (JWT): roles plus the sub-district / district a person works in.
+"""Bearer tokens (JWT): staff roles plus the sub-district / district a person works in, and residents.
 
-Development verifies with a shared HS256 secret; production with the identity provider's JWKS.
+A resident's token names the resident by `sub` = their person_ref (never a national ID); it opens only the
+resident's own status view. Development verifies with a shared HS256 secret; production with the identity
+provider's JWKS (for residents: the city app's OIDC identity, exchanged at the edge, docs/decisions/0015).
 """
 
 import re
@@ -17,6 +19,7 @@ from shared.security.area import Area
 MAX_SUBJECT_LENGTH = 64  # the audit trails' actor columns
 _DISTRICT = re.compile(r"[0-9]{6}")
 _SUBDISTRICT = re.compile(r"[0-9]{9,12}")
+_PERSON_REF = re.compile(r"[0-9a-f]{64}")
 
 class Role(StrEnum):
     clerk = "clerk"
@@ -24,6 +27,7 @@ class Role(StrEnum):
     registry_officer = "registry_officer"
     policy_admin = "policy_admin"
     ops = "ops"
+    resident = "resident"  # not staff: a person reading their own settlements (sub = person_ref)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Principal:
             return Area(self.district_code)
         if self.role in (Role.clerk, Role.registry_officer):
             return Area(self.district_code, self.subdistrict_code)
+        if self.role == Role.resident:
+            return Area("", "")  # no district or sub-district has an empty code: a resident's area holds nobody
         return Area()
 
 
@@ -106,6 +112,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
         raise _invalid("a clerk token needs district and subdistrict claims")
     if role == Role.district_reviewer and not district:
         raise _invalid("a reviewer token needs a district claim")
+    if role == Role.resident and not _PERSON_REF.fullmatch(subject):
+        raise _invalid("a resident token's subject is a person_ref")
     return Principal(subject, role, district, subdistrict)
 
 

@@ -9,11 +9,14 @@ from console.config import ConsoleSettings
 from disbursement.config import DisbursementSettings
 from eligibility.config import EligibilitySettings
 from intake.config import IntakeSettings
+from notification.config import NotificationSettings
 from simulators.bank.settings import BankSettings
+from simulators.sms.settings import SmsSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"intake": IntakeSettings, "eligibility": EligibilitySettings, "calculation": CalculationSettings,
-            "approval": ApprovalSettings, "disbursement": DisbursementSettings, "console": ConsoleSettings}
+            "approval": ApprovalSettings, "disbursement": DisbursementSettings, "console": ConsoleSettings,
+            "notification": NotificationSettings}
 OTEL = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"}
 
 
@@ -23,7 +26,7 @@ def compose() -> dict:  # type: ignore[type-arg]
 
 def test_every_service_is_defined_with_its_module() -> None:
     services = compose()["services"]
-    for name in (*SETTINGS, "kafka", "postgres", "zipkin", "bootstrap", "bank"):
+    for name in (*SETTINGS, "kafka", "postgres", "zipkin", "bootstrap", "bank", "sms"):
         assert name in services
     for name in SETTINGS:
         assert services[name]["command"] == ["python", "-m", name]
@@ -37,3 +40,5 @@ def test_environment_names_are_settings_the_services_read() -> None:
         assert not unknown, f"{name}: {unknown}"
     bank_known = {f"BANK_SIM_{field.upper()}" for field in BankSettings.model_fields}
     assert set(services["bank"]["environment"]) <= bank_known
+    sms_known = {f"SMS_SIM_{field.upper()}" for field in SmsSettings.model_fields}
+    assert set(services["sms"]["environment"]) <= sms_known

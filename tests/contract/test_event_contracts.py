@@ -57,6 +57,7 @@ SAMPLES: list[ev.EventData] = [
     ev.PersonRecorded(identity_ciphertext="v1:abc", district_code="310110", subdistrict_code="310110001",
                       periods=[ev.CategoryPeriod(category="subsistence", valid_from=date(2026, 1, 1))],
                       consents=[ev.ConsentPeriod(signed_on=date(2026, 1, 5))], account_version=1),
+    ev.ContactUpdated(contact_version=1, phone_ciphertext="c1:abc", phone_masked="138****5678"),
 ]
 
 

@@ -27,6 +27,8 @@ def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
             payee=FieldCipher.from_config(settings.payee_keys.get_secret_value(), active=settings.payee_active_key_id),
             case_view=FieldCipher.from_config(settings.case_view_keys.get_secret_value(),
                                               active=settings.case_view_active_key_id),
+            contact=FieldCipher.from_config(settings.contact_keys.get_secret_value(),
+                                            active=settings.contact_active_key_id),
         )
 
     def screening_handler(runtime: Runtime) -> Handler:

@@ -30,13 +30,15 @@ class Resident:
     valid_to: date | None = None
     consent_on: date | None = date(2026, 1, 2)
     bank_account: str = ""
+    phone: str | None = None
+    sms_opt_out: bool = False
 
     def record(self) -> dict[str, Any]:
         return {"national_id": self.patient.national_id, "name": self.patient.name, "category": self.category,
                 "district_code": self.district, "subdistrict_code": self.subdistrict,
                 "valid_from": self.valid_from.isoformat(),
                 "valid_to": self.valid_to.isoformat() if self.valid_to else None,
-                "bank_account": self.bank_account, "bank_name": "Bank of Shanghai"}
+                "bank_account": self.bank_account, "bank_name": "Bank of Shanghai", "phone": self.phone}
 
 
 def residents(rng: random.Random, n: int, *, unregistered: int = 0, without_consent: int = 0,
@@ -48,8 +50,12 @@ def residents(rng: random.Random, n: int, *, unregistered: int = 0, without_cons
         account = "62220" + "".join(str(rng.randrange(10)) for _ in range(11))
         if account.endswith("0000"):
             account = account[:-1] + "1"
+        phone = f"1{rng.choice('3589')}{rng.randrange(10**9):09d}"
+        if phone.endswith("0000"):  # the SMS simulator's switched-off numbers
+            phone = phone[:-1] + "1"
         people.append(Resident(Patient(national_id(rng, district), person_name(rng)), district,
-                               rng.choice(DISTRICTS[district]), rng.choice(CATEGORIES), bank_account=account))
+                               rng.choice(DISTRICTS[district]), rng.choice(CATEGORIES), bank_account=account,
+                               phone=phone))
     tail = iter(reversed(people))
     for _ in range(unregistered):
         next(tail).category = None
@@ -69,6 +75,8 @@ class Endpoints:
     approval: str = "http://127.0.0.1:8004"
     disbursement: str = "http://127.0.0.1:8005"
     bank: str = "http://127.0.0.1:8090"
+    notification: str = "http://127.0.0.1:8006"
+    sms: str = "http://127.0.0.1:8091"
     jwt_secret: str = "dev-jwt-secret-change-me-at-least-32-bytes"
     hospital_secrets: dict[str, str] = field(default_factory=lambda: {
         "H001": "dev-secret-H001", "H002": "dev-secret-H002", "H003": "dev-secret-H003"})
@@ -110,7 +118,8 @@ async def sign_consents(officer: httpx.AsyncClient, people: list[Resident]) -> i
     for p in people:
         if p.consent_on:
             response = await officer.post("/v1/consents", json={"national_id": p.patient.national_id,
-                                                                "signed_on": p.consent_on.isoformat()})
+                                                                "signed_on": p.consent_on.isoformat(),
+                                                                "sms_opt_out": p.sms_opt_out})
             response.raise_for_status()
             signed += 1
     return signed

@@ -46,7 +46,24 @@ class ConsentRecord(SQLModel, table=True):
     revoked_on: date | None = None
     channel: str = Field(max_length=32)
     recorded_by: str = Field(max_length=64)
+    sms_opt_out: bool = False
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
+
+
+class Contact(SQLModel, table=True):
+    """How to reach a person: the phone (encrypted at rest) and the SMS opt-out of their latest consent.
+
+    `version` grows with every change and travels in ContactUpdated, so a late event never wins."""
+
+    __tablename__ = "contact"
+
+    person_ref: str = Field(primary_key=True, max_length=64)
+    phone_enc: str | None = None
+    phone_fingerprint: str | None = Field(default=None, max_length=64)
+    phone_masked: str | None = Field(default=None, max_length=16)
+    sms_opt_out: bool = False
+    version: int = 0
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
 class Screening(SQLModel, table=True):

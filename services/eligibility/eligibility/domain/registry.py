@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shared.contracts.types import DISTRICT_CODE_PATTERN, SUBDISTRICT_CODE_PATTERN, Category, IsoDate, NationalId
 
 CSV_COLUMNS = ("national_id", "name", "category", "district_code", "subdistrict_code", "valid_from", "valid_to",
-               "bank_account", "bank_name")
+               "bank_account", "bank_name", "phone")
+PHONE_PATTERN = r"^1[3-9]\d{9}$"  # a mainland mobile number, the only kind an SMS reaches
 
 
 class RegistryRecordIn(BaseModel):
@@ -23,8 +24,9 @@ class RegistryRecordIn(BaseModel):
     valid_to: IsoDate | None = None
     bank_account: str | None = Field(default=None, pattern=r"^[0-9]{12,30}$")
     bank_name: str | None = Field(default=None, max_length=64)
+    phone: str | None = Field(default=None, pattern=PHONE_PATTERN, description="Mobile number for SMS notices.")
 
-    @field_validator("valid_to", "bank_account", "bank_name", mode="before")
+    @field_validator("valid_to", "bank_account", "bank_name", "phone", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -45,6 +47,7 @@ class ConsentIn(BaseModel):
                              "(canonical form as for NationalId; checked by the endpoint, so the problem says so).")
     signed_on: IsoDate
     channel: str = Field(default="counter", pattern=r"^(counter|app|paper)$")
+    sms_opt_out: bool = Field(default=False, description="The person asked for no SMS about their case.")
 
     @field_validator("signed_on")
     @classmethod

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from eligibility.adapters.tables import ConsentRecord, Person, PolicyTermsRecord, RegistryPeriod, Screening
+from eligibility.adapters.tables import ConsentRecord, Contact, Person, PolicyTermsRecord, RegistryPeriod, Screening
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
 from eligibility.service_layer.registry import Keys, import_registry, revoke_consent, sign_consent
 from shared.contracts.openapi import inline_schema, request_body
@@ -29,7 +29,8 @@ ConsentRecorder = Annotated[Principal, Depends(staff(Role.registry_officer, Role
 Reader = Annotated[Principal, Depends(staff(Role.registry_officer, Role.ops))]
 RECORD_EXAMPLE = {"national_id": "310110198001011236", "name": "王芳", "category": "subsistence",
                   "district_code": "310110", "subdistrict_code": "310110001", "valid_from": "2026-01-01",
-                  "valid_to": None, "bank_account": "6222020200112233445", "bank_name": "ICBC Yangpu"}
+                  "valid_to": None, "bank_account": "6222020200112233445", "bank_name": "ICBC Yangpu",
+                  "phone": "13812345678"}
 ConsentBody = Annotated[ConsentIn, Body(openapi_examples={"at the counter": {"value": {
     "national_id": "310110198001011236", "signed_on": "2026-01-15", "channel": "counter"}}})]
 
@@ -40,6 +41,7 @@ class ImportOut(BaseModel):
     periods_upserted: int
     payee_updates: int
     rescreened: int
+    contact_updates: int
 
 
 LISTED, WAITING_FOR_REGISTRY = "listed", "waiting_for_registry"
@@ -52,6 +54,7 @@ class ConsentOut(BaseModel):
     revoked_on: str | None
     registry_status: Literal["listed", "waiting_for_registry"] = Field(
         description="waiting_for_registry: the registry does not list the person yet; screening starts when it does.")
+    sms_opt_out: bool = False
     rescreened: int = 0
 
 
@@ -135,7 +138,7 @@ def _consent_out(consent: ConsentRecord, registry_status: str, rescreened: int =
     return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
                       signed_on=consent.signed_on.isoformat(),
                       revoked_on=consent.revoked_on.isoformat() if consent.revoked_on else None,
-                      registry_status=registry_status, rescreened=rescreened)
+                      registry_status=registry_status, sms_opt_out=consent.sms_opt_out, rescreened=rescreened)
 
 
 async def _inside_area(session: AsyncSession, officer: Principal, keys: Keys,
@@ -181,7 +184,7 @@ async def record_consent(body: ConsentBody, request: Request, response: Response
             response.status_code = 200
             return _consent_out(existing, status)
         consent, rescreened = await sign_consent(session, runtime.settings, keys, national_id, body.signed_on,
-                                                 body.channel, recorder.subject)
+                                                 body.channel, recorder.subject, body.sms_opt_out)
     return _consent_out(consent, status, rescreened)
 
 
@@ -221,6 +224,7 @@ async def lookup_person(body: LookupBody, request: Request, reader: Reader) -> d
     ref = person_ref(keys.pepper, national_id)
     async with runtime.db.transaction() as session:
         person = await session.get(Person, ref)
+        contact = await session.get(Contact, ref)
         not_found = ProblemError(404, "person_not_found", "this person is not in the registry of your area",
                                  field="national_id")
         if person is None:
@@ -238,6 +242,8 @@ async def lookup_person(body: LookupBody, request: Request, reader: Reader) -> d
             "district_code": person.district_code,
             "subdistrict_code": person.subdistrict_code,
             "bank_account": person.account_masked,
+            "phone": contact.phone_masked if contact else None,
+            "sms_opt_out": contact.sms_opt_out if contact else False,
             "periods": [{"category": p.category, "valid_from": p.valid_from.isoformat(),
                          "valid_to": p.valid_to.isoformat() if p.valid_to else None} for p in periods],
             "consents": [{"consent_id": str(c.id), "signed_on": c.signed_on.isoformat(),

@@ -15,16 +15,23 @@ from eligibility.config import EligibilitySettings
 from simulators.hospital.feed import national_id, person_name
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import EligibilityDecided, PayeeAccountUpdated, PolicyPublished, SettlementReceived
+from shared.contracts.events import (
+    ContactUpdated,
+    EligibilityDecided,
+    PayeeAccountUpdated,
+    PolicyPublished,
+    SettlementReceived,
+)
 from shared.contracts.topics import (
     ELIGIBILITY_DECIDED,
     POLICY_PUBLISHED,
+    REGISTRY_CONTACT,
     REGISTRY_PAYEE,
     SETTLEMENT_RECEIVED,
     region_key,
 )
 from shared.messaging.kafka import KafkaProducer
-from shared.security.crypto import person_ref
+from shared.security.crypto import FieldCipher, person_ref
 from shared.security.staff_auth import mint_dev_token
 from shared.testing import read_topic, start_service, unique_prefix
 
@@ -356,3 +363,30 @@ async def test_an_import_nested_50000_deep_or_with_duplicate_keys_is_a_400_not_a
                                       headers={"Content-Type": "text/plain"})
         assert response.status_code == 415, response.text
         assert (await officer.post("/v1/persons:lookup", json={"national_id": nid})).status_code == 404
+async def test_phone_numbers_travel_only_encrypted_and_the_opt_out_with_the_consent(service) -> None:  # type: ignore[no-untyped-def]
+    settings, url = service
+    nid, phone, new_phone = national_id(rng), "13912345678", "13687654321"
+    ref = person_ref(PEPPER, nid)
+    async with client(url, "registry_officer") as officer:
+        first = await officer.post("/v1/registry/import", json={"records": [record(nid, phone=phone)]})
+        assert first.status_code == 200 and first.json()["contact_updates"] == 1
+        same = await officer.post("/v1/registry/import", json={"records": [record(nid, phone=phone)]})
+        assert same.json()["contact_updates"] == 0, "an unchanged number is no new version"
+        signed = await officer.post("/v1/consents", json={"national_id": nid, "signed_on": "2026-01-05",
+                                                          "sms_opt_out": True})
+        assert signed.status_code == 201 and signed.json()["sms_opt_out"] is True
+        await officer.post("/v1/registry/import", json={"records": [record(nid, phone=new_phone)]})
+        looked = (await officer.post("/v1/persons:lookup", json={"national_id": nid})).json()
+        bad = await officer.post("/v1/registry/import", json={"records": [record(national_id(rng), phone="12345")]})
+    assert (looked["phone"], looked["sms_opt_out"]) == ("136****4321", True)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "records.0.phone"
+    records = [r for r in await read_topic(settings, REGISTRY_CONTACT, expect=3) if r.key == ref.encode()]
+    assert phone.encode() not in b"".join(r.value for r in records)
+    assert new_phone.encode() not in b"".join(r.value for r in records)
+    contacts = [Envelope.from_bytes(r.value).payload() for r in records]
+    assert all(isinstance(c, ContactUpdated) for c in contacts)
+    cipher = FieldCipher.from_config(settings.contact_keys.get_secret_value(), settings.contact_active_key_id)
+    seen = [(c.contact_version, cipher.decrypt(c.phone_ciphertext, ref), c.phone_masked, c.sms_opt_out)
+            for c in contacts if isinstance(c, ContactUpdated) and c.phone_ciphertext]
+    assert seen == [(1, phone, "139****5678", False), (2, phone, "139****5678", True),
+                    (3, new_phone, "136****4321", True)]

@@ -1,0 +1,139 @@
+"""The SMS gateway simulator's HTTP API. One message per idempotency key, ever; nothing it holds is logged."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from simulators.sms.settings import SmsFaults, SmsSettings
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(pattern=r"^1[3-9]\d{9}$")
+    text: str = Field(min_length=1, max_length=500)
+    callback_url: str | None = None
+
+
+@dataclass
+class Sent:
+    key: str
+    fingerprint: str
+    to: str
+    text: str
+    callback_url: str | None
+    message_id: str = field(default_factory=lambda: f"SM{uuid.uuid4().hex[:16].upper()}")
+    status: str = "accepted"
+    received_at: float = field(default_factory=time.time)
+
+    def public(self) -> dict[str, Any]:
+        return {"idempotency_key": self.key, "message_id": self.message_id, "status": self.status}
+
+
+def create_app(settings: SmsSettings | None = None) -> FastAPI:
+    settings = settings or SmsSettings()
+    app = FastAPI(title="SMS gateway simulator")
+    state: dict[str, Any] = {"faults": settings.faults()}
+    messages: dict[str, Sent] = {}
+    stats: Counter[str] = Counter()
+    rng = random.Random(settings.seed)
+    tasks: set[asyncio.Task[None]] = set()
+    sessions: list[aiohttp.ClientSession] = []
+
+    def faults() -> SmsFaults:
+        return state["faults"]  # type: ignore[no-any-return]
+
+    def chance(rate: float) -> bool:
+        return rate > 0 and rng.random() < rate
+
+    async def deliver_later(sent: Sent) -> None:
+        await asyncio.sleep(faults().deliver_delay_ms / 1000)
+        suffix = faults().undeliverable_suffix
+        sent.status = "undeliverable" if suffix and sent.to.endswith(suffix) else "delivered"
+        stats[f"status_{sent.status}"] += 1
+        if not sent.callback_url:
+            return
+        report = {"idempotency_key": sent.key, "message_id": sent.message_id, "status": sent.status,
+                  "reason": "switched_off" if sent.status == "undeliverable" else None}
+        body = json.dumps(report).encode()
+        signature = hmac.new(settings.callback_secret.encode(), body, hashlib.sha256).hexdigest()
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)))
+        for _ in range(3):  # a report that cannot be handed over is tried again a little later
+            try:
+                async with sessions[0].post(sent.callback_url, data=body, headers={
+                        "Content-Type": "application/json", "X-Sms-Signature": signature}) as response:
+                    await response.read()
+                    if response.status < 500:
+                        stats["reports_sent"] += 1
+                        return
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(1)
+        stats["reports_failed"] += 1
+
+    @app.post("/v1/messages", status_code=202)
+    async def send(body: MessageIn, idempotency_key: str = Header(..., max_length=64)) -> Any:
+        f = faults()
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000)
+        if chance(f.error_rate):
+            stats["errors_injected"] += 1
+            return JSONResponse({"code": "unavailable"}, status_code=503)
+        fingerprint = hashlib.sha256(f"{body.to}|{body.text}".encode()).hexdigest()
+        existing = messages.get(idempotency_key)
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                return JSONResponse({"code": "idempotency_key_reused"}, status_code=409)
+            stats["duplicates_absorbed"] += 1
+            return existing.public()
+        sent = Sent(idempotency_key, fingerprint, body.to, body.text, body.callback_url)
+        messages[idempotency_key] = sent
+        stats["messages_received"] += 1
+        task = asyncio.create_task(deliver_later(sent))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if chance(f.timeout_rate):
+            stats["timeouts_injected"] += 1
+            await asyncio.sleep(f.timeout_sleep_ms / 1000)
+        return sent.public()
+
+    @app.get("/v1/messages/{key}")
+    async def status(key: str) -> Any:
+        found = messages.get(key)
+        if found is None:
+            return JSONResponse({"code": "unknown_message"}, status_code=404)
+        return found.public()
+
+    @app.put("/admin/faults")
+    async def set_faults(new: SmsFaults) -> SmsFaults:
+        state["faults"] = new
+        return new
+
+    @app.get("/admin/stats")
+    async def get_stats() -> dict[str, Any]:
+        return {**stats, "messages": len(messages)}
+
+    @app.get("/admin/messages")
+    async def delivered() -> list[dict[str, Any]]:
+        """Every message taken, in the order received: number, text, status (tests and the demo read it)."""
+        return [{**m.public(), "to": m.to, "text": m.text, "received_at": m.received_at}
+                for m in sorted(messages.values(), key=lambda m: m.received_at)]
+
+    @app.get("/healthz")
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
