@@ -2,7 +2,7 @@
 
 A resident's token names the resident by `sub` = their person_ref (never a national ID); it opens only the
 resident's own status view. Development verifies with a shared HS256 secret; production with the identity
-provider's JWKS (for residents: the city app's OIDC identity, exchanged at the edge, docs/decisions/0015).
+provider's JWKS (for residents: the city app's OIDC identity, exchanged at the edge, docs/decisions/0023).
 """
 
 import re

@@ -16,7 +16,8 @@ from deploy.k8s.validate import render, validate
 from shared.contracts.topics import TOPIC_EVENTS
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement")
+SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement", "notification")
+PEERS = {"disbursement": "203.0.113.0/24", "notification": "198.51.100.0/24"}  # the bank, the SMS gateway
 
 
 @cache
@@ -41,8 +42,8 @@ def consumers_in_the_docs() -> dict[str, set[str]]:
 def test_every_resource_is_valid_against_its_schema() -> None:
     kinds = validate(list(resources()))
     print("\nrendered:", dict(sorted(kinds.items())))
-    assert kinds == {"Deployment": 5, "Service": 5, "PodDisruptionBudget": 5, "Job": 5, "NetworkPolicy": 6,
-                     "ScaledObject": 5, "Cluster": 5, "Kafka": 1, "KafkaNodePool": 1,
+    assert kinds == {"Deployment": 6, "Service": 6, "PodDisruptionBudget": 6, "Job": 6, "NetworkPolicy": 7,
+                     "ScaledObject": 6, "Cluster": 6, "Kafka": 1, "KafkaNodePool": 1,
                      "KafkaTopic": 2 * len(TOPIC_EVENTS)}
 
 
@@ -124,5 +125,5 @@ def test_a_service_reaches_only_kafka_its_own_database_and_its_declared_peers() 
                      if "cnpg.io/cluster" in p.get("podSelector", {}).get("matchLabels", {})]
         assert databases == [f"{name}-db"]
         outside = [p["ipBlock"]["cidr"] for p in peers if "ipBlock" in p]
-        assert outside == (["203.0.113.0/24"] if name == "disbursement" else [])
-        assert len(egress) == (5 if name == "disbursement" else 4)  # Kafka, database, DNS, traces (+ bank)
+        assert outside == ([PEERS[name]] if name in PEERS else [])
+        assert len(egress) == (5 if name in PEERS else 4)  # Kafka, database, DNS, traces (+ bank or SMS gateway)

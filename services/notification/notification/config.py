@@ -26,5 +26,6 @@ class NotificationSettings(ServiceSettings):
     worker_batch: int = 200
     worker_idle_s: float = 0.5
     hospital_names: dict[str, str] = Field(
-        default={"H001": "杨浦区中心医院", "H002": "普陀区人民医院", "H003": "上海市第一康复医院"},
-        description="What a message calls a hospital, by hospital id.")
+        default={"H001": "复旦大学附属中山医院", "H002": "上海市杨浦区中心医院", "H003": "上海市普陀区人民医院"},
+        description="What a message calls a hospital (HOSPITAL_NAMES as JSON, as approval's case view); an "
+        "unknown id shows as itself.")

@@ -28,7 +28,7 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 - {name: JWT_ISSUER, value: {{ .root.Values.identityProvider.issuer | quote }}}
 - {name: JWT_AUDIENCE, value: {{ .root.Values.identityProvider.audience | quote }}}
 - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .root.Values.tracing.otlpEndpoint | quote }}}
-{{- range $key := list "PERSON_REF_PEPPER" "FIELD_KEYS" "PAYEE_KEYS" "JWT_SECRET" }}
+{{- range $key := list "PERSON_REF_PEPPER" "FIELD_KEYS" "PAYEE_KEYS" "CONTACT_KEYS" "JWT_SECRET" }}
 - name: {{ $key }}
   valueFrom: {secretKeyRef: {name: {{ $.root.Values.secrets.app }}, key: {{ $key }}}}
 {{- end }}
@@ -41,6 +41,12 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 - {name: CALLBACK_BASE_URL, value: {{ .root.Values.bank.callbackBaseUrl | quote }}}
 - name: BANK_CALLBACK_SECRET
   valueFrom: {secretKeyRef: {name: {{ .root.Values.secrets.app }}, key: BANK_CALLBACK_SECRET}}
+{{- end }}
+{{- if .svc.smsPeer }}
+- {name: SMS_BASE_URL, value: {{ .root.Values.sms.baseUrl | quote }}}
+- {name: SMS_CALLBACK_BASE_URL, value: {{ .root.Values.sms.callbackBaseUrl | quote }}}
+- name: SMS_CALLBACK_SECRET
+  valueFrom: {secretKeyRef: {name: {{ .root.Values.secrets.app }}, key: SMS_CALLBACK_SECRET}}
 {{- end }}
 {{- end -}}
 

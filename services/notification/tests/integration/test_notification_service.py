@@ -179,7 +179,7 @@ async def test_each_moment_is_one_sms_in_order_and_redelivery_sends_none(service
     _, sent = await service.journey(who)
     got = await service.received_at_least(who.phone, 3)
     assert [m["text"] for m in got] == [
-        "【医疗救助】您2026年3月2日在杨浦区中心医院的医疗费用，经核算可获医疗救助1,234.56 元，"
+        "【医疗救助】您2026年3月2日在复旦大学附属中山医院的医疗费用，经核算可获医疗救助1,234.56 元，"
         "正在审核，无需申请、无需跑腿。",
         "【医疗救助】您的医疗救助1,234.56 元已审核通过，将直接转入您的银行账户。",
         f"【医疗救助】医疗救助1,234.56 元已于{datetime.now(LOCAL_TIME).date():%Y年%-m月%-d日}转入您尾号****1234"
@@ -291,7 +291,7 @@ async def test_a_resident_sees_their_own_settlements_and_a_clerk_only_their_sub_
     assert [s["settlement_id"] for s in status["settlements"]] == [str(mine)]
     [row] = status["settlements"]
     assert row["decision"] == {"eligible": True, "reason": "eligible", "text": "符合医疗救助条件"}
-    assert (row["hospital"], row["assistance"], row["review"]["state"]) == ("杨浦区中心医院", "1234.56", "approved")
+    assert (row["hospital"], row["assistance"], row["review"]["state"]) == ("复旦大学附属中山医院", "1234.56", "approved")
     assert row["payment"]["status"] == "settled" and row["payment"]["account"] == "****1234"
     assert status["phone"] == mask_phone(me.phone) and me.phone not in str(status)
     assert [m["moment"] for m in status["messages"]] == ["assistance_calculated", "case_approved", "transfer_settled"]
