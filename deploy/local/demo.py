@@ -7,13 +7,15 @@ import asyncio
 import random
 import time
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from simulators.hospital.feed import bad_records, settlement
 from simulators.scenario import (
     Endpoints,
+    Resident,
     Staff,
     all_pages,
     approve_everything,
@@ -24,6 +26,9 @@ from simulators.scenario import (
 )
 
 from deploy.local.traces import JOURNEY, settlement_trace, trace_page, zipkin_services, zipkin_url
+from shared.security.crypto import mask_name, mask_phone, person_ref
+from shared.security.staff_auth import mint_dev_token
+from shared.settings import ServiceSettings
 
 SEED = 2026
 
@@ -73,7 +78,7 @@ async def main() -> None:
     people = residents(rng, 40, unregistered=4, without_consent=4, closed_accounts=2)
     print("\n== Medical assistance, enjoyment without application: demo ==")
 
-    started = time.monotonic()
+    started, wall_started = time.monotonic(), time.time()
     imported = await import_registry(officer, people)
     consents = await sign_consents(officer, people)
     line("registry records imported", imported["records"])
@@ -213,6 +218,19 @@ async def main() -> None:
     line("bank: transfers booked (all runs)", bank.get("transfers", 0))
     line("bank: most transfers settled for one case (1 = never paid twice)", bank.get("max_settled_per_remittance", 0))
     line("reconciliation alarms (all days)", sum(r["alarm"] for r in reconciliation))
+    told = await residents_told(staff, people, wall_started)
+    line("SMS received by the gateway (this run)", f"{told['messages']} to {told['people']} people")
+    line("SMS by moment", told["by_moment"])
+    line("SMS waiting or opted out", told["not_sent"])
+    print("\n== What the residents were told (SMS the gateway received, per person) ==")
+    for who, texts in told["per_person"]:
+        line(who, f"{len(texts)} SMS")
+    if told["example"]:
+        who, texts, view = told["example"]
+        print(f"\n  one person, {who}, in the order received:")
+        for i, text in enumerate(texts, 1):
+            print(f"    {i}. {text}")
+        print(f"  their own status view (GET /v1/me/settlements, resident token): {view}")
     print("\n== Time per stage ==")
     for stage, seconds in stages.items():
         line(stage, f"{seconds:.2f}s")
@@ -220,13 +238,69 @@ async def main() -> None:
     print("\n== Where to look ==")
     for name in ("intake", "eligibility", "calculation", "approval", "disbursement"):
         line(f"{name} API docs", f"{getattr(endpoints, name)}/docs")
+    line("notification API docs", f"{endpoints.notification}/docs")
     line("bank simulator", f"{endpoints.bank}/docs")
+    line("SMS gateway simulator (what it received)", f"{endpoints.sms}/admin/messages")
+    line("a resident's token", "python -m shared.security.devtoken --role resident --national-id <ID>")
     line("staff token for the APIs", "python -m shared.security.devtoken --role ops")
     line("trace of one paid settlement (Zipkin)", await traces([p["settlement_id"] for p in settled]))
     line("stop everything", "make stop")
     await staff.aclose()
     for c in hospitals.values():
         await c.aclose()
+
+
+async def residents_told(staff: Staff, people: list[Resident], since: float) -> dict[str, Any]:
+    """The messages the SMS gateway received for this run's people, once notification has nothing left to send."""
+    endpoints = staff.endpoints
+    ops = staff.client(endpoints.notification, "ops")
+    gateway = staff.client(endpoints.sms, "ops")
+    pepper = ServiceSettings().person_ref_pepper.get_secret_value().encode()
+    refs = {person_ref(pepper, p.patient.national_id): p for p in people}
+
+    async def unsent() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for status in ("pending", "sending"):
+            rows += (await ops.get("/v1/messages", params={"status": status, "limit": 1000})).json()
+        return [m for m in rows if m["person_ref"] in refs]
+
+    async def all_sent() -> bool:
+        return not await unsent()
+
+    await wait_for(all_sent, 60, "notification to hand every message to the gateway")
+    by_phone = {p.phone: p for p in people if p.phone}
+    received = [m for m in (await gateway.get("/admin/messages")).json()
+                if m["to"] in by_phone and m["received_at"] >= since]
+    texts: dict[str, list[str]] = {}
+    for m in received:
+        texts.setdefault(m["to"], []).append(m["text"])
+    moments: Counter[str] = Counter()
+    not_sent: Counter[str] = Counter()
+    for ref in refs:
+        for m in (await ops.get("/v1/messages", params={"person_ref": ref, "limit": 1000})).json():
+            if m["created_at"] >= datetime.fromtimestamp(since, UTC).isoformat():
+                moments[m["moment"]] += 1
+                if m["status"] not in ("sent", "delivered"):
+                    not_sent[m["status"]] += 1
+
+    def label(phone: str) -> str:
+        p = by_phone[phone]
+        return f"{mask_name(p.patient.name)} {mask_phone(phone)}"
+
+    per_person = sorted(((label(phone), t) for phone, t in texts.items()), key=lambda x: -len(x[1]))
+    example = None
+    if texts:  # the person told the most: a failed payment and its re-issue, where there is one
+        phone = max(texts, key=lambda k: (any("未成功" in t for t in texts[k]), len(texts[k])))
+        resident = by_phone[phone]
+        token = mint_dev_token(endpoints.jwt_secret, person_ref(pepper, resident.patient.national_id), "resident")
+        async with httpx.AsyncClient(base_url=endpoints.notification, timeout=30,
+                                     headers={"Authorization": f"Bearer {token}"}) as me:
+            view = (await me.get("/v1/me/settlements")).json()
+        summary = [(s["review"] or {}).get("state", s["decision"]["reason"]) + "/" +
+                   ((s["payment"] or {}).get("status") or "-") for s in view["settlements"]]
+        example = (label(phone), texts[phone], f"{len(view['settlements'])} settlements this year {summary}")
+    return {"messages": len(received), "people": len(texts), "by_moment": dict(moments),
+            "not_sent": dict(not_sent), "per_person": per_person, "example": example}
 
 
 if __name__ == "__main__":

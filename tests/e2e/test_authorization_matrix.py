@@ -37,6 +37,11 @@ MATRIX = [
     ("disbursement", "GET", "/v1/payments", None, {R.ops, R.district_reviewer}),
     ("disbursement", "GET", f"/v1/payments/by-case/{ANY}", None, {R.ops, R.district_reviewer}),
     ("disbursement", "GET", "/v1/reconciliation", None, {R.ops, R.district_reviewer}),
+    ("notification", "GET", "/v1/me/settlements", None, {R.resident}),
+    ("notification", "POST", "/v1/residents:lookup", {"national_id": "x"}, {R.clerk}),
+    ("notification", "GET", "/v1/messages", None, {R.ops}),
+    ("notification", "GET", "/v1/messages/summary", None, {R.ops}),
+    ("notification", "GET", "/ops/kafka", None, {R.ops}),
 ]
 AREA = {R.clerk: ("310110", "310110001"), R.district_reviewer: ("310110", None)}
 BAD_TOKENS = {
@@ -54,7 +59,8 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 def token(role: Role) -> str:
     district, sub = AREA.get(role, (None, None))
-    return mint_dev_token(SECRET, f"{role.value}-matrix", role, district, sub)
+    subject = "ab" * 32 if role == R.resident else f"{role.value}-matrix"  # a resident's subject: a person_ref
+    return mint_dev_token(SECRET, subject, role, district, sub)
 
 
 async def call(http: httpx.AsyncClient, stack: Endpoints, service: str, method: str, path: str,

@@ -2,6 +2,7 @@
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -9,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from simulators.hospital.feed import settlement
-from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents
+from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents, wait_for
 
 from shared.settings import ServiceSettings
 from shared.testing import OtlpReceiver
@@ -104,8 +105,16 @@ async def test_no_personal_data_on_kafka_in_logs_or_in_spans(staff: Staff, otlp:
     to_pay = [h for h, s in screened.items() if s["status"] == "calculated"]
     await approve(staff, await cases_for(staff, {ids[h] for h in to_pay}))
     await wait_statuses(hospital, to_pay, {"paid", "payment_failed"})
+    paid_people = [p for p, body in zip(people, feed, strict=True) if body["hospital_settlement_id"] in to_pay]
+    sms = staff.client(staff.endpoints.sms, "ops")
+
+    async def every_paid_person_was_told() -> bool:  # approved, then paid or failed: the phones were used
+        received = Counter(m["to"] for m in (await sms.get("/admin/messages")).json())
+        return all(received[p.phone] >= 3 for p in paid_people)
+
+    await wait_for(every_paid_person_was_told, 60, "the SMS of every paid person")
     await asyncio.sleep(1)  # let the exporters flush
-    secrets = {v for p in people for v in (p.patient.national_id, p.patient.name, p.bank_account)}
+    secrets = {v for p in people for v in (p.patient.national_id, p.patient.name, p.bank_account, p.phone) if v}
     records = await every_kafka_record(staff.endpoints.topic_prefix, ServiceSettings().kafka_bootstrap_servers)
     logs = [path.read_bytes() for path in staff.endpoints.logs]
     spans = otlp.raw

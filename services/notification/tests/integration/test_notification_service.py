@@ -291,7 +291,8 @@ async def test_a_resident_sees_their_own_settlements_and_a_clerk_only_their_sub_
     assert [s["settlement_id"] for s in status["settlements"]] == [str(mine)]
     [row] = status["settlements"]
     assert row["decision"] == {"eligible": True, "reason": "eligible", "text": "符合医疗救助条件"}
-    assert (row["hospital"], row["assistance"], row["review"]["state"]) == ("复旦大学附属中山医院", "1234.56", "approved")
+    assert (row["hospital"], row["assistance"]) == ("复旦大学附属中山医院", "1234.56")
+    assert row["review"]["state"] == "approved"
     assert row["payment"]["status"] == "settled" and row["payment"]["account"] == "****1234"
     assert status["phone"] == mask_phone(me.phone) and me.phone not in str(status)
     assert [m["moment"] for m in status["messages"]] == ["assistance_calculated", "case_approved", "transfer_settled"]
