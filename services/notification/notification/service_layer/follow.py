@@ -113,8 +113,8 @@ def _notice(event: Event, view: dict[UUID, ResidentSettlement], contacts: dict[s
                       Facts(hospital=hospital, discharge_date=discharge, **facts), sid)
 
     match data:
-        case ev.AssistanceCalculated() if data.assistance > 0:
-            return notice(Moment.CALCULATED, amount=data.assistance)
+        case ev.AssistanceCalculated() if data.figures.assistance > 0:
+            return notice(Moment.CALCULATED, amount=data.figures.assistance)
         case ev.CaseDecided() if data.decision == "approved":
             return notice(Moment.APPROVED, amount=data.amount)
         case ev.CaseDecided() if data.decision == "rejected":
@@ -187,9 +187,9 @@ async def _update_view(session: AsyncSession, events: Sequence[Event], now: date
                                             "eligibility_reason": data.reason}
             case ev.AssistanceCalculated():
                 calculated[data.settlement_id] = {
-                    **base, "settlement_id": data.settlement_id, "assistance": data.assistance,
+                    **base, "settlement_id": data.settlement_id, "assistance": data.figures.assistance,
                     "subdistrict_code": data.subdistrict_code,
-                    "review_state": "awaiting_review" if data.assistance > 0 else "nothing_to_pay"}
+                    "review_state": "awaiting_review" if data.figures.assistance > 0 else "nothing_to_pay"}
             case ev.CaseDecided():
                 reviewed[data.settlement_id] = {**base, "settlement_id": data.settlement_id,
                                                 "review_state": data.decision, "review_reason": data.reason_code}

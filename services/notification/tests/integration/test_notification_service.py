@@ -22,6 +22,7 @@ from simulators.hospital.feed import national_id
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
     AssistanceCalculated,
+    AssistanceFigures,
     AssistanceReversed,
     CaseDecided,
     ContactUpdated,
@@ -82,13 +83,18 @@ class Notification(ServiceUnderTest):
         sent = [(ELIGIBILITY_DECIDED, await self.send(ELIGIBILITY_DECIDED, EligibilityDecided(
             settlement=settlement, eligible=True, reason="eligible", category="subsistence",
             district_code=sub[:6], subdistrict_code=sub), who.ref))]
+        zero, cap = Decimal("0.00"), Decimal("40000.00")
+        figures = AssistanceFigures(
+            policy_scope_amount=Decimal("8000.00"), basic_insurance_paid=Decimal("5000.00"),
+            critical_illness_paid=Decimal("1000.00"), base=Decimal("2000.00"), deductible=zero,
+            deductible_used_before=zero, deductible_left=zero, deductible_applied=zero, ratio=Decimal("0.8"),
+            amount_before_caps=amount, per_settlement_cap=None, amount_after_settlement_cap=amount, cap=cap,
+            committed_before=zero, cap_left=cap, assistance=amount)
         sent.append((ASSISTANCE_CALCULATED, await self.send(ASSISTANCE_CALCULATED, AssistanceCalculated(
             calculation_id=calc_id, settlement_id=sid, hospital_id="H001", category="subsistence",
             district_code=sub[:6], subdistrict_code=sub, visit_type="inpatient", hospital_level=2,
-            discharge_date=date(2026, 3, 2), year=2026, policy_id="p", policy_version=1,
-            policy_scope_amount=Decimal("8000.00"), basic_insurance_paid=Decimal("5000.00"),
-            critical_illness_paid=Decimal("1000.00"), base=Decimal("2000.00"), deductible_applied=Decimal("0.00"),
-            ratio=Decimal("0.8"), amount_before_caps=amount, assistance=amount, breakdown={}), who.ref)))
+            discharge_date=date(2026, 3, 2), year=2026, policy_id="p", policy_version=1, figures=figures),
+            who.ref)))
         sent.append((CASE_DECIDED, await self.send(CASE_DECIDED, CaseDecided(
             case_id=case_id, calculation_id=calc_id, settlement_id=sid, decision="approved", amount=amount,
             district_code=sub[:6], subdistrict_code=sub, decided_at=datetime.now(UTC)), who.ref)))
