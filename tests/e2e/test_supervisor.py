@@ -19,7 +19,8 @@ from tests.e2e.helpers import approve, cases_for, enrol, push_all, wait_statuses
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-PORT_VARIABLES = {"bank": "BANK_PORT", "console": "CONSOLE_PORT", **{name: f"{name.upper()}_PORT" for name in SERVICES}}
+PORT_VARIABLES = {"bank": "BANK_PORT", "sms": "SMS_PORT", "console": "CONSOLE_PORT",
+                  **{name: f"{name.upper()}_PORT" for name in SERVICES}}
 
 
 def services_sh(env: dict[str, str], command: str, timeout: float = 240) -> str:
