@@ -81,6 +81,9 @@ CALLERS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 # What came back, per service: "200", "422 invalid_input", ... (printed and written at the end of the module).
 OUTCOMES: dict[str, Counter[str]] = {service: Counter() for service in SERVICES}
+HOSTILE: dict[str, Counter[str]] = {service: Counter() for service in SERVICES}  # status of mangled-header cases
+CONFORMANCE = [schemathesis.checks.not_a_server_error, schemathesis.checks.status_code_conformance,
+               schemathesis.checks.content_type_conformance, schemathesis.checks.response_schema_conformance]
 CASES: Counter[str] = Counter()  # per operation ("approval POST /v1/cases/{case_id}/reject")
 # Ids the services handed out (case_id, consent_id, settlement_id, person_ref, ...), by field name: path
 # parameters of the same name use them half the time, so cases reach existing cases, consents and payments.
@@ -148,8 +151,40 @@ def staff_token(role: Role, key: str = JWT_SECRET) -> str:
     return mint_dev_token(key, f"fuzz-{role.value}", role, district, subdistrict)
 
 
+# Credential headers as a hostile or broken client sends them: non-ASCII, absurdly long, other digits, empty.
+HOSTILE_VALUES = ["é" * 64, "１" * 10, "٣" * 10, "9" * 5000, "0" * 63, "-1", "1e9", "x" * 10_000,
+                  "Bearer", "Bearer " + "é" * 20, "Basic dXNlcjpwYXNz", "Ｈ001", "H001,H002"]
+HOSTILE_HEADERS = {HOSPITAL: ["X-Signature", "X-Timestamp", "X-Hospital-Id"], BANK: ["X-Bank-Signature"]}
+
+
+def odd_claims_token(pick: int) -> str:
+    """A validly signed staff token whose claims are of the wrong type or shape."""
+    import jwt
+
+    claims: list[dict[str, Any]] = [{"district": ["310110"]}, {"district": 310110}, {"subdistrict": {"a": 1}},
+                                    {"role": ["ops"]}, {"sub": 7}, {"district": "３１０１１０"},
+                                    {"subdistrict": "310115001"}, {"role": None}]
+    now = int(time.time())
+    base = {"sub": "fuzz-odd", "role": "clerk", "district": "310110", "subdistrict": "310110001",
+            "iss": "medassist-dev", "aud": "medassist", "iat": now, "exp": now + 3600}
+    return jwt.encode({**base, **claims[pick % len(claims)]}, JWT_SECRET, algorithm="HS256")
+
+
+class Hostile(AuthBase):
+    """The caller's real credentials with one header replaced by a hostile value (raw bytes on the wire)."""
+
+    def __init__(self, inner: AuthBase, header: str, value: str) -> None:
+        self.inner, self.header, self.value = inner, header, value
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r = self.inner(r)
+        r.headers[self.header] = self.value.encode()  # type: ignore[assignment]
+        return r
+
+
 def credentials(service: str, case: schemathesis.Case) -> tuple[str, AuthBase]:
-    """Who a case calls as: mostly a caller the operation admits; one in ten none, one in ten a wrong one.
+    """Who a case calls as: mostly a caller the operation admits; one in ten none, one in ten a wrong one, one
+    in ten the right one with a credential header (signature, timestamp, hospital id, authorization) mangled.
 
     Chosen from the case's content, so the fixed seed always gives the same callers.
     """
@@ -169,9 +204,19 @@ def credentials(service: str, case: schemathesis.Case) -> tuple[str, AuthBase]:
             role = others[pick % len(others)]
             return f"{role.value} (not admitted)", StaffToken(staff_token(role))
         return "token signed with another key", StaffToken(staff_token(R.ops, key="another-signing-key-" * 2))
-    kind = allowed[pick % len(allowed)]
+    if bucket == 2:
+        caller, auth = credentials_of(allowed[pick % len(allowed)], pick)
+        headers = HOSTILE_HEADERS.get(allowed[0], ["Authorization"])
+        header, value = headers[pick % len(headers)], HOSTILE_VALUES[pick // 7 % len(HOSTILE_VALUES)]
+        if header == "Authorization" and pick % 3 == 0:
+            return f"{caller} with odd claims", StaffToken(odd_claims_token(pick))
+        return f"{caller} with a hostile {header}", Hostile(auth, header, value)
+    return credentials_of(allowed[pick % len(allowed)], pick)
+
+
+def credentials_of(kind: str, pick: int) -> tuple[str, AuthBase]:
     if kind == HOSPITAL:
-        hospital = sorted(HOSPITALS)[pick // len(allowed) % len(HOSPITALS)]
+        hospital = sorted(HOSPITALS)[pick // 3 % len(HOSPITALS)]
         return hospital, HospitalSignature(hospital, HOSPITALS[hospital])
     if kind == BANK:
         return BANK, BankSignature(BANK_CALLBACK_SECRET)
@@ -218,14 +263,16 @@ def report_counts(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     elapsed = time.monotonic() - started
     summary = {"seconds": round(elapsed, 1), "max_examples": MAX_EXAMPLES, "services": {
-        s: {"cases": OUTCOMES[s].total(), "outcomes": dict(sorted(OUTCOMES[s].items()))} for s in SERVICES},
+        s: {"cases": OUTCOMES[s].total(), "outcomes": dict(sorted(OUTCOMES[s].items())),
+            "hostile_headers": dict(sorted(HOSTILE[s].items()))} for s in SERVICES},
                "operations": dict(sorted(CASES.items()))}
     out = ROOT / ".run" / "logs" / "tests" / "openapi-fuzz.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
     lines = [f"OpenAPI fuzz: {sum(c.total() for c in OUTCOMES.values())} cases in {elapsed:.0f}s, "
              f"at most {MAX_EXAMPLES} generated per operation (outcomes: {out.relative_to(ROOT)})"]
-    lines += [f"  {s:<13} {OUTCOMES[s].total():>5} cases" for s in SERVICES]
+    lines += [f"  {s:<13} {OUTCOMES[s].total():>5} cases, {HOSTILE[s].total():>4} with hostile credential headers"
+              for s in SERVICES]
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         print("\n" + "\n".join(lines))
@@ -301,6 +348,10 @@ def fuzz_test(service: str) -> Callable[..., None]:
         response = case.call(base_url=fuzz_stack[service], auth=auth)
         OUTCOMES[service][assert_well_formed(service, case, caller, response)] += 1
         CASES[f"{service} {case.operation.label}"] += 1
+        if "hostile" in caller or "odd claims" in caller:
+            HOSTILE[service][str(response.status_code)] += 1
+        # What came back is what the OpenAPI says: a documented status, its media type, its schema.
+        case.validate_response(response, checks=CONFORMANCE)
         if response.status_code < 300 and content_type(response) == "application/json":
             remember_ids(response.json())
 
