@@ -22,6 +22,7 @@ MATRIX = [
     ("eligibility", "POST", f"/v1/consents/{ANY}/revoke", {"revoked_on": "2026-01-01"}, {R.registry_officer, R.clerk}),
     ("eligibility", "POST", "/v1/persons:lookup", {"national_id": "x"}, {R.registry_officer, R.ops}),
     ("eligibility", "GET", "/v1/screenings/summary", None, {R.registry_officer, R.ops}),
+    ("eligibility", "GET", "/v1/policy-terms", None, {R.registry_officer, R.ops}),
     ("calculation", "GET", "/v1/policies", None, {R.policy_admin, R.clerk, R.district_reviewer, R.ops}),
     ("calculation", "POST", "/v1/policies", {}, {R.policy_admin}),
     ("calculation", "GET", f"/v1/calculations/{ANY}", None, {R.policy_admin, R.clerk, R.district_reviewer, R.ops}),
