@@ -286,15 +286,12 @@ async def test_the_eligibility_reason_outlives_the_later_steps(intake, h001) -> 
         await producer.stop()
 
 
-NOW = int(time.time())
-
-
-async def _signed_post(url: str, path: str, body: object, age_s: int) -> httpx.Response:
-    """A push signed `age_s` seconds before the module started: equal bodies sent at once are still distinct
-    requests, not replays (one fixed clock, so no two requests share a timestamp)."""
+async def _signed_post(url: str, path: str, body: object, now: int, age_s: int) -> httpx.Response:
+    """A push signed `age_s` seconds before `now`: equal bodies sent at once are still distinct requests, not
+    replays (one clock reading per test, so no two requests share a timestamp)."""
     raw = orjson.dumps(body)
     headers = {"Content-Type": "application/json",
-               **signed_headers("H001", "dev-secret-H001", "POST", path, raw, now=NOW - age_s)}
+               **signed_headers("H001", "dev-secret-H001", "POST", path, raw, now=now - age_s)}
     async with httpx.AsyncClient(base_url=url, timeout=60) as http:
         return await http.post(path, content=raw, headers=headers)
 
@@ -303,8 +300,9 @@ async def test_the_same_new_ids_pushed_at_once_are_accepted_once_and_never_fail(
     settings, process = intake
     items = [settlement(rng, PATIENT, f"S-RACE-{i:02d}") for i in range(12)]
     batches = [random.Random(n).sample(items, len(items)) for n in range(6)]  # the same ids, in six orders
-    responses = await asyncio.gather(*(
-        _signed_post(process.url, "/v1/settlements:batch", {"items": b}, age_s=n) for n, b in enumerate(batches)))
+    now = int(time.time())
+    responses = await asyncio.gather(*(_signed_post(process.url, "/v1/settlements:batch", {"items": b}, now, age_s=n)
+                                       for n, b in enumerate(batches)))
     assert [r.status_code for r in responses] == [202] * 6, [r.text for r in responses if r.status_code != 202]
     ids = [{x["hospital_settlement_id"]: x["settlement_id"] for x in r.json()["results"]} for r in responses]
     assert all(i == ids[0] for i in ids), "every batch names the same settlement for each id"
@@ -314,7 +312,7 @@ async def test_the_same_new_ids_pushed_at_once_are_accepted_once_and_never_fail(
     other = {**single, "total_amount": "99999.00"}
     bodies = [single] * 40 + [other] * 10
     answers = await asyncio.gather(*(
-        _signed_post(process.url, "/v1/settlements", body, age_s=10 + n) for n, body in enumerate(bodies)))
+        _signed_post(process.url, "/v1/settlements", body, now, age_s=10 + n) for n, body in enumerate(bodies)))
     codes = [a.status_code for a in answers]
     assert not [c for c in codes if c >= 500], codes
     assert set(codes) <= {202, 409}, [a.text for a in answers if a.status_code not in (202, 409)]
