@@ -24,11 +24,18 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 - {name: PG_APP_USER, value: {{ printf "%s_app" .name | quote }}}
 - name: PG_APP_PASSWORD
   valueFrom: {secretKeyRef: {name: {{ printf "%s-db-app" .name }}, key: password}}
+{{- if not .owner }}
+# Serving needs no owner: the owner's settings name the runtime role, so the owner's password stays in the Job.
+- {name: PG_USER, value: {{ printf "%s_app" .name | quote }}}
+- name: PG_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ printf "%s-db-app" .name }}, key: password}}
+{{- end }}
+# Staff tokens are verified with the identity provider's keys (no shared JWT secret in production).
 - {name: JWT_JWKS_URL, value: {{ .root.Values.identityProvider.jwksUrl | quote }}}
 - {name: JWT_ISSUER, value: {{ .root.Values.identityProvider.issuer | quote }}}
 - {name: JWT_AUDIENCE, value: {{ .root.Values.identityProvider.audience | quote }}}
 - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .root.Values.tracing.otlpEndpoint | quote }}}
-{{- range $key := list "PERSON_REF_PEPPER" "FIELD_KEYS" "PAYEE_KEYS" "CONTACT_KEYS" "JWT_SECRET" }}
+{{- range $key := list "PERSON_REF_PEPPER" "FIELD_KEYS" "PAYEE_KEYS" "CASE_VIEW_KEYS" "CONTACT_KEYS" }}
 - name: {{ $key }}
   valueFrom: {secretKeyRef: {name: {{ $.root.Values.secrets.app }}, key: {{ $key }}}}
 {{- end }}
