@@ -182,6 +182,9 @@ class TransferSettled(EventData):
     amount: Money
     bank_reference: str | None = None
     attempt: int = 1
+    account_version: int | None = Field(default=None, ge=1)
+    """The registry's version of the account this attempt went to (PayeeAccountUpdated.account_version), so a
+    message about it names that account, not one the registry sent later; null when no attempt was sent."""
 
 
 class PayeeAccountUpdated(EventData):

@@ -49,11 +49,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def settled_event(payment: Payment, status: str, span: Span | None = None, attempt: int | None = None) -> Outgoing:
+def settled_event(payment: Payment, status: str, span: Span | None = None,
+                  attempt: PaymentAttempt | None = None) -> Outgoing:
+    """The bank's final word on a payment; `attempt` is the one the bank answered for (else the current one)."""
     data = ev.TransferSettled(payment_id=payment.id, case_id=payment.case_id, calculation_id=payment.calculation_id,
                               settlement_id=payment.settlement_id, status=status, reason=payment.failure_reason,
                               amount=payment.amount, bank_reference=payment.bank_reference,
-                              attempt=attempt or payment.attempt)
+                              attempt=attempt.attempt if attempt else payment.attempt,
+                              account_version=attempt.account_version if attempt else payment.account_version)
     return Outgoing(TRANSFER_SETTLED, Envelope.wrap(data, person_ref=payment.person_ref, producer="disbursement"),
                     span)
 
@@ -270,7 +273,7 @@ async def apply_bank_answers(session: AsyncSession, settings: DisbursementSettin
                                               context=context_from(payment.traceparent)) as span:
                 span.set_attribute("payment.id", str(payment.id))
                 span.set_attribute("settlement.id", str(payment.settlement_id))
-                outgoing.append(settled_event(payment, verdict.outcome, span, attempt=attempt.attempt))
+                outgoing.append(settled_event(payment, verdict.outcome, span, attempt=attempt))
         if verdict.alarm:
             alarms.append(alarm_row(verdict.alarm, answer.key, payment, attempt, now))
     if dirty_payments:  # executemany statements for the whole pass, not round trips per answer

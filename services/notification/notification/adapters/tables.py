@@ -23,6 +23,17 @@ class Recipient(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
+class PayeeAccount(SQLModel, table=True):
+    """Every account version the registry sent for a person, masked: a message about a transfer names the
+    account that transfer went to, even when the registry has sent a corrected one since."""
+
+    __tablename__ = "payee_account"
+
+    person_ref: str = Field(primary_key=True, max_length=64)
+    account_version: int = Field(primary_key=True)
+    account_masked: str = Field(max_length=32)
+
+
 class Message(SQLModel, table=True):
     """One SMS: its id comes from (event, person) and is the gateway's idempotency key."""
 

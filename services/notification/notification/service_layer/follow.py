@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import case, select
+from sqlalchemy import case, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from notification.adapters.metrics import MESSAGES_WRITTEN
-from notification.adapters.tables import MESSAGES, VIEW, Recipient, ResidentSettlement
+from notification.adapters.tables import MESSAGES, VIEW, PayeeAccount, Recipient, ResidentSettlement
 from notification.domain.messages import Notice, one_per_event
 from notification.domain.schedule import LOCAL_TIME, QuietHours
 from notification.domain.templates import Facts, Moment, TemplateSet
@@ -47,6 +47,11 @@ async def follow_events(session: AsyncSession, wording: Wording, events: Sequenc
     refs = {e.envelope.person_ref for e in events}
     contacts = {c.person_ref: c for c in (await session.execute(
         select(Recipient).where(Recipient.person_ref.in_(refs)))).scalars()}  # type: ignore[attr-defined]
+    versions = {(e.envelope.person_ref, e.data.account_version) for e in events
+                if isinstance(e.data, ev.TransferSettled) and e.data.account_version is not None}
+    accounts = {(a.person_ref, a.account_version): a.account_masked for a in (await session.execute(
+        select(PayeeAccount).where(tuple_(PayeeAccount.person_ref, PayeeAccount.account_version).in_(versions))
+    )).scalars()} if versions else {}
     settlement_ids = {sid for e in events if (sid := _settlement_of(e.data)) is not None}
     view = {r.settlement_id: r for r in (await session.execute(select(ResidentSettlement).where(
         ResidentSettlement.settlement_id.in_(settlement_ids))))  # type: ignore[attr-defined]
@@ -55,7 +60,7 @@ async def follow_events(session: AsyncSession, wording: Wording, events: Sequenc
     # One batch mixes topics (partitions are not ordered among each other): write the person's messages in
     # the order things happened, so a payment's message never goes before its approval's.
     for event in sorted(events, key=lambda e: e.envelope.occurred_at):
-        notice = _notice(event, view, contacts, wording.hospital_names)
+        notice = _notice(event, view, contacts, accounts, wording.hospital_names)
         if notice is not None:
             notices.append(notice)
             causes[notice.message_id] = event
@@ -99,14 +104,20 @@ def _short_account(masked: str | None) -> str | None:
 
 
 def _notice(event: Event, view: dict[UUID, ResidentSettlement], contacts: dict[str, Recipient],
-            hospitals: dict[str, str]) -> Notice | None:
-    """The message an event calls for, if any (DESIGN: the moments that matter to the person)."""
+            accounts: dict[tuple[str, int], str], hospitals: dict[str, str]) -> Notice | None:
+    """The message an event calls for, if any (DESIGN: the moments that matter to the person).
+
+    A transfer's message names the account version that transfer went to; only when that version is not
+    known here (an event without it) does it fall back to the latest account the registry sent.
+    """
     data, ref = event.data, event.envelope.person_ref
     sid = _settlement_of(data)
     row = view.get(sid) if sid else None
     hospital = hospitals.get(row.hospital_id, row.hospital_id) if row and row.hospital_id else None
     discharge = row.discharge_date if row else None
-    account = _short_account(contacts[ref].account_masked) if ref in contacts else None
+    version = data.account_version if isinstance(data, ev.TransferSettled) else None
+    masked = accounts.get((ref, version)) if version is not None else None
+    account = _short_account(masked or (contacts[ref].account_masked if ref in contacts else None))
 
     def notice(moment: Moment, **facts: Any) -> Notice:
         return Notice(event.envelope.event_id, ref, moment,
@@ -132,6 +143,7 @@ def _notice(event: Event, view: dict[UUID, ResidentSettlement], contacts: dict[s
 async def _store_contacts(session: AsyncSession, events: Sequence[Event], now: datetime) -> None:
     latest: dict[str, ev.ContactUpdated] = {}
     accounts: dict[str, str] = {}
+    versions: dict[tuple[str, int], str] = {}
     for e in events:
         ref = e.envelope.person_ref
         if isinstance(e.data, ev.ContactUpdated) and (
@@ -139,6 +151,7 @@ async def _store_contacts(session: AsyncSession, events: Sequence[Event], now: d
             latest[ref] = e.data
         elif isinstance(e.data, ev.PayeeAccountUpdated):
             accounts[ref] = e.data.account_masked  # only the masked form is kept: the texts need no more
+            versions[(ref, e.data.account_version)] = e.data.account_masked
     table = Recipient.__table__  # type: ignore[attr-defined]
     if latest:
         stmt = insert(table).values([{"person_ref": ref, "contact_version": d.contact_version,
@@ -150,6 +163,10 @@ async def _store_contacts(session: AsyncSession, events: Sequence[Event], now: d
             set_={c: stmt.excluded[c] for c in ("contact_version", "phone_ciphertext", "phone_masked", "sms_opt_out",
                                                 "updated_at")},
             where=table.c.contact_version < stmt.excluded.contact_version))
+    if versions:
+        await session.execute(insert(PayeeAccount.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
+            index_elements=["person_ref", "account_version"]), [
+            {"person_ref": ref, "account_version": v, "account_masked": m} for (ref, v), m in versions.items()])
     if accounts:
         stmt = insert(table).values([{"person_ref": ref, "contact_version": 0, "account_masked": masked,
                                       "updated_at": now} for ref, masked in accounts.items()])

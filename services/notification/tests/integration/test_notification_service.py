@@ -349,3 +349,22 @@ async def test_delivery_reports_must_be_signed(service: Notification) -> None:
         forged = await anyone.post("/v1/sms/delivery-reports", json={
             "idempotency_key": str(uuid.uuid4()), "status": "delivered"}, headers={"X-Sms-Signature": "00"})
     assert forged.status_code == 401 and forged.json()["code"] == "bad_signature"
+
+
+async def test_a_transfers_message_names_the_account_it_went_to_not_a_later_correction(
+        service: Notification) -> None:
+    who = someone()
+    await service.contact(who)  # account version 1, ending 1234
+    sid, _ = await service.journey(who, assistance="300.00", paid=False)
+    payment = uuid.uuid4()
+    # The registry's correction reaches notification before the bank's failure of the first attempt does.
+    await service.send(REGISTRY_PAYEE, PayeeAccountUpdated(account_version=2, payee_ciphertext="p2:x",
+                                                           account_masked=mask_account("6222020200447777")), who.ref)
+    for attempt, status, version in [(1, "failed", 1), (2, "settled", 2)]:
+        await service.send(TRANSFER_SETTLED, TransferSettled(
+            payment_id=payment, case_id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=sid,
+            status=status, reason="account_closed" if status == "failed" else None,
+            amount=Decimal("300.00"), attempt=attempt, account_version=version), who.ref)
+    got = [m["text"] for m in await service.received_at_least(who.phone, 4)]
+    assert "尾号****1234的银行账户未成功" in got[2], got
+    assert "转入您尾号****7777的银行账户，请查收" in got[3], got
