@@ -78,6 +78,9 @@ CALLERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("disbursement", "GET /v1/payments/by-case/{case_id}"): (R.ops, R.district_reviewer),
     ("disbursement", "GET /v1/reconciliation"): (R.ops, R.district_reviewer),
     ("disbursement", "POST /v1/bank/callbacks"): (BANK,),
+    ("notification", "GET /v1/me/settlements"): (R.resident,),
+    ("notification", "POST /v1/residents:lookup"): (R.clerk,),
+    ("notification", "GET /v1/messages"): (R.ops,),
 }
 # What came back, per service: "200", "422 invalid_input", ... (printed and written at the end of the module).
 OUTCOMES: dict[str, Counter[str]] = {service: Counter() for service in SERVICES}
@@ -148,7 +151,9 @@ def _body(r: requests.PreparedRequest) -> bytes:
 
 def staff_token(role: Role, key: str = JWT_SECRET) -> str:
     district, subdistrict = AREA.get(role, (None, None))
-    return mint_dev_token(key, f"fuzz-{role.value}", role, district, subdistrict)
+    # A resident's subject is their person_ref (64 hex digits); staff have a name of their own.
+    subject = hashlib.sha256(b"fuzz-resident").hexdigest() if role is R.resident else f"fuzz-{role.value}"
+    return mint_dev_token(key, subject, role, district, subdistrict)
 
 
 # Credential headers as a hostile or broken client sends them: non-ASCII, absurdly long, other digits, empty.
@@ -363,6 +368,7 @@ test_eligibility_openapi_fuzz = fuzz_test("eligibility")
 test_calculation_openapi_fuzz = fuzz_test("calculation")
 test_approval_openapi_fuzz = fuzz_test("approval")
 test_disbursement_openapi_fuzz = fuzz_test("disbursement")
+test_notification_openapi_fuzz = fuzz_test("notification")
 
 
 def test_the_fuzzer_got_past_authentication() -> None:
