@@ -113,8 +113,11 @@ def _notice(event: Event, view: dict[UUID, ResidentSettlement], contacts: dict[s
     data, ref = event.data, event.envelope.person_ref
     sid = _settlement_of(data)
     row = view.get(sid) if sid else None
-    hospital = hospitals.get(row.hospital_id, row.hospital_id) if row and row.hospital_id else None
+    hospital_id = row.hospital_id if row else None
     discharge = row.discharge_date if row else None
+    if isinstance(data, ev.AssistanceCalculated):  # it says where and when itself: no need to wait for the view
+        hospital_id, discharge = data.hospital_id, data.discharge_date
+    hospital = hospitals.get(hospital_id, hospital_id) if hospital_id else None
     version = data.account_version if isinstance(data, ev.TransferSettled) else None
     masked = accounts.get((ref, version)) if version is not None else None
     account = _short_account(masked or (contacts[ref].account_masked if ref in contacts else None))

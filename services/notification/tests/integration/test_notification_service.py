@@ -71,7 +71,7 @@ class Notification(ServiceUnderTest):
             phone_masked=mask_phone(who.phone), sms_opt_out=opt_out), who.ref)
 
     async def journey(self, who: Person, assistance: str = "1234.56", sub: str = SUB, paid: bool = True,
-                      ) -> tuple[uuid.UUID, list[tuple[str, Envelope]]]:
+                      screened: bool = True) -> tuple[uuid.UUID, list[tuple[str, Envelope]]]:
         """What the pipeline publishes for one settlement: decided, calculated, approved, (paid)."""
         sid, calc_id, case_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         amount = Decimal(assistance)
@@ -80,9 +80,11 @@ class Notification(ServiceUnderTest):
             visit_type="inpatient", admission_date=date(2026, 2, 20), discharge_date=date(2026, 3, 2),
             total_amount=Decimal("9000.00"), policy_scope_amount=Decimal("8000.00"),
             basic_insurance_paid=Decimal("5000.00"), critical_illness_paid=Decimal("1000.00"))
-        sent = [(ELIGIBILITY_DECIDED, await self.send(ELIGIBILITY_DECIDED, EligibilityDecided(
-            settlement=settlement, eligible=True, reason="eligible", category="subsistence",
-            district_code=sub[:6], subdistrict_code=sub), who.ref))]
+        sent: list[tuple[str, Envelope]] = []
+        if screened:  # else the calculation is the first the service hears of it
+            sent.append((ELIGIBILITY_DECIDED, await self.send(ELIGIBILITY_DECIDED, EligibilityDecided(
+                settlement=settlement, eligible=True, reason="eligible", category="subsistence",
+                district_code=sub[:6], subdistrict_code=sub), who.ref)))
         zero, cap = Decimal("0.00"), Decimal("40000.00")
         figures = AssistanceFigures(
             policy_scope_amount=Decimal("8000.00"), basic_insurance_paid=Decimal("5000.00"),
@@ -368,3 +370,11 @@ async def test_a_transfers_message_names_the_account_it_went_to_not_a_later_corr
     got = [m["text"] for m in await service.received_at_least(who.phone, 4)]
     assert "尾号****1234的银行账户未成功" in got[2], got
     assert "转入您尾号****7777的银行账户，请查收" in got[3], got
+
+
+async def test_a_calculation_heard_before_its_screening_still_says_where_and_when(service: Notification) -> None:
+    who = someone()
+    await service.contact(who)
+    await service.journey(who, assistance="88.00", paid=False, screened=False)
+    [calculated, _] = await service.received_at_least(who.phone, 2)
+    assert calculated["text"].startswith("【医疗救助】您2026年3月2日在复旦大学附属中山医院的医疗费用"), calculated
