@@ -9,8 +9,8 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 import aiohttp
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from shared import http_client
 
 T = TypeVar("T")
 
@@ -100,26 +100,10 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (BankServerError, Ambiguous, aiohttp.ClientConnectionError, asyncio.TimeoutError))
 
 
-def http_session(base_url: str, timeout_s: float, connections: int = 64) -> aiohttp.ClientSession:
-    """aiohttp, not httpx, for the bank: measured 4,478 vs 347 requests/s against the simulator
-    (docs/decisions/0011-aiohttp-for-the-bank.md). Create it inside the running event loop."""
-    # Each bank request is a client span (method, URL, status) under the payment's "bank transfer" span, and carries
-    # the trace to the bank in its traceparent header. Bodies (accounts, names) are never recorded.
-    return aiohttp.ClientSession(base_url=base_url, timeout=aiohttp.ClientTimeout(total=timeout_s),
-                                 connector=aiohttp.TCPConnector(limit=connections),
-                                 trace_configs=[create_trace_config()])
-
-
 async def with_retries(call: Callable[[], Awaitable[T]], *, max_attempts: int, initial_s: float, max_s: float) -> T:
-    """Bounded retries with exponential backoff and jitter for transient failures; BankUnavailable after."""
+    """The shared bounded retries (shared.http_client) over the bank's transient failures; BankUnavailable after."""
     try:
-        async for attempt in AsyncRetrying(stop=stop_after_attempt(max_attempts), reraise=True,
-                                           wait=wait_exponential_jitter(multiplier=initial_s, max=max_s),
-                                           retry=retry_if_exception(transient)):
-            with attempt:
-                return await call()
-    except Exception as exc:
-        if transient(exc):
-            raise BankUnavailable(type(exc).__name__) from exc
-        raise
-    raise BankUnavailable("no attempt made")  # unreachable: AsyncRetrying always makes one attempt
+        return await http_client.with_retries(call, max_attempts=max_attempts, initial_s=initial_s, max_s=max_s,
+                                              transient=transient)
+    except http_client.PartnerUnavailable as exc:
+        raise BankUnavailable(str(exc)) from exc.__cause__

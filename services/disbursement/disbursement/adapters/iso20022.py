@@ -21,9 +21,9 @@ from disbursement.adapters.bank import (
     BankStatus,
     PaymentInstruction,
     StatementLine,
-    http_session,
     with_retries,
 )
+from shared.http_client import traced_session  # aiohttp for the bank: ADR 0011
 
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
@@ -145,7 +145,7 @@ class Iso20022BankGateway:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = http_session(self._base_url, self._timeout_s)
+            self._http = traced_session(self._base_url, self._timeout_s)
         return self._http
 
     async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> dict[str, BankResult]:

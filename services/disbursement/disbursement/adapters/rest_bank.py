@@ -14,9 +14,9 @@ from disbursement.adapters.bank import (
     BankStatus,
     PaymentInstruction,
     StatementLine,
-    http_session,
     with_retries,
 )
+from shared.http_client import traced_session  # aiohttp for the bank: ADR 0011
 
 
 def _result(body: dict[str, Any]) -> BankResult:
@@ -34,7 +34,7 @@ class RestBankGateway:
     @property
     def http(self) -> aiohttp.ClientSession:
         if self._http is None:
-            self._http = http_session(self._base_url, self._timeout_s)
+            self._http = traced_session(self._base_url, self._timeout_s)
         return self._http
 
     async def submit(self, instruction: PaymentInstruction) -> BankResult:
