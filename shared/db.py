@@ -1,6 +1,5 @@
 """Database access: one async engine per service, sessions that only the unit of work commits."""
 
-import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ def signal_after_commit(session: AsyncSession, signal: str) -> None:
 # Lock namespaces (the first key of pg_advisory_xact_lock(int, int)): one per kind of thing locked.
 LOCK_SETTLEMENT_ID = 0x5E771  # intake: (hospital, hospital_settlement_id)
 LOCK_PERSON = 0x9E250  # eligibility: registry entries and consents of one person_ref
+_SETUP_LOCK_KEY = 0x5E7095  # ensure_database, on the maintenance database: one process at a time
 
 
 async def lock_keys(session: AsyncSession, namespace: int, keys: Iterable[str]) -> None:
@@ -99,11 +99,13 @@ async def ensure_database(settings: ServiceSettings, *, recreate: bool = False) 
         database="postgres",
     )
     try:
+        # Replicas starting together would otherwise race on the catalog rows the CREATE/GRANT/REVOKE below
+        # change ("tuple concurrently updated/deleted"); the session lock ends with the connection.
+        await conn.execute(f"SELECT pg_advisory_lock({_SETUP_LOCK_KEY})")
         if recreate:
             await conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", settings.database):
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process created it meanwhile
-                await conn.execute(f"CREATE DATABASE {database}")
+            await conn.execute(f"CREATE DATABASE {database}")
         if settings.app_role == settings.pg_user:
             return  # one role for everything (a deliberate choice of the deployment): nothing to manage
         superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", settings.app_role)
@@ -111,8 +113,7 @@ async def ensure_database(settings: ServiceSettings, *, recreate: bool = False) 
             raise RuntimeError(f"the runtime role {settings.app_role} is a superuser; give it data privileges only")
         if superuser is None:
             password = await conn.fetchval("SELECT quote_literal($1)", settings.pg_app_password.get_secret_value())
-            with contextlib.suppress(asyncpg.DuplicateObjectError):  # another process created it meanwhile
-                await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD {password}")
+            await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD {password}")
         await conn.execute(f"REVOKE ALL ON DATABASE {database} FROM PUBLIC")
         await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role}")
     finally:

@@ -1,5 +1,7 @@
 """The runtime role a service queries with holds data privileges only, on its own database only."""
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -59,3 +61,19 @@ async def test_a_superuser_is_refused_as_runtime_role(probe_settings: ServiceSet
         assert await owner.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = 'careless_admin'")
     finally:
         await owner.close()
+
+
+async def test_replicas_preparing_one_database_together_all_succeed(probe_settings: ServiceSettings) -> None:
+    """Two instances of a service start at once: neither fails on the other's CREATE/GRANT (a CI failure once)."""
+    fresh = ServiceSettings(service_name="other", database_name="test_probe_together")
+    await ensure_database(fresh, recreate=True)
+    owner = await asyncpg.connect(host=fresh.pg_host, port=fresh.pg_port, user=fresh.pg_user,
+                                  password=fresh.pg_password.get_secret_value(), database="postgres")
+    try:
+        await owner.execute('DROP DATABASE "test_probe_together" WITH (FORCE)')
+    finally:
+        await owner.close()
+    for _ in range(3):
+        await asyncio.gather(*(ensure_database(fresh) for _ in range(8)))
+    app = await connect(fresh)  # its runtime role was granted the database
+    await app.close()
