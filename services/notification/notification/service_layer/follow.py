@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import case, select, tuple_
+from sqlalchemy import case, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -227,9 +227,11 @@ async def _update_view(session: AsyncSession, events: Sequence[Event], now: date
                     **base, "settlement_id": data.settlement_id, "reversed": True,
                     "recovery": earlier or isinstance(data, ev.RecoveryOpened)}
     await _upsert(session, decided)
-    # A final decision is never taken back by a calculation that arrives after it (another topic).
+    # A final decision is never taken back by a calculation that arrives after it (another topic). The states
+    # are inlined: an expanding IN parameter cannot go with the many-rows form of the statement.
+    final = VIEW.c.review_state.in_([literal_column(f"'{state}'") for state in FINAL_REVIEW])
     await _upsert(session, calculated, {"review_state": case(
-        (VIEW.c.review_state.in_(FINAL_REVIEW), VIEW.c.review_state), else_=insert(VIEW).excluded.review_state)})
+        (final, VIEW.c.review_state), else_=insert(VIEW).excluded.review_state)})
     await _upsert(session, reviewed)
     # The latest attempt's word wins: a re-issued payment's success after a failure, not the other way round.
     stmt = insert(VIEW)

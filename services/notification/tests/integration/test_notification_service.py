@@ -163,6 +163,7 @@ async def service() -> AsyncIterator[Notification]:
         sms.stop()
         service_log = log.read_bytes()
         assert b"1380013" not in service_log, "a phone number reached the service's log"
+        assert b"isolating the failing events" not in service_log, "a batch failed and was applied event by event"
 
 
 def someone(national_id: str | None = None) -> Person:
