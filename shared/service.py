@@ -7,7 +7,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -28,18 +28,25 @@ from shared.request_guard import RequestGuard
 from shared.security.staff_auth import Principal, Role, TokenVerifier, bearer_token, require
 from shared.settings import ServiceSettings
 from shared.telemetry import setup_telemetry
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Runtime:
-    """What a running service holds: handlers and routes reach the infrastructure through it."""
+D = TypeVar("D")
 
-    settings: Any
+
+@dataclass
+class Runtime(Generic[D]):
+    """What a running service holds: handlers and routes reach the infrastructure through it, and the service's
+    own typed dependencies (ciphers, partner gateways, its settings) through `deps`."""
+
+    settings: ServiceSettings
     db: Database
     producer: KafkaProducer
     relay: OutboxRelay
+    verifier: TokenVerifier
+    deps: D
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,10 +54,12 @@ class Runtime:
 class ConsumerSpec:
     group_id: str
     topics: Sequence[str]
-    handler: Callable[[Runtime], Handler]
+    handler: Callable[[Runtime[Any]], Handler[Any]]
+    unit_of_work: UnitOfWorkFactory[Any] = UnitOfWork
+    """Makes the unit of work each batch is applied in (a service's subclass adds its repositories)."""
 
 
-Background = Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]
+Background = Callable[[Runtime[Any], asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -62,8 +71,10 @@ class ServiceSpec:
     routers: Sequence[APIRouter] = ()
     consumers: Sequence[ConsumerSpec] = ()
     background: Sequence[Background] = ()
-    on_start: Callable[[Runtime], Awaitable[None]] | None = None
-    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    dependencies: Callable[[], Awaitable[Any]] | None = None
+    """Builds the service's typed dependencies (`Runtime.deps`) at start-up."""
+    on_start: Callable[[Runtime[Any]], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime[Any]], Awaitable[None]] | None = None
     media_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Request media types a path accepts besides application/json (shared.request_guard)."""
     signed_prefixes: tuple[str, ...] = ()
@@ -81,15 +92,16 @@ def build_app(spec: ServiceSpec) -> FastAPI:
         producer = KafkaProducer(settings)
         await _start_producer(producer)
         relay = OutboxRelay(db, producer, settings)
-        runtime = Runtime(settings=settings, db=db, producer=producer, relay=relay)
-        runtime.extras["verifier"] = token_verifier(settings)
+        deps = await spec.dependencies() if spec.dependencies else None
+        runtime: Runtime[Any] = Runtime(settings=settings, db=db, producer=producer, relay=relay,
+                                        verifier=token_verifier(settings), deps=deps)
         app.state.runtime = runtime
         if spec.on_start:
             await spec.on_start(runtime)
         stopping = asyncio.Event()
         runners = [
             ConsumerRunner(settings=settings, db=db, producer=producer, group_id=c.group_id, topics=c.topics,
-                           handler=c.handler(runtime))
+                           handler=c.handler(runtime), unit_of_work=c.unit_of_work)
             for c in spec.consumers
         ]
         app.state.runners = runners
@@ -170,7 +182,7 @@ def staff(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         token = bearer_token(f"Bearer {credentials.credentials}" if credentials else None)
-        verifier: TokenVerifier = request.app.state.runtime.extras["verifier"]
+        verifier: TokenVerifier = request.app.state.runtime.verifier
         return require(verifier.verify(token), roles)
 
     return dependency
@@ -187,7 +199,7 @@ def _ops_router() -> APIRouter:
     @router.get("/readyz")
     async def readyz(request: Request) -> dict[str, Any]:
         """Readiness: the database answers and every consumer has joined its group."""
-        runtime: Runtime = request.app.state.runtime
+        runtime: Runtime[Any] = request.app.state.runtime
         try:
             await runtime.db.ping()
         except Exception as exc:
@@ -199,7 +211,7 @@ def _ops_router() -> APIRouter:
     @router.get("/ops/kafka")
     async def kafka(request: Request, _: Principal = Depends(staff(Role.ops))) -> dict[str, Any]:
         """This service's consumer lag per topic and the dead letters of the topics it consumes (ops)."""
-        runtime: Runtime = request.app.state.runtime
+        runtime: Runtime[Any] = request.app.state.runtime
         groups = {c.group_id: list(c.topics) for c in request.app.state.consumer_specs}
         return await kafka_overview(runtime.settings, groups)
 

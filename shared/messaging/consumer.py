@@ -1,7 +1,8 @@
 """The one consumer runner every service uses.
 
-Per poll: decode the batch, open ONE database transaction, claim the event ids in the inbox, hand the
-new events to the service's handler, commit, and only then commit the Kafka offsets. A crash anywhere
+Per poll: decode the batch, open ONE unit of work (shared.unit_of_work), claim the event ids in the inbox,
+hand the new events to the service's handler, write the events it emitted to the outbox, commit, and only
+then commit the Kafka offsets. A crash anywhere
 before the offset commit redelivers the batch; the inbox turns the redelivery into a no-op.
 
 Failures: infrastructure errors (database or broker unreachable) are retried without limit, so an outage
@@ -14,13 +15,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 from opentelemetry import propagate
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from shared.contracts.envelope import Envelope
@@ -32,6 +33,7 @@ from shared.messaging.kafka import KafkaProducer, Message, create_consumer
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_DUPLICATE, HANDLER_RETRIES
 from shared.settings import ServiceSettings
 from shared.telemetry import tracer
+from shared.unit_of_work import U, UnitOfWorkFactory, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ class Event:
     span: Span = field(repr=False)
 
 
-Handler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
+Handler = Callable[[U, list[Event]], Awaitable[None]]
+"""Applies a batch of new events inside the unit of work (the inbox has already dropped the duplicates)."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -75,8 +78,9 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafk
         return None
 
 
-class ConsumerRunner:
-    """Consumes logical `topics` as consumer group `group_id` and applies batches with `handler`."""
+class ConsumerRunner(Generic[U]):
+    """Consumes logical `topics` as consumer group `group_id` and applies batches with `handler`, each in a
+    unit of work made by `unit_of_work`."""
 
     def __init__(
         self,
@@ -86,7 +90,8 @@ class ConsumerRunner:
         producer: KafkaProducer,
         group_id: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler[U],
+        unit_of_work: UnitOfWorkFactory[U],
     ) -> None:
         self._settings = settings
         self._db = db
@@ -94,6 +99,7 @@ class ConsumerRunner:
         self._group = group_id
         self._topics = list(topics)
         self._handler = handler
+        self._unit_of_work = unit_of_work
         self._physical_to_logical = {settings.topic(t): t for t in topics}
         self._consumer = create_consumer(settings, group_id, self._topics)
         self._lock = asyncio.Lock()
@@ -184,8 +190,8 @@ class ConsumerRunner:
         return events, bad
 
     async def _apply(self, events: list[Event]) -> None:
-        async with self._db.transaction() as session:
-            fresh_ids = await claim_new(session, self._group, [e.envelope.event_id for e in events])
+        async with unit_of_work(self._db, self._unit_of_work) as uow:
+            fresh_ids = await claim_new(uow.session, self._group, [e.envelope.event_id for e in events])
             fresh: list[Event] = []
             for event in events:
                 if event.envelope.event_id in fresh_ids:
@@ -194,7 +200,7 @@ class ConsumerRunner:
                 else:
                     EVENTS_DUPLICATE.labels(self._service, event.topic).inc()
             if fresh:
-                await self._handler(session, fresh)
+                await self._handler(uow, fresh)
         for event in fresh:
             EVENTS_CONSUMED.labels(self._service, event.topic).inc()
 

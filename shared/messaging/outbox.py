@@ -17,6 +17,7 @@ from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST, OUTBOX_PUBLISHED
 from shared.settings import ServiceSettings
+from shared.worker import Wakeup, run_worker
 
 log = logging.getLogger(__name__)
 _RELAY_LOCK_KEY = 0x6D656473  # one relay per database publishes at a time, which keeps per-key order
@@ -70,7 +71,7 @@ class OutboxRelay:
         self._producer = producer
         self._settings = settings
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         db.on_commit(OUTBOX_WRITTEN, self.wake)
 
     def wake(self) -> None:
@@ -128,29 +129,20 @@ class OutboxRelay:
         OUTBOX_OLDEST.labels(self._settings.service_name).set(float(oldest_s or 0))
 
     async def run(self) -> None:
-        """Publish until stopped; transient failures back off and retry, nothing is dropped."""
-        backoff = 0.1
-        last_purge = 0.0
+        """Publish until stopped; a failing pass backs off and retries (shared.worker), nothing is dropped."""
         loop = asyncio.get_running_loop()
-        while not self._stopping.is_set():
-            self._wake.clear()  # before the pass: a commit during the pass wakes the next one
-            try:
-                published = await self.publish_once()
-                backoff = 0.1
-                if loop.time() - last_purge > 60:
-                    await self.purge()
-                    last_purge = loop.time()
-            except Exception:
-                log.exception("outbox relay pass failed; retrying in %.1fs", backoff)
-                published = 0
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            if published < self._settings.outbox_batch_max:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbox_idle_poll_s)
-                except TimeoutError:
-                    pass
+        last_purge = 0.0
+
+        async def step() -> bool:
+            nonlocal last_purge
+            published = await self.publish_once()
+            if loop.time() - last_purge > 60:
+                await self.purge()
+                last_purge = loop.time()
+            return published >= self._settings.outbox_batch_max
+
+        await run_worker("outbox relay", step, self._stopping, idle_s=self._settings.outbox_idle_poll_s,
+                         wakeup=self._wake)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -14,6 +14,7 @@ from shared.contracts.topics import ASSISTANCE_CALCULATED, REGISTRY_PERSON, TRAN
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
+from shared.unit_of_work import UnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -34,8 +35,8 @@ def create_app(settings: ApprovalSettings | None = None) -> FastAPI:
                             account_change_days=settings.account_change_days),
             hospital_names=settings.hospital_names)
 
-    def handler(runtime: Runtime) -> Handler:
-        return lambda session, events: handle_events(session, settings, policy, events)
+    def handler(runtime: Runtime) -> Handler[UnitOfWork]:
+        return lambda uow, events: handle_events(uow.session, settings, policy, events)
 
     return build_app(ServiceSpec(
         settings=settings,

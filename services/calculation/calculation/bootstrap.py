@@ -12,6 +12,7 @@ from calculation.service_layer.policies import announce_policies, seed_policies
 from shared.contracts.topics import CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
 from shared.messaging.consumer import Handler
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
+from shared.unit_of_work import UnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -25,8 +26,8 @@ def create_app(settings: CalculationSettings | None = None) -> FastAPI:
                 await seed_policies(session, demo_policies())
             await announce_policies(session, settings)
 
-    def handler(runtime: Runtime) -> Handler:
-        return lambda session, events: handle_events(session, settings, events)
+    def handler(runtime: Runtime) -> Handler[UnitOfWork]:
+        return lambda uow, events: handle_events(uow.session, settings, events)
 
     return build_app(ServiceSpec(
         settings=settings,

@@ -16,6 +16,7 @@ from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
+from shared.unit_of_work import UnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -42,8 +43,8 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
     async def on_stop(runtime: Runtime) -> None:
         await runtime.extras["bank"].aclose()
 
-    def handler(runtime: Runtime) -> Handler:
-        return lambda session, events: handle_events(session, settings, events)
+    def handler(runtime: Runtime) -> Handler[UnitOfWork]:
+        return lambda uow, events: handle_events(uow.session, settings, events)
 
     return build_app(ServiceSpec(
         settings=settings,

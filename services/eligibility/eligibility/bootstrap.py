@@ -12,6 +12,7 @@ from shared.contracts.topics import POLICY_PUBLISHED, SETTLEMENT_RECEIVED
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
+from shared.unit_of_work import UnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -31,11 +32,11 @@ def create_app(settings: EligibilitySettings | None = None) -> FastAPI:
                                             active=settings.contact_active_key_id),
         )
 
-    def screening_handler(runtime: Runtime) -> Handler:
-        return lambda session, events: screen_events(session, settings, events)
+    def screening_handler(runtime: Runtime) -> Handler[UnitOfWork]:
+        return lambda uow, events: screen_events(uow.session, settings, events)
 
-    def policies_handler(runtime: Runtime) -> Handler:
-        return lambda session, events: record_policies(session, settings, events)
+    def policies_handler(runtime: Runtime) -> Handler[UnitOfWork]:
+        return lambda uow, events: record_policies(uow.session, settings, events)
 
     return build_app(ServiceSpec(
         settings=settings,

@@ -30,7 +30,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         consumers=[ConsumerSpec(
             group_id="intake-journey",
             topics=[ELIGIBILITY_DECIDED, ASSISTANCE_CALCULATED, CASE_DECIDED, TRANSFER_SETTLED],
-            handler=lambda runtime: follow_journey,
+            handler=lambda runtime: lambda uow, events: follow_journey(uow.session, events),
         )],
         on_start=on_start,
         signed_prefixes=("/v1/",),  # every hospital route is signed

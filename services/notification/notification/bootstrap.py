@@ -22,6 +22,7 @@ from shared.contracts.topics import (
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
+from shared.unit_of_work import UnitOfWork
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -49,8 +50,8 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
     async def on_stop(runtime: Runtime) -> None:
         await runtime.extras["sms"].aclose()
 
-    def handler(runtime: Runtime) -> Handler:
-        return lambda session, events: follow_events(session, wording, events)
+    def handler(runtime: Runtime) -> Handler[UnitOfWork]:
+        return lambda uow, events: follow_events(uow.session, wording, events)
 
     return build_app(ServiceSpec(
         settings=settings,

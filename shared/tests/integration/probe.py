@@ -20,6 +20,7 @@ from shared.messaging.consumer import ConsumerRunner, Event
 from shared.messaging.kafka import KafkaProducer
 from shared.messaging.outbox import OutboxRelay
 from shared.settings import ServiceSettings
+from shared.unit_of_work import UnitOfWork
 
 PROBE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS probe_effects (event_id uuid PRIMARY KEY, applied int NOT NULL);
@@ -27,12 +28,12 @@ CREATE TABLE IF NOT EXISTS probe_effects (event_id uuid PRIMARY KEY, applied int
 
 
 def probe_handler(delay: float = 0.0):
-    async def handle(session: AsyncSession, events: Sequence[Event]) -> None:
+    async def handle(uow: UnitOfWork, events: Sequence[Event]) -> None:
         for event in events:
             data = event.data
             if isinstance(data, SettlementReceived) and data.hospital_id == "POISON":
                 raise ValueError("probe poison")
-        await session.execute(
+        await uow.session.execute(
             text("INSERT INTO probe_effects (event_id, applied) SELECT unnest(CAST(:ids AS uuid[])), 1 "
                  "ON CONFLICT (event_id) DO UPDATE SET applied = probe_effects.applied + 1"),
             {"ids": [str(e.envelope.event_id) for e in events]},
@@ -58,10 +59,11 @@ async def main(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    worker: ConsumerRunner | OutboxRelay
+    worker: ConsumerRunner[UnitOfWork] | OutboxRelay
     if args.mode == "consume":
         worker = ConsumerRunner(settings=settings, db=db, producer=producer, group_id="probe",
-                                topics=[SETTLEMENT_RECEIVED], handler=probe_handler(args.handler_delay))
+                                topics=[SETTLEMENT_RECEIVED], handler=probe_handler(args.handler_delay),
+                                unit_of_work=UnitOfWork)
     else:
         worker = (DyingRelay if args.die_before_mark else OutboxRelay)(db, producer, settings)
     task = asyncio.create_task(worker.run())

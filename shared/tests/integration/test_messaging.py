@@ -25,6 +25,7 @@ from shared.tests.integration.helpers import (
     write_outbox,
 )
 from shared.tests.integration.probe import probe_handler
+from shared.unit_of_work import UnitOfWork
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,9 @@ async def running(*workers):
                 raise t.exception()  # type: ignore[misc]
 
 
-def runner(settings, db, producer, delay: float = 0.0) -> ConsumerRunner:
+def runner(settings, db, producer, delay: float = 0.0) -> ConsumerRunner[UnitOfWork]:
     return ConsumerRunner(settings=settings, db=db, producer=producer, group_id="probe",
-                          topics=[SETTLEMENT_RECEIVED], handler=probe_handler(delay))
+                          topics=[SETTLEMENT_RECEIVED], handler=probe_handler(delay), unit_of_work=UnitOfWork)
 
 
 async def test_10k_events_with_injected_duplicates_apply_exactly_once(probe_settings, db, producer) -> None:
