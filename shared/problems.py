@@ -1,16 +1,20 @@
 """RFC 9457 problem details: every error any service returns has a stable code, a message and the field."""
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
 MEDIA_TYPE = "application/problem+json"
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "payload_too_large",
@@ -25,6 +29,7 @@ _OUTAGES = (
     sqlalchemy.exc.TimeoutError,  # no pooled connection came free in time
 )
 _CONTENTION = (asyncpg.exceptions.TransactionRollbackError,)  # deadlock or serialization failure: retry
+_DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
 
 
 class ProblemError(Exception):
@@ -78,6 +83,16 @@ def problem_response(status: int, code: str, message: str, field: str | None = N
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
+def validated(model: type[M], data: Any) -> M:
+    """`data` (already parsed JSON, or a form) as `model`, or the same 422 problem a request body gets.
+
+    For bodies a route reads itself (signed callbacks, multi-format uploads); input values are never echoed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_input=False)) from None
+
+
 def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header"):
@@ -91,6 +106,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.message, exc.field, exc.errors, exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        status = next((s for kind, s in _DOMAIN_STATUS.items() if isinstance(exc, kind)), 422)
+        return problem_response(status, exc.code, exc.message, exc.field, exc.errors)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

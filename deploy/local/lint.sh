@@ -7,10 +7,18 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT_DIR"
 BIN="${VENV_BIN:-$ROOT_DIR/.venv/bin}"
 
+# Services whose whole package is strictly typed; the others are checked on their domain model only, until
+# they join the list (issue 16: every service, no new ignores).
+STRICT_SERVICES=""
 DOMAINS=()
 for service in $SERVICES; do
-  DOMAINS+=("services/$service/$service/domain")
+  if [[ " $STRICT_SERVICES " == *" $service "* ]]; then
+    DOMAINS+=("services/$service/$service")
+  else
+    DOMAINS+=("services/$service/$service/domain")
+  fi
 done
+DOMAINS+=("services/console/console")
 
 failed=()
 check() {

@@ -1,15 +1,20 @@
 """Every error is problem+json; validation errors name the field and never echo the input."""
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
-from shared.problems import ProblemError, install_problem_handlers
+from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from shared.problems import ProblemError, install_problem_handlers, validated
 
 
 class Body(BaseModel):
     national_id: str
     amount: int
+
+
+DOMAIN: dict[int, type[DomainError]] = {404: NotFound, 409: Conflict, 403: Forbidden, 422: Invalid, 400: DomainError}
 
 
 def app() -> FastAPI:
@@ -22,6 +27,13 @@ def app() -> FastAPI:
             raise ProblemError(409, "conflict_here", "explained", field="amount")
         if body.amount == 13:
             raise RuntimeError("secret internals 110101199003074578")
+        if body.amount in DOMAIN:
+            raise DOMAIN[body.amount]("domain_code", "in the domain's words", field="amount")
+        return {"ok": "yes"}
+
+    @application.post("/raw")
+    async def raw(data: dict[str, object]) -> dict[str, str]:
+        validated(Body, data)
         return {"ok": "yes"}
 
     return application
@@ -60,3 +72,17 @@ def test_unexpected_errors_hide_their_details() -> None:
 def test_unknown_route_and_method_are_problems_too() -> None:
     assert client.get("/nowhere").json()["code"] == "not_found"
     assert client.get("/things").json()["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(("amount", "status"), [(404, 404), (409, 409), (403, 403), (422, 422), (400, 422)])
+def test_domain_errors_become_problems_by_kind(amount: int, status: int) -> None:
+    response = client.post("/things", json={"national_id": "x", "amount": amount})
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert (response.json()["code"], response.json()["field"]) == ("domain_code", "amount")
+
+
+def test_a_body_a_route_validates_itself_gets_the_same_422_without_the_value() -> None:
+    response = client.post("/raw", json={"national_id": "110101199003074578", "amount": "x"})
+    assert (response.status_code, response.json()["code"], response.json()["field"]) == (422, "invalid_input", "amount")
+    assert "110101199003074578" not in response.text
