@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import uvicorn
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
@@ -25,6 +26,7 @@ from shared.migrations import upgrade_to_head
 from shared.ops import kafka_overview
 from shared.problems import ProblemError, install_problem_handlers
 from shared.request_guard import RequestGuard
+from shared.retry import until_up
 from shared.security.staff_auth import Principal, Role, TokenVerifier, bearer_token, require
 from shared.settings import ServiceSettings
 from shared.telemetry import setup_telemetry
@@ -149,15 +151,7 @@ def build_app(spec: ServiceSpec) -> FastAPI:
 
 
 async def _start_producer(producer: KafkaProducer) -> None:
-    for attempt in range(60):
-        try:
-            await producer.start()
-            return
-        except Exception:
-            if attempt == 59:
-                raise
-            log.warning("broker not reachable, retrying producer start")
-            await asyncio.sleep(1)
+    await until_up(producer.start, "producer start", retry_on=KafkaError, attempts=60)
 
 
 def _crash_loudly(task: "asyncio.Task[Any]") -> None:

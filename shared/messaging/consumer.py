@@ -22,7 +22,14 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Re
 from opentelemetry import propagate
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+    wait_fixed,
+)
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EventData
@@ -31,6 +38,7 @@ from shared.db import Database
 from shared.messaging.inbox import claim_new
 from shared.messaging.kafka import KafkaProducer, Message, create_consumer
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_DUPLICATE, HANDLER_RETRIES
+from shared.retry import until_up
 from shared.settings import ServiceSettings
 from shared.telemetry import tracer
 from shared.unit_of_work import U, UnitOfWorkFactory, unit_of_work
@@ -129,13 +137,7 @@ class ConsumerRunner(Generic[U]):
 
     async def _start_consumer(self) -> None:
         self._consumer.subscribe(list(self._physical_to_logical), listener=_WaitForBatch(self._lock))
-        while True:
-            try:
-                await self._consumer.start()
-                break
-            except KafkaError:
-                log.warning("broker not reachable, retrying consumer start")
-                await asyncio.sleep(1)
+        await until_up(self._consumer.start, "consumer start", retry_on=KafkaError)
         self.ready.set()
 
     async def _handle_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -224,24 +226,31 @@ class ConsumerRunner(Generic[U]):
         """Bounded retries for handler errors; unbounded (with capped backoff) while infrastructure is away."""
         s = self._settings
         wait = wait_exponential_jitter(multiplier=s.handler_backoff_initial_s, max=s.handler_backoff_max_s)
-        while True:
-            try:
+
+        def infrastructure_away(state: RetryCallState) -> bool:  # the outer loop: an outage pauses, never DLQs
+            exc = state.outcome.exception() if state.outcome else None
+            return exc is not None and is_transient(exc) and not self._stopping.is_set()
+
+        def note_outage(state: RetryCallState) -> None:
+            HANDLER_RETRIES.labels(self._service).inc()
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("infrastructure error (%s); retrying the batch", type(exc).__name__)
+
+        async for outage in AsyncRetrying(retry=infrastructure_away, wait=wait_fixed(s.handler_backoff_max_s),
+                                          before_sleep=note_outage, reraise=True):
+            with outage:
                 async for attempt in AsyncRetrying(stop=stop_after_attempt(attempts), wait=wait, reraise=True,
                                                    retry=retry_if_exception(lambda e: not is_transient(e))):
                     with attempt:
                         if attempt.retry_state.attempt_number > 1:
                             HANDLER_RETRIES.labels(self._service).inc()
                         await fn(events)
-                return
-            except Exception as exc:
-                if not is_transient(exc) or self._stopping.is_set():
-                    raise
-                HANDLER_RETRIES.labels(self._service).inc()
-                log.warning("infrastructure error (%s); retrying the batch", type(exc).__name__)
-                await asyncio.sleep(s.handler_backoff_max_s)
 
     async def _dead_letter(self, record: ConsumerRecord, error: BaseException, span: Span | None = None) -> None:
-        """Park a message that cannot be applied on `<topic>.dlq`, with the error, and record it as seen."""
+        """Park a message that cannot be applied on `<topic>.dlq`, with the error type and message.
+
+        Its transaction was rolled back, so the inbox does not hold it: the batch's offset commit moves past it,
+        and the DLQ (with its original topic, partition and offset) is the only record of it."""
         logical = self._physical_to_logical.get(record.topic, record.topic)
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers.update({
@@ -254,13 +263,9 @@ class ConsumerRunner(Generic[U]):
         })
         key = record.key.decode(errors="replace") if record.key else ""
         letter = Message(self._settings.topic(dlq(logical)), record.value or b"", key, headers)
-        while True:  # a dead letter must not be lost either: wait for the broker
-            try:
-                await self._producer.publish([letter], self._settings.outbox_publish_timeout_s)
-                break
-            except (KafkaError, TimeoutError):
-                log.warning("dead-letter publish failed; retrying")
-                await asyncio.sleep(1)
+        # A dead letter must not be lost either: wait for the broker.
+        await until_up(lambda: self._producer.publish([letter], self._settings.outbox_publish_timeout_s),
+                       "dead-letter publish", retry_on=(KafkaError, TimeoutError))
         DEAD_LETTERS.labels(self._service, logical).inc()
         if span is not None:
             span.record_exception(error)

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from shared.contracts.topics import all_topics
+from shared.retry import until_up
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -136,14 +137,7 @@ async def ensure_topics(settings: ServiceSettings, partitions: int = 6, attempts
     """Create every contract topic and its DLQ if missing; waits for the broker to answer."""
     names = [settings.topic(t) for t in all_topics()]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    for attempt in range(attempts):
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(1)
+    await until_up(admin.start, "broker connection", retry_on=KafkaConnectionError, attempts=attempts)
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
@@ -162,13 +156,7 @@ async def wait_for_group_coordinator(settings: ServiceSettings, attempts: int = 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        for attempt in range(attempts):
-            try:
-                await admin.find_coordinator(f"{settings.topic_prefix}warm-up")
-                return
-            except KafkaError:
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(0.5)
+        await until_up(lambda: admin.find_coordinator(f"{settings.topic_prefix}warm-up"), "group coordinator lookup",
+                       retry_on=KafkaError, attempts=attempts, wait_s=0.5)
     finally:
         await admin.close()
