@@ -2,17 +2,18 @@
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Column, DateTime, Numeric, String, Table, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
-def _money() -> Column:  # type: ignore[type-arg]
+def _money() -> Column[Any]:
     return Column(Numeric(14, 2), nullable=False)
 
 
-class Settlement(SQLModel, table=True):
+class SettlementRow(SQLModel, table=True):
     __tablename__ = "settlement"
     __table_args__ = (UniqueConstraint("hospital_id", "hospital_settlement_id", name="uq_settlement_hospital_id"),)
 
@@ -39,7 +40,7 @@ class Settlement(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class JourneyStep(SQLModel, table=True):
+class JourneyStepRow(SQLModel, table=True):
     """Every status event a settlement went through, for the hospital's timeline."""
 
     __tablename__ = "journey_step"
@@ -63,5 +64,11 @@ class RequestNonce(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
 
 
-SETTLEMENT_TABLE: Table = Settlement.__table__  # type: ignore[attr-defined]
-JOURNEY_TABLE: Table = JourneyStep.__table__  # type: ignore[attr-defined]
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = getattr(model, "__table__")  # noqa: B009  # SQLModel's metaclass adds it: invisible to mypy
+    return table
+
+
+SETTLEMENT_TABLE = _table(SettlementRow)
+JOURNEY_TABLE = _table(JourneyStepRow)
+NONCE_TABLE = _table(RequestNonce)

@@ -1,84 +1,119 @@
-"""What a hospital may send: strict, so a buggy or hostile feed is refused whole with a clear reason."""
+"""A settlement as intake keeps it: the aggregate that alone changes its status and raises its events.
 
-import hashlib
-from datetime import date
+A new settlement is received once (`receive`); afterwards it only learns what happened downstream (`learn`,
+through `Journey.advance`) or is reversed by its hospital (`reverse`), which is final.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from uuid import UUID
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
-
-from shared.contracts.types import IsoDate, NationalId, VisitType
-
-MAX_AMOUNT = Decimal("10000000.00")
-HOSPITAL_SETTLEMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-Amount = Annotated[
-    str,
-    StringConstraints(pattern=r"^[0-9]{1,8}(\.[0-9]{1,2})?$"),
-    Field(description="Yuan as a decimal string with at most two places, e.g. '1234.50'. JSON numbers are "
-                      "refused: they are binary floats.", examples=["1234.50"]),
-]
+from intake.domain.journey import Journey, advance
+from intake.domain.submission import SettlementIn
+from shared.contracts.events import EventData, SettlementReceived, SettlementReversed
+from shared.errors import Conflict
 
 
-class Patient(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+@dataclass(frozen=True)
+class Sealed:
+    """The patient's national ID and name, already encrypted: the aggregate never holds them in plain."""
 
-    national_id: NationalId
-    name: str = Field(min_length=1, max_length=64)
+    national_id: str
+    name: str
 
 
-class SettlementIn(BaseModel):
-    """One settlement as pushed by a hospital."""
+@dataclass(frozen=True)
+class Step:
+    """One status a settlement went through, for the hospital's timeline."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    status: Journey
+    reason: str | None = None
 
-    hospital_settlement_id: str = Field(pattern=HOSPITAL_SETTLEMENT_ID_PATTERN)
-    hospital_level: int = Field(ge=1, le=3, strict=True)
-    visit_type: VisitType
-    admission_date: IsoDate
-    discharge_date: IsoDate
-    patient: Patient
-    total_amount: Amount
-    policy_scope_amount: Amount
-    basic_insurance_paid: Amount
-    critical_illness_paid: Amount
 
-    @field_validator("admission_date", "discharge_date")
+@dataclass(frozen=True)
+class Known:
+    """What accepting needs of a settlement already stored: its id, body fingerprint and status."""
+
+    id: UUID
+    fingerprint: str
+    status: str
+
+
+@dataclass
+class Settlement:
+    """One hospital settlement and where it is; `steps` and `events` are what changed since it was loaded."""
+
+    id: UUID
+    hospital_id: str
+    hospital_settlement_id: str
+    person_ref: str
+    status: Journey
+    status_reason: str | None = None
+    eligibility_reason: str | None = None
+    assistance: Decimal | None = None
+    content: SettlementIn | None = None  # only on a new settlement: what the hospital sent, sealed, fingerprinted
+    sealed: Sealed | None = None
+    fingerprint: str | None = None
+    steps: list[Step] = field(default_factory=list)
+    events: list[EventData] = field(default_factory=list)
+
     @classmethod
-    def _plausible_date(cls, value: date) -> date:
-        if value < date(2000, 1, 1) or value > date.today():
-            raise ValueError("date must be between 2000-01-01 and today")
-        return value
+    def receive(cls, settlement_id: UUID, hospital_id: str, item: SettlementIn, fingerprint: str, person_ref: str,
+                sealed: Sealed) -> "Settlement":
+        """A settlement seen for the first time: `received`, announced without any personal data."""
+        settlement = cls(settlement_id, hospital_id, item.hospital_settlement_id, person_ref, Journey.RECEIVED,
+                         content=item, sealed=sealed, fingerprint=fingerprint, steps=[Step(Journey.RECEIVED)])
+        settlement.events.append(SettlementReceived(
+            settlement_id=settlement_id, hospital_id=hospital_id, hospital_settlement_id=item.hospital_settlement_id,
+            hospital_level=item.hospital_level, visit_type=item.visit_type, admission_date=item.admission_date,
+            discharge_date=item.discharge_date, total_amount=Decimal(item.total_amount),
+            policy_scope_amount=Decimal(item.policy_scope_amount),
+            basic_insurance_paid=Decimal(item.basic_insurance_paid),
+            critical_illness_paid=Decimal(item.critical_illness_paid)))
+        return settlement
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "SettlementIn":
-        if self.discharge_date < self.admission_date:
-            raise ValueError("discharge_date is before admission_date")
-        total = Decimal(self.total_amount)
-        if total > MAX_AMOUNT:
-            raise ValueError("total_amount is implausibly large")
-        if Decimal(self.policy_scope_amount) > total:
-            raise ValueError("policy_scope_amount exceeds total_amount")
-        if Decimal(self.basic_insurance_paid) + Decimal(self.critical_illness_paid) > total:
-            raise ValueError("insurance paid exceeds total_amount")
-        return self
+    def learn(self, status: Journey, reason: str | None = None, assistance: Decimal | None = None) -> None:
+        """A downstream fact: the status moves only forward (`advance`); the eligibility reason is kept apart
+        from the status, so later steps (calculated, approved, paid) do not erase it."""
+        new_status = advance(self.status, status)
+        if new_status == status:
+            self.status_reason = reason
+        self.status = new_status
+        if assistance is not None:
+            self.assistance = assistance
+        if status in (Journey.ELIGIBLE, Journey.PARKED):
+            # Screening decisions arrive in order on one partition: the latest is the one that stands.
+            self.eligibility_reason = reason
+        self.steps.append(Step(status, reason))
 
-    def fingerprint(self) -> str:
-        """A hash of the canonical body: the same id with a different body is a conflict, not a retry."""
-        canonical: dict[str, Any] = self.model_dump(mode="json")
-        for key in ("total_amount", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid"):
-            canonical[key] = f"{Decimal(canonical[key]):.2f}"
-        return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-class SettlementBatchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[Any] = Field(min_length=1, description="Settlements; each validated as SettlementIn.")
+    def reverse(self, reason: str | None, at: datetime) -> None:
+        """Void the settlement at its hospital's request; a second reversal changes nothing."""
+        if self.status is Journey.REVERSED:
+            return
+        self.status, self.status_reason = Journey.REVERSED, reason or "reversed_by_hospital"
+        self.steps.append(Step(Journey.REVERSED, reason))
+        self.events.append(SettlementReversed(settlement_id=self.id, hospital_id=self.hospital_id,
+                                              hospital_settlement_id=self.hospital_settlement_id, reversed_at=at,
+                                              reason=reason))
 
 
-class ReversalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: str | None = Field(default=None, max_length=64, pattern=r"^[a-z_]{1,64}$")
+def refuse_conflicts(items: list[SettlementIn], fingerprints: list[str], known: dict[str, Known]) -> None:
+    """Raise `Conflict` when a settlement id comes with two bodies: twice in the request, or unlike the body
+    already accepted (`fingerprints[i]` is `items[i]`'s). A re-sent identical body is a retry, not a conflict."""
+    first: dict[str, tuple[int, str]] = {}
+    conflicts: list[dict[str, object]] = []
+    for index, (item, fingerprint) in enumerate(zip(items, fingerprints, strict=True)):
+        previous = first.setdefault(item.hospital_settlement_id, (index, fingerprint))
+        if previous[1] != fingerprint:
+            conflicts.append({"field": f"items.{index}.hospital_settlement_id", "code": "conflicting_duplicate",
+                              "message": f"same id as item {previous[0]} with a different body"})
+    for index, (item, fingerprint) in enumerate(zip(items, fingerprints, strict=True)):
+        stored = known.get(item.hospital_settlement_id)
+        if stored is not None and stored.fingerprint != fingerprint:
+            conflicts.append({"field": f"items.{index}.hospital_settlement_id", "code": "conflicting_duplicate",
+                              "message": "this settlement id was already accepted with a different body"})
+    if conflicts:
+        raise Conflict("conflicting_duplicate",
+                       "a settlement id was already used with a different body; nothing was stored",
+                       field=str(conflicts[0]["field"]), errors=conflicts)

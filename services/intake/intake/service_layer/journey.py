@@ -1,15 +1,11 @@
 """Intake follows every downstream topic to keep the hospital's status view current."""
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from intake.adapters.tables import JourneyStep, Settlement
-from intake.domain.journey import Journey, advance
+from intake.domain.journey import Journey
+from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from shared.contracts import events as ev
 from shared.messaging.consumer import Event
 
@@ -31,41 +27,14 @@ def _status_of(data: ev.EventData) -> tuple[UUID, Journey, str | None, Decimal |
     return None
 
 
-async def follow_journey(session: AsyncSession, events: Sequence[Event]) -> None:
-    """Apply downstream facts to the settlements' status, in event order within the batch. The eligibility
-    reason is kept apart from the status: later steps (calculated, approved, paid) do not erase it."""
-    updates = [u for u in (_status_of(e.data) for e in events) if u is not None]
-    if not updates:
+async def follow_journey(uow: IntakeUnitOfWork, events: Sequence[Event]) -> None:
+    """Apply downstream facts to the settlements' status, in event order within the batch: one read of the
+    batch's settlements, one write of their state and one of their new steps."""
+    facts = [f for f in (_status_of(e.data) for e in events) if f is not None]
+    if not facts:
         return
-    ids = list({u[0] for u in updates})
-    current = {
-        row.id: (Journey(row.status), row.status_reason, row.assistance, row.eligibility_reason)
-        for row in (await session.execute(
-            select(Settlement.id, Settlement.status, Settlement.status_reason, Settlement.assistance,
-                   Settlement.eligibility_reason)
-            .where(Settlement.id.in_(ids)).with_for_update()  # type: ignore[attr-defined]
-        )).all()
-    }
-    steps = []
-    for settlement_id, status, reason, assistance in updates:
-        if settlement_id not in current:
-            continue
-        old_status, old_reason, old_assistance, eligibility_reason = current[settlement_id]
-        new_status = advance(old_status, status)
-        current[settlement_id] = (
-            new_status,
-            reason if new_status == status else old_reason,
-            assistance if assistance is not None else old_assistance,
-            # Screening decisions arrive in order on one partition: the latest is the one that stands.
-            reason if status in (Journey.ELIGIBLE, Journey.PARKED) else eligibility_reason,
-        )
-        steps.append({"settlement_id": settlement_id, "status": status.value, "reason": reason})
-    now = datetime.now(UTC)
-    await session.execute(
-        update(Settlement),
-        [{"id": sid, "status": status.value, "status_reason": reason, "assistance": assistance,
-          "eligibility_reason": eligibility_reason, "updated_at": now}
-         for sid, (status, reason, assistance, eligibility_reason) in current.items()],
-    )
-    if steps:
-        await session.execute(insert(JourneyStep), steps)
+    settlements = await uow.settlements.get_many({f[0] for f in facts})
+    for settlement_id, status, reason, assistance in facts:
+        if settlement_id in settlements:  # not one of ours: nothing to follow
+            settlements[settlement_id].learn(status, reason, assistance)
+    await uow.settlements.save(list(settlements.values()))

@@ -1,0 +1,127 @@
+"""Intake's repositories: settlements (with their journey steps) and the signatures already used.
+
+Bulk SQL only, never a round trip per row: accepting a request is one statement per table (Core
+executemany), a consumer batch one SELECT ... FOR UPDATE, one UPDATE and one INSERT of steps.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from intake.adapters.tables import JOURNEY_TABLE, NONCE_TABLE, SETTLEMENT_TABLE, RequestNonce, SettlementRow
+from intake.domain.journey import Journey
+from intake.domain.settlement import Known, Settlement
+from shared.db import LOCK_SETTLEMENT_ID, lock_keys
+
+# What the aggregate is loaded from: its state, not the personal data or the amounts.
+_STATE = [SETTLEMENT_TABLE.c[name] for name in ("id", "hospital_id", "hospital_settlement_id", "person_ref", "status",
+                                                "status_reason", "eligibility_reason", "assistance")]
+
+
+def _settlement(row: Any) -> Settlement:
+    return Settlement(row.id, row.hospital_id, row.hospital_settlement_id, row.person_ref, Journey(row.status),
+                      row.status_reason, row.eligibility_reason, row.assistance)
+
+
+class SettlementRepository:
+    """Settlements by hospital and id; `add` and `save` write what the aggregates changed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_known(self, hospital_id: str, hospital_settlement_ids: Iterable[str]) -> dict[str, Known]:
+        """The settlements already stored under these ids, locked until the commit.
+
+        Pushes of the same new ids at once wait for each other here (an advisory lock per id), then find the
+        first one's rows: a duplicate or a conflict, never a unique violation."""
+        keys = [(hospital_id, sid) for sid in dict.fromkeys(hospital_settlement_ids)]
+        await lock_keys(self.session, LOCK_SETTLEMENT_ID, (f"{h}/{sid}" for h, sid in keys))
+        rows = (await self.session.execute(
+            select(col(SettlementRow.id), col(SettlementRow.hospital_settlement_id), col(SettlementRow.fingerprint),
+                   col(SettlementRow.status))
+            .where(tuple_(col(SettlementRow.hospital_id), col(SettlementRow.hospital_settlement_id)).in_(keys))
+            .with_for_update())).all()
+        return {row.hospital_settlement_id: Known(row.id, row.fingerprint, row.status) for row in rows}
+
+    async def add(self, settlements: Sequence[Settlement]) -> None:
+        """Store new settlements and their first step: one INSERT per table (the hot path of intake)."""
+        rows = [_new_row(s) for s in settlements]
+        if not rows:
+            return
+        await self.session.execute(insert(SETTLEMENT_TABLE), rows)
+        await self._add_steps(settlements)
+
+    async def get(self, hospital_id: str, hospital_settlement_id: str) -> Settlement | None:
+        """One of a hospital's settlements, locked until the commit."""
+        row = (await self.session.execute(select(*_STATE).where(
+            col(SettlementRow.hospital_id) == hospital_id,
+            col(SettlementRow.hospital_settlement_id) == hospital_settlement_id).with_for_update())).one_or_none()
+        return _settlement(row) if row is not None else None
+
+    async def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Settlement]:
+        """The settlements of these ids that exist, locked until the commit."""
+        rows = (await self.session.execute(
+            select(*_STATE).where(col(SettlementRow.id).in_(list(ids))).with_for_update())).all()
+        return {row.id: _settlement(row) for row in rows}
+
+    async def save(self, settlements: Sequence[Settlement]) -> None:
+        """Write the settlements' state and their new steps: one UPDATE and one INSERT for all of them."""
+        changed = [s for s in settlements if s.steps]
+        if not changed:
+            return
+        now = datetime.now(UTC)
+        # The ORM entity, not the table: a bulk UPDATE by primary key (executemany, WHERE id = each row's).
+        await self.session.execute(update(SettlementRow), [
+            {"id": s.id, "status": s.status.value, "status_reason": s.status_reason, "assistance": s.assistance,
+             "eligibility_reason": s.eligibility_reason, "updated_at": now} for s in changed])
+        await self._add_steps(changed)
+
+    async def _add_steps(self, settlements: Sequence[Settlement]) -> None:
+        steps = [{"settlement_id": s.id, "status": step.status.value, "reason": step.reason}
+                 for s in settlements for step in s.steps]
+        if steps:
+            await self.session.execute(insert(JOURNEY_TABLE), steps)
+        for s in settlements:
+            s.steps = []
+
+
+def _new_row(s: Settlement) -> dict[str, object]:
+    item, sealed = s.content, s.sealed
+    assert item is not None and sealed is not None, "only a received settlement is added"
+    return {
+        "id": s.id, "hospital_id": s.hospital_id, "hospital_settlement_id": s.hospital_settlement_id,
+        "fingerprint": s.fingerprint, "person_ref": s.person_ref, "national_id_enc": sealed.national_id,
+        "name_enc": sealed.name, "hospital_level": item.hospital_level, "visit_type": item.visit_type.value,
+        "admission_date": item.admission_date, "discharge_date": item.discharge_date,
+        "total_amount": Decimal(item.total_amount), "policy_scope_amount": Decimal(item.policy_scope_amount),
+        "basic_insurance_paid": Decimal(item.basic_insurance_paid),
+        "critical_illness_paid": Decimal(item.critical_illness_paid), "status": s.status.value,
+    }
+
+
+class NonceRepository:
+    """Signatures already used, each until its own timestamp has left the signing window."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def remember(self, hospital_id: str, signature: str, expires_at: datetime) -> bool:
+        """Record a signature; False when it was already recorded (a replay)."""
+        stored = await self.session.execute(
+            upsert(NONCE_TABLE).values(hospital_id=hospital_id, signature=signature, expires_at=expires_at)
+            .on_conflict_do_nothing().returning(NONCE_TABLE.c.signature))
+        return stored.scalar_one_or_none() is not None
+
+    async def forget_expired(self, now: datetime, window_s: int) -> None:
+        """Drop signatures that can no longer be replayed (rows from before `expires_at` existed: by age)."""
+        await self.session.execute(delete(NONCE_TABLE).where(NONCE_TABLE.c.expires_at < now))
+        await self.session.execute(delete(NONCE_TABLE).where(
+            col(RequestNonce.expires_at).is_(None),
+            col(RequestNonce.seen_at) < text(f"now() - interval '{2 * int(window_s)} seconds'")))
