@@ -44,7 +44,8 @@ class SmsGateway:
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
         self._base_url, self._timeout_s = base_url, timeout_s
         self._http: aiohttp.ClientSession | None = None
-        self._retry = {"max_attempts": max_attempts, "initial_s": backoff_initial_s, "max_s": backoff_max_s}
+        self._max_attempts = max_attempts
+        self._backoff_initial_s, self._backoff_max_s = backoff_initial_s, backoff_max_s
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -65,7 +66,8 @@ class SmsGateway:
                     raise SmsRejected(await _reason(response))
                 return _receipt(await response.json())
 
-        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+        return await with_retries(once, max_attempts=self._max_attempts, initial_s=self._backoff_initial_s,
+                                  max_s=self._backoff_max_s)
 
     async def aclose(self) -> None:
         if self._http is not None:

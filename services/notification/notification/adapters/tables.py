@@ -71,6 +71,7 @@ class ResidentSettlement(SQLModel, table=True):
     hospital_id: str | None = Field(default=None, max_length=32)
     visit_type: str | None = Field(default=None, max_length=32)
     discharge_date: date | None = None
+    district_code: str | None = Field(default=None, max_length=12)
     subdistrict_code: str | None = Field(default=None, max_length=12)
     eligible: bool | None = None
     eligibility_reason: str | None = Field(default=None, max_length=32)
@@ -87,5 +88,12 @@ class ResidentSettlement(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-MESSAGES: Table = Message.__table__  # type: ignore[attr-defined]
-VIEW: Table = ResidentSettlement.__table__  # type: ignore[attr-defined]
+def _table(model: type[SQLModel]) -> Table:
+    table: Table = getattr(model, "__table__")  # noqa: B009  # SQLModel's metaclass adds it: invisible to mypy
+    return table
+
+
+RECIPIENTS = _table(Recipient)
+ACCOUNTS = _table(PayeeAccount)
+MESSAGES = _table(Message)
+VIEW = _table(ResidentSettlement)

@@ -7,6 +7,7 @@ second row) nor a re-sent request after a timeout (the gateway returns the first
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from notification.domain.templates import Facts, Moment
 
@@ -42,3 +43,46 @@ def one_per_event(notices: Iterable[Notice]) -> list[Notice]:
             seen.add(notice.message_id)
             kept.append(notice)
     return kept
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message the sender has marked `sending` and now hands to the gateway."""
+
+    id: uuid.UUID
+    person_ref: str
+    moment: str
+    body: str
+    traceparent: str | None
+    phone_ciphertext: str
+
+
+REPORTABLE = ("sending", "sent")
+"""The states a gateway's delivery report can still move a message from (to delivered or undeliverable)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a claimed message at the gateway, and so its next state."""
+
+    message: Claimed
+    status: str  # sent | delivered | failed | pending (to go again later, same key)
+    not_before: datetime
+    gateway_id: str | None = None
+    reason: str | None = None
+    sent_at: datetime | None = None
+
+    @classmethod
+    def accepted(cls, message: Claimed, gateway_id: str, gateway_status: str, now: datetime) -> "Outcome":
+        status = "delivered" if gateway_status == "delivered" else "sent"
+        return cls(message, status, now, gateway_id=gateway_id, sent_at=now)
+
+    @classmethod
+    def rejected(cls, message: Claimed, reason: str, now: datetime) -> "Outcome":
+        """The gateway refused the message itself: final."""
+        return cls(message, "failed", now, reason=reason)
+
+    @classmethod
+    def unreachable(cls, message: Claimed, now: datetime, retry_in_s: float) -> "Outcome":
+        """The gateway could not be reached: the message goes again after `retry_in_s`, under the same key."""
+        return cls(message, "pending", now + timedelta(seconds=retry_in_s))

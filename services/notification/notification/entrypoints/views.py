@@ -1,13 +1,16 @@
-"""The resident's status view, read from the view table and the messages (never through the domain)."""
+"""Reads: the resident's status view, and the messages for operations, straight from the tables (never through
+the domain)."""
 
+from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import extract, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import extract, func, select
 from sqlmodel import col
 
 from notification.adapters.tables import Message, Recipient, ResidentSettlement
 from notification.domain.templates import TemplateSet
+from shared.db import Database
+from shared.security.area import Area
 
 
 class Decision(BaseModel):
@@ -92,23 +95,25 @@ def _settlement(row: ResidentSettlement, words: TemplateSet, hospitals: dict[str
         recovery=words.review_states.get("recovery", "recovery") if row.recovery else None)
 
 
-async def resident_status(session: AsyncSession, person_ref: str, year: int, words: TemplateSet,
-                          hospitals: dict[str, str], subdistrict: str | None = None) -> ResidentStatus | None:
-    """One person's year. With `subdistrict` (a counter clerk), only that sub-district's settlements, and None
-    when the person has none there: a clerk learns nothing about people outside their sub-district."""
+async def resident_status(db: Database, person_ref: str, year: int, words: TemplateSet,
+                          hospitals: dict[str, str], area: Area | None = None) -> ResidentStatus | None:
+    """One person's year. With an `area` (a counter clerk's), only the settlements inside it, and None when the
+    person has none there: a clerk learns nothing about people outside their area."""
     query = select(ResidentSettlement).where(col(ResidentSettlement.person_ref) == person_ref,
                                              extract("year", col(ResidentSettlement.discharge_date)) == year)
-    if subdistrict is not None:
-        query = query.where(col(ResidentSettlement.subdistrict_code) == subdistrict)
-    rows = list((await session.execute(query.order_by(col(ResidentSettlement.discharge_date)))).scalars())
-    if subdistrict is not None and not rows:
-        return None
-    contact = await session.get(Recipient, person_ref)
+    if area is not None:
+        query = query.where(*area.where(col(ResidentSettlement.district_code),
+                                        col(ResidentSettlement.subdistrict_code)))
+    async with db.transaction() as session:
+        rows = list((await session.execute(query.order_by(col(ResidentSettlement.discharge_date)))).scalars())
+        if area is not None and not rows:
+            return None
+        contact = await session.get(Recipient, person_ref)
+        ids = [r.settlement_id for r in rows]
+        messages = list((await session.execute(select(Message).where(
+            col(Message.person_ref) == person_ref, col(Message.settlement_id).in_(ids))
+            .order_by(col(Message.occurred_at), col(Message.seq)))).scalars()) if ids else []
     account = f"****{contact.account_masked[-4:]}" if contact and contact.account_masked else None
-    ids = [r.settlement_id for r in rows]
-    messages = list((await session.execute(select(Message).where(
-        col(Message.person_ref) == person_ref, col(Message.settlement_id).in_(ids))
-        .order_by(col(Message.occurred_at), col(Message.seq)))).scalars()) if ids else []
     if contact is None or not contact.phone_masked:
         sms = "no_phone"
     else:
@@ -118,3 +123,51 @@ async def resident_status(session: AsyncSession, person_ref: str, year: int, wor
         settlements=[_settlement(r, words, hospitals, account) for r in rows],
         messages=[MessageView(moment=m.moment, text=m.body, status=m.status, written_at=m.created_at.isoformat(),
                               sent_at=m.sent_at.isoformat() if m.sent_at else None) for m in messages])
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    person_ref: str
+    settlement_id: str | None
+    moment: str
+    template_version: int
+    status: str
+    attempts: int
+    failure_reason: str | None
+    not_before: str
+    created_at: str
+    sent_at: str | None
+    delivered_at: str | None
+
+
+def _message_out(m: Message) -> MessageOut:
+    return MessageOut(message_id=str(m.id), person_ref=m.person_ref,
+                      settlement_id=str(m.settlement_id) if m.settlement_id else None, moment=m.moment,
+                      template_version=m.template_version, status=m.status, attempts=m.attempts,
+                      failure_reason=m.failure_reason, not_before=m.not_before.isoformat(),
+                      created_at=m.created_at.isoformat(), sent_at=m.sent_at.isoformat() if m.sent_at else None,
+                      delivered_at=m.delivered_at.isoformat() if m.delivered_at else None)
+
+
+async def messages(db: Database, person_ref: str | None, status: str | None, limit: int,
+                   offset: int) -> list[MessageOut]:
+    """Messages in the order their events happened, by person and status (no phone number and no text)."""
+    query = select(Message)
+    if person_ref:
+        query = query.where(col(Message.person_ref) == person_ref)
+    if status:
+        query = query.where(col(Message.status) == status)
+    query = query.order_by(col(Message.occurred_at), col(Message.seq)).limit(limit).offset(offset)
+    async with db.transaction() as session:
+        return [_message_out(m) for m in (await session.execute(query)).scalars()]
+
+
+async def messages_by_moment(db: Database) -> dict[str, Any]:
+    """How many messages of each moment are in each status."""
+    async with db.transaction() as session:
+        rows = (await session.execute(select(col(Message.moment), col(Message.status), func.count())
+                                      .group_by(col(Message.moment), col(Message.status)))).all()
+    by: dict[str, dict[str, int]] = {}
+    for moment, status, count in rows:
+        by.setdefault(moment, {})[status] = count
+    return by

@@ -1,0 +1,210 @@
+"""Notification's repositories: recipients (contacts and masked accounts), the resident view, the messages.
+
+Bulk SQL only: per consumer batch one upsert per kind of fact and one insert of messages; per sender pass one
+claim and one update of the outcomes.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import bindparam, case, literal_column, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from notification.adapters.tables import (
+    ACCOUNTS,
+    MESSAGES,
+    RECIPIENTS,
+    VIEW,
+    PayeeAccount,
+    Recipient,
+    ResidentSettlement,
+)
+from notification.domain.messages import REPORTABLE, Claimed, Outcome
+from shared.db import signal_after_commit
+
+MESSAGES_DUE = "messages.due"
+"""Raised by a commit that wrote messages: wakes the sender."""
+FINAL_REVIEW = ("approved", "rejected", "cancelled")
+
+
+@dataclass
+class ViewFacts:
+    """One batch's facts for the resident view, one row per settlement and kind (each kind writes its columns)."""
+
+    decided: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    calculated: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    reviewed: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    paid: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    reversed: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A contact as eligibility last sent it (the phone still under the contact transport key)."""
+
+    person_ref: str
+    contact_version: int
+    phone_ciphertext: str | None
+    phone_masked: str | None
+    sms_opt_out: bool
+
+
+class RecipientRepository:
+    """Whom messages go to: the latest contact per person, and every masked account version."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def store(self, contacts: Iterable[Contact], versions: dict[tuple[str, int], str], accounts: dict[str, str],
+                    now: datetime) -> None:
+        """Upsert contacts (an older version arriving late never overwrites a newer one), every masked account
+        version, and each person's latest masked account (`accounts`)."""
+        rows = [{"person_ref": c.person_ref, "contact_version": c.contact_version,
+                 "phone_ciphertext": c.phone_ciphertext, "phone_masked": c.phone_masked,
+                 "sms_opt_out": c.sms_opt_out, "updated_at": now} for c in contacts]
+        if rows:
+            stmt = insert(RECIPIENTS).values(rows)
+            await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=["person_ref"],
+                set_={c: stmt.excluded[c] for c in ("contact_version", "phone_ciphertext", "phone_masked",
+                                                    "sms_opt_out", "updated_at")},
+                where=RECIPIENTS.c.contact_version < stmt.excluded.contact_version))
+        if versions:
+            await self.session.execute(insert(ACCOUNTS).on_conflict_do_nothing(
+                index_elements=["person_ref", "account_version"]), [
+                {"person_ref": ref, "account_version": v, "account_masked": m} for (ref, v), m in versions.items()])
+        if accounts:
+            stmt = insert(RECIPIENTS).values([{"person_ref": ref, "contact_version": 0, "account_masked": masked,
+                                               "updated_at": now} for ref, masked in accounts.items()])
+            await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=["person_ref"], set_={"account_masked": stmt.excluded.account_masked}))
+
+    async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
+        rows = (await self.session.execute(select(Recipient).where(col(Recipient.person_ref).in_(list(refs)))))
+        return {r.person_ref: r for r in rows.scalars()}
+
+    async def accounts(self, versions: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        """The masked account of each (person, account version) known here."""
+        if not versions:
+            return {}
+        rows = await self.session.execute(select(PayeeAccount).where(
+            tuple_(col(PayeeAccount.person_ref), col(PayeeAccount.account_version)).in_(versions)))
+        return {(a.person_ref, a.account_version): a.account_masked for a in rows.scalars()}
+
+
+class ViewRepository:
+    """The resident's view of each settlement, fed by the events in whatever order the topics deliver them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_many(self, settlement_ids: set[UUID]) -> dict[UUID, ResidentSettlement]:
+        if not settlement_ids:
+            return {}
+        rows = await self.session.execute(select(ResidentSettlement).where(
+            col(ResidentSettlement.settlement_id).in_(settlement_ids)))
+        return {r.settlement_id: r for r in rows.scalars()}
+
+    async def apply(self, facts: ViewFacts) -> None:
+        """One upsert per kind of fact."""
+        await self._upsert(facts.decided)
+        # A final decision is never taken back by a calculation that arrives after it (another topic). The states
+        # are inlined: an expanding IN parameter cannot go with the many-rows form of the statement.
+        final = VIEW.c.review_state.in_([literal_column(f"'{state}'") for state in FINAL_REVIEW])
+        await self._upsert(facts.calculated, {"review_state": case(
+            (final, VIEW.c.review_state), else_=insert(VIEW).excluded.review_state)})
+        await self._upsert(facts.reviewed)
+        # The latest attempt's word wins: a re-issued payment's success after a failure, not the other way round.
+        stmt = insert(VIEW)
+        await self._upsert(facts.paid, {c: case((VIEW.c.payment_attempt > stmt.excluded.payment_attempt, VIEW.c[c]),
+                                                else_=stmt.excluded[c])
+                                        for c in ("payment_status", "payment_reason", "payment_attempt",
+                                                  "paid_amount", "paid_on")})
+        await self._upsert(facts.reversed, {"recovery": VIEW.c.recovery | stmt.excluded.recovery})
+
+    async def _upsert(self, rows: dict[UUID, dict[str, Any]], set_: dict[str, Any] | None = None) -> None:
+        """Insert or update view rows: each kind of fact writes only its own columns."""
+        if not rows:
+            return
+        values = list(rows.values())
+        stmt = insert(VIEW)
+        updates = {c: stmt.excluded[c] for c in values[0] if c not in ("settlement_id", "person_ref")}
+        updates.update(set_ or {})
+        await self.session.execute(stmt.on_conflict_do_update(index_elements=["settlement_id"], set_=updates),
+                                   values)
+
+
+# Suppress what an opt-out now covers; put back what a crash left `sending`. Then claim the due messages whose
+# person has a phone, each the person's earliest unsent one (so a person's messages arrive in the order things
+# happened; a message waits `sms_hold_s` after it is written, for an earlier event still on another topic).
+_SUPPRESS = text("""
+    UPDATE message m SET status = 'suppressed', updated_at = now()
+    FROM recipient c WHERE c.person_ref = m.person_ref AND c.sms_opt_out AND m.status = 'pending'""")
+_UNSTICK = text("""
+    UPDATE message SET status = 'pending', updated_at = now()
+    WHERE status = 'sending' AND updated_at < now() - make_interval(secs => :stale)""")
+_CLAIM = text("""
+    UPDATE message SET status = 'sending', attempts = attempts + 1, updated_at = now()
+    WHERE id IN (
+        SELECT m.id FROM message m JOIN recipient c ON c.person_ref = m.person_ref
+        WHERE m.status = 'pending' AND m.not_before <= now()
+          AND c.phone_ciphertext IS NOT NULL AND NOT c.sms_opt_out
+          AND NOT EXISTS (SELECT 1 FROM message e WHERE e.person_ref = m.person_ref
+                          AND (e.occurred_at, e.seq) < (m.occurred_at, m.seq) AND e.status IN ('pending', 'sending'))
+        ORDER BY m.occurred_at, m.seq LIMIT :limit FOR UPDATE OF m SKIP LOCKED)
+    RETURNING id, person_ref, moment, body, traceparent,
+        (SELECT phone_ciphertext FROM recipient c WHERE c.person_ref = message.person_ref) AS phone_ciphertext""")
+_WAITING = text("SELECT count(*) FROM message WHERE status IN ('pending', 'sending')")
+
+
+class MessageRepository:
+    """The messages: written once per (event, person), claimed by the sender, moved by the gateway's word."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Insert messages, skipping ids already written (a redelivered event); the moments of those written."""
+        if not rows:
+            return []
+        written = list((await self.session.execute(
+            insert(MESSAGES).on_conflict_do_nothing(index_elements=["id"]).returning(MESSAGES.c.moment), rows)
+        ).scalars())
+        if written:
+            signal_after_commit(self.session, MESSAGES_DUE)
+        return written
+
+    async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
+        """Mark up to `limit` due messages `sending` and return them (in id order: locks taken alike)."""
+        await self.session.execute(_SUPPRESS)
+        await self.session.execute(_UNSTICK, {"stale": stale_s})
+        rows = (await self.session.execute(_CLAIM, {"limit": limit})).mappings().all()
+        return sorted((Claimed(**row) for row in rows), key=lambda c: str(c.id))
+
+    async def waiting(self) -> int:
+        """Messages written and not yet handed to the gateway."""
+        return int((await self.session.execute(_WAITING)).scalar_one())
+
+    async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """What the gateway said, in one statement; only rows still `sending` (a delivery report may have come
+        back before the gateway's answer did)."""
+        rows = [{"mid": o.message.id, "status": o.status, "gateway_id": o.gateway_id, "reason": o.reason,
+                 "not_before": o.not_before, "sent_at": o.sent_at} for o in outcomes]
+        if rows:
+            await self.session.execute(update(MESSAGES).where(MESSAGES.c.id == bindparam("mid"),
+                                                              MESSAGES.c.status == "sending").values(
+                status=bindparam("status"), gateway_id=bindparam("gateway_id"), failure_reason=bindparam("reason"),
+                not_before=bindparam("not_before"), sent_at=bindparam("sent_at"), updated_at=now), rows)
+
+    async def report(self, message_id: UUID, status: str, reason: str | None, now: datetime) -> bool:
+        """A delivery report; False when the message is not one the report can still move."""
+        result = await self.session.execute(
+            update(MESSAGES).where(MESSAGES.c.id == message_id, MESSAGES.c.status.in_(REPORTABLE))
+            .values(status=status, failure_reason=reason, updated_at=now,
+                    delivered_at=now if status == "delivered" else None))
+        return bool(getattr(result, "rowcount", 0))
