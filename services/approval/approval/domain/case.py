@@ -1,4 +1,4 @@
-"""The approval state machine (DESIGN.md section 6). Pure: the caller persists state and audit.
+"""The approval state machine (DESIGN.md section 6) and the case aggregate, the only code that moves a case.
 
 awaiting_subdistrict --clerk approve--> awaiting_district --reviewer approve--> approved
 either reviewer can reject (with a reason); the district reviewer can send back to the clerk.
@@ -7,12 +7,19 @@ The system cancels a case when the hospital reverses the settlement, and (benchm
 When the money had already been paid, the reversal cannot cancel it: the case becomes reversed_after_payment,
 and a recovery (calculation's) is open for the district. A reversal can also overtake the payment (cancelled
 while the bank was already settling it): the recovery then moves the cancelled case on the same way.
+
+Each move appends an audit entry and, when it decides the case, a `Decided` event; the repository persists
+both, the service layer announces the events. Pure: no framework, no database.
 """
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+from shared.errors import Conflict, Forbidden, Invalid
 
 
 class CaseState(StrEnum):
@@ -32,10 +39,21 @@ class Action(StrEnum):
     OPEN_RECOVERY = "open_recovery"
 
 
-class Role(StrEnum):
+OPEN: Literal["open"] = "open"
+"""The audit trail's first action: the system opened the case (not an action anyone takes on it)."""
+
+
+class Party(StrEnum):
+    """Who takes an action on a case: a staff member by their role (the values of
+    shared.security.staff_auth.Role, whose token code the domain does not import), or the system."""
+
     CLERK = "clerk"
     DISTRICT_REVIEWER = "district_reviewer"
     SYSTEM = "system"
+
+
+SYSTEM = "system"  # the actor (and role) of what the system does
+REVERSED = "settlement_reversed"  # the reason the system gives when a hospital's reversal moves a case
 
 
 class RejectReason(StrEnum):
@@ -46,48 +64,60 @@ class RejectReason(StrEnum):
     OTHER = "other"
 
 
-class IllegalTransition(ValueError):
-    def __init__(self, state: CaseState, action: Action, role: Role) -> None:
-        super().__init__(f"{role.value} cannot {action.value} a case that is {state.value}")
-        self.state, self.action, self.role = state, action, role
+class IllegalTransition(Conflict):
+    def __init__(self, state: CaseState, action: Action, party: Party) -> None:
+        super().__init__("illegal_transition", f"cannot {action.value} a case that is {state.value}", field="state")
+        self.state, self.action, self.party = state, action, party
 
 
-class MissingReason(ValueError):
+class MissingReason(Invalid):
     """A rejection needs a reason code (and a comment for `other`); a send-back needs a comment."""
 
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__("reason_required", message, field=field)
 
-_S, _A, _R = CaseState, Action, Role
-_TABLE: dict[tuple[CaseState, Action, Role], CaseState] = {
-    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _R.CLERK): _S.AWAITING_DISTRICT,
-    (_S.AWAITING_SUBDISTRICT, _A.REJECT, _R.CLERK): _S.REJECTED,
-    (_S.AWAITING_DISTRICT, _A.APPROVE, _R.DISTRICT_REVIEWER): _S.APPROVED,
-    (_S.AWAITING_DISTRICT, _A.REJECT, _R.DISTRICT_REVIEWER): _S.REJECTED,
-    (_S.AWAITING_DISTRICT, _A.SEND_BACK, _R.DISTRICT_REVIEWER): _S.AWAITING_SUBDISTRICT,
-    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _R.SYSTEM): _S.APPROVED,
-    (_S.AWAITING_DISTRICT, _A.APPROVE, _R.SYSTEM): _S.APPROVED,
-    (_S.AWAITING_SUBDISTRICT, _A.CANCEL, _R.SYSTEM): _S.CANCELLED,
-    (_S.AWAITING_DISTRICT, _A.CANCEL, _R.SYSTEM): _S.CANCELLED,
-    (_S.APPROVED, _A.CANCEL, _R.SYSTEM): _S.CANCELLED,
-    (_S.APPROVED, _A.OPEN_RECOVERY, _R.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
-    (_S.CANCELLED, _A.OPEN_RECOVERY, _R.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
+
+@dataclass(frozen=True)
+class ApprovalRules:
+    """How this deployment approves: the optional skip-district threshold and the bench-only auto-approval."""
+
+    skip_district_threshold: Decimal | None = None
+    auto_approve: bool = False
+
+
+_S, _A, _P = CaseState, Action, Party
+_TABLE: dict[tuple[CaseState, Action, Party], CaseState] = {
+    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _P.CLERK): _S.AWAITING_DISTRICT,
+    (_S.AWAITING_SUBDISTRICT, _A.REJECT, _P.CLERK): _S.REJECTED,
+    (_S.AWAITING_DISTRICT, _A.APPROVE, _P.DISTRICT_REVIEWER): _S.APPROVED,
+    (_S.AWAITING_DISTRICT, _A.REJECT, _P.DISTRICT_REVIEWER): _S.REJECTED,
+    (_S.AWAITING_DISTRICT, _A.SEND_BACK, _P.DISTRICT_REVIEWER): _S.AWAITING_SUBDISTRICT,
+    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _P.SYSTEM): _S.APPROVED,
+    (_S.AWAITING_DISTRICT, _A.APPROVE, _P.SYSTEM): _S.APPROVED,
+    (_S.AWAITING_SUBDISTRICT, _A.CANCEL, _P.SYSTEM): _S.CANCELLED,
+    (_S.AWAITING_DISTRICT, _A.CANCEL, _P.SYSTEM): _S.CANCELLED,
+    (_S.APPROVED, _A.CANCEL, _P.SYSTEM): _S.CANCELLED,
+    (_S.APPROVED, _A.OPEN_RECOVERY, _P.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
+    (_S.CANCELLED, _A.OPEN_RECOVERY, _P.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
 }
+_DECISIONS = (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED)  # what disbursement acts on
 
 
 def is_final(state: CaseState) -> bool:
     return state in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED, CaseState.REVERSED_AFTER_PAYMENT)
 
 
-def transition(state: CaseState, action: Action, role: Role, *, amount: Decimal,
+def transition(state: CaseState, action: Action, party: Party, *, amount: Decimal,
                skip_district_threshold: Decimal | None = None, reason: RejectReason | None = None,
                comment: str | None = None) -> CaseState:
-    """The state after `role` takes `action`; IllegalTransition or MissingReason otherwise."""
-    new = _TABLE.get((state, action, role))
+    """The state after `party` takes `action`; IllegalTransition or MissingReason otherwise."""
+    new = _TABLE.get((state, action, party))
     if new is None:
-        raise IllegalTransition(state, action, role)
+        raise IllegalTransition(state, action, party)
     if action is Action.REJECT and (reason is None or (reason is RejectReason.OTHER and not (comment or "").strip())):
-        raise MissingReason("a rejection needs a reason code, and a comment when the reason is 'other'")
+        raise MissingReason("a rejection needs a reason code, and a comment when the reason is 'other'", "reason")
     if action is Action.SEND_BACK and not (comment or "").strip():
-        raise MissingReason("sending back needs a comment saying why")
+        raise MissingReason("sending back needs a comment saying why", "comment")
     if (new is CaseState.AWAITING_DISTRICT and skip_district_threshold is not None
             and amount <= skip_district_threshold):
         return CaseState.APPROVED
@@ -96,28 +126,109 @@ def transition(state: CaseState, action: Action, role: Role, *, amount: Decimal,
 
 @dataclass(frozen=True)
 class AuditEntry:
+    """One line of the case's append-only trail (who, as what, when, from which state to which)."""
+
     actor: str
-    role: Role
+    role: Party
     at: datetime
-    action: Action
-    from_state: CaseState
+    action: Action | Literal["open"]
+    from_state: CaseState | None
     to_state: CaseState
-    reason: RejectReason | None = None
+    reason: str | None = None
     comment: str | None = None
 
 
-@dataclass
-class Case:
-    """A case in memory: `apply` moves it and returns the audit entry to append."""
+@dataclass(frozen=True)
+class Decided:
+    """The case was decided (approved, rejected or cancelled): disbursement and calculation are told."""
 
     state: CaseState
-    amount: Decimal
+    reason: str | None
+    at: datetime
 
-    def apply(self, action: Action, actor: str, role: Role, at: datetime, *,
-              skip_district_threshold: Decimal | None = None, reason: RejectReason | None = None,
-              comment: str | None = None) -> AuditEntry:
-        new = transition(self.state, action, role, amount=self.amount,
-                         skip_district_threshold=skip_district_threshold, reason=reason, comment=comment)
-        entry = AuditEntry(actor, role, at, action, self.state, new, reason, comment)
-        self.state = new
+
+@dataclass(eq=False)
+class Case:
+    """One calculation's case. Its methods are the only way its state changes; each appends to `audit` (the
+    entries not yet stored) and, when the case is decided, to `events` (not yet announced)."""
+
+    id: UUID
+    calculation_id: UUID
+    settlement_id: UUID
+    person_ref: str
+    hospital_id: str
+    district_code: str
+    subdistrict_code: str
+    category: str
+    discharge_date: date
+    amount: Decimal
+    state: CaseState
+    calculation: dict[str, Any]
+    """The AssistanceCalculated payload the case was opened from (every figure, for the case view)."""
+    traceparent: str | None = None
+    recovery_id: UUID | None = None
+    recovery_amount: Decimal | None = None
+    recovery_opened_at: datetime | None = None
+    payment_status: str | None = None
+    payment_failures: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    approvals: tuple[tuple[str, Party], ...] = ()
+    """(actor, party) of every earlier approval, for the four-eyes rule; loaded with a case staff act on."""
+    audit: list[AuditEntry] = field(default_factory=list)
+    events: list[Decided] = field(default_factory=list)
+    changed: bool = False
+
+    @classmethod
+    def open(cls, rules: ApprovalRules, at: datetime, **facts: Any) -> "Case":
+        """A new case in the clerk's queue (approved at once when the benchmark's auto-approval is on)."""
+        case = cls(state=CaseState.AWAITING_SUBDISTRICT, created_at=at, updated_at=at, **facts)
+        case.audit.append(AuditEntry(SYSTEM, Party.SYSTEM, at, OPEN, None, CaseState.AWAITING_SUBDISTRICT))
+        if rules.auto_approve:
+            case.apply(Action.APPROVE, SYSTEM, Party.SYSTEM, at, comment="bench auto-approval")
+        return case
+
+    def apply(self, action: Action, actor: str, party: Party, at: datetime, *, rules: ApprovalRules | None = None,
+              reason: str | None = None, comment: str | None = None) -> AuditEntry:
+        """Take `action` as `actor` (a staff id, or the system); the audit entry appended.
+
+        Four eyes: whoever approved the case at one level never approves it at another. Then the state machine:
+        IllegalTransition, MissingReason, or the new state.
+        """
+        if action is Action.APPROVE and party is not Party.SYSTEM:
+            earlier = next((p for a, p in self.approvals if a == actor and p is not party), None)
+            if earlier is not None:
+                raise Forbidden("four_eyes_required", f"you approved this case as {earlier.value}; another person "
+                                "must approve it at this level", field="case_id")
+        rules = rules or ApprovalRules()
+        old = self.state
+        new = transition(old, action, party, amount=self.amount, skip_district_threshold=rules.skip_district_threshold,
+                         reason=RejectReason(reason) if action is Action.REJECT and reason else None, comment=comment)
+        entry = AuditEntry(actor, party, at, action, old, new, reason, comment)
+        self.state, self.updated_at, self.changed = new, at, True
+        self.audit.append(entry)
+        if action is Action.APPROVE:
+            self.approvals += ((actor, party),)
+        if new in _DECISIONS and new is not old:
+            self.events.append(Decided(new, reason, at))
         return entry
+
+    def cancel(self, at: datetime) -> bool:
+        """The hospital reversed the settlement before payment: cancel the case, even an approved one
+        (disbursement stops it if not yet sent). False when the case was already done with."""
+        if is_final(self.state) and self.state is not CaseState.APPROVED:
+            return False
+        self.apply(Action.CANCEL, SYSTEM, Party.SYSTEM, at, reason=REVERSED, comment="reversed by the hospital")
+        return True
+
+    def record_recovery(self, recovery_id: UUID, amount: Decimal, opened_at: datetime, at: datetime) -> None:
+        """The money was paid and the hospital reversed the settlement: the case shows it, with the recovery.
+
+        The recovery is recorded even when the case cannot move (IllegalTransition: never paid as far as it
+        knows); a recovery announced again changes nothing more."""
+        self.recovery_id, self.recovery_amount, self.recovery_opened_at = recovery_id, amount, opened_at
+        self.changed = True
+        if self.state is CaseState.REVERSED_AFTER_PAYMENT:
+            return
+        self.apply(Action.OPEN_RECOVERY, SYSTEM, Party.SYSTEM, at, reason=REVERSED,
+                   comment=f"reversed by the hospital after payment; {amount:.2f} to recover")

@@ -1,215 +1,175 @@
-"""Opening cases from calculations, and every action clerks, reviewers and the system take on them."""
+"""Opening cases from calculations, and every action clerks, reviewers and the system take on them.
+
+Handlers load the cases a batch or a request touches, let the aggregate (domain/case.py) move them, and have
+the repository store what it produced; the unit of work commits the rows, the audit and the decisions together.
+"""
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from opentelemetry import trace
-from opentelemetry.trace import Span
-from sqlalchemy import insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from approval.adapters.metrics import CASE_ACTIONS, CASES_OPENED
-from approval.adapters.tables import AuditRecord, CaseRecord
-from approval.domain.case import (
-    Action,
-    CaseState,
-    IllegalTransition,
-    MissingReason,
-    RejectReason,
-    Role,
-    is_final,
-    transition,
-)
-from approval.service_layer.people import record_calculations, record_people, release_calculations
+from approval.domain.case import OPEN, Action, ApprovalRules, Case, CaseState, IllegalTransition, Party
+from approval.service_layer.people import record_calculations, record_people
+from approval.service_layer.unit_of_work import ApprovalUnitOfWork
 from shared.contracts import events as ev
-from shared.contracts.envelope import Envelope
-from shared.contracts.topics import CASE_DECIDED
+from shared.errors import DomainError, NotFound
 from shared.messaging.consumer import Event
-from shared.messaging.outbox import Outgoing, add_events
-from shared.problems import ProblemError
 from shared.security.area import Area
-from shared.settings import ServiceSettings
 from shared.telemetry import context_from, traceparent_of, tracer
 
-SYSTEM = "system"
 log = logging.getLogger(__name__)
+StartUnitOfWork = Callable[[], AbstractAsyncContextManager[ApprovalUnitOfWork]]
+"""Opens a fresh unit of work (one transaction) for a command."""
 
 
-@dataclass(frozen=True)
-class Policy:
-    """How this deployment approves: the optional skip-district threshold and the bench-only auto-approval."""
-
-    skip_district_threshold: Decimal | None = None
-    auto_approve: bool = False
+def case_not_found() -> NotFound:
+    # Outside the actor's area a case does not exist for them: the same 404 as an unknown id.
+    return NotFound("case_not_found", "no such case in your area", field="case_id")
 
 
-def _decided(case: CaseRecord, state: CaseState, reason: str | None, span: Span | None) -> Outgoing:
-    data = ev.CaseDecided(case_id=case.id, calculation_id=case.calculation_id, settlement_id=case.settlement_id,
-                          decision=state.value, reason_code=reason, amount=case.amount,
-                          district_code=case.district_code, subdistrict_code=case.subdistrict_code,
-                          decided_at=datetime.now(UTC))
-    return Outgoing(CASE_DECIDED, Envelope.wrap(data, person_ref=case.person_ref, producer="approval"), span)
+async def handle_events(uow: ApprovalUnitOfWork, rules: ApprovalRules, events: Sequence[Event]) -> None:
+    """Consumer handler for assistance.calculated, transfer.settled and registry.person (one batch)."""
+    await record_people(uow.people, [e for e in events if isinstance(e.data, ev.PersonRecorded)])
+    calculated = [e for e in events if isinstance(e.data, ev.AssistanceCalculated)]
+    await record_calculations(uow.calculations, calculated)
+    await _open(uow, rules, [e for e in calculated
+                             if isinstance(e.data, ev.AssistanceCalculated) and e.data.figures.assistance > 0])
+    # A reversal before payment cancels; a recovery (an AssistanceReversed with a recovery_id is followed by its
+    # RecoveryOpened) moves a paid case on.
+    await _reverse(uow, [e for e in events if isinstance(e.data, ev.RecoveryOpened)
+                         or isinstance(e.data, ev.AssistanceReversed) and e.data.recovery_id is None])
+    await uow.cases.record_payments({e.data.case_id: e.data.status for e in events
+                                     if isinstance(e.data, ev.TransferSettled)})
 
 
-def _audit(case_id: uuid.UUID, actor: str, role: str, action: str, from_state: str | None, to_state: str,
-           reason: str | None = None, comment: str | None = None) -> dict[str, object]:
-    return {"case_id": case_id, "actor": actor, "role": role, "action": action, "from_state": from_state,
-            "to_state": to_state, "reason": reason, "comment": comment}
-
-
-async def handle_events(session: AsyncSession, settings: ServiceSettings, policy: Policy,
-                        events: Sequence[Event]) -> None:
-    """Consumer handler for assistance.calculated, transfer.settled and registry.person."""
-    await record_people(session, [e for e in events if isinstance(e.data, ev.PersonRecorded)])
-    await record_calculations(session, [e for e in events if isinstance(e.data, ev.AssistanceCalculated)])
-    await _open(session, settings, policy,
-                [e for e in events if isinstance(e.data, ev.AssistanceCalculated) and e.data.figures.assistance > 0])
-    for event in events:
-        match event.data:
-            case ev.AssistanceReversed(recovery_id=None):  # before payment: calculation gave the ledger back
-                await release_calculations(session, [event.data.calculation_id])
-                await _cancel(session, settings, event)
-            case ev.RecoveryOpened():  # (an AssistanceReversed with a recovery_id is followed by its RecoveryOpened)
-                await _recovery_opened(session, settings, event)
-    payments = {e.data.case_id: e.data.status for e in events if isinstance(e.data, ev.TransferSettled)}
-    if payments:
-        await session.execute(update(CaseRecord), [{"id": cid, "payment_status": s} for cid, s in payments.items()])
-    failed = [e.data.case_id for e in events if isinstance(e.data, ev.TransferSettled) and e.data.status == "failed"]
-    if failed:
-        await session.execute(update(CaseRecord).where(CaseRecord.id.in_(failed))  # type: ignore[attr-defined]
-                              .values(payment_failures=CaseRecord.payment_failures + 1))
-
-
-async def _open(session: AsyncSession, settings: ServiceSettings, policy: Policy, events: list[Event]) -> None:
+async def _open(uow: ApprovalUnitOfWork, rules: ApprovalRules, events: list[Event]) -> None:
     if not events:
         return
-    rows, audits, outgoing = [], [], []
-    initial = CaseState.APPROVED if policy.auto_approve else CaseState.AWAITING_SUBDISTRICT
+    now, cases, spans = datetime.now(UTC), [], {}
     for event in events:
         calc = event.data
         assert isinstance(calc, ev.AssistanceCalculated)
-        case_id = uuid.uuid4()
-        event.span.set_attribute("case.id", str(case_id))
-        event.span.set_attribute("settlement.id", str(calc.settlement_id))
-        row = CaseRecord(
-            id=case_id, calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
+        case = Case.open(
+            rules, now, id=uuid.uuid4(), calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
             person_ref=event.envelope.person_ref, hospital_id=calc.hospital_id, district_code=calc.district_code,
             subdistrict_code=calc.subdistrict_code, category=calc.category.value, discharge_date=calc.discharge_date,
-            amount=calc.figures.assistance, state=initial.value, calculation=calc.model_dump(mode="json"),
-            traceparent=traceparent_of(event.span),
-        )
-        rows.append(row)
-        audits.append(_audit(case_id, SYSTEM, SYSTEM, "open", None, CaseState.AWAITING_SUBDISTRICT.value))
-        if policy.auto_approve:
-            audits.append(_audit(case_id, SYSTEM, SYSTEM, Action.APPROVE.value, CaseState.AWAITING_SUBDISTRICT.value,
-                                 initial.value, comment="bench auto-approval"))
-            outgoing.append(_decided(row, initial, None, event.span))
-    values = [r.model_dump() for r in rows]
-    for v in values:
-        v.pop("created_at", None), v.pop("updated_at", None), v.pop("payment_status", None)
-        v.pop("payment_failures", None)
-    opened = set((await session.execute(
-        pg_insert(CaseRecord).on_conflict_do_nothing(index_elements=["calculation_id"]).returning(CaseRecord.id),
-        values)).scalars())
-    audits = [a for a in audits if a["case_id"] in opened]
+            amount=calc.figures.assistance, calculation=calc.model_dump(mode="json"),
+            traceparent=traceparent_of(event.span))
+        event.span.set_attribute("case.id", str(case.id))
+        event.span.set_attribute("settlement.id", str(calc.settlement_id))
+        cases.append(case)
+        spans[case.id] = event.span
+    opened = await uow.cases.add(cases)  # a calculation delivered again opens nothing
     CASES_OPENED.inc(len(opened))
-    if audits:
-        await session.execute(insert(AuditRecord), audits)
-    opened_ids = {str(i) for i in opened}
-    await add_events(session, settings, [o for o in outgoing if o.envelope.data["case_id"] in opened_ids])
+    for case in opened:
+        uow.publish(case, spans[case.id])
 
 
-async def _cancel(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:
-    """A hospital reversal cancels the case, even an approved one: disbursement stops it if not yet sent."""
-    reversal = event.data
-    assert isinstance(reversal, ev.AssistanceReversed)
-    case = (await session.execute(select(CaseRecord).where(CaseRecord.calculation_id == reversal.calculation_id)
-                                  .with_for_update())).scalar_one_or_none()
-    if case is None or is_final(CaseState(case.state)) and case.state != CaseState.APPROVED:
+async def _reverse(uow: ApprovalUnitOfWork, events: list[Event]) -> None:
+    if not events:
         return
-    event.span.set_attribute("case.id", str(case.id))
-    await _apply(session, settings, case, Action.CANCEL, SYSTEM, Role.SYSTEM, Policy(), "settlement_reversed",
-                 "reversed by the hospital", event.span)
+    await uow.calculations.release([e.data.calculation_id for e in events
+                                    if isinstance(e.data, ev.AssistanceReversed)])  # calculation gave them back
+    cases = await uow.cases.by_calculation({e.data.calculation_id for e in events
+                                            if isinstance(e.data, ev.AssistanceReversed | ev.RecoveryOpened)})
+    now = datetime.now(UTC)
+    for event in events:  # in the person's order: a cancellation before the recovery that follows it
+        data = event.data
+        assert isinstance(data, ev.AssistanceReversed | ev.RecoveryOpened)
+        case = cases.get(data.calculation_id)
+        if case is None:
+            if isinstance(data, ev.RecoveryOpened):
+                log.warning("recovery %s for calculation %s, which opened no case", data.recovery_id,
+                            data.calculation_id)
+            continue
+        event.span.set_attribute("case.id", str(case.id))
+        if isinstance(data, ev.AssistanceReversed):
+            case.cancel(now)
+        else:
+            try:
+                case.record_recovery(data.recovery_id, data.amount, data.opened_at, now)
+            except IllegalTransition:  # never paid as far as this case knows: the recovery is recorded, the state stays
+                log.error("recovery %s for case %s in state %s", data.recovery_id, case.id, case.state)
+        uow.publish(case, event.span)
+    await _save(uow, list(cases.values()))
 
 
-async def _recovery_opened(session: AsyncSession, settings: ServiceSettings, event: Event) -> None:
-    """The money was paid and the hospital reversed the settlement: the case shows it, with the recovery."""
-    recovery = event.data
-    assert isinstance(recovery, ev.RecoveryOpened)
-    case = (await session.execute(select(CaseRecord).where(CaseRecord.calculation_id == recovery.calculation_id)
-                                  .with_for_update())).scalar_one_or_none()
-    if case is None:
-        log.warning("recovery %s for calculation %s, which opened no case", recovery.recovery_id,
-                    recovery.calculation_id)
-        return
-    event.span.set_attribute("case.id", str(case.id))
-    await session.execute(update(CaseRecord).where(CaseRecord.id == case.id).values(
-        recovery_id=recovery.recovery_id, recovery_amount=recovery.amount, recovery_opened_at=recovery.opened_at))
-    if case.state == CaseState.REVERSED_AFTER_PAYMENT:
-        return
-    try:
-        await _apply(session, settings, case, Action.OPEN_RECOVERY, SYSTEM, Role.SYSTEM, Policy(),
-                     "settlement_reversed", f"reversed by the hospital after payment; {recovery.amount:.2f} to recover",
-                     event.span)
-    except IllegalTransition:  # never paid as far as this case knows: the recovery is recorded, the state stays
-        log.error("recovery %s for case %s in state %s", recovery.recovery_id, case.id, case.state)
+async def _save(uow: ApprovalUnitOfWork, cases: list[Case]) -> None:
+    for case in cases:
+        for entry in case.audit:
+            if entry.action != OPEN:
+                CASE_ACTIONS.labels(entry.action, entry.to_state.value).inc()
+    await uow.cases.save(cases)
 
 
-async def _apply(session: AsyncSession, settings: ServiceSettings, case: CaseRecord, action: Action, actor: str,
-                 role: Role, policy: Policy, reason: str | None, comment: str | None, span: Span | None) -> CaseState:
-    old = CaseState(case.state)
-    new = transition(old, action, role, amount=case.amount, skip_district_threshold=policy.skip_district_threshold,
-                     reason=RejectReason(reason) if action is Action.REJECT and reason else None, comment=comment)
-    await session.execute(update(CaseRecord).where(CaseRecord.id == case.id)
-                          .values(state=new.value, updated_at=datetime.now(UTC)))
-    await session.execute(insert(AuditRecord).values(**_audit(case.id, actor, role.value, action.value, old.value,
-                                                              new.value, reason, comment)))
-    CASE_ACTIONS.labels(action.value, new.value).inc()
-    if new is CaseState.REJECTED:  # calculation gives a rejected case's share back to the ledger
-        await release_calculations(session, [case.calculation_id])
-    if new in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED) and new != old:
-        await add_events(session, settings, [_decided(case, new, reason, span)])
-    case.state = new.value
-    return new
+@dataclass(frozen=True)
+class Act:
+    """A clerk's or reviewer's action on one case, within their area."""
+
+    case_id: uuid.UUID
+    action: Action
+    actor: str
+    party: Party
+    area: Area
+    reason: str | None = None
+    comment: str | None = None
 
 
-async def act_on_case(session: AsyncSession, settings: ServiceSettings, policy: Policy, case_id: uuid.UUID,
-                      action: Action, actor: str, role: Role, area: Area,
-                      reason: str | None = None, comment: str | None = None) -> CaseRecord:
-    """A clerk's or reviewer's action, checked against their area, the four-eyes rule and the state machine."""
-    case = (await session.execute(select(CaseRecord).where(CaseRecord.id == case_id).with_for_update())
-            ).scalar_one_or_none()
-    # Outside the actor's area a case does not exist for them: the same 404 as an unknown id.
-    not_found = ProblemError(404, "case_not_found", "no such case in your area", field="case_id")
-    if case is None:
-        raise not_found
-    area.require(case.district_code, case.subdistrict_code, not_found)
-    if action is Action.APPROVE:
-        # Four eyes: whoever approved at one level never approves the same case at another (the row lock above
-        # makes the check and the approval one step even when both requests come at once).
-        earlier = await session.scalar(select(AuditRecord.role).where(
-            AuditRecord.case_id == case.id, AuditRecord.actor == actor, AuditRecord.action == Action.APPROVE.value,
-            AuditRecord.role != role.value).limit(1))
-        if earlier is not None:
-            raise ProblemError(403, "four_eyes_required", f"you approved this case as {earlier}; another person "
-                               "must approve it at this level", field="case_id")
+async def act_on_case(uow: ApprovalUnitOfWork, rules: ApprovalRules, command: Act) -> Case:
+    """Check the area, then let the case apply the four-eyes rule and the state machine; store and announce."""
+    case = await uow.cases.get(command.case_id)
+    if case is None or not command.area.contains(case.district_code, case.subdistrict_code):
+        raise case_not_found()
     # The action continues the settlement's trace (one settlement, one trace) and links the clerk's request.
     request = trace.get_current_span().get_span_context()
-    with tracer.start_as_current_span(f"case {action.value}", context=context_from(case.traceparent),
+    with tracer.start_as_current_span(f"case {command.action.value}", context=context_from(case.traceparent),
                                       links=[trace.Link(request)] if request.is_valid else None) as span:
         span.set_attribute("case.id", str(case.id))
         span.set_attribute("settlement.id", str(case.settlement_id))
-        try:
-            await _apply(session, settings, case, action, actor, role, policy, reason, comment, span)
-        except IllegalTransition as exc:
-            raise ProblemError(409, "illegal_transition", f"cannot {action.value} a case that is {case.state}",
-                               field="state") from exc
-        except MissingReason as exc:
-            raise ProblemError(422, "reason_required", str(exc), field="reason" if action is Action.REJECT
-                               else "comment") from exc
+        case.apply(command.action, command.actor, command.party, datetime.now(UTC), rules=rules,
+                   reason=command.reason, comment=command.comment)
+        await _save(uow, [case])
+        if case.state is CaseState.REJECTED:  # calculation gives a rejected case's share back to the ledger
+            await uow.calculations.release([case.calculation_id])
+        uow.publish(case, span)
     return case
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    case_id: uuid.UUID
+    case: Case | None = None
+    error: DomainError | None = None
+
+
+class CaseService:
+    """The commands the HTTP entrypoint runs, each in its own unit of work, and the consumer's handler."""
+
+    def __init__(self, rules: ApprovalRules, start: StartUnitOfWork) -> None:
+        self.rules, self._start = rules, start
+
+    async def handle(self, uow: ApprovalUnitOfWork, events: list[Event]) -> None:
+        await handle_events(uow, self.rules, events)
+
+    async def act(self, command: Act) -> Case:
+        async with self._start() as uow:
+            return await act_on_case(uow, self.rules, command)
+
+    async def approve_batch(self, case_ids: Sequence[uuid.UUID], actor: str, party: Party, area: Area,
+                            comment: str | None) -> list[BatchResult]:
+        """Approve many cases, each in its own transaction with its own result (a duplicate id counts once)."""
+        results = []
+        for case_id in dict.fromkeys(case_ids):
+            try:
+                case = await self.act(Act(case_id, Action.APPROVE, actor, party, area, comment=comment))
+                results.append(BatchResult(case_id, case=case))
+            except DomainError as exc:
+                results.append(BatchResult(case_id, error=exc))
+        return results
+

@@ -4,27 +4,22 @@ Both are read models fed in the consumer's transaction, in bulk: a reviewer's pa
 """
 
 from collections.abc import Sequence
-from uuid import UUID
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from approval.adapters.tables import PersonCalculation, PersonView
+from approval.adapters.repositories import CalculationRepository, PersonRepository
 from shared.contracts import events as ev
 from shared.messaging.consumer import Event
 
 
-async def record_people(session: AsyncSession, events: Sequence[Event]) -> None:
+async def record_people(people: PersonRepository, events: Sequence[Event]) -> None:
     """Keep each person's latest registry entry; a higher account version than the one kept is an account change."""
     if not events:
         return
     latest: dict[str, Event] = {}
     for event in events:  # one person's events arrive in order: the last one is the entry now
         latest[event.envelope.person_ref] = event
-    known = {p.person_ref: p for p in (await session.execute(
-        select(PersonView).where(PersonView.person_ref.in_(list(latest))).with_for_update())).scalars()}  # type: ignore[attr-defined]
-    rows = []
+    known = await people.locked(list(latest))
+    rows: list[dict[str, Any]] = []
     for ref, event in latest.items():
         data = event.data
         assert isinstance(data, ev.PersonRecorded)
@@ -38,16 +33,11 @@ async def record_people(session: AsyncSession, events: Sequence[Event]) -> None:
                      "consents": [c.model_dump(mode="json") for c in data.consents],
                      "account_version": max(data.account_version, old.account_version if old else 0),
                      "account_changed_at": changed_at, "recorded_at": event.envelope.occurred_at})
-    stmt = insert(PersonView)
-    await session.execute(stmt.on_conflict_do_update(
-        index_elements=[PersonView.person_ref], set_={c: stmt.excluded[c] for c in rows[0] if c != "person_ref"}),
-        rows)
+    await people.upsert(rows)
 
 
-async def record_calculations(session: AsyncSession, events: Sequence[Event]) -> None:
+async def record_calculations(calculations: CalculationRepository, events: Sequence[Event]) -> None:
     """Every calculation, those with nothing to pay too: each takes deductible from the person's year."""
-    if not events:
-        return
     rows = []
     for event in events:
         calc = event.data
@@ -57,11 +47,4 @@ async def record_calculations(session: AsyncSession, events: Sequence[Event]) ->
                      "hospital_settlement_id": calc.hospital_settlement_id, "discharge_date": calc.discharge_date,
                      "deductible_applied": calc.figures.deductible_applied, "assistance": calc.figures.assistance,
                      "deductible": calc.figures.deductible, "cap": calc.figures.cap})
-    await session.execute(insert(PersonCalculation).on_conflict_do_nothing(), rows)
-
-
-async def release_calculations(session: AsyncSession, calculation_ids: Sequence[UUID]) -> None:
-    """A rejected case, or a settlement reversed before payment, gives its share of the year back."""
-    await session.execute(update(PersonCalculation).where(
-        PersonCalculation.calculation_id.in_(list(calculation_ids)))  # type: ignore[attr-defined]
-        .values(released=True))
+    await calculations.add(rows)

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from approval.adapters.flags import flag_conditions
 from approval.adapters.tables import CaseRecord, PersonCalculation, PersonView
@@ -93,8 +94,8 @@ async def _year(session: AsyncSession, case: CaseRecord, entries: list[PersonCal
     so_far = year_so_far(year, [YearEntry(e.discharge_date, e.deductible_applied, e.assistance, e.deductible,
                                           e.cap, e.released) for e in mine])
     cases = {c.calculation_id: c for c in (await session.execute(select(CaseRecord).where(
-        CaseRecord.person_ref == case.person_ref,
-        CaseRecord.calculation_id.in_([e.calculation_id for e in mine])))).scalars()}  # type: ignore[attr-defined]
+        col(CaseRecord.person_ref) == case.person_ref,
+        col(CaseRecord.calculation_id).in_([e.calculation_id for e in mine])))).scalars()}
     return {
         "year": year, "deductible": _money(so_far.deductible), "deductible_used": _money(so_far.deductible_used),
         "deductible_left": _money(so_far.deductible_left), "committed": _money(so_far.committed),
@@ -114,7 +115,7 @@ async def _year(session: AsyncSession, case: CaseRecord, entries: list[PersonCal
 async def _flags(session: AsyncSession, case: CaseRecord, context: ReviewContext) -> list[dict[str, str]]:
     conditions = flag_conditions(context.rules, datetime.now(UTC))
     row = (await session.execute(select(*[c.label(f.value) for f, c in conditions.items()])
-                                 .where(CaseRecord.id == case.id))).one()
+                                 .where(col(CaseRecord.id) == case.id))).one()
     return [{"code": f.value, "label_zh": FLAG_LABELS[f][0], "label_en": FLAG_LABELS[f][1]}
             for f in conditions if getattr(row, f.value)]
 
@@ -124,7 +125,7 @@ async def case_review(session: AsyncSession, case: CaseRecord, viewer: Principal
     """The reviewer's view of one case (already checked to be in the viewer's area); records the view."""
     person = await session.get(PersonView, case.person_ref)
     entries = list((await session.execute(select(PersonCalculation).where(
-        PersonCalculation.person_ref == case.person_ref))).scalars())
+        col(PersonCalculation.person_ref) == case.person_ref))).scalars())
     who = _who(case, person, context)
     if who["known"]:  # decrypted for this reader: recorded in the same transaction as the answer
         await record_reads(session, viewer, "case_review", [case.person_ref], PERSONAL_FIELDS)

@@ -1,7 +1,8 @@
 """Every (state, action, role) combination of the approval state machine, against a hand-written table."""
 
 import itertools
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,13 +12,13 @@ from approval.domain.case import (
     CaseState,
     IllegalTransition,
     MissingReason,
+    Party,
     RejectReason,
-    Role,
     is_final,
     transition,
 )
 
-S, A, R = CaseState, Action, Role
+S, A, R = CaseState, Action, Party
 ALLOWED = {
     (S.AWAITING_SUBDISTRICT, A.APPROVE, R.CLERK): S.AWAITING_DISTRICT,
     (S.AWAITING_SUBDISTRICT, A.REJECT, R.CLERK): S.REJECTED,
@@ -32,11 +33,11 @@ ALLOWED = {
     (S.APPROVED, A.OPEN_RECOVERY, R.SYSTEM): S.REVERSED_AFTER_PAYMENT,  # paid, then reversed
     (S.CANCELLED, A.OPEN_RECOVERY, R.SYSTEM): S.REVERSED_AFTER_PAYMENT,  # the reversal overtook the payment
 }
-EVERY = list(itertools.product(CaseState, Action, Role))
+EVERY = list(itertools.product(CaseState, Action, Party))
 
 
 @pytest.mark.parametrize(("state", "action", "role"), EVERY, ids=lambda v: v.value)
-def test_every_combination(state: CaseState, action: Action, role: Role) -> None:
+def test_every_combination(state: CaseState, action: Action, role: Party) -> None:
     kwargs = {"amount": Decimal("100.00"), "reason": RejectReason.DATA_ERROR, "comment": "checked"}
     expected = ALLOWED.get((state, action, role))
     if expected is None:
@@ -67,15 +68,17 @@ def test_skip_district_threshold(threshold: Decimal | None, amount: str, expecte
     (A.REJECT, R.DISTRICT_REVIEWER, S.AWAITING_DISTRICT, RejectReason.OTHER, "   "),
     (A.SEND_BACK, R.DISTRICT_REVIEWER, S.AWAITING_DISTRICT, None, None),
 ])
-def test_reasons_are_required(action: Action, role: Role, state: CaseState, reason: RejectReason | None,
+def test_reasons_are_required(action: Action, role: Party, state: CaseState, reason: RejectReason | None,
                               comment: str | None) -> None:
     with pytest.raises(MissingReason):
         transition(state, action, role, amount=Decimal("1.00"), reason=reason, comment=comment)
 
 
 def test_case_apply_returns_the_audit_entry() -> None:
-    case = Case(S.AWAITING_SUBDISTRICT, Decimal("80.00"))
     at = datetime(2026, 5, 1, tzinfo=UTC)
+    case = Case(id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), person_ref="p" * 64,
+                hospital_id="H001", district_code="310110", subdistrict_code="310110001", category="subsistence",
+                discharge_date=date(2026, 4, 1), amount=Decimal("80.00"), state=S.AWAITING_SUBDISTRICT, calculation={})
     first = case.apply(A.APPROVE, "clerk-1", R.CLERK, at)
     back = case.apply(A.SEND_BACK, "rev-1", R.DISTRICT_REVIEWER, at, comment="check the invoice")
     assert (first.from_state, first.to_state, back.to_state, case.state) == (

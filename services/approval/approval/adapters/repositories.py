@@ -1,0 +1,146 @@
+"""Approval's repositories: cases with their audit trail, and the case view's read models, in bulk SQL.
+
+One statement per table per batch: a batch of cases is inserted, updated and audited with one statement each
+(executemany), however many cases it holds. Nothing here commits; the unit of work does.
+"""
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from approval.adapters.tables import AuditRecord, CaseRecord, PersonCalculation, PersonView
+from approval.domain.case import Action, Case, CaseState, Party
+
+_NEW = ("created_at", "updated_at", "payment_status", "payment_failures")  # the database's defaults
+_MOVED = ("state", "updated_at", "recovery_id", "recovery_amount", "recovery_opened_at")  # what a move changes
+
+
+def _case(record: CaseRecord, approvals: tuple[tuple[str, Party], ...] = ()) -> Case:
+    return Case(id=record.id, calculation_id=record.calculation_id, settlement_id=record.settlement_id,
+                person_ref=record.person_ref, hospital_id=record.hospital_id, district_code=record.district_code,
+                subdistrict_code=record.subdistrict_code, category=record.category,
+                discharge_date=record.discharge_date, amount=record.amount, state=CaseState(record.state),
+                calculation=record.calculation, traceparent=record.traceparent, recovery_id=record.recovery_id,
+                recovery_amount=record.recovery_amount, recovery_opened_at=record.recovery_opened_at,
+                payment_status=record.payment_status, payment_failures=record.payment_failures,
+                created_at=record.created_at, updated_at=record.updated_at, approvals=approvals)
+
+
+def _row(case: Case, names: Iterable[str]) -> dict[str, Any]:
+    values = {name: getattr(case, name) for name in names}
+    return {**values, "state": case.state.value} if "state" in values else values
+
+
+class CaseRepository:
+    """Cases and their audit trail (appended only: the database refuses UPDATE and DELETE on it)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, cases: Sequence[Case]) -> list[Case]:
+        """Insert new cases with their audit entries; the ones inserted (a calculation opens one case, ever)."""
+        if not cases:
+            return []
+        columns = [c for c in CaseRecord.model_fields if c not in _NEW]
+        opened = set((await self.session.execute(
+            pg_insert(CaseRecord).on_conflict_do_nothing(index_elements=["calculation_id"])
+            .returning(col(CaseRecord.id)), [_row(c, columns) for c in cases])).scalars())
+        new = [c for c in cases if c.id in opened]
+        await self._append_audit(new)
+        return new
+
+    async def get(self, case_id: UUID) -> Case | None:
+        """The case locked for an action, with who approved it so far (four eyes)."""
+        record = (await self.session.execute(select(CaseRecord).where(col(CaseRecord.id) == case_id)
+                                             .with_for_update())).scalar_one_or_none()
+        if record is None:
+            return None
+        approvals = (await self.session.execute(
+            select(col(AuditRecord.actor), col(AuditRecord.role)).where(col(AuditRecord.case_id) == case_id,
+                                                              col(AuditRecord.action) == Action.APPROVE.value)
+            .order_by(col(AuditRecord.id)))).all()
+        return _case(record, tuple((actor, Party(role)) for actor, role in approvals))
+
+    async def by_calculation(self, calculation_ids: Collection[UUID]) -> dict[UUID, Case]:
+        """The cases of these calculations, locked, by calculation id (one query for the batch)."""
+        if not calculation_ids:
+            return {}
+        records = (await self.session.execute(
+            select(CaseRecord).where(col(CaseRecord.calculation_id).in_(list(calculation_ids)))
+            .order_by(col(CaseRecord.id)).with_for_update())).scalars()
+        return {r.calculation_id: _case(r) for r in records}
+
+    async def save(self, cases: Iterable[Case]) -> None:
+        """Store what the cases' methods changed: one UPDATE and one audit INSERT for all of them."""
+        changed = [c for c in cases if c.changed]
+        if not changed:
+            return
+        await self.session.execute(update(CaseRecord), [{"id": c.id, **_row(c, _MOVED)} for c in changed])
+        await self._append_audit(changed)
+        for case in changed:
+            case.changed = False
+
+    async def record_payments(self, statuses: Mapping[UUID, str]) -> None:
+        """The bank's final word on each case's payment; a failure is counted (the reviewer's flag)."""
+        if not statuses:
+            return
+        await self.session.execute(update(CaseRecord), [{"id": i, "payment_status": s} for i, s in statuses.items()])
+        failed = [i for i, s in statuses.items() if s == "failed"]
+        if failed:
+            await self.session.execute(update(CaseRecord).where(col(CaseRecord.id).in_(failed))
+                                       .values(payment_failures=CaseRecord.payment_failures + 1))
+
+    async def _append_audit(self, cases: Iterable[Case]) -> None:
+        rows = [{"case_id": c.id, "actor": e.actor, "role": e.role.value, "action": e.action,
+                 "from_state": e.from_state.value if e.from_state else None, "to_state": e.to_state.value,
+                 "reason": e.reason, "comment": e.comment, "at": e.at} for c in cases for e in c.audit]
+        for case in cases:
+            case.audit.clear()
+        if rows:
+            await self.session.execute(insert(AuditRecord), rows)
+
+
+class PersonRepository:
+    """The registry's latest entry per person (the case view's who)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def locked(self, person_refs: Collection[str]) -> dict[str, PersonView]:
+        """The entries kept for these persons, locked until the batch commits."""
+        if not person_refs:
+            return {}
+        return {p.person_ref: p for p in (await self.session.execute(
+            select(PersonView).where(col(PersonView.person_ref).in_(list(person_refs))).with_for_update())).scalars()}
+
+    async def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write each person's entry (one INSERT ... ON CONFLICT DO UPDATE for the batch)."""
+        if not rows:
+            return
+        stmt = pg_insert(PersonView)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[col(PersonView.person_ref)],
+            set_={c: stmt.excluded[c] for c in rows[0] if c != "person_ref"}), list(rows))
+
+
+class CalculationRepository:
+    """Every calculation of a person (those with nothing to pay too): what each took of the year's ledger."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the calculations (one INSERT for the batch; one seen before is kept as it was)."""
+        if rows:
+            await self.session.execute(pg_insert(PersonCalculation).on_conflict_do_nothing(), list(rows))
+
+    async def release(self, calculation_ids: Collection[UUID]) -> None:
+        """A rejected case, or a settlement reversed before payment, gives its share of the year back."""
+        if calculation_ids:
+            await self.session.execute(update(PersonCalculation).where(
+                col(PersonCalculation.calculation_id).in_(list(calculation_ids))).values(released=True))
