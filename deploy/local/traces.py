@@ -43,6 +43,17 @@ async def settlement_trace(settlement_id: str, base: str | None = None) -> tuple
     return spans[0]["traceId"], services
 
 
+async def trace_spans(trace_id: str, base: str | None = None) -> set[str]:
+    """The spans of one trace as the UI labels them: "service: span name"."""
+    async with httpx.AsyncClient(base_url=base or zipkin_url(), timeout=5) as client:
+        response = await client.get(f"/api/v2/trace/{trace_id}")
+        if response.status_code == 404:
+            return set()
+        response.raise_for_status()
+        spans: list[dict[str, Any]] = response.json()
+    return {f"{s.get('localEndpoint', {}).get('serviceName', '')}: {s.get('name', '')}" for s in spans}
+
+
 def trace_page(trace_id: str, base: str | None = None) -> str:
     """The Zipkin UI page of one trace."""
     return f"{base or zipkin_url()}/zipkin/traces/{trace_id}"

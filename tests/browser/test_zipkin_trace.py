@@ -17,11 +17,15 @@ from playwright.async_api import Page
 from simulators.hospital.feed import settlement
 from simulators.scenario import Endpoints, Staff, import_registry, residents, sign_consents, wait_for
 
-from deploy.local.traces import JOURNEY, settlement_search_page, settlement_trace, trace_page
+from deploy.local.traces import JOURNEY, settlement_search_page, settlement_trace, trace_page, trace_spans
 from shared.settings import ServiceSettings
 from shared.testing import ROOT, free_port, stack_available, start_services, unique_prefix
 from tests.browser.conftest import screenshot
 from tests.e2e.helpers import approve, cases_for, push_all, wait_statuses
+
+SPANS = [("intake", "settlement accepted"), ("eligibility", "settlement.received process"),
+         ("calculation", "eligibility.decided process"), ("approval", "case approve"),
+         ("disbursement", "bank transfer")]
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +74,13 @@ async def test_a_paid_settlement_trace_in_the_zipkin_ui(stack: Endpoints, zipkin
 
     found: tuple[str, set[str]] | None = None
 
-    async def whole_trace() -> bool:
+    expected = {f"{service}: {span}" for service, span in SPANS}
+
+    async def whole_trace() -> bool:  # every service exports in its own batches: wait for the spans the UI shows
         nonlocal found
         found = await settlement_trace(ids["ZK-1"], zipkin)
-        return found is not None and set(JOURNEY) <= found[1]
+        return (found is not None and set(JOURNEY) <= found[1]
+                and expected <= await trace_spans(found[0], zipkin))
 
     await wait_for(whole_trace, 60, "the settlement's spans from every service in Zipkin", every=0.5)
     assert found is not None
@@ -93,9 +100,7 @@ async def test_a_paid_settlement_trace_in_the_zipkin_ui(stack: Endpoints, zipkin
     shown = re.search(r"Services\s+(\d+)", body)
     # The five on the settlement's path, and notification, which follows the same events.
     assert shown is not None and int(shown.group(1)) >= len(JOURNEY), body[:500]
-    for service, span in [("intake", "settlement accepted"), ("eligibility", "settlement.received process"),
-                          ("calculation", "eligibility.decided process"), ("approval", "case approve"),
-                          ("disbursement", "bank transfer")]:
+    for service, span in SPANS:
         assert f"{service}: {span}" in body, f"the trace page shows no {service!r} span {span!r}"
     path: Path = await screenshot(page, "zipkin-trace")
     print(f"\nZipkin trace page: {trace_page(trace_id, zipkin)} (screenshot {path})")
