@@ -145,6 +145,26 @@ def cpu_ms_per_settlement(before: dict[str, float], after: dict[str, float], set
     return per
 
 
+async def statements(processes: list[ServiceProcess]) -> dict[str, float]:
+    """SQL statements each service has sent so far (medassist_db_statements_total, summed over its instances)."""
+    sent: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for p in processes:
+            name = p.module.split(".")[-1]
+            if name in ("bank", "sms") or p.module.startswith("simulators"):
+                continue
+            text = (await client.get(f"{p.url}/metrics")).text
+            sent[name] = sent.get(name, 0.0) + sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                                   if line.startswith("medassist_db_statements_total{"))
+    return sent
+
+
+def per_settlement(before: dict[str, float], after: dict[str, float], settlements: int) -> dict[str, float]:
+    per = {name: round((after[name] - before.get(name, 0.0)) / settlements, 2) for name in after}
+    per["all services"] = round(sum(per.values()), 2)
+    return per
+
+
 def peak_rss_mb(process: ServiceProcess) -> float:
     status = Path(f"/proc/{process.pid}/status").read_text()
     kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
@@ -306,9 +326,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             return throughput, latencies, len(pids), len(case_of)
 
-        cpu_before = cpu_seconds(processes)
+        cpu_before, sql_before = cpu_seconds(processes), await statements(processes)
         pipeline_rate, _, saturated_n, saturated_cases = await through_the_pipeline("SAT", args.pipeline, None)
         pipeline_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes), saturated_n)
+        pipeline_sql = per_settlement(sql_before, await statements(processes), saturated_n)
         _, latencies, paced_n, paced_cases = await through_the_pipeline("PACE", args.paced, args.pipeline_rate)
         # Count in = count out over the whole run (the screening's eligible 5% went all the way too).
         all_cases = {c["case_id"] for c in cases.payloads.values()}
@@ -349,6 +370,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline_stage_ms": {label: {p: round(percentile(values, p), 1) for p in (50, 95, 99)}
                               for label, values in stages.get("PACE", {}).items() if values},
         "cpu_ms_per_settlement": {"screening": screening_cpu, "pipeline": pipeline_cpu},
+        "statements_per_settlement": pipeline_sql,
         "peak_rss_mb": rss,
         "checks": {"screening_lost": screening_lost, "screening_duplicate_decisions": decided.duplicates,
                    "pipeline_settlements": saturated_n + paced_n, "pipeline_cases": saturated_cases + paced_cases,
@@ -396,6 +418,9 @@ def report(result: dict[str, Any]) -> None:
     print(f"\n{'CPU ms per settlement':<44} {'screening':>10} {'pipeline':>11}")
     for name in cpu["screening"]:
         print(f"{name:<44} {cpu['screening'][name]:>10.3f} {cpu['pipeline'][name]:>11.3f}")
+    print(f"\n{'SQL statements per settlement (pipeline)':<44} {'':>10}")
+    for name, n in result.get("statements_per_settlement", {}).items():
+        print(f"{name:<44} {n:>10.2f}")
     print(f"\nchecks: {result['checks']}")
 
 

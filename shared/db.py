@@ -5,9 +5,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from shared.metrics import DB_STATEMENTS
 from shared.settings import ServiceSettings
 
 _SIGNALS = "medassist.signals"
@@ -55,6 +56,8 @@ class Database:
             hide_parameters=True,  # errors must not carry row values into logs (they may be personal data)
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        statements = DB_STATEMENTS.labels(settings.service_name)
+        event.listen(self.engine.sync_engine, "before_cursor_execute", lambda *_: statements.inc())
         self._on_commit: dict[str, list[Callable[[], None]]] = defaultdict(list)
 
     def on_commit(self, signal: str, callback: Callable[[], None]) -> None:

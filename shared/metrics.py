@@ -12,3 +12,6 @@ OUTBOX_PUBLISHED = Counter("medassist_outbox_published_total", "Outbox events pu
 OUTBOX_BACKLOG = Gauge("medassist_outbox_backlog", "Outbox events not yet published", ["service"])
 OUTBOX_OLDEST = Gauge("medassist_outbox_oldest_seconds", "Age of the oldest outbox event not yet published",
                       ["service"])
+DB_STATEMENTS = Counter("medassist_db_statements_total",
+                        "SQL statements the code sent (an executemany counts once; pings and BEGIN/COMMIT do not)",
+                        ["service"])
