@@ -1,0 +1,88 @@
+"""Intake's repositories against the real PostgreSQL: the contract the fakes of tests/unit keep, on the real
+tables (bulk writes, locks, the nonce window)."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from intake.bootstrap import MIGRATIONS
+from intake.config import IntakeSettings
+from intake.dependencies import IntakeDeps
+from intake.domain.journey import Journey
+from intake.domain.settlement import Settlement
+from intake.domain.submission import SettlementIn
+from intake.service_layer.unit_of_work import IntakeUnitOfWork
+from sqlalchemy import text
+
+from shared.db import Database
+from shared.testing import prepare, unique_prefix
+from shared.unit_of_work import unit_of_work
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    settings = IntakeSettings(topic_prefix=unique_prefix("intake-repo"), database_name="test_intake_repositories")
+    await prepare(settings, MIGRATIONS)
+    database = Database(settings)
+    yield database
+    await database.dispose()
+
+
+def received(deps: IntakeDeps, sid: str) -> Settlement:
+    item = SettlementIn.model_validate({
+        "hospital_settlement_id": sid, "hospital_level": 2, "visit_type": "inpatient",
+        "admission_date": "2026-02-20", "discharge_date": "2026-03-02",
+        "patient": {"national_id": "310110198001011236", "name": "王芳"}, "total_amount": "9000.00",
+        "policy_scope_amount": "8000.00", "basic_insurance_paid": "5000.00", "critical_illness_paid": "1000.00"})
+    return Settlement.receive(uuid.uuid4(), "H001", item, item.fingerprint(), deps.person_ref("310110198001011236"),
+                              deps.seal("310110198001011236", "王芳", f"H001/{sid}"))
+
+
+async def test_settlements_are_added_found_locked_and_saved_with_their_steps(db: Database) -> None:
+    deps = IntakeDeps.build(IntakeSettings())
+    one, two, three = (received(deps, f"R-{uuid.uuid4().hex[:8]}") for _ in range(3))
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        await uow.settlements.add([one, two, three])
+    assert one.steps == [] and two.steps == []  # written: nothing pending any more
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        known = await uow.settlements.lock_known("H001", [one.hospital_settlement_id, "R-none",
+                                                          one.hospital_settlement_id])
+        assert list(known) == [one.hospital_settlement_id]
+        assert (known[one.hospital_settlement_id].id, known[one.hospital_settlement_id].fingerprint) == (
+            one.id, one.fingerprint)
+        assert await uow.settlements.lock_known("H002", [one.hospital_settlement_id]) == {}
+        loaded = await uow.settlements.get_many([one.id, two.id, uuid.uuid4()])
+        assert set(loaded) == {one.id, two.id}
+        loaded[one.id].learn(Journey.PARKED, "no_consent")
+        loaded[one.id].learn(Journey.ELIGIBLE, "eligible")
+        loaded[two.id].learn(Journey.CALCULATED, None, Decimal("12.30"))
+        await uow.settlements.save(list(loaded.values()))
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        again = await uow.settlements.get("H001", one.hospital_settlement_id)
+        assert again is not None and (again.status, again.status_reason, again.eligibility_reason) == (
+            Journey.ELIGIBLE, "eligible", "eligible")
+        assert (await uow.settlements.get_many([two.id]))[two.id].assistance == Decimal("12.30")
+        assert await uow.settlements.get("H002", one.hospital_settlement_id) is None
+        steps = (await uow.session.execute(text(
+            "SELECT status, reason FROM journey_step WHERE settlement_id = :id ORDER BY id"), {"id": one.id})).all()
+        assert [tuple(s) for s in steps] == [("received", None), ("parked", "no_consent"), ("eligible", "eligible")]
+        untouched = await uow.settlements.get("H001", three.hospital_settlement_id)
+        assert untouched is not None and untouched.status == Journey.RECEIVED, "a save writes only its own rows"
+
+
+async def test_a_signature_is_remembered_once_and_forgotten_when_its_window_has_passed(db: Database) -> None:
+    now = datetime.now(UTC)
+    signature, old = uuid.uuid4().hex, uuid.uuid4().hex
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        assert await uow.nonces.remember("H001", signature, now + timedelta(seconds=300))
+        assert not await uow.nonces.remember("H001", signature, now + timedelta(seconds=300))
+        assert await uow.nonces.remember("H002", signature, now + timedelta(seconds=300))  # per hospital
+        assert await uow.nonces.remember("H001", old, now - timedelta(seconds=1))
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        await uow.nonces.forget_expired(now, 300)
+        assert not await uow.nonces.remember("H001", signature, now + timedelta(seconds=300))
+        assert await uow.nonces.remember("H001", old, now + timedelta(seconds=300)), "expired: forgotten"
