@@ -1,0 +1,113 @@
+"""Notification's repositories against the real PostgreSQL: the contract the fakes of tests/unit keep, on the
+real tables (late contacts, topics in any order, one message per id, claims, outcomes, reports)."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from notification.adapters.repositories import Contact, ViewFacts
+from notification.bootstrap import MIGRATIONS
+from notification.config import NotificationSettings
+from notification.domain.messages import Outcome
+from notification.service_layer.unit_of_work import NotificationUnitOfWork
+from sqlalchemy import text
+
+from shared.db import Database
+from shared.testing import prepare, unique_prefix
+from shared.unit_of_work import unit_of_work
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    settings = NotificationSettings(topic_prefix=unique_prefix("note-repo"),
+                                    database_name="test_notification_repositories")
+    await prepare(settings, MIGRATIONS)
+    database = Database(settings)
+    yield database
+    await database.dispose()
+
+
+def ref() -> str:
+    return uuid.uuid4().hex * 2
+
+
+async def test_recipients_keep_the_newest_contact_and_every_account_version(db: Database) -> None:
+    me, now = ref(), datetime.now(UTC)
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        await uow.recipients.store([Contact(me, 2, "c:new", "138****0002", False)], {(me, 1): "6222****0001"},
+                                   {me: "6222****0001"}, now)
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        await uow.recipients.store([Contact(me, 1, "c:old", "138****0001", True)], {(me, 2): "6222****0002"},
+                                   {me: "6222****0002"}, now)  # the older contact arrives late
+        [recipient] = (await uow.recipients.get_many([me, ref()])).values()
+        assert (recipient.contact_version, recipient.phone_ciphertext, recipient.sms_opt_out) == (2, "c:new", False)
+        assert recipient.account_masked == "6222****0002"
+        assert await uow.recipients.accounts({(me, 1), (me, 2), (me, 3)}) == {
+            (me, 1): "6222****0001", (me, 2): "6222****0002"}
+        assert await uow.recipients.accounts(set()) == {}
+
+
+async def test_the_view_takes_each_kind_of_fact_in_any_order(db: Database) -> None:
+    me, sid, now = ref(), uuid.uuid4(), datetime.now(UTC)
+    base = {"settlement_id": sid, "person_ref": me, "updated_at": now}
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:  # the decision first, then a later payment
+        await uow.view.apply(ViewFacts(reviewed={sid: {**base, "review_state": "approved", "review_reason": None}},
+                                       paid={sid: {**base, "payment_status": "settled", "payment_reason": None,
+                                                   "payment_attempt": 2, "paid_amount": Decimal("9.00"),
+                                                   "paid_on": date(2026, 3, 9)}}))
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:  # a calculation and an older attempt, late
+        await uow.view.apply(ViewFacts(
+            decided={sid: {**base, "hospital_id": "H001", "visit_type": "inpatient", "discharge_date": date(2026, 3, 2),
+                           "district_code": "310110", "subdistrict_code": "310110001", "eligible": True,
+                           "eligibility_reason": "eligible"}},
+            calculated={sid: {**base, "assistance": Decimal("9.00"), "district_code": "310110",
+                              "subdistrict_code": "310110001", "review_state": "awaiting_review"}},
+            paid={sid: {**base, "payment_status": "failed", "payment_reason": "account_closed", "payment_attempt": 1,
+                        "paid_amount": None, "paid_on": date(2026, 3, 8)}},
+            reversed={sid: {**base, "reversed": True, "recovery": True}}))
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        await uow.view.apply(ViewFacts(reversed={sid: {**base, "reversed": True, "recovery": False}}))
+        row = (await uow.view.get_many({sid, uuid.uuid4()}))[sid]
+    assert (row.review_state, row.assistance, row.district_code, row.subdistrict_code) == (
+        "approved", Decimal("9.00"), "310110", "310110001")
+    assert (row.payment_status, row.payment_attempt, row.paid_amount) == ("settled", 2, Decimal("9.00"))
+    assert row.reversed and row.recovery, "a recovery once known stays"
+
+
+def message(person: str, moment: str, at: datetime) -> dict[str, object]:
+    return {"id": uuid.uuid4(), "event_id": uuid.uuid4(), "person_ref": person, "settlement_id": uuid.uuid4(),
+            "moment": moment, "template_version": 1, "body": moment, "status": "pending", "attempts": 0,
+            "occurred_at": at, "not_before": at - timedelta(seconds=1), "traceparent": None,
+            "created_at": at, "updated_at": at}
+
+
+async def test_messages_are_written_once_claimed_in_order_and_moved_by_the_gateways_word(db: Database) -> None:
+    me, now = ref(), datetime.now(UTC)
+    first, second = message(me, "case_approved", now), message(me, "transfer_settled", now + timedelta(seconds=1))
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        await uow.recipients.store([Contact(me, 1, "c:x", "138****0001", False)], {}, {}, now)
+        assert await uow.messages.add([first, second]) == ["case_approved", "transfer_settled"]
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        assert await uow.messages.add([first]) == [], "the same id is written once"
+        claimed = [c for c in await uow.messages.claim_due(1000, 60.0) if c.person_ref == me]
+        assert [c.moment for c in claimed] == ["case_approved"], "a person's earliest unsent message only"
+        assert claimed[0].phone_ciphertext == "c:x" and await uow.messages.waiting() >= 2
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        await uow.messages.record([Outcome.accepted(claimed[0], "gw-1", "accepted", now)], now)
+        assert await uow.messages.report(claimed[0].id, "delivered", None, now)
+        assert not await uow.messages.report(claimed[0].id, "undeliverable", "late", now), "delivered is final"
+        assert not await uow.messages.report(uuid.uuid4(), "delivered", None, now)
+        claimed = [c for c in await uow.messages.claim_due(1000, 60.0) if c.person_ref == me]
+        assert [c.moment for c in claimed] == ["transfer_settled"]
+        await uow.messages.record([Outcome.unreachable(claimed[0], now, 30.0)], now)
+    async with unit_of_work(db, NotificationUnitOfWork) as uow:
+        assert [c for c in await uow.messages.claim_due(1000, 60.0) if c.person_ref == me] == [], "not yet due"
+        rows = (await uow.session.execute(text(
+            "SELECT moment, status, gateway_id, attempts FROM message WHERE person_ref = :ref ORDER BY seq"),
+            {"ref": me})).all()
+    assert [tuple(r) for r in rows] == [("case_approved", "delivered", "gw-1", 1),
+                                        ("transfer_settled", "pending", None, 1)]

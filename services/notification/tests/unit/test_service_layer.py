@@ -1,0 +1,238 @@
+"""Notification's service layer through its bootstrap, on a fake unit of work with in-memory repositories:
+which messages a batch writes, and what the sender makes of the gateway's answers."""
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from notification.adapters.repositories import Contact, ViewFacts
+from notification.adapters.sms_gateway import Sms, SmsReceipt, SmsRejected
+from notification.adapters.tables import Recipient, ResidentSettlement
+from notification.bootstrap import events_handler
+from notification.config import NotificationSettings
+from notification.dependencies import NotificationDeps, Wording
+from notification.domain.messages import Claimed, Outcome
+from notification.domain.schedule import QuietHours
+from notification.service_layer.reports import record_delivery_report
+from notification.service_layer.sender import Sender
+from notification.service_layer.unit_of_work import NotificationUnitOfWork
+from opentelemetry import trace
+
+from shared.contracts import events as ev
+from shared.contracts.envelope import Envelope
+from shared.http_client import PartnerUnavailable
+from shared.messaging.consumer import Event
+from shared.service import Runtime
+
+REF = "a" * 64
+
+
+class FakeRecipients:
+    def __init__(self) -> None:
+        self.rows: dict[str, Recipient] = {}
+        self.versions: dict[tuple[str, int], str] = {}
+
+    async def store(self, contacts: Iterable[Contact], versions: dict[tuple[str, int], str],
+                    accounts: dict[str, str], now: datetime) -> None:
+        for c in contacts:
+            old = self.rows.get(c.person_ref)
+            if old is None or old.contact_version < c.contact_version:
+                self.rows[c.person_ref] = Recipient(
+                    person_ref=c.person_ref, contact_version=c.contact_version, phone_ciphertext=c.phone_ciphertext,
+                    phone_masked=c.phone_masked, sms_opt_out=c.sms_opt_out,
+                    account_masked=old.account_masked if old else None, updated_at=now)
+        self.versions.update(versions)
+        for ref, masked in accounts.items():
+            recipient = self.rows.setdefault(ref, Recipient(person_ref=ref, contact_version=0, updated_at=now))
+            recipient.account_masked = masked
+
+    async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
+        return {r: self.rows[r] for r in refs if r in self.rows}
+
+    async def accounts(self, versions: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
+        return {v: self.versions[v] for v in versions if v in self.versions}
+
+
+class FakeView:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, ResidentSettlement] = {}
+
+    async def apply(self, facts: ViewFacts) -> None:
+        for sid, row in facts.decided.items():
+            self.rows[sid] = ResidentSettlement(**row)
+
+    async def get_many(self, settlement_ids: set[uuid.UUID]) -> dict[uuid.UUID, ResidentSettlement]:
+        return {s: self.rows[s] for s in settlement_ids if s in self.rows}
+
+
+class FakeMessages:
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, dict[str, Any]] = {}
+        self.due: list[Claimed] = []
+        self.outcomes: list[Outcome] = []
+        self.reports: list[tuple[uuid.UUID, str]] = []
+
+    async def add(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        new = [r for r in rows if r["id"] not in self.rows]
+        self.rows.update((r["id"], r) for r in new)
+        return [r["moment"] for r in new]
+
+    async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
+        claimed, self.due = self.due[:limit], self.due[limit:]
+        return claimed
+
+    async def waiting(self) -> int:
+        return len(self.due)
+
+    async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        self.outcomes += outcomes
+
+    async def report(self, message_id: uuid.UUID, status: str, reason: str | None, now: datetime) -> bool:
+        known = message_id in self.rows and self.rows[message_id]["status"] in ("sending", "sent")
+        if known:
+            self.rows[message_id]["status"] = status
+            self.reports.append((message_id, status))
+        return known
+
+
+class FakeUnitOfWork(NotificationUnitOfWork):
+    def __init__(self, recipients: FakeRecipients | None = None, view: FakeView | None = None,
+                 messages: FakeMessages | None = None) -> None:  # no session: nothing here reaches a database
+        self._events = []
+        self.recipients = cast(Any, recipients or FakeRecipients())
+        self.view = cast(Any, view or FakeView())
+        self.messages = cast(Any, messages or FakeMessages())
+
+
+class FakeGateway:
+    def __init__(self, answers: dict[str, Exception | str]) -> None:
+        self.answers, self.sent = answers, []
+
+    async def send(self, sms: Sms) -> SmsReceipt:
+        self.sent.append(sms)
+        answer = self.answers.get(sms.text, "accepted")
+        if isinstance(answer, Exception):
+            raise answer
+        return SmsReceipt(sms.idempotency_key, f"gw-{sms.idempotency_key[:8]}", answer)
+
+
+def deps(quiet: str = "off", gateway: FakeGateway | None = None) -> NotificationDeps:
+    settings = NotificationSettings(sms_quiet_hours=quiet)
+    built = NotificationDeps.build(settings, Wording.from_settings(settings))
+    return replace(built, sms=cast(Any, gateway or FakeGateway({})))
+
+
+def runtime(d: NotificationDeps) -> Runtime[NotificationDeps]:
+    nothing: Any = None  # the handler needs only the deps
+    return Runtime(nothing, nothing, nothing, nothing, nothing, d)
+
+
+def event(data: ev.EventData, ref: str = REF, at: datetime | None = None) -> Event:
+    envelope = Envelope.wrap(data, person_ref=ref, producer="test")
+    if at is not None:
+        envelope = envelope.model_copy(update={"occurred_at": at})
+    return Event("topic", envelope, data, cast(Any, None), trace.INVALID_SPAN)
+
+
+def journey(sid: uuid.UUID, assistance: str = "1234.56") -> list[ev.EventData]:
+    calc, case = uuid.uuid4(), uuid.uuid4()
+    zero, amount = Decimal("0.00"), Decimal(assistance)
+    figures = ev.AssistanceFigures(
+        policy_scope_amount=Decimal("8000.00"), basic_insurance_paid=Decimal("5000.00"),
+        critical_illness_paid=Decimal("1000.00"), base=Decimal("2000.00"), deductible=zero,
+        deductible_used_before=zero, deductible_left=zero, deductible_applied=zero, ratio=Decimal("0.8"),
+        amount_before_caps=amount, per_settlement_cap=None, amount_after_settlement_cap=amount,
+        cap=Decimal("40000.00"), committed_before=zero, cap_left=Decimal("40000.00"), assistance=amount)
+    return [
+        ev.AssistanceCalculated(calculation_id=calc, settlement_id=sid, hospital_id="H001", category="subsistence",
+                                district_code="310110", subdistrict_code="310110001", visit_type="inpatient",
+                                hospital_level=2, discharge_date=date(2026, 3, 2), year=2026, policy_id="p",
+                                policy_version=1, figures=figures),
+        ev.CaseDecided(case_id=case, calculation_id=calc, settlement_id=sid, decision="approved", amount=amount,
+                       district_code="310110", subdistrict_code="310110001", decided_at=datetime.now(UTC)),
+        ev.TransferSettled(payment_id=uuid.uuid4(), case_id=case, calculation_id=calc, settlement_id=sid,
+                           status="settled", amount=amount, account_version=2),
+    ]
+
+
+def contact(opt_out: bool = False, version: int = 1) -> ev.ContactUpdated:
+    return ev.ContactUpdated(contact_version=version, phone_ciphertext="c1:x", phone_masked="138****5678",
+                             sms_opt_out=opt_out)
+
+
+async def test_each_moment_is_one_message_in_the_order_things_happened_and_a_redelivery_writes_none() -> None:
+    d, uow, sid = deps(), FakeUnitOfWork(), uuid.uuid4()
+    t0 = datetime.now(UTC)
+    calculated, approved, paid = (event(e, at=t0 + timedelta(seconds=i)) for i, e in enumerate(journey(sid)))
+    handler = events_handler(runtime(d))
+    account = ev.PayeeAccountUpdated(account_version=2, payee_ciphertext="p1:x", account_masked="6222****4321")
+    await handler(uow, [paid, event(contact()), event(account), approved, calculated])  # topics in any order
+    rows = list(uow.messages.rows.values())
+    assert [r["moment"] for r in rows] == ["assistance_calculated", "case_approved", "transfer_settled"]
+    assert all(r["status"] == "pending" and r["template_version"] == d.wording.templates.version for r in rows)
+    assert "1,234.56 元" in rows[0]["body"] and "****4321" in rows[2]["body"]
+    assert all(r["not_before"] >= r["created_at"] + timedelta(seconds=d.wording.hold_s) for r in rows)
+    again = FakeUnitOfWork(uow.recipients, uow.view, uow.messages)
+    await handler(again, [calculated, approved, paid])
+    assert len(uow.messages.rows) == 3 and again.pending == ()
+
+
+@pytest.mark.parametrize(("quiet", "opt_out", "status", "waits_for_morning"), [
+    ("off", False, "pending", False),
+    ("off", True, "suppressed", False),
+    ("00:00-23:59", False, "pending", True),
+])
+async def test_opt_outs_and_quiet_hours_decide_how_a_message_is_written(quiet: str, opt_out: bool, status: str,
+                                                                       waits_for_morning: bool) -> None:
+    d, uow = deps(quiet), FakeUnitOfWork()
+    await events_handler(runtime(d))(uow, [event(contact(opt_out)), event(journey(uuid.uuid4())[0])])
+    [row] = uow.messages.rows.values()
+    assert row["status"] == status
+    quiet_hours = QuietHours.parse(quiet)
+    assert not quiet_hours.is_quiet(row["not_before"])  # due when sending is allowed, at the window's end if need be
+    assert quiet_hours.is_quiet(row["not_before"] - timedelta(seconds=1)) is waits_for_morning
+
+
+def claimed(text: str) -> Claimed:
+    return Claimed(uuid.uuid4(), REF, "case_approved", text, None, "")
+
+
+async def test_the_sender_records_what_the_gateway_said_and_sends_nothing_in_quiet_hours() -> None:
+    gateway = FakeGateway({"ok": "accepted", "done": "delivered", "bad": SmsRejected("not_mobile"),
+                           "away": PartnerUnavailable("down")})
+    d = deps(gateway=gateway)
+    d = replace(d, contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    messages = FakeMessages()
+    messages.due = [claimed(t) for t in ("ok", "done", "bad", "away")]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    sender = Sender(d, open_uow)
+    before = datetime.now(UTC)
+    assert await sender.send_due() is True
+    assert await sender.send_due() is False  # nothing more due: idle
+    outcomes = {o.message.body: o for o in messages.outcomes}
+    assert {k: o.status for k, o in outcomes.items()} == {"ok": "sent", "done": "delivered", "bad": "failed",
+                                                          "away": "pending"}
+    assert outcomes["bad"].reason == "not_mobile" and outcomes["ok"].gateway_id and outcomes["ok"].sent_at
+    assert outcomes["away"].not_before >= before + timedelta(seconds=d.settings.sms_resend_backoff_s)
+    assert [s.idempotency_key for s in gateway.sent] == [str(m.message.id) for m in messages.outcomes]
+    night = Sender(replace(d, wording=replace(d.wording, quiet=QuietHours.parse("00:00-23:59"))), open_uow)
+    messages.due = [claimed("ok")]
+    assert await night.send_due() is False and len(messages.due) == 1
+
+
+async def test_a_delivery_report_moves_only_a_message_still_open_to_it() -> None:
+    uow = FakeUnitOfWork()
+    sent, final = uuid.uuid4(), uuid.uuid4()
+    uow.messages.rows = {sent: {"status": "sent"}, final: {"status": "failed"}}
+    for message_id in (sent, final, uuid.uuid4()):
+        await record_delivery_report(uow, message_id, "delivered", None)
+    assert uow.messages.reports == [(sent, "delivered")]
