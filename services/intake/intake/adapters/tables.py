@@ -64,11 +64,7 @@ class RequestNonce(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), index=True))
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table: Table = getattr(model, "__table__")  # noqa: B009  # SQLModel's metaclass adds it: invisible to mypy
-    return table
-
-
-SETTLEMENT_TABLE = _table(SettlementRow)
-JOURNEY_TABLE = _table(JourneyStepRow)
-NONCE_TABLE = _table(RequestNonce)
+# The Core tables, for bulk statements (SQLModel's metadata holds them, typed).
+SETTLEMENT_TABLE: Table = SQLModel.metadata.tables["settlement"]
+JOURNEY_TABLE: Table = SQLModel.metadata.tables["journey_step"]
+NONCE_TABLE: Table = SQLModel.metadata.tables["request_nonce"]

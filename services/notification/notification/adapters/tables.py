@@ -88,12 +88,8 @@ class ResidentSettlement(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-def _table(model: type[SQLModel]) -> Table:
-    table: Table = getattr(model, "__table__")  # noqa: B009  # SQLModel's metaclass adds it: invisible to mypy
-    return table
-
-
-RECIPIENTS = _table(Recipient)
-ACCOUNTS = _table(PayeeAccount)
-MESSAGES = _table(Message)
-VIEW = _table(ResidentSettlement)
+# The Core tables, for bulk statements (SQLModel's metadata holds them, typed).
+RECIPIENTS: Table = SQLModel.metadata.tables["recipient"]
+ACCOUNTS: Table = SQLModel.metadata.tables["payee_account"]
+MESSAGES: Table = SQLModel.metadata.tables["message"]
+VIEW: Table = SQLModel.metadata.tables["resident_settlement"]
