@@ -1,38 +1,55 @@
-"""Wires the calculation service."""
+"""Wires the calculation service: its consumer, routes and typed dependencies; the demo policies at start."""
 
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from calculation.config import CalculationSettings
+from calculation.config import CalculationDeps, CalculationSettings
 from calculation.entrypoints.http import router
 from calculation.policies import demo_policies
 from calculation.service_layer.assess import handle_events
-from calculation.service_layer.policies import announce_policies, seed_policies
+from calculation.service_layer.policies import seed_policies
+from calculation.service_layer.unit_of_work import CalculationUnitOfWork
 from shared.contracts.topics import CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
+from shared.db import Database
 from shared.messaging.consumer import Handler
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import unit_of_work
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def calculation_handler(runtime: Runtime[CalculationDeps]) -> Handler[CalculationUnitOfWork]:
+    """Applies a batch of eligibility.decided, case.decided and transfer.settled in one unit of work."""
+    return handle_events
+
+
+CONSUMERS = [ConsumerSpec("calculation", [ELIGIBILITY_DECIDED, CASE_DECIDED, TRANSFER_SETTLED],
+                          calculation_handler, unit_of_work=CalculationUnitOfWork)]
+
+
+async def start(settings: CalculationSettings) -> CalculationDeps:
+    """The dependencies, once the demo policies (when configured) are stored and every stored version is
+    announced: before the consumer starts, so no settlement of a demo region waits for its policy."""
+    db = Database(settings)
+    try:
+        async with unit_of_work(db, CalculationUnitOfWork) as uow:
+            await seed_policies(uow, demo_policies() if settings.seed_demo_policies else [])
+    finally:
+        await db.dispose()
+    return CalculationDeps(settings=settings)
 
 
 def create_app(settings: CalculationSettings | None = None) -> FastAPI:
     settings = settings or CalculationSettings()
 
-    async def on_start(runtime: Runtime) -> None:
-        async with runtime.db.transaction() as session:
-            if settings.seed_demo_policies:
-                await seed_policies(session, demo_policies())
-            await announce_policies(session, settings)
-
-    def handler(runtime: Runtime) -> Handler[UnitOfWork]:
-        return lambda uow, events: handle_events(uow.session, settings, events)
+    async def dependencies() -> CalculationDeps:
+        return await start(settings)
 
     return build_app(ServiceSpec(
         settings=settings,
         title="Calculation: the money rule",
         routers=[router],
-        consumers=[ConsumerSpec("calculation", [ELIGIBILITY_DECIDED, CASE_DECIDED, TRANSFER_SETTLED], handler)],
-        on_start=on_start,
+        consumers=CONSUMERS,
+        dependencies=dependencies,
     ))

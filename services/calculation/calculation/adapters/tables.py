@@ -14,7 +14,9 @@ def _money(nullable: bool = False) -> Any:
     return Field(sa_column=Column(Numeric(14, 2), nullable=nullable))
 
 
-class PolicyRecord(SQLModel, table=True):
+class PolicyRow(SQLModel, table=True):
+    """One published version of a policy document, and when it was announced (policy.published)."""
+
     __tablename__ = "policy"
 
     policy_id: str = Field(primary_key=True, max_length=64)
@@ -28,7 +30,7 @@ class PolicyRecord(SQLModel, table=True):
     announced_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
-class Ledger(SQLModel, table=True):
+class LedgerRow(SQLModel, table=True):
     """Deductible used and assistance committed for one person in one calendar year."""
 
     __tablename__ = "ledger"
@@ -39,7 +41,10 @@ class Ledger(SQLModel, table=True):
     committed: Decimal = _money()
 
 
-class Calculation(SQLModel, table=True):
+class CalculationRow(SQLModel, table=True):
+    """One settlement's calculation (domain.calculation.Calculation): the settlement as received, the figures,
+    the state. `status` holds a CalculationStatus."""
+
     __tablename__ = "calculation"
 
     id: UUID = Field(primary_key=True)
@@ -60,7 +65,7 @@ class Calculation(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class Recovery(SQLModel, table=True):
+class RecoveryRow(SQLModel, table=True):
     """Money paid for a settlement the hospital later reversed: the district recovers it."""
 
     __tablename__ = "recovery"

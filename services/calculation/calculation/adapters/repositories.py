@@ -1,0 +1,215 @@
+"""Calculation's repositories: policies, ledgers and calculations in and out of PostgreSQL, a batch at a time.
+
+Every method is one statement (two where it says so) for however many rows a batch has; none commits (the unit
+of work does). Calculations come back as aggregates (domain.calculation) and go back with what they changed.
+"""
+
+import uuid
+from collections.abc import Collection, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from calculation.adapters.tables import CalculationRow, LedgerRow, PolicyRow, RecoveryRow
+from calculation.domain.calculation import Assessment, Calculation, CalculationStatus, LedgerKey, Ledgers
+from calculation.domain.money_rule import LedgerPosition
+from calculation.domain.policy import Policy
+from shared.contracts.events import SettlementReceived
+from shared.contracts.types import Category
+
+# Calculating takes this lock shared, publishing takes it alone: a settlement is either calculated with the new
+# policy in sight, or recorded as no_policy before the publication, which then finds and calculates it.
+_POLICY_LOCK_KEY = 0x706F6C69
+
+
+class PolicyRepository:
+    """Published policy versions; a published version never changes."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def all(self) -> list[Policy]:
+        """Every published policy; the transaction holds the policy lock, shared, until it ends."""
+        await self.session.execute(text(f"SELECT pg_advisory_xact_lock_shared({_POLICY_LOCK_KEY})"))
+        return [Policy.model_validate(doc) for doc in (await self.session.execute(select(col(PolicyRow.document))))
+                .scalars()]
+
+    async def lock(self) -> None:
+        """Hold the policy lock alone until the transaction ends (publishing, announcing)."""
+        await self.session.execute(text(f"SELECT pg_advisory_xact_lock({_POLICY_LOCK_KEY})"))
+
+    async def latest_version(self, policy_id: str) -> int | None:
+        return await self.session.scalar(select(func.max(PolicyRow.version))
+                                         .where(col(PolicyRow.policy_id) == policy_id))
+
+    async def add(self, policy: Policy, published_by: str) -> None:
+        """Store a new version (visible to the rest of the transaction: settlements waiting for it)."""
+        await self.session.execute(insert(PolicyRow).values(
+            policy_id=policy.policy_id, version=policy.version, region_code=policy.region_code,
+            effective_from=policy.effective_from, effective_to=policy.effective_to,
+            document=policy.model_dump(mode="json"), published_by=published_by))
+
+    async def seed(self, policies: Collection[Policy]) -> int:
+        """Store the versions not stored yet (idempotent); how many were new."""
+        if not policies:
+            return 0
+        stmt = insert(PolicyRow).values([{
+            "policy_id": p.policy_id, "version": p.version, "region_code": p.region_code,
+            "effective_from": p.effective_from, "effective_to": p.effective_to,
+            "document": p.model_dump(mode="json"), "published_by": "seed"} for p in policies])
+        return len((await self.session.execute(stmt.on_conflict_do_nothing().returning(col(PolicyRow.policy_id))))
+                   .all())
+
+    async def unannounced(self) -> list[tuple[Policy, datetime]]:
+        """Versions not announced yet with when each was published, oldest first."""
+        rows = (await self.session.execute(
+            select(col(PolicyRow.document), col(PolicyRow.published_at)).where(col(PolicyRow.announced_at).is_(None))
+            .order_by(col(PolicyRow.published_at), col(PolicyRow.version)))).all()
+        return [(Policy.model_validate(document), published_at) for document, published_at in rows]
+
+    async def mark_announced(self) -> None:
+        await self.session.execute(update(PolicyRow).where(col(PolicyRow.announced_at).is_(None))
+                                   .values(announced_at=datetime.now(UTC)))
+
+
+class LedgerRepository:
+    """Per person and year, the deductible used and the assistance committed."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, keys: Iterable[LedgerKey]) -> Ledgers:
+        """The positions of these (person, year) ledgers, locked until the transaction ends."""
+        keys = list(keys)
+        if not keys:
+            return Ledgers()
+        found = (await self.session.execute(
+            select(LedgerRow).where(tuple_(col(LedgerRow.person_ref), col(LedgerRow.year)).in_(keys))
+            .with_for_update())).scalars()
+        return Ledgers({(r.person_ref, r.year): LedgerPosition(r.year, r.deductible_used, r.committed)
+                        for r in found})
+
+    async def save(self, ledgers: Ledgers) -> None:
+        """Write back the changed positions (one upsert)."""
+        values = [{"person_ref": person_ref, "year": year, "deductible_used": position.deductible_used,
+                   "committed": position.committed} for (person_ref, year), position in ledgers.changed.items()]
+        if not values:
+            return
+        stmt = insert(LedgerRow)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[col(LedgerRow.person_ref), col(LedgerRow.year)],
+            set_={"deductible_used": stmt.excluded.deductible_used, "committed": stmt.excluded.committed}), values)
+
+
+_STATE = tuple(col(c) for c in (
+    CalculationRow.id, CalculationRow.settlement_id, CalculationRow.person_ref, CalculationRow.year,
+    CalculationRow.category, CalculationRow.district_code, CalculationRow.subdistrict_code, CalculationRow.status,
+    CalculationRow.deductible_applied, CalculationRow.assistance, CalculationRow.released))
+_SAVE_STATES = text(
+    "UPDATE calculation AS c SET status = v.status, released = v.released "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:released AS boolean[])) "
+    "AS v(id, status, released) WHERE c.id = v.id")
+
+
+class CalculationRepository:
+    """Calculations, with the recovery each may have."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def known(self, settlement_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these settlements have a calculation already."""
+        if not settlement_ids:
+            return set()
+        return set((await self.session.execute(select(col(CalculationRow.settlement_id)).where(
+            col(CalculationRow.settlement_id).in_(list(settlement_ids))))).scalars())
+
+    async def add(self, calculations: Collection[Calculation]) -> None:
+        """Store new calculations (one multi-row INSERT)."""
+        if calculations:
+            await self.session.execute(insert(CalculationRow), [_row(c) for c in calculations])
+
+    async def replace(self, calculations: Collection[Calculation]) -> None:
+        """Store calculations made again from waiting ones, under their ids (a DELETE and an INSERT)."""
+        if calculations:
+            await self.session.execute(delete(CalculationRow).where(
+                col(CalculationRow.id).in_([c.calculation_id for c in calculations])))
+            await self.add(calculations)
+
+    async def waiting(self, region_code: str) -> list[Calculation]:
+        """The region's calculations waiting for a policy, with their settlement, locked, oldest first."""
+        rows = (await self.session.execute(
+            select(*_STATE, col(CalculationRow.settlement))
+            .where(col(CalculationRow.status) == CalculationStatus.NO_POLICY,
+                   col(CalculationRow.district_code) == region_code)
+            .order_by(col(CalculationRow.created_at)).with_for_update())).all()
+        calculations = []
+        for row in rows:
+            calc = _aggregate(row)
+            calc.assessment = Assessment(settlement=SettlementReceived.model_validate(row.settlement))
+            calculations.append(calc)
+        return calculations
+
+    async def locked(self, ids: Collection[uuid.UUID] = (), *, settlement_id: uuid.UUID | None = None
+                     ) -> list[Calculation]:
+        """The calculations of these ids (or of one settlement), locked, and whether each has a recovery (two
+        statements: the recoveries are read after the lock, so a recovery committed meanwhile is seen)."""
+        if settlement_id is not None:
+            where = col(CalculationRow.settlement_id) == settlement_id
+        elif ids:
+            where = col(CalculationRow.id).in_(list(ids))
+        else:
+            return []
+        calculations = [_aggregate(r) for r in (await self.session.execute(
+            select(*_STATE).where(where).order_by(col(CalculationRow.id)).with_for_update())).all()]
+        if calculations:
+            recovered = set((await self.session.execute(select(col(RecoveryRow.calculation_id)).where(
+                col(RecoveryRow.calculation_id).in_([c.calculation_id for c in calculations])))).scalars())
+            for calc in calculations:
+                calc.recovered = calc.calculation_id in recovered
+        return calculations
+
+    async def save(self, calculations: Collection[Calculation]) -> None:
+        """Write back the state of loaded calculations and the recoveries they opened (a statement each)."""
+        if not calculations:
+            return
+        await self.session.execute(_SAVE_STATES, {
+            "ids": [c.calculation_id for c in calculations], "statuses": [c.status.value for c in calculations],
+            "released": [c.released for c in calculations]})
+        opened = [c for c in calculations if c.recovery is not None]
+        if opened:
+            await self.session.execute(insert(RecoveryRow).on_conflict_do_nothing(), [{
+                "id": c.recovery.recovery_id, "calculation_id": c.calculation_id, "settlement_id": c.settlement_id,
+                "person_ref": c.person_ref, "district_code": c.district_code, "amount": c.recovery.amount,
+                "created_at": c.recovery.opened_at} for c in opened if c.recovery is not None])
+            for calc in opened:
+                calc.recovery = None
+
+
+def _aggregate(r: Any) -> Calculation:
+    """A calculation from a row of `_STATE`'s columns (a Row, typed by position only)."""
+    return Calculation(
+        calculation_id=r.id, settlement_id=r.settlement_id, person_ref=r.person_ref, year=r.year,
+        category=Category(r.category) if r.category else None, district_code=r.district_code,
+        subdistrict_code=r.subdistrict_code, status=CalculationStatus(r.status),
+        deductible_applied=r.deductible_applied, assistance=r.assistance, released=r.released)
+
+
+def _row(calc: Calculation) -> dict[str, object]:
+    assessment = calc.assessment
+    if assessment is None:
+        raise ValueError("a calculation is stored with the settlement it was made from")
+    return {
+        "id": calc.calculation_id, "settlement_id": calc.settlement_id, "person_ref": calc.person_ref,
+        "year": calc.year, "category": calc.category.value if calc.category else None,
+        "district_code": calc.district_code, "subdistrict_code": calc.subdistrict_code,
+        "policy_id": assessment.policy_id, "policy_version": assessment.policy_version,
+        "deductible_applied": calc.deductible_applied, "assistance": calc.assistance,
+        "settlement": assessment.settlement.model_dump(mode="json"),
+        "figures": assessment.figures.model_dump(mode="json") if assessment.figures else None,
+        "status": calc.status.value, "released": calc.released,
+    }

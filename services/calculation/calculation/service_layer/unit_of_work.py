@@ -1,0 +1,29 @@
+"""Calculation's unit of work: one transaction, its repositories, and the events of the calculations it changed."""
+
+from opentelemetry.trace import Span
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from calculation.adapters.repositories import CalculationRepository, LedgerRepository, PolicyRepository
+from calculation.domain.calculation import Calculation
+from shared.contracts.envelope import Envelope
+from shared.contracts.topics import ASSISTANCE_CALCULATED
+from shared.messaging.outbox import Outgoing
+from shared.settings import ServiceSettings
+from shared.unit_of_work import UnitOfWork
+
+PRODUCER = "calculation"
+
+
+class CalculationUnitOfWork(UnitOfWork):
+    def __init__(self, session: AsyncSession, settings: ServiceSettings) -> None:
+        super().__init__(session, settings)
+        self.policies = PolicyRepository(session)
+        self.ledgers = LedgerRepository(session)
+        self.calculations = CalculationRepository(session)
+
+    def collect(self, calculation: Calculation, span: Span | None = None) -> int:
+        """Emit the events the calculation raised (on assistance.calculated, keyed by its person), once; how many."""
+        events, calculation.events = calculation.events, []
+        self.emit(*(Outgoing(ASSISTANCE_CALCULATED, Envelope.wrap(e, person_ref=calculation.person_ref,
+                                                                  producer=PRODUCER), span) for e in events))
+        return len(events)
