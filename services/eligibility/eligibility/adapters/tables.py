@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
-class Person(SQLModel, table=True):
+class PersonRow(SQLModel, table=True):
     """A registry entry. National ID, name and bank account are stored only encrypted."""
 
     __tablename__ = "person"
@@ -26,7 +26,7 @@ class Person(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class RegistryPeriod(SQLModel, table=True):
+class RegistryPeriodRow(SQLModel, table=True):
     __tablename__ = "registry_period"
     __table_args__ = (UniqueConstraint("person_ref", "category", "valid_from", name="uq_registry_period"),)
 
@@ -37,7 +37,7 @@ class RegistryPeriod(SQLModel, table=True):
     valid_to: date | None = None
 
 
-class ConsentRecord(SQLModel, table=True):
+class ConsentRow(SQLModel, table=True):
     __tablename__ = "consent"
 
     id: UUID = Field(primary_key=True)
@@ -50,7 +50,7 @@ class ConsentRecord(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class Contact(SQLModel, table=True):
+class ContactRow(SQLModel, table=True):
     """How to reach a person: the phone (encrypted at rest) and the SMS opt-out of their latest consent.
 
     `version` grows with every change and travels in ContactUpdated, so a late event never wins."""
@@ -66,7 +66,7 @@ class Contact(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class Screening(SQLModel, table=True):
+class ScreeningRow(SQLModel, table=True):
     """The latest decision on one settlement; parked ones are screened again when the person changes."""
 
     __tablename__ = "screening"
@@ -86,7 +86,7 @@ class Screening(SQLModel, table=True):
     decided_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class PolicyTermsRecord(SQLModel, table=True):
+class PolicyTermsRow(SQLModel, table=True):
     """The terms of each published policy version eligibility applies (from policy.published), kept for good."""
 
     __tablename__ = "policy_terms"

@@ -12,18 +12,12 @@ again when the policy arrives, whereas one let through by a guess could not be t
 """
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
-from shared.contracts.types import ConsentLookback
-
-
-class Category(StrEnum):
-    EXTREME_POVERTY = "extreme_poverty"
-    SUBSISTENCE = "subsistence"
-    LOW_INCOME = "low_income"
-
+from shared.contracts.events import SettlementReceived
+from shared.contracts.types import Category, ConsentLookback
 
 # The most protective category wins when several are valid on the same day.
 _PRIORITY = [Category.EXTREME_POVERTY, Category.SUBSISTENCE, Category.LOW_INCOME]
@@ -66,6 +60,8 @@ def terms_for(terms: Iterable[PolicyTerms], region_code: str | None, on: date) -
 
 @dataclass(frozen=True)
 class RegistryPeriod:
+    """An assisted category the registry lists a person in, from a date, and to one if it ends."""
+
     category: str
     valid_from: date
     valid_to: date | None = None
@@ -120,3 +116,47 @@ def decide(periods: Sequence[RegistryPeriod], consents: Sequence[Consent], on: d
 def should_rescreen(previous: EligibilityDecision, new: EligibilityDecision) -> bool:
     """A new decision is worth emitting only when the outcome or its reason changed."""
     return (previous.eligible, previous.reason) != (new.eligible, new.reason)
+
+
+@dataclass(frozen=True)
+class PersonArea:
+    """Where the registry lists a person."""
+
+    district_code: str
+    subdistrict_code: str
+
+
+@dataclass
+class Facts:
+    """What screening knows of a set of persons: where they live, their category periods and consents, and the
+    published policy terms of their districts."""
+
+    areas: dict[str, PersonArea] = field(default_factory=dict)
+    periods: dict[str, list[RegistryPeriod]] = field(default_factory=dict)
+    consents: dict[str, list[Consent]] = field(default_factory=dict)
+    terms: list[PolicyTerms] = field(default_factory=list)
+
+    def screen(self, person_ref: str, on: date) -> tuple[EligibilityDecision, PolicyTerms | None]:
+        """The decision for a settlement of the person discharged on `on`, judged by the consent lookback of
+        the policy covering their district that day (the strict default while none is known), and that policy
+        version when the lookback mattered to the decision."""
+        area = self.areas.get(person_ref)
+        terms = terms_for(self.terms, area.district_code if area else None, on)
+        decision = decide(self.periods.get(person_ref, []), self.consents.get(person_ref, []), on,
+                          terms.consent_lookback if terms else DEFAULT_LOOKBACK)
+        return decision, terms if decision.lookback is not None else None
+
+
+@dataclass(frozen=True)
+class Screening:
+    """One settlement's decision, the person it is about, and the policy terms whose lookback it was judged by."""
+
+    person_ref: str
+    settlement: SettlementReceived
+    decision: EligibilityDecision
+    terms: PolicyTerms | None = None
+
+    def changes(self, eligible: bool, reason: str) -> bool:
+        """Whether this decision is worth emitting over the one stored (`eligible`, `reason`)."""
+        return should_rescreen(EligibilityDecision(eligible, Reason(reason), None, parked=not eligible),
+                               self.decision)

@@ -6,22 +6,24 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from eligibility.adapters.tables import ConsentRecord, Contact, Person, PolicyTermsRecord, RegistryPeriod, Screening
+from eligibility.config import EligibilityDeps
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
-from eligibility.service_layer.registry import Keys, import_registry, revoke_consent, sign_consent
+from eligibility.entrypoints import views
+from eligibility.service_layer.registry import ConsentResult, import_registry, revoke_consent, sign_consent
+from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from shared.contracts.openapi import inline_schema, request_body
-from shared.db import LOCK_PERSON, lock_keys
-from shared.problems import ProblemError
+from shared.contracts.types import ConsentLookback
+from shared.errors import NotFound
+from shared.problems import ProblemError, validated
 from shared.request_guard import parsed_json
-from shared.security.crypto import mask_name, mask_national_id, person_ref
+from shared.security.crypto import person_ref
 from shared.security.national_id import validate_national_id
-from shared.security.read_audit import record_reads
 from shared.security.staff_auth import Principal, Role
 from shared.service import Runtime, staff
+from shared.unit_of_work import unit_of_work
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 RegistryOfficer = Annotated[Principal, Depends(staff(Role.registry_officer))]
@@ -44,9 +46,6 @@ class ImportOut(BaseModel):
     contact_updates: int
 
 
-LISTED, WAITING_FOR_REGISTRY = "listed", "waiting_for_registry"
-
-
 class ConsentOut(BaseModel):
     consent_id: str
     person_ref: str
@@ -58,14 +57,32 @@ class ConsentOut(BaseModel):
     rescreened: int = 0
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+def _runtime(request: Request) -> Runtime[EligibilityDeps]:
+    runtime: Runtime[EligibilityDeps] = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime[EligibilityDeps], Depends(_runtime)]
 
 
 def _validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
     return ProblemError(422, "invalid_input", f"{len({e.get('index') for e in errors})} record(s) invalid; "
                         "the import was refused whole and nothing was stored", field=errors[0]["field"],
                         errors=errors)
+
+
+def _validated_records(raw: list[Any]) -> list[RegistryRecordIn]:
+    """Every record valid, or one problem naming every invalid record by its index."""
+    records, errors = [], []
+    for index, item in enumerate(raw):
+        try:
+            records.append(validated(RegistryRecordIn, item))
+        except RequestValidationError as exc:
+            errors += [{"index": index, "field": ".".join(str(p) for p in ("records", index, *e["loc"])),
+                        "code": e["type"], "message": e["msg"]} for e in exc.errors()]
+    if errors:
+        raise _validation_problem(errors)
+    return records
 
 
 async def _records(request: Request) -> list[dict[str, Any]]:
@@ -87,7 +104,8 @@ async def _records(request: Request) -> list[dict[str, Any]]:
     payload = parsed_json(request)  # strict: duplicate keys and deep nesting were refused (400)
     if not isinstance(payload, dict) or set(payload) != {"records"} or not isinstance(payload["records"], list):
         raise ProblemError(422, "invalid_input", 'expected {"records": [...]}', field="records")
-    return payload["records"]  # type: ignore[no-any-return]
+    records: list[dict[str, Any]] = payload["records"]
+    return records
 
 
 @router.post("/registry/import", response_model=ImportOut, openapi_extra=request_body({
@@ -96,112 +114,55 @@ async def _records(request: Request) -> list[dict[str, Any]]:
     "text/csv": {"type": "string", "description": f"header: {','.join(CSV_COLUMNS)}"}}, examples={
     "application/json": {"records": [RECORD_EXAMPLE]},
     "text/csv": ",".join(CSV_COLUMNS) + "\n" + ",".join(str(RECORD_EXAMPLE[c] or "") for c in CSV_COLUMNS) + "\n"}))
-async def import_records(request: Request, officer: RegistryOfficer) -> ImportOut:
+async def import_records(request: Request, runtime: RuntimeDep, officer: RegistryOfficer) -> ImportOut:
     """Import or update registry records (JSON or CSV). All records are valid and stored, or none."""
-    runtime = _runtime(request)
     raw = await _records(request)
     if not raw:
         raise ProblemError(422, "invalid_input", "no records", field="records")
-    if len(raw) > runtime.settings.max_import_records:
-        raise ProblemError(413, "batch_too_large", f"at most {runtime.settings.max_import_records} records",
-                           field="records")
-    records, errors = [], []
-    for index, item in enumerate(raw):
-        try:
-            records.append(RegistryRecordIn.model_validate(item))
-        except ValidationError as exc:
-            errors += [{"index": index, "field": ".".join(str(p) for p in ("records", index, *e["loc"])),
-                        "code": e["type"], "message": e["msg"]} for e in exc.errors(include_input=False)]
-    if errors:
-        raise _validation_problem(errors)
-    async with runtime.db.transaction() as session:
-        await _inside_area(session, officer, runtime.extras["keys"], records)
-        result = await import_registry(session, runtime.settings, runtime.extras["keys"], records)
+    limit = runtime.deps.settings.max_import_records
+    if len(raw) > limit:
+        raise ProblemError(413, "batch_too_large", f"at most {limit} records", field="records")
+    records = _validated_records(raw)
+    async with unit_of_work(runtime.db, EligibilityUnitOfWork) as uow:
+        result = await import_registry(uow, runtime.deps.keys, officer, records)
     return ImportOut(**result.__dict__)
 
 
-async def _consent_holder(session: AsyncSession, recorder: Principal, ref: str, not_found: ProblemError) -> str:
-    """Who may record or revoke a person's consent (docs/decisions/0014): staff of the person's area (a clerk
-    of their sub-district, a registry officer of their district or the city); for a person the registry does
-    not list yet, registry officers only. Anyone else gets `not_found`. Returns the registry status."""
-    await lock_keys(session, LOCK_PERSON, [ref])  # one consent change of a person at a time
-    person = await session.get(Person, ref)
-    if person is None:
-        if recorder.role != Role.registry_officer:
-            raise not_found
-        return WAITING_FOR_REGISTRY
-    recorder.area.require(person.district_code, person.subdistrict_code, not_found)
-    return LISTED
-
-
-def _consent_out(consent: ConsentRecord, registry_status: str, rescreened: int = 0) -> ConsentOut:
+def _consent_out(result: ConsentResult) -> ConsentOut:
+    consent = result.consent
     return ConsentOut(consent_id=str(consent.id), person_ref=consent.person_ref,
                       signed_on=consent.signed_on.isoformat(),
                       revoked_on=consent.revoked_on.isoformat() if consent.revoked_on else None,
-                      registry_status=registry_status, sms_opt_out=consent.sms_opt_out, rescreened=rescreened)
-
-
-async def _inside_area(session: AsyncSession, officer: Principal, keys: Keys,
-                       records: list[RegistryRecordIn]) -> None:
-    """A registry officer confined to a district imports only records of it, and only for persons the registry
-    lists there or nowhere yet (a move between districts is for a city-wide officer): 403 otherwise, whole."""
-    if officer.area.everywhere:
-        return
-    refs = [person_ref(keys.pepper, r.national_id) for r in records]
-    current = dict((await session.execute(select(Person.person_ref, Person.district_code)
-                                          .where(Person.person_ref.in_(refs)))).all())  # type: ignore[attr-defined]
-    errors = [{"index": i, "field": f"records.{i}.district_code", "code": "outside_area",
-               "message": "outside your area"}
-              for i, (r, ref) in enumerate(zip(records, refs, strict=True))
-              if not officer.area.contains(r.district_code, r.subdistrict_code)
-              or not officer.area.contains(current.get(ref, r.district_code), r.subdistrict_code)]
-    if errors:
-        raise ProblemError(403, "outside_area", f"{len(errors)} record(s) outside your area; nothing was stored",
-                           field=errors[0]["field"], errors=errors)
+                      registry_status=result.registry_status, sms_opt_out=consent.sms_opt_out,
+                      rescreened=result.rescreened)
 
 
 @router.post("/consents", status_code=201, response_model=ConsentOut,
              responses={200: {"description": "The same consent was already recorded (a retry): it is returned.",
                               "model": ConsentOut}})
-async def record_consent(body: ConsentBody, request: Request, response: Response,
+async def record_consent(body: ConsentBody, runtime: RuntimeDep, response: Response,
                          recorder: ConsentRecorder) -> ConsentOut:
     """Record a resident's signed informed consent; their parked settlements are screened again.
 
     Only for a person of the recorder's area; a consent for someone the registry does not list yet is recorded
     by registry officers only and shows `registry_status: waiting_for_registry` until the registry lists them.
     Recording the same consent again (same person and date, not revoked) returns the first one (200)."""
-    runtime = _runtime(request)
     national_id = validate_national_id(body.national_id, field="national_id")
-    keys: Keys = runtime.extras["keys"]
-    ref = person_ref(keys.pepper, national_id)
-    async with runtime.db.transaction() as session:
-        status = await _consent_holder(session, recorder, ref, ProblemError(
-            404, "person_not_found", "this person is not in the registry of your area", field="national_id"))
-        existing = (await session.execute(select(ConsentRecord).where(
-            ConsentRecord.person_ref == ref, ConsentRecord.signed_on == body.signed_on,
-            ConsentRecord.revoked_on.is_(None)).limit(1))).scalar_one_or_none()  # type: ignore[union-attr]
-        if existing is not None:
-            response.status_code = 200
-            return _consent_out(existing, status)
-        consent, rescreened = await sign_consent(session, runtime.settings, keys, national_id, body.signed_on,
-                                                 body.channel, recorder.subject, body.sms_opt_out)
-    return _consent_out(consent, status, rescreened)
+    async with unit_of_work(runtime.db, EligibilityUnitOfWork) as uow:
+        result = await sign_consent(uow, runtime.deps.keys, recorder, national_id, body.signed_on, body.channel,
+                                    body.sms_opt_out)
+    if not result.recorded:
+        response.status_code = 200
+    return _consent_out(result)
 
 
 @router.post("/consents/{consent_id}/revoke", response_model=ConsentOut)
-async def revoke(consent_id: UUID, body: RevokeIn, request: Request, recorder: ConsentRecorder) -> ConsentOut:
+async def revoke(consent_id: UUID, body: RevokeIn, runtime: RuntimeDep, recorder: ConsentRecorder) -> ConsentOut:
     """Revoke a consent from a date on (settlements discharged before it stay covered); who may, as for
     recording it. Outside your area the consent does not exist for you."""
-    runtime = _runtime(request)
-    not_found = ProblemError(404, "consent_not_found", "no such consent", field="consent_id")
-    async with runtime.db.transaction() as session:
-        ref = await session.scalar(select(ConsentRecord.person_ref).where(ConsentRecord.id == consent_id))
-        if ref is None:
-            raise not_found
-        status = await _consent_holder(session, recorder, ref, not_found)
-        consent = await revoke_consent(session, runtime.settings, runtime.extras["keys"], consent_id,
-                                       body.revoked_on)
-    return _consent_out(consent, status)
+    async with unit_of_work(runtime.db, EligibilityUnitOfWork) as uow:
+        result = await revoke_consent(uow, runtime.deps.keys, recorder, consent_id, body.revoked_on)
+    return _consent_out(result)
 
 
 class LookupIn(BaseModel):
@@ -214,58 +175,22 @@ LookupBody = Annotated[LookupIn, Body(openapi_examples={"a resident": {"value": 
     "national_id": "310110198001011236"}}})]
 
 @router.post("/persons:lookup")
-async def lookup_person(body: LookupBody, request: Request, reader: Reader) -> dict[str, Any]:
+async def lookup_person(body: LookupBody, runtime: RuntimeDep, reader: Reader) -> dict[str, Any]:
     """A person's registry entry, masked, with periods, consents and screenings (by national ID in the body,
     never in a URL, so it stays out of access logs). Only a person of the caller's area is found, and every
     answer is recorded in the append-only audit of personal-data reads."""
-    runtime = _runtime(request)
     national_id = validate_national_id(body.national_id, field="national_id")
-    keys: Keys = runtime.extras["keys"]
-    ref = person_ref(keys.pepper, national_id)
-    async with runtime.db.transaction() as session:
-        person = await session.get(Person, ref)
-        contact = await session.get(Contact, ref)
-        not_found = ProblemError(404, "person_not_found", "this person is not in the registry of your area",
-                                 field="national_id")
-        if person is None:
-            raise not_found
-        reader.area.require(person.district_code, person.subdistrict_code, not_found)
-        await record_reads(session, reader, "person_lookup", [ref], ("national_id", "name"))
-        periods = (await session.execute(select(RegistryPeriod).where(RegistryPeriod.person_ref == ref))).scalars()
-        consents = (await session.execute(select(ConsentRecord).where(ConsentRecord.person_ref == ref))).scalars()
-        screenings = (await session.execute(select(Screening).where(Screening.person_ref == ref)
-                                            .order_by(Screening.discharge_date))).scalars()
-        return {
-            "person_ref": ref,
-            "national_id": mask_national_id(keys.at_rest.decrypt(person.national_id_enc, ref)),
-            "name": mask_name(keys.at_rest.decrypt(person.name_enc, ref)),
-            "district_code": person.district_code,
-            "subdistrict_code": person.subdistrict_code,
-            "bank_account": person.account_masked,
-            "phone": contact.phone_masked if contact else None,
-            "sms_opt_out": contact.sms_opt_out if contact else False,
-            "periods": [{"category": p.category, "valid_from": p.valid_from.isoformat(),
-                         "valid_to": p.valid_to.isoformat() if p.valid_to else None} for p in periods],
-            "consents": [{"consent_id": str(c.id), "signed_on": c.signed_on.isoformat(),
-                          "revoked_on": c.revoked_on.isoformat() if c.revoked_on else None} for c in consents],
-            "screenings": [{"settlement_id": str(s.settlement_id), "discharge_date": s.discharge_date.isoformat(),
-                            "eligible": s.eligible, "reason": s.reason, "parked": s.parked,
-                            "reversed": s.reversed, "consent_lookback": s.consent_lookback,
-                            "lookback_policy_id": s.lookback_policy_id,
-                            "lookback_policy_version": s.lookback_policy_version} for s in screenings],
-        }
+    keys = runtime.deps.keys
+    found = await views.person(runtime.db, keys, reader, person_ref(keys.pepper, national_id))
+    if found is None:
+        raise NotFound("person_not_found", "this person is not in the registry of your area", field="national_id")
+    return found
 
 
 @router.get("/screenings/summary")
-async def screening_summary(request: Request, reader: Reader,
-                            parked_only: bool = Query(False)) -> dict[str, int]:
+async def screening_summary(runtime: RuntimeDep, reader: Reader, parked_only: bool = Query(False)) -> dict[str, int]:
     """Screenings by reason (ops)."""
-    runtime = _runtime(request)
-    query = select(Screening.reason, func.count()).group_by(Screening.reason)
-    if parked_only:
-        query = query.where(Screening.parked)
-    async with runtime.db.transaction() as session:
-        return {reason: count for reason, count in (await session.execute(query)).all()}
+    return await views.screenings_by_reason(runtime.db, parked_only)
 
 
 class PolicyTermsOut(BaseModel):
@@ -274,23 +199,18 @@ class PolicyTermsOut(BaseModel):
     region_code: str
     effective_from: str
     effective_to: str | None
-    consent_lookback: Literal["calendar_year", "none"]
+    consent_lookback: ConsentLookback
     published_at: str
 
 
 @router.get("/policy-terms", response_model=list[PolicyTermsOut])
-async def policy_terms(request: Request, reader: Reader,
+async def policy_terms(runtime: RuntimeDep, reader: Reader,
                        region_code: str | None = Query(None, pattern=r"^[0-9]{6}$")) -> list[PolicyTermsOut]:
     """The policy versions screening knows (from policy.published) and the consent lookback each sets. A
     district and date no version covers are screened with the strict default, `none`."""
-    query = select(PolicyTermsRecord).order_by(PolicyTermsRecord.region_code, PolicyTermsRecord.effective_from,
-                                               PolicyTermsRecord.version)
-    if region_code:
-        query = query.where(PolicyTermsRecord.region_code == region_code)
-    async with _runtime(request).db.transaction() as session:
-        rows = (await session.execute(query)).scalars().all()
     return [PolicyTermsOut(policy_id=r.policy_id, version=r.version, region_code=r.region_code,
                            effective_from=r.effective_from.isoformat(),
                            effective_to=r.effective_to.isoformat() if r.effective_to else None,
-                           consent_lookback=r.consent_lookback,  # type: ignore[arg-type]
-                           published_at=r.published_at.isoformat()) for r in rows]
+                           consent_lookback=ConsentLookback(r.consent_lookback),
+                           published_at=r.published_at.isoformat())
+            for r in await views.policy_terms(runtime.db, region_code)]

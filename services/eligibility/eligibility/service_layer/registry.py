@@ -1,41 +1,32 @@
-"""Registry import and consent: each change screens the person's parked settlements again."""
+"""Registry import and consent: each change screens the person's parked settlements again.
+
+Who may change whose entry or consent is decided here (docs/decisions/0014), with the one area rule
+(shared.security.area); refusals are domain errors the entrypoints map to problems."""
 
 import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from eligibility.adapters.tables import ConsentRecord, Contact, Person, RegistryPeriod
+from eligibility.adapters.tables import ConsentRow, ContactRow
+from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.person_view import publish_person_records
 from eligibility.service_layer.screening import rescreen_parked
-from shared.contracts.envelope import Envelope
+from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from shared.contracts.events import ContactUpdated, PayeeAccountUpdated
 from shared.contracts.topics import REGISTRY_CONTACT, REGISTRY_PAYEE
-from shared.db import LOCK_PERSON, lock_keys
-from shared.messaging.outbox import Outgoing, add_events
-from shared.problems import ProblemError
-from shared.security.crypto import FieldCipher, mask_account, mask_phone, person_ref
-from shared.settings import ServiceSettings
+from shared.errors import Forbidden, Invalid, NotFound
+from shared.security.crypto import mask_account, mask_phone, person_ref
+from shared.security.staff_auth import Principal, Role
 
-
-@dataclass(frozen=True)
-class Keys:
-    """The keys eligibility works with: pepper for pseudonyms, at-rest cipher, payee, case-view and contact
-    transport."""
-
-    pepper: bytes
-    at_rest: FieldCipher
-    payee: FieldCipher
-    case_view: FieldCipher
-    contact: FieldCipher
+RegistryStatus = Literal["listed", "waiting_for_registry"]
+LISTED: RegistryStatus = "listed"
+WAITING_FOR_REGISTRY: RegistryStatus = "waiting_for_registry"
 
 
 @dataclass(frozen=True)
@@ -48,21 +39,30 @@ class ImportResult:
     contact_updates: int = 0
 
 
+@dataclass(frozen=True)
+class ConsentResult:
+    consent: ConsentRow
+    registry_status: RegistryStatus
+    rescreened: int = 0
+    recorded: bool = True
+    """False when the same consent was recorded before (a retry) and is returned as it was."""
+
+
 def _fingerprint(pepper: bytes, account: str, name: str) -> str:
     return hashlib.sha256(pepper + b"|" + account.encode() + b"|" + name.encode()).hexdigest()
 
 
-async def import_registry(session: AsyncSession, settings: ServiceSettings, keys: Keys,
+async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Principal,
                           records: Sequence[RegistryRecordIn]) -> ImportResult:
     """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked."""
     by_ref = {person_ref(keys.pepper, r.national_id): r for r in records}  # last record of a person wins
-    await lock_keys(session, LOCK_PERSON, by_ref)  # imports of the same persons at once take turns
-    existing = {p.person_ref: p for p in (await session.execute(
-        select(Person).where(Person.person_ref.in_(list(by_ref))).with_for_update())).scalars()}  # type: ignore[attr-defined]
-    person_rows, payee_events = [], []
+    await _inside_area(uow, officer, keys, records)
+    await uow.registry.lock(by_ref)  # imports of the same persons at once take turns
+    existing = await uow.registry.persons_locked(list(by_ref))
+    person_rows, payee_updates = [], 0
     for ref, r in by_ref.items():
         old = existing.get(ref)
-        row = {
+        row: dict[str, Any] = {
             "person_ref": ref,
             "national_id_enc": keys.at_rest.encrypt(r.national_id, ref),
             "name_enc": keys.at_rest.encrypt(r.name, ref),
@@ -80,37 +80,44 @@ async def import_registry(session: AsyncSession, settings: ServiceSettings, keys
                 row["bank_account_enc"] = keys.at_rest.encrypt(r.bank_account, ref)
                 row["bank_account_fingerprint"] = fingerprint
                 row["account_masked"] = mask_account(r.bank_account)
-                row["account_version"] = int(row["account_version"]) + 1  # type: ignore[call-overload]
+                row["account_version"] = int(row["account_version"]) + 1
                 payload = orjson.dumps({"account": r.bank_account, "name": r.name, "bank": r.bank_name}).decode()
-                data = PayeeAccountUpdated(account_version=row["account_version"],
-                                           payee_ciphertext=keys.payee.encrypt(payload, ref),
-                                           account_masked=row["account_masked"])
-                payee_events.append(Outgoing(REGISTRY_PAYEE, Envelope.wrap(data, person_ref=ref,
-                                                                           producer="eligibility")))
+                uow.publish(REGISTRY_PAYEE, ref, PayeeAccountUpdated(
+                    account_version=row["account_version"], payee_ciphertext=keys.payee.encrypt(payload, ref),
+                    account_masked=row["account_masked"]))
+                payee_updates += 1
         person_rows.append(row)
-    for chunk in _chunks(person_rows):  # PostgreSQL takes at most 32767 parameters per statement
-        stmt = insert(Person).values(chunk)
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=[Person.person_ref],
-            set_={c: stmt.excluded[c] for c in chunk[0] if c != "person_ref"},
-        ))
+    await uow.registry.save_persons(person_rows)
     period_rows = [{"person_ref": person_ref(keys.pepper, r.national_id), "category": r.category.value,
                     "valid_from": r.valid_from, "valid_to": r.valid_to} for r in records]
     period_rows = list({(p["person_ref"], p["category"], p["valid_from"]): p for p in period_rows}.values())
-    for chunk in _chunks(period_rows):
-        stmt = insert(RegistryPeriod).values(chunk)
-        await session.execute(stmt.on_conflict_do_update(
-            constraint="uq_registry_period", set_={"valid_to": stmt.excluded.valid_to}))
-    await add_events(session, settings, payee_events)
-    await publish_person_records(session, settings, keys.at_rest, keys.case_view, by_ref)
-    contacts = await update_contacts(session, settings, keys,
-                                     phones={ref: r.phone for ref, r in by_ref.items() if r.phone})
-    rescreened = await rescreen_parked(session, settings, by_ref)
-    return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), len(payee_events),
+    await uow.registry.save_periods(period_rows)
+    await publish_person_records(uow, keys, by_ref)
+    contacts = await update_contacts(uow, keys, phones={ref: r.phone for ref, r in by_ref.items() if r.phone})
+    rescreened = await rescreen_parked(uow, by_ref)
+    return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), payee_updates,
                         rescreened, contacts)
 
 
-async def update_contacts(session: AsyncSession, settings: ServiceSettings, keys: Keys, *,
+async def _inside_area(uow: EligibilityUnitOfWork, officer: Principal, keys: Keys,
+                       records: Sequence[RegistryRecordIn]) -> None:
+    """A registry officer confined to a district imports only records of it, and only for persons the registry
+    lists there or nowhere yet (a move between districts is for a city-wide officer): refused whole otherwise."""
+    if officer.area.everywhere:
+        return
+    refs = [person_ref(keys.pepper, r.national_id) for r in records]
+    current = await uow.registry.districts(refs)
+    errors = [{"index": i, "field": f"records.{i}.district_code", "code": "outside_area",
+               "message": "outside your area"}
+              for i, (r, ref) in enumerate(zip(records, refs, strict=True))
+              if not officer.area.contains(r.district_code, r.subdistrict_code)
+              or not officer.area.contains(current.get(ref, r.district_code), r.subdistrict_code)]
+    if errors:
+        raise Forbidden("outside_area", f"{len(errors)} record(s) outside your area; nothing was stored",
+                        field=str(errors[0]["field"]), errors=errors)
+
+
+async def update_contacts(uow: EligibilityUnitOfWork, keys: Keys, *,
                           phones: dict[str, str] | None = None, opt_outs: dict[str, bool] | None = None) -> int:
     """Store new phone numbers (encrypted) and SMS opt-outs; publish each changed contact, whole and versioned,
     with the phone only under the contact transport key (docs/decisions/0022). Returns how many changed."""
@@ -118,11 +125,10 @@ async def update_contacts(session: AsyncSession, settings: ServiceSettings, keys
     refs = sorted(set(phones) | set(opt_outs))
     if not refs:
         return 0
-    existing = {c.person_ref: c for c in (await session.execute(
-        select(Contact).where(Contact.person_ref.in_(refs)).with_for_update())).scalars()}  # type: ignore[attr-defined]
-    rows, events = [], []
+    existing = await uow.contacts.locked(refs)
+    rows = []
     for ref in refs:
-        old = existing.get(ref) or Contact(person_ref=ref)
+        old = existing.get(ref) or ContactRow(person_ref=ref, updated_at=datetime.now(UTC))
         phone_enc, fingerprint, masked, plain = old.phone_enc, old.phone_fingerprint, old.phone_masked, None
         if ref in phones and (new_fp := _fingerprint(keys.pepper, phones[ref], "phone")) != fingerprint:
             plain = phones[ref]
@@ -138,45 +144,61 @@ async def update_contacts(session: AsyncSession, settings: ServiceSettings, keys
                      "updated_at": datetime.now(UTC)})
         data = ContactUpdated(contact_version=version, phone_masked=masked, sms_opt_out=opt_out,
                               phone_ciphertext=keys.contact.encrypt(plain, ref) if plain else None)
-        events.append(Outgoing(REGISTRY_CONTACT, Envelope.wrap(data, person_ref=ref, producer="eligibility")))
-    for chunk in _chunks(rows):
-        stmt = insert(Contact).values(chunk)
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=[Contact.person_ref], set_={c: stmt.excluded[c] for c in chunk[0] if c != "person_ref"}))
-    await add_events(session, settings, events)
-    return len(events)
+        uow.publish(REGISTRY_CONTACT, ref, data)
+    await uow.contacts.save(rows)
+    return len(rows)
 
 
-def _chunks(rows: list[dict[str, Any]], size: int = 1000) -> list[list[dict[str, Any]]]:
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
+async def _consent_holder(uow: EligibilityUnitOfWork, recorder: Principal, ref: str,
+                          not_found: NotFound) -> RegistryStatus:
+    """Who may record or revoke a person's consent (docs/decisions/0014): staff of the person's area (a clerk
+    of their sub-district, a registry officer of their district or the city); for a person the registry does
+    not list yet, registry officers only. Anyone else gets `not_found`. Returns the registry status."""
+    await uow.registry.lock([ref])  # one consent change of a person at a time
+    person = await uow.registry.person(ref)
+    if person is None:
+        if recorder.role != Role.registry_officer:
+            raise not_found
+        return WAITING_FOR_REGISTRY
+    if not recorder.area.contains(person.district_code, person.subdistrict_code):
+        raise not_found
+    return LISTED
 
 
-async def sign_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, national_id: str,
-                       signed_on: date, channel: str, recorded_by: str,
-                       sms_opt_out: bool = False) -> tuple[ConsentRecord, int]:
-    """Record a signed consent (with the person's SMS choice) and re-screen the person's parked settlements."""
+async def sign_consent(uow: EligibilityUnitOfWork, keys: Keys, recorder: Principal, national_id: str,
+                       signed_on: date, channel: str, sms_opt_out: bool = False) -> ConsentResult:
+    """Record a signed consent (with the person's SMS choice) and re-screen the person's parked settlements.
+    The same consent recorded again (same person and date, not revoked) is the first one, unchanged."""
     ref = person_ref(keys.pepper, national_id)
-    consent = ConsentRecord(id=uuid.uuid4(), person_ref=ref, signed_on=signed_on, channel=channel,
-                            recorded_by=recorded_by, sms_opt_out=sms_opt_out)
-    session.add(consent)
-    await session.flush()
-    await publish_person_records(session, settings, keys.at_rest, keys.case_view, [ref])
-    await update_contacts(session, settings, keys, opt_outs={ref: sms_opt_out})
-    return consent, await rescreen_parked(session, settings, [ref])
+    status = await _consent_holder(uow, recorder, ref, NotFound(
+        "person_not_found", "this person is not in the registry of your area", field="national_id"))
+    existing = await uow.registry.open_consent(ref, signed_on)
+    if existing is not None:
+        return ConsentResult(existing, status, recorded=False)
+    consent = ConsentRow(id=uuid.uuid4(), person_ref=ref, signed_on=signed_on, channel=channel,
+                         recorded_by=recorder.subject, sms_opt_out=sms_opt_out, created_at=datetime.now(UTC))
+    await uow.registry.add_consent(consent)
+    await publish_person_records(uow, keys, [ref])
+    await update_contacts(uow, keys, opt_outs={ref: sms_opt_out})
+    return ConsentResult(consent, status, await rescreen_parked(uow, [ref]))
 
 
-async def revoke_consent(session: AsyncSession, settings: ServiceSettings, keys: Keys, consent_id: uuid.UUID,
-                         revoked_on: date) -> ConsentRecord:
-    """Revoke from a date on: settlements discharged before it are unaffected."""
-    consent = await session.get(ConsentRecord, consent_id, with_for_update=True)
+async def revoke_consent(uow: EligibilityUnitOfWork, keys: Keys, recorder: Principal, consent_id: uuid.UUID,
+                         revoked_on: date) -> ConsentResult:
+    """Revoke from a date on: settlements discharged before it are unaffected. Outside the recorder's area the
+    consent does not exist."""
+    not_found = NotFound("consent_not_found", "no such consent", field="consent_id")
+    ref = await uow.registry.consent_person(consent_id)
+    if ref is None:
+        raise not_found
+    status = await _consent_holder(uow, recorder, ref, not_found)
+    consent = await uow.registry.consent(consent_id, for_update=True)
     if consent is None:
-        raise ProblemError(404, "consent_not_found", "no such consent", field="consent_id")
+        raise not_found
     if revoked_on < consent.signed_on:
-        raise ProblemError(422, "invalid_input", "revoked_on is before signed_on", field="revoked_on")
+        raise Invalid("invalid_input", "revoked_on is before signed_on", field="revoked_on")
     if consent.revoked_on is None or revoked_on < consent.revoked_on:
-        await session.execute(update(ConsentRecord).where(ConsentRecord.id == consent_id)
-                              .values(revoked_on=revoked_on))
+        await uow.registry.revoke_consent(consent_id, revoked_on)
         consent.revoked_on = revoked_on
-        await publish_person_records(session, settings, keys.at_rest, keys.case_view, [consent.person_ref])
-    return consent
-
+        await publish_person_records(uow, keys, [consent.person_ref])
+    return ConsentResult(consent, status)

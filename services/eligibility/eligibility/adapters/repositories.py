@@ -1,0 +1,247 @@
+"""Eligibility's repositories: the registry (persons, category periods, consents), contacts, screenings and policy
+terms in and out of PostgreSQL. A method is one statement per table for however many rows (chunked where
+PostgreSQL's parameter limit needs it); none commits (the unit of work does)."""
+
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from eligibility.adapters.tables import (
+    ConsentRow,
+    ContactRow,
+    PersonRow,
+    PolicyTermsRow,
+    RegistryPeriodRow,
+    ScreeningRow,
+)
+from eligibility.domain.rules import Consent, Facts, PersonArea, PolicyTerms, RegistryPeriod, Screening
+from shared.contracts.events import PolicyPublished
+from shared.contracts.types import ConsentLookback
+from shared.db import LOCK_PERSON, lock_keys
+
+_CHUNK = 1000  # rows per statement: PostgreSQL takes at most 32767 parameters in one
+
+
+def _chunks(rows: list[dict[str, Any]], size: int = _CHUNK) -> list[list[dict[str, Any]]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
+
+
+@dataclass(frozen=True)
+class PersonRecords:
+    """A set of persons' registry entries with their periods and consents, oldest first."""
+
+    persons: list[PersonRow]
+    periods: dict[str, list[RegistryPeriodRow]]
+    consents: dict[str, list[ConsentRow]]
+
+
+class RegistryRepository:
+    """Persons, their category periods and their consents."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, refs: Iterable[str]) -> None:
+        """Changes to these persons take turns until the transaction ends (imports and consents of the same
+        persons at once)."""
+        await lock_keys(self.session, LOCK_PERSON, refs)
+
+    async def person(self, ref: str) -> PersonRow | None:
+        return await self.session.get(PersonRow, ref)
+
+    async def persons_locked(self, refs: Collection[str]) -> dict[str, PersonRow]:
+        return {p.person_ref: p for p in (await self.session.execute(
+            select(PersonRow).where(col(PersonRow.person_ref).in_(list(refs))).with_for_update())).scalars()}
+
+    async def districts(self, refs: Collection[str]) -> dict[str, str]:
+        """Where the registry lists each of these persons now."""
+        rows = await self.session.execute(select(col(PersonRow.person_ref), col(PersonRow.district_code))
+                                          .where(col(PersonRow.person_ref).in_(list(refs))))
+        return {ref: district for ref, district in rows.all()}
+
+    async def save_persons(self, rows: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows):
+            stmt = insert(PersonRow).values(chunk)
+            await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=[col(PersonRow.person_ref)],
+                set_={c: stmt.excluded[c] for c in chunk[0] if c != "person_ref"}))
+
+    async def save_periods(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert category periods (one per person, category and start; a later end date replaces the last)."""
+        for chunk in _chunks(rows):
+            stmt = insert(RegistryPeriodRow).values(chunk)
+            await self.session.execute(stmt.on_conflict_do_update(
+                constraint="uq_registry_period", set_={"valid_to": stmt.excluded.valid_to}))
+
+    async def facts(self, refs: Iterable[str]) -> Facts:
+        """What screening needs of these persons: one query per table, plain columns (entity loading
+        dominated this, which runs for every batch), and the policy terms of their districts."""
+        refs = list(set(refs))
+        facts = Facts()
+        for ref, district, subdistrict in (await self.session.execute(
+                select(col(PersonRow.person_ref), col(PersonRow.district_code), col(PersonRow.subdistrict_code))
+                .where(col(PersonRow.person_ref).in_(refs)))).all():
+            facts.areas[ref] = PersonArea(district, subdistrict)
+        for ref, category, valid_from, valid_to in (await self.session.execute(
+                select(col(RegistryPeriodRow.person_ref), col(RegistryPeriodRow.category),
+                       col(RegistryPeriodRow.valid_from), col(RegistryPeriodRow.valid_to))
+                .where(col(RegistryPeriodRow.person_ref).in_(refs)))).all():
+            facts.periods.setdefault(ref, []).append(RegistryPeriod(category, valid_from, valid_to))
+        for ref, signed_on, revoked_on in (await self.session.execute(
+                select(col(ConsentRow.person_ref), col(ConsentRow.signed_on), col(ConsentRow.revoked_on))
+                .where(col(ConsentRow.person_ref).in_(refs)))).all():
+            facts.consents.setdefault(ref, []).append(Consent(signed_on, revoked_on))
+        facts.terms = await PolicyTermsRepository(self.session).of_districts(
+            {a.district_code for a in facts.areas.values()})
+        return facts
+
+    async def records(self, refs: Collection[str]) -> PersonRecords:
+        """The persons' entries, periods and consents (three queries)."""
+        refs = list(refs)
+        persons = list((await self.session.execute(
+            select(PersonRow).where(col(PersonRow.person_ref).in_(refs)))).scalars())
+        periods: dict[str, list[RegistryPeriodRow]] = {}
+        for p in (await self.session.execute(select(RegistryPeriodRow).where(
+                col(RegistryPeriodRow.person_ref).in_(refs)).order_by(col(RegistryPeriodRow.valid_from)))).scalars():
+            periods.setdefault(p.person_ref, []).append(p)
+        consents: dict[str, list[ConsentRow]] = {}
+        for c in (await self.session.execute(select(ConsentRow).where(
+                col(ConsentRow.person_ref).in_(refs)).order_by(col(ConsentRow.signed_on)))).scalars():
+            consents.setdefault(c.person_ref, []).append(c)
+        return PersonRecords(persons, periods, consents)
+
+    async def add_consent(self, consent: ConsentRow) -> None:
+        self.session.add(consent)
+        await self.session.flush()
+
+    async def consent_person(self, consent_id: uuid.UUID) -> str | None:
+        """Whose consent it is (without loading or locking it)."""
+        return await self.session.scalar(select(col(ConsentRow.person_ref)).where(col(ConsentRow.id) == consent_id))
+
+    async def consent(self, consent_id: uuid.UUID, *, for_update: bool = False) -> ConsentRow | None:
+        return await self.session.get(ConsentRow, consent_id, with_for_update=for_update)
+
+    async def open_consent(self, ref: str, signed_on: date) -> ConsentRow | None:
+        """The person's consent signed that day and not revoked, if one was recorded."""
+        return (await self.session.execute(select(ConsentRow).where(
+            col(ConsentRow.person_ref) == ref, col(ConsentRow.signed_on) == signed_on,
+            col(ConsentRow.revoked_on).is_(None)).limit(1))).scalar_one_or_none()
+
+    async def revoke_consent(self, consent_id: uuid.UUID, revoked_on: date) -> None:
+        await self.session.execute(update(ConsentRow).where(col(ConsentRow.id) == consent_id)
+                                   .values(revoked_on=revoked_on))
+
+
+class ContactRepository:
+    """Phones (encrypted) and SMS opt-outs, versioned."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def locked(self, refs: Collection[str]) -> dict[str, ContactRow]:
+        return {c.person_ref: c for c in (await self.session.execute(
+            select(ContactRow).where(col(ContactRow.person_ref).in_(list(refs))).with_for_update())).scalars()}
+
+    async def save(self, rows: list[dict[str, Any]]) -> None:
+        for chunk in _chunks(rows):
+            stmt = insert(ContactRow).values(chunk)
+            await self.session.execute(stmt.on_conflict_do_update(
+                index_elements=[col(ContactRow.person_ref)],
+                set_={c: stmt.excluded[c] for c in chunk[0] if c != "person_ref"}))
+
+
+_DECISION = ("eligible", "reason", "category", "parked", "consent_lookback", "lookback_policy_id",
+             "lookback_policy_version", "decided_at")
+
+
+def _row(s: Screening) -> dict[str, Any]:
+    d, terms = s.decision, s.terms
+    return {
+        "settlement_id": s.settlement.settlement_id, "person_ref": s.person_ref,
+        "discharge_date": s.settlement.discharge_date, "settlement": s.settlement.model_dump(mode="json"),
+        "eligible": d.eligible, "reason": d.reason.value, "category": d.category.value if d.category else None,
+        "parked": d.parked, "consent_lookback": d.lookback.value if d.lookback else None,
+        "lookback_policy_id": terms.policy_id if terms else None,
+        "lookback_policy_version": terms.version if terms else None, "decided_at": datetime.now(UTC),
+    }
+
+
+class ScreeningRepository:
+    """The latest decision on each settlement."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, screenings: Sequence[Screening]) -> set[uuid.UUID]:
+        """Store first decisions; a settlement decided before keeps its decision. Returns the settlements
+        stored now (one multi-row INSERT)."""
+        if not screenings:
+            return set()
+        return set((await self.session.execute(
+            insert(ScreeningRow).on_conflict_do_nothing().returning(col(ScreeningRow.settlement_id)),
+            [_row(s) for s in screenings])).scalars())
+
+    async def redecide(self, screenings: Sequence[Screening]) -> None:
+        """Store new decisions on settlements screened again (one upsert)."""
+        if not screenings:
+            return
+        stmt = insert(ScreeningRow).values([_row(s) for s in screenings])
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[col(ScreeningRow.settlement_id)], set_={c: stmt.excluded[c] for c in _DECISION}))
+
+    async def reverse(self, settlement_id: uuid.UUID) -> None:
+        await self.session.execute(update(ScreeningRow).where(col(ScreeningRow.settlement_id) == settlement_id)
+                                   .values(reversed=True, parked=False))
+
+    async def parked(self, refs: Collection[str]) -> list[ScreeningRow]:
+        """The persons' parked settlements, locked, by discharge date."""
+        return list((await self.session.execute(
+            select(ScreeningRow).where(col(ScreeningRow.person_ref).in_(list(refs)), col(ScreeningRow.parked),
+                                       ~col(ScreeningRow.reversed))
+            .order_by(col(ScreeningRow.discharge_date)).with_for_update())).scalars())
+
+    async def parked_in(self, region_code: str, effective_from: date, effective_to: date | None,
+                        reasons: Collection[str]) -> list[ScreeningRow]:
+        """Settlements of the region's persons discharged in the period and parked for one of `reasons`,
+        locked, by discharge date."""
+        period = [col(ScreeningRow.discharge_date) >= effective_from]
+        if effective_to is not None:
+            period.append(col(ScreeningRow.discharge_date) <= effective_to)
+        return list((await self.session.execute(
+            select(ScreeningRow).join(PersonRow, col(PersonRow.person_ref) == col(ScreeningRow.person_ref))
+            .where(col(PersonRow.district_code) == region_code, col(ScreeningRow.parked),
+                   ~col(ScreeningRow.reversed), col(ScreeningRow.reason).in_(list(reasons)), *period)
+            .order_by(col(ScreeningRow.discharge_date)).with_for_update(of=ScreeningRow))).scalars())
+
+
+class PolicyTermsRepository:
+    """The terms of every published policy version (from policy.published), kept for good."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, published: Sequence[PolicyPublished]) -> None:
+        """Keep each version's terms; a version heard again changes nothing."""
+        if published:
+            await self.session.execute(insert(PolicyTermsRow).on_conflict_do_nothing(), [{
+                "policy_id": p.policy_id, "version": p.policy_version, "region_code": p.region_code,
+                "effective_from": p.effective_from, "effective_to": p.effective_to,
+                "consent_lookback": p.consent_lookback.value, "published_at": p.published_at} for p in published])
+
+    async def of_districts(self, districts: Iterable[str]) -> list[PolicyTerms]:
+        """Every published policy version of these districts (a handful each: read per batch, never cached, so
+        replicas agree the moment a version is stored)."""
+        districts = list(set(districts))
+        if not districts:
+            return []
+        rows = (await self.session.execute(select(PolicyTermsRow).where(
+            col(PolicyTermsRow.region_code).in_(districts)))).scalars()
+        return [PolicyTerms(r.policy_id, r.version, r.region_code, r.effective_from, r.effective_to,
+                            ConsentLookback(r.consent_lookback)) for r in rows]
