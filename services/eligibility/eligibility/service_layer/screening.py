@@ -3,6 +3,7 @@ when a policy version's consent lookback may now cover what was parked. The deci
 (domain.rules); this layer loads the facts a batch at a time, stores the decisions and emits them."""
 
 from collections.abc import Iterable, Sequence
+from uuid import UUID
 
 from opentelemetry.trace import Span
 
@@ -44,7 +45,12 @@ def _annotate(span: Span, s: Screening, rescreened: bool = False) -> None:
 
 async def screen_events(uow: EligibilityUnitOfWork, events: Sequence[Event]) -> None:
     """Consumer handler for settlement.received: decide each new settlement, forward reversals."""
-    arrivals = [(e, e.data) for e in events if isinstance(e.data, SettlementReceived)]
+    # One decision per settlement: a copy later in the batch (or heard in an earlier one) changes nothing.
+    first: dict[UUID, tuple[Event, SettlementReceived]] = {}
+    for e in events:
+        if isinstance(e.data, SettlementReceived):
+            first.setdefault(e.data.settlement_id, (e, e.data))
+    arrivals = list(first.values())
     facts = await uow.registry.facts(e.envelope.person_ref for e, _ in arrivals)
     screenings = [(e, _screen(facts, e.envelope.person_ref, s)) for e, s in arrivals]
     # A settlement id seen before (a hospital retry that slipped past intake) keeps its first decision.

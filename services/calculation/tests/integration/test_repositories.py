@@ -1,0 +1,130 @@
+"""Calculation's repositories against the real PostgreSQL: what goes in comes back, in bulk, and the unit of work
+commits rows and events together or not at all."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from calculation.bootstrap import MIGRATIONS
+from calculation.config import CalculationSettings
+from calculation.domain.calculation import Calculation, CalculationStatus, Ledgers, Recovery
+from calculation.domain.money_rule import LedgerPosition
+from calculation.domain.policy import Policy
+from calculation.service_layer.unit_of_work import CalculationUnitOfWork
+from sqlalchemy import text
+
+from shared.contracts import events as ev
+from shared.db import Database, ensure_database
+from shared.migrations import upgrade_to_head
+from shared.unit_of_work import unit_of_work
+
+pytestmark = pytest.mark.integration
+REGION = "990200"
+
+
+@pytest.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    settings = CalculationSettings(database_name="test_calculation_repositories")
+    await ensure_database(settings, recreate=True)
+    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS)
+    database = Database(settings)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+def policy(version: int, region: str = REGION) -> Policy:
+    return Policy.model_validate({
+        "policy_id": f"repo-{region}", "version": version, "region_code": region, "effective_from": "2026-01-01",
+        "categories": {"low_income": {"deductible": "100.00", "cap": "900.00", "ratios": {
+            "inpatient": {"default": "0.50"}, "outpatient_chronic": {"default": "0.50"},
+            "outpatient": {"default": "0.50"}}}}})
+
+
+def waiting(person_ref: str, region: str = REGION) -> Calculation:
+    s = ev.SettlementReceived(
+        settlement_id=uuid.uuid4(), hospital_id="H001", hospital_settlement_id="C-1", hospital_level=2,
+        visit_type="inpatient", admission_date=date(2026, 3, 1), discharge_date=date(2026, 3, 1),
+        total_amount=Decimal("500.00"), policy_scope_amount=Decimal("500.00"),
+        basic_insurance_paid=Decimal("0.00"), critical_illness_paid=Decimal("0.00"))
+    return Calculation.of(uuid.uuid4(), person_ref, ev.EligibilityDecided(
+        settlement=s, eligible=True, reason="eligible", category="low_income", district_code=region,
+        subdistrict_code=f"{region}001"))
+
+
+async def test_policy_repository(db: Database) -> None:
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        assert await uow.policies.seed([policy(1), policy(2)]) == 2
+        assert await uow.policies.seed([policy(2)]) == 0
+        await uow.policies.add(policy(3), "admin")
+        assert await uow.policies.latest_version(f"repo-{REGION}") == 3
+        assert {p.version for p in await uow.policies.all() if p.region_code == REGION} == {1, 2, 3}
+        assert [p.version for p, _ in await uow.policies.unannounced() if p.region_code == REGION] == [1, 2, 3]
+        await uow.policies.mark_announced()
+        assert await uow.policies.unannounced() == []
+
+
+async def test_ledger_repository(db: Database) -> None:
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        ledgers = await uow.ledgers.lock({(a, 2026), (b, 2026)})
+        assert ledgers.get(a, 2026) == LedgerPosition(2026, Decimal(0), Decimal(0))
+        ledgers.put(a, LedgerPosition(2026, Decimal("100.00"), Decimal("250.50")))
+        ledgers.put(b, LedgerPosition(2026, Decimal("20.00"), Decimal("0.01")))
+        await uow.ledgers.save(ledgers)
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        again = await uow.ledgers.lock({(a, 2026), (b, 2026), (a, 2027)})
+        assert again.get(a, 2026) == LedgerPosition(2026, Decimal("100.00"), Decimal("250.50"))
+        assert again.get(b, 2026) == LedgerPosition(2026, Decimal("20.00"), Decimal("0.01"))
+        assert again.changed == {}
+        await uow.ledgers.save(Ledgers())  # nothing changed: no statement
+
+
+async def test_calculation_repository(db: Database) -> None:
+    person = uuid.uuid4().hex
+    first, second = waiting(person), waiting(person)
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        await uow.calculations.add([first, second])
+        assert await uow.calculations.known([first.settlement_id, uuid.uuid4()]) == {first.settlement_id}
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        found = [c for c in await uow.calculations.waiting(REGION) if c.person_ref == person]
+        assert [c.calculation_id for c in found] == [first.calculation_id, second.calculation_id]
+        assert all(c.assessment and c.assessment.settlement.policy_scope_amount == Decimal("500.00") for c in found)
+        ledgers = await uow.ledgers.lock({(person, 2026)})
+        assert all(c.calculate([policy(9, REGION)], ledgers) for c in found)
+        await uow.calculations.replace(found)
+        await uow.ledgers.save(ledgers)
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        [calc] = await uow.calculations.locked({first.calculation_id})
+        assert (calc.status, calc.assistance, calc.deductible_applied, calc.recovered) == (
+            CalculationStatus.CALCULATED, Decimal("200.00"), Decimal("100.00"), False)
+        assert calc.assessment is None, "a state change loads no settlement"
+        calc.status = CalculationStatus.PAID
+        calc.recovery = Recovery(uuid.uuid4(), Decimal("200.00"), datetime.now(UTC))
+        [other] = await uow.calculations.locked(settlement_id=second.settlement_id)
+        other.released = True
+        await uow.calculations.save([calc, other])
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        by_id = {c.calculation_id: c for c in await uow.calculations.locked({first.calculation_id,
+                                                                             second.calculation_id})}
+        assert (by_id[first.calculation_id].status, by_id[first.calculation_id].recovered) == (
+            CalculationStatus.PAID, True)
+        assert by_id[second.calculation_id].released and not by_id[second.calculation_id].recovered
+        stored = (await uow.session.execute(text(
+            "SELECT figures->>'assistance', settlement->>'settlement_id', policy_version FROM calculation "
+            "WHERE id = :id"), {"id": second.calculation_id})).one()
+        assert tuple(stored) == ("250.00", str(second.settlement_id), 9)  # no deductible left after the first
+
+
+async def test_nothing_is_kept_of_a_unit_of_work_that_fails(db: Database) -> None:
+    calc = waiting(uuid.uuid4().hex)
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(db, CalculationUnitOfWork) as uow:
+            await uow.calculations.add([calc])
+            raise RuntimeError("the handler failed")
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        assert await uow.calculations.known([calc.settlement_id]) == set()

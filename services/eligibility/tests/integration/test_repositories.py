@@ -1,0 +1,121 @@
+"""Eligibility's repositories against the real PostgreSQL: what goes in comes back, in bulk, first decisions stay
+first, and what screening reads of a person is what the registry holds."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from eligibility.adapters.tables import ConsentRow
+from eligibility.bootstrap import MIGRATIONS
+from eligibility.config import EligibilitySettings
+from eligibility.domain.rules import (
+    Consent,
+    EligibilityDecision,
+    PersonArea,
+    PolicyTerms,
+    Reason,
+    RegistryPeriod,
+    Screening,
+)
+from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
+
+from shared.contracts.events import PolicyPublished, SettlementReceived
+from shared.contracts.types import Category, ConsentLookback
+from shared.db import Database, ensure_database
+from shared.migrations import upgrade_to_head
+from shared.unit_of_work import unit_of_work
+
+pytestmark = pytest.mark.integration
+DISTRICT = "310199"
+
+
+@pytest.fixture(scope="module")
+async def db() -> AsyncIterator[Database]:
+    settings = EligibilitySettings(database_name="test_eligibility_repositories")
+    await ensure_database(settings, recreate=True)
+    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS)
+    database = Database(settings)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+def person_row(ref: str, district: str = DISTRICT) -> dict[str, object]:
+    return {"person_ref": ref, "national_id_enc": "enc-id", "name_enc": "enc-name", "district_code": district,
+            "subdistrict_code": f"{district}001", "bank_account_enc": None, "bank_account_fingerprint": None,
+            "account_masked": None, "account_version": 0, "updated_at": datetime.now(UTC)}
+
+
+def settlement(discharge: date) -> SettlementReceived:
+    return SettlementReceived(
+        settlement_id=uuid.uuid4(), hospital_id="H001", hospital_settlement_id="E-1", hospital_level=2,
+        visit_type="inpatient", admission_date=discharge, discharge_date=discharge, total_amount=Decimal("10.00"),
+        policy_scope_amount=Decimal("10.00"), basic_insurance_paid=Decimal("0.00"),
+        critical_illness_paid=Decimal("0.00"))
+
+
+def parked(ref: str, reason: Reason, discharge: date) -> Screening:
+    return Screening(ref, settlement(discharge), EligibilityDecision(False, reason, None, parked=True))
+
+
+async def test_registry_repository(db: Database) -> None:
+    ref, other = uuid.uuid4().hex * 2, uuid.uuid4().hex * 2
+    consent_id = uuid.uuid4()
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        await uow.registry.lock([ref, other])
+        await uow.registry.save_persons([person_row(ref), person_row(other, "310198")])
+        await uow.registry.save_periods([
+            {"person_ref": ref, "category": "subsistence", "valid_from": date(2026, 1, 1), "valid_to": None}])
+        await uow.registry.save_periods([  # the same start again: the end date is replaced
+            {"person_ref": ref, "category": "subsistence", "valid_from": date(2026, 1, 1),
+             "valid_to": date(2026, 12, 31)}])
+        await uow.registry.add_consent(ConsentRow(id=consent_id, person_ref=ref, signed_on=date(2026, 2, 1),
+                                                  channel="counter", recorded_by="t", created_at=datetime.now(UTC)))
+        await uow.terms.add([PolicyPublished(policy_id="p", policy_version=1, region_code=DISTRICT,
+                                             effective_from=date(2026, 1, 1), consent_lookback="calendar_year",
+                                             published_at=datetime.now(UTC))])
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        assert await uow.registry.districts([ref, other, "f" * 64]) == {ref: DISTRICT, other: "310198"}
+        assert set(await uow.registry.persons_locked([ref, other])) == {ref, other}
+        facts = await uow.registry.facts([ref, other])
+        assert facts.areas[ref] == PersonArea(DISTRICT, f"{DISTRICT}001")
+        assert facts.periods == {ref: [RegistryPeriod("subsistence", date(2026, 1, 1), date(2026, 12, 31))]}
+        assert facts.consents == {ref: [Consent(date(2026, 2, 1), None)]}
+        assert facts.terms == [PolicyTerms("p", 1, DISTRICT, date(2026, 1, 1), None, ConsentLookback.CALENDAR_YEAR)]
+        assert await uow.registry.consent_person(consent_id) == ref
+        assert (await uow.registry.open_consent(ref, date(2026, 2, 1))).id == consent_id  # type: ignore[union-attr]
+        await uow.registry.revoke_consent(consent_id, date(2026, 5, 1))
+        assert await uow.registry.open_consent(ref, date(2026, 2, 1)) is None
+        records = await uow.registry.records([ref])
+        assert [p.person_ref for p in records.persons] == [ref]
+        assert [c.revoked_on for c in records.consents[ref]] == [date(2026, 5, 1)]
+
+
+async def test_screening_and_contact_repositories(db: Database) -> None:
+    ref = uuid.uuid4().hex * 2
+    waiting, early = parked(ref, Reason.NO_CONSENT, date(2026, 4, 1)), parked(ref, Reason.NO_CONSENT, date(2026, 2, 1))
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        await uow.registry.save_persons([person_row(ref)])
+        assert await uow.screenings.add([waiting, early]) == {waiting.settlement.settlement_id,
+                                                               early.settlement.settlement_id}
+        decided = Screening(ref, waiting.settlement, EligibilityDecision(True, Reason.ELIGIBLE, Category.SUBSISTENCE,
+                                                                        parked=False))
+        assert await uow.screenings.add([decided]) == set(), "a settlement decided before keeps its decision"
+        await uow.contacts.save([{"person_ref": ref, "phone_enc": None, "phone_fingerprint": None,
+                                  "phone_masked": "138****5678", "sms_opt_out": True, "version": 1,
+                                  "updated_at": datetime.now(UTC)}])
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        rows = await uow.screenings.parked([ref])
+        assert [r.settlement_id for r in rows] == [early.settlement.settlement_id, waiting.settlement.settlement_id]
+        in_period = await uow.screenings.parked_in(DISTRICT, date(2026, 3, 1), None, ["no_consent"])
+        assert [r.settlement_id for r in in_period if r.person_ref == ref] == [waiting.settlement.settlement_id]
+        assert await uow.screenings.parked_in(DISTRICT, date(2026, 3, 1), None, ["not_registered"]) == []
+        await uow.screenings.redecide([decided])
+        await uow.screenings.reverse(early.settlement.settlement_id)
+        assert (await uow.contacts.locked([ref]))[ref].phone_masked == "138****5678"
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        assert await uow.screenings.parked([ref]) == [], "decided and reversed settlements are parked no more"
