@@ -5,8 +5,16 @@ from dataclasses import dataclass
 from approval.config import ApprovalSettings
 from approval.domain.case import ApprovalRules
 from approval.domain.review import FlagRules
-from approval.service_layer.review import ReviewContext
 from shared.security.crypto import FieldCipher
+
+
+@dataclass(frozen=True)
+class ReviewContext:
+    """What the case view is built with: the case-view transport key, the flag rules, the hospitals' names."""
+
+    case_view: FieldCipher
+    rules: FlagRules
+    hospital_names: dict[str, str]
 
 
 @dataclass(frozen=True)

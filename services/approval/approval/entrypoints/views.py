@@ -16,10 +16,11 @@ from sqlmodel import col
 
 from approval.adapters.flags import flag_conditions
 from approval.adapters.tables import AuditRecord, CaseRecord
+from approval.dependencies import ReviewContext
 from approval.domain.case import Case, CaseState
 from approval.domain.review import Flag, FlagRules
+from approval.entrypoints.case_view import case_review
 from approval.service_layer.cases import case_not_found
-from approval.service_layer.review import ReviewContext, case_review
 from shared.db import Database
 from shared.security.area import Area
 from shared.security.read_audit import READ_AUDIT

@@ -1,10 +1,9 @@
-"""The case as a reviewer needs it: who, what, why this amount, the person's year so far, and the flags.
+"""The reviewer's case view (a read): who, what, why this amount, the person's year so far, and the flags.
 
 Everything comes from approval's own read models (fed by events); the name and national ID are decrypted
 only here, for a clerk or reviewer whose area covers the case, and each such view is recorded.
 """
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -15,22 +14,14 @@ from sqlmodel import col
 
 from approval.adapters.flags import flag_conditions
 from approval.adapters.tables import CaseRecord, PersonCalculation, PersonView
-from approval.domain.review import FLAG_LABELS, Figures, FlagRules, YearEntry, explain, year_so_far
+from approval.dependencies import ReviewContext
+from approval.domain.review import FLAG_LABELS, Figures, YearEntry, explain, year_so_far
 from shared.contracts.events import AssistanceFigures
-from shared.security.crypto import FieldCipher, mask_national_id
+from shared.security.crypto import mask_national_id
 from shared.security.read_audit import record_reads
 from shared.security.staff_auth import Principal
 
 PERSONAL_FIELDS = ("name", "national_id")
-
-
-@dataclass(frozen=True)
-class ReviewContext:
-    """What the case view is built with: the case-view transport key, the flag rules, the hospitals' names."""
-
-    case_view: FieldCipher
-    rules: FlagRules
-    hospital_names: dict[str, str]
 
 
 def _money(value: object) -> str | None:
