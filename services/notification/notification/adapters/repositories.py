@@ -24,7 +24,7 @@ from notification.adapters.tables import (
     Recipient,
     ResidentSettlement,
 )
-from notification.domain.messages import REPORTABLE, Claimed, Outcome
+from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
 from shared.db import signal_after_commit
 
 MESSAGES_DUE = "messages.due"
@@ -168,10 +168,12 @@ class MessageRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+    async def add(self, messages: Sequence[NewMessage], now: datetime) -> list[str]:
         """Insert messages, skipping ids already written (a redelivered event); the moments of those written."""
-        if not rows:
+        if not messages:
             return []
+        rows = [{**vars(m), "moment": m.moment.value, "attempts": 0, "created_at": now, "updated_at": now}
+                for m in messages]
         written = list((await self.session.execute(
             insert(MESSAGES).on_conflict_do_nothing(index_elements=["id"]).returning(MESSAGES.c.moment), rows)
         ).scalars())

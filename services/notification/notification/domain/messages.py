@@ -46,6 +46,24 @@ def one_per_event(notices: Iterable[Notice]) -> list[Notice]:
 
 
 @dataclass(frozen=True)
+class NewMessage:
+    """A message as it is first written: rendered, and `pending` (or `suppressed` for a person who opted out)."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    person_ref: str
+    settlement_id: uuid.UUID | None
+    moment: Moment
+    template_version: int
+    body: str
+    status: str
+    occurred_at: datetime
+    """When the event happened: a person's messages go (and are listed) in this order, whatever the topics'."""
+    not_before: datetime
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A message the sender has marked `sending` and now hands to the gateway."""
 

@@ -6,16 +6,15 @@ of the messages. A message's id is derived from its event and person, so a redel
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from notification.adapters.metrics import MESSAGES_WRITTEN
 from notification.adapters.repositories import Contact, ViewFacts
 from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.dependencies import Wording
-from notification.domain.messages import Notice, one_per_event
+from notification.domain.messages import NewMessage, one_per_event
+from notification.domain.moments import Place, notice_for, settlement_of
 from notification.domain.schedule import LOCAL_TIME
-from notification.domain.templates import Facts, Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from shared.contracts import events as ev
 from shared.messaging.consumer import Event
@@ -31,12 +30,13 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     accounts = await uow.recipients.accounts({(e.envelope.person_ref, e.data.account_version) for e in events
                                               if isinstance(e.data, ev.TransferSettled)
                                               and e.data.account_version is not None})
-    view = await uow.view.get_many({sid for e in events if (sid := _settlement_of(e.data)) is not None})
+    view = await uow.view.get_many({sid for e in events if (sid := settlement_of(e.data)) is not None})
     notices, causes = [], {}
     # One batch mixes topics (partitions are not ordered among each other): write the person's messages in
     # the order things happened, so a payment's message never goes before its approval's.
     for event in sorted(events, key=lambda e: e.envelope.occurred_at):
-        notice = _notice(event, view, contacts, accounts, wording.hospital_names)
+        notice = notice_for(event.envelope, event.data, _place(settlement_of(event.data), view),
+                            _account(event, contacts, accounts), wording.hospital_names)
         if notice is not None:
             notices.append(notice)
             causes[notice.message_id] = event
@@ -44,75 +44,30 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     if not notices:
         return
     not_before = wording.quiet.next_allowed(now + timedelta(seconds=wording.hold_s))
-    rows = []
-    for n in notices:
-        contact = contacts.get(n.person_ref)
-        rows.append({
-            "id": n.message_id, "event_id": n.event_id, "person_ref": n.person_ref, "settlement_id": n.settlement_id,
-            "moment": n.moment.value, "template_version": wording.templates.version,
-            "body": wording.templates.render(n.moment, n.facts),
-            # An opt-out is honoured from the moment it is known: the message is recorded, never sent.
-            "status": "suppressed" if contact is not None and contact.sms_opt_out else "pending",
-            "attempts": 0, "occurred_at": causes[n.message_id].envelope.occurred_at, "not_before": not_before,
-            "traceparent": traceparent_of(causes[n.message_id].span),
-            "created_at": now, "updated_at": now,
-        })
-    for moment in await uow.messages.add(rows):
+    messages = [NewMessage(
+        n.message_id, n.event_id, n.person_ref, n.settlement_id, n.moment, wording.templates.version,
+        wording.templates.render(n.moment, n.facts),
+        # An opt-out is honoured from the moment it is known: the message is recorded, never sent.
+        "suppressed" if n.person_ref in contacts and contacts[n.person_ref].sms_opt_out else "pending",
+        causes[n.message_id].envelope.occurred_at, not_before, traceparent_of(causes[n.message_id].span),
+    ) for n in notices]
+    for moment in await uow.messages.add(messages, now):
         MESSAGES_WRITTEN.labels(moment).inc()
 
 
-def _settlement_of(data: ev.EventData) -> UUID | None:
-    match data:
-        case ev.EligibilityDecided():
-            return data.settlement.settlement_id
-        case (ev.AssistanceCalculated() | ev.AssistanceReversed() | ev.RecoveryOpened() | ev.CaseDecided()
-              | ev.TransferSettled() | ev.SettlementReversed()):
-            return data.settlement_id
-    return None
-
-
-def _short_account(masked: str | None) -> str | None:
-    return f"****{masked[-4:]}" if masked else None
-
-
-def _notice(event: Event, view: dict[UUID, ResidentSettlement], contacts: dict[str, Recipient],
-            accounts: dict[tuple[str, int], str], hospitals: dict[str, str]) -> Notice | None:
-    """The message an event calls for, if any (DESIGN: the moments that matter to the person).
-
-    A transfer's message names the account version that transfer went to; only when that version is not
-    known here (an event without it) does it fall back to the latest account the registry sent.
-    """
-    data, ref = event.data, event.envelope.person_ref
-    sid = _settlement_of(data)
+def _place(sid: UUID | None, view: dict[UUID, ResidentSettlement]) -> Place:
     row = view.get(sid) if sid else None
-    hospital_id = row.hospital_id if row else None
-    discharge = row.discharge_date if row else None
-    if isinstance(data, ev.AssistanceCalculated):  # it says where and when itself: no need to wait for the view
-        hospital_id, discharge = data.hospital_id, data.discharge_date
-    hospital = hospitals.get(hospital_id, hospital_id) if hospital_id else None
-    version = data.account_version if isinstance(data, ev.TransferSettled) else None
+    return Place(row.hospital_id, row.discharge_date) if row else Place()
+
+
+def _account(event: Event, contacts: dict[str, Recipient], accounts: dict[tuple[str, int], str]) -> str | None:
+    """The account a transfer's message names: the version that transfer went to; only when that version is
+    not known here (an event without it) the latest account the registry sent."""
+    ref = event.envelope.person_ref
+    version = event.data.account_version if isinstance(event.data, ev.TransferSettled) else None
     masked = accounts.get((ref, version)) if version is not None else None
-    account = _short_account(masked or (contacts[ref].account_masked if ref in contacts else None))
-
-    def notice(moment: Moment, **facts: Any) -> Notice:
-        return Notice(event.envelope.event_id, ref, moment,
-                      Facts(hospital=hospital, discharge_date=discharge, **facts), sid)
-
-    match data:
-        case ev.AssistanceCalculated() if data.figures.assistance > 0:
-            return notice(Moment.CALCULATED, amount=data.figures.assistance)
-        case ev.CaseDecided() if data.decision == "approved":
-            return notice(Moment.APPROVED, amount=data.amount)
-        case ev.CaseDecided() if data.decision == "rejected":
-            return notice(Moment.REJECTED, amount=data.amount, reason=data.reason_code)
-        case ev.TransferSettled() if data.status == "settled":
-            return notice(Moment.PAID, amount=data.amount, account=account,
-                          paid_on=event.envelope.occurred_at.astimezone(LOCAL_TIME).date())
-        case ev.TransferSettled() if data.status == "failed":
-            return notice(Moment.PAYMENT_FAILED, amount=data.amount, account=account, reason=data.reason)
-        case ev.RecoveryOpened():
-            return notice(Moment.RECOVERY, amount=data.amount)
-    return None
+    masked = masked or (contacts[ref].account_masked if ref in contacts else None)
+    return f"****{masked[-4:]}" if masked else None
 
 
 async def _store_contacts(uow: NotificationUnitOfWork, events: Sequence[Event], now: datetime) -> None:

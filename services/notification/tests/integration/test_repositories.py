@@ -10,7 +10,8 @@ import pytest
 from notification.adapters.repositories import Contact, ViewFacts
 from notification.bootstrap import MIGRATIONS
 from notification.config import NotificationSettings
-from notification.domain.messages import Outcome
+from notification.domain.messages import NewMessage, Outcome
+from notification.domain.templates import Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from sqlalchemy import text
 
@@ -78,21 +79,19 @@ async def test_the_view_takes_each_kind_of_fact_in_any_order(db: Database) -> No
     assert row.reversed and row.recovery, "a recovery once known stays"
 
 
-def message(person: str, moment: str, at: datetime) -> dict[str, object]:
-    return {"id": uuid.uuid4(), "event_id": uuid.uuid4(), "person_ref": person, "settlement_id": uuid.uuid4(),
-            "moment": moment, "template_version": 1, "body": moment, "status": "pending", "attempts": 0,
-            "occurred_at": at, "not_before": at - timedelta(seconds=1), "traceparent": None,
-            "created_at": at, "updated_at": at}
+def message(person: str, moment: Moment, at: datetime) -> NewMessage:
+    return NewMessage(uuid.uuid4(), uuid.uuid4(), person, uuid.uuid4(), moment, 1, moment.value, "pending", at,
+                      at - timedelta(seconds=1))
 
 
 async def test_messages_are_written_once_claimed_in_order_and_moved_by_the_gateways_word(db: Database) -> None:
     me, now = ref(), datetime.now(UTC)
-    first, second = message(me, "case_approved", now), message(me, "transfer_settled", now + timedelta(seconds=1))
+    first, second = message(me, Moment.APPROVED, now), message(me, Moment.PAID, now + timedelta(seconds=1))
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
         await uow.recipients.store([Contact(me, 1, "c:x", "138****0001", False)], {}, {}, now)
-        assert await uow.messages.add([first, second]) == ["case_approved", "transfer_settled"]
+        assert await uow.messages.add([first, second], now) == ["case_approved", "transfer_settled"]
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
-        assert await uow.messages.add([first]) == [], "the same id is written once"
+        assert await uow.messages.add([first], now) == [], "the same id is written once"
         claimed = [c for c in await uow.messages.claim_due(1000, 60.0) if c.person_ref == me]
         assert [c.moment for c in claimed] == ["case_approved"], "a person's earliest unsent message only"
         assert claimed[0].phone_ciphertext == "c:x" and await uow.messages.waiting() >= 2

@@ -16,7 +16,7 @@ from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.bootstrap import events_handler
 from notification.config import NotificationSettings
 from notification.dependencies import NotificationDeps, Wording
-from notification.domain.messages import Claimed, Outcome
+from notification.domain.messages import Claimed, NewMessage, Outcome
 from notification.domain.schedule import QuietHours
 from notification.service_layer.reports import record_delivery_report
 from notification.service_layer.sender import Sender
@@ -77,8 +77,8 @@ class FakeMessages:
         self.outcomes: list[Outcome] = []
         self.reports: list[tuple[uuid.UUID, str]] = []
 
-    async def add(self, rows: Sequence[dict[str, Any]]) -> list[str]:
-        new = [r for r in rows if r["id"] not in self.rows]
+    async def add(self, messages: Sequence[NewMessage], now: datetime) -> list[str]:
+        new = [{**vars(m), "created_at": now} for m in messages if m.id not in self.rows]
         self.rows.update((r["id"], r) for r in new)
         return [r["moment"] for r in new]
 

@@ -1,0 +1,62 @@
+"""Which events are moments that matter to the person, and what their message says (DESIGN: calculated and
+waiting for review, approved or rejected, paid, payment failed, recovery opened). Nothing else is told."""
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from notification.domain.messages import Notice
+from notification.domain.schedule import LOCAL_TIME
+from notification.domain.templates import Facts, Moment
+from shared.contracts import events as ev
+from shared.contracts.envelope import Envelope
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where and when the care was, as the resident view knows it (a screening heard earlier)."""
+
+    hospital_id: str | None = None
+    discharge_date: date | None = None
+
+
+def settlement_of(data: ev.EventData) -> UUID | None:
+    """The settlement an event is about (None for registry facts)."""
+    match data:
+        case ev.EligibilityDecided():
+            return data.settlement.settlement_id
+        case (ev.AssistanceCalculated() | ev.AssistanceReversed() | ev.RecoveryOpened() | ev.CaseDecided()
+              | ev.TransferSettled() | ev.SettlementReversed()):
+            return data.settlement_id
+    return None
+
+
+def notice_for(envelope: Envelope, data: ev.EventData, place: Place, account: str | None,
+               hospitals: dict[str, str]) -> Notice | None:
+    """The message an event calls for, if any. `account` is the masked account a transfer's text names
+    (`****1234`); `hospitals` names the hospitals (an unknown id shows as itself)."""
+    hospital_id, discharge = place.hospital_id, place.discharge_date
+    if isinstance(data, ev.AssistanceCalculated):  # it says where and when itself: no need to wait for the view
+        hospital_id, discharge = data.hospital_id, data.discharge_date
+    hospital = hospitals.get(hospital_id, hospital_id) if hospital_id else None
+
+    def notice(moment: Moment, **facts: Any) -> Notice:
+        return Notice(envelope.event_id, envelope.person_ref, moment,
+                      Facts(hospital=hospital, discharge_date=discharge, **facts), settlement_of(data))
+
+    match data:
+        case ev.AssistanceCalculated() if data.figures.assistance > 0:
+            return notice(Moment.CALCULATED, amount=data.figures.assistance)
+        case ev.CaseDecided() if data.decision == "approved":
+            return notice(Moment.APPROVED, amount=data.amount)
+        case ev.CaseDecided() if data.decision == "rejected":
+            return notice(Moment.REJECTED, amount=data.amount, reason=data.reason_code)
+        case ev.TransferSettled() if data.status == "settled":
+            return notice(Moment.PAID, amount=data.amount, account=account,
+                          paid_on=envelope.occurred_at.astimezone(LOCAL_TIME).date())
+        case ev.TransferSettled() if data.status == "failed":
+            return notice(Moment.PAYMENT_FAILED, amount=data.amount, account=account, reason=data.reason)
+        case ev.RecoveryOpened():
+            return notice(Moment.RECOVERY, amount=data.amount)
+    return None
