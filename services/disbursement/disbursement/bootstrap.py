@@ -1,58 +1,104 @@
-"""Wires the disbursement service."""
+"""Wires the disbursement service: its typed dependencies, the consumer handler, the background passes on the
+one worker loop, the routes. Tests build the same passes with fake units of work and a fake bank."""
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from disbursement.adapters.bank import BankGateway
 from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
 from disbursement.config import DisbursementSettings
 from disbursement.entrypoints.http import router
-from disbursement.service_layer.gauges import publish_payment_gauges
+from disbursement.service_layer.dependencies import Dependencies
+from disbursement.service_layer.gauges import REFRESH_S, refresh_payment_gauges
 from disbursement.service_layer.payments import handle_events
-from disbursement.service_layer.sender import Hints, resolve_open_payments, send_due_payments
-from disbursement.service_layer.statements import reconcile_daily
+from disbursement.service_layer.sender import Resolver, Sender
+from disbursement.service_layer.statements import reconcile_yesterday
+from disbursement.service_layer.unit_of_work import (
+    PAYMENTS_CANCELLING,
+    PAYMENTS_DUE,
+    DisbursementUnitOfWork,
+    Units,
+    units_of,
+)
 from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE
 from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
-from shared.unit_of_work import UnitOfWork
+from shared.worker import Wakeup, run_worker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def bank_gateway(settings: DisbursementSettings) -> BankGateway:
+    """The adapter `BANK_ADAPTER` names, with its bounded retries."""
+    s = settings
+    if s.bank_adapter == "iso20022":
+        return Iso20022BankGateway(s.bank_base_url, s.debtor_account, s.debtor_name, s.bank_timeout_s,
+                                   s.bank_max_attempts, s.bank_backoff_initial_s, s.bank_backoff_max_s)
+    return RestBankGateway(s.bank_base_url, s.bank_timeout_s, s.bank_max_attempts, s.bank_backoff_initial_s,
+                           s.bank_backoff_max_s)
+
+
+def dependencies(settings: DisbursementSettings, bank: BankGateway | None = None) -> Dependencies:
+    return Dependencies(settings=settings, bank=bank or bank_gateway(settings),
+                        payee_cipher=FieldCipher.from_config(settings.payee_keys.get_secret_value(),
+                                                             active=settings.payee_active_key_id))
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    step: Callable[[], Awaitable[bool]]
+    idle_s: float
+    wakeup: Wakeup | None = None
+
+
+def workers(units: Units, deps: Dependencies) -> list[Worker]:
+    """Every background pass of the service, as the worker loop runs it."""
+    settings = deps.settings
+    return [
+        # new payments wake the sender at once; retries fall due by the clock
+        Worker("payment sender", Sender(units, deps).step, settings.worker_idle_s, deps.due),
+        # callbacks and cancellations wake the resolver; the rest it polls
+        Worker("payment resolver", Resolver(units, deps).step, 1.0, deps.resolver),
+        Worker("payment gauges", partial(refresh_payment_gauges, units), REFRESH_S),
+        Worker("statement reconciliation", partial(reconcile_yesterday, units, deps), settings.statement_check_s),
+    ]
 
 
 def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
     settings = settings or DisbursementSettings()
 
-    async def on_start(runtime: Runtime) -> None:
-        runtime.extras["hints"] = Hints()
-        runtime.extras["payee_cipher"] = FieldCipher.from_config(settings.payee_keys.get_secret_value(),
-                                                                 active=settings.payee_active_key_id)
-        if settings.bank_adapter == "iso20022":
-            runtime.extras["bank"] = Iso20022BankGateway(
-                base_url=settings.bank_base_url, debtor_account=settings.debtor_account,
-                debtor_name=settings.debtor_name, timeout_s=settings.bank_timeout_s,
-                max_attempts=settings.bank_max_attempts, backoff_initial_s=settings.bank_backoff_initial_s,
-                backoff_max_s=settings.bank_backoff_max_s)
-        else:
-            runtime.extras["bank"] = RestBankGateway(
-                base_url=settings.bank_base_url, timeout_s=settings.bank_timeout_s,
-                max_attempts=settings.bank_max_attempts, backoff_initial_s=settings.bank_backoff_initial_s,
-                backoff_max_s=settings.bank_backoff_max_s)
+    async def build_dependencies() -> Dependencies:
+        return dependencies(settings)
 
-    async def on_stop(runtime: Runtime) -> None:
-        await runtime.extras["bank"].aclose()
+    async def run_workers(runtime: Runtime[Dependencies], stopping: asyncio.Event) -> None:
+        deps = runtime.deps
+        runtime.db.on_commit(PAYMENTS_DUE, deps.due.set)
+        runtime.db.on_commit(PAYMENTS_CANCELLING, deps.resolver.set)
+        await asyncio.gather(*(run_worker(w.name, w.step, stopping, idle_s=w.idle_s, wakeup=w.wakeup)
+                               for w in workers(units_of(runtime.db), deps)))
 
-    def handler(runtime: Runtime) -> Handler[UnitOfWork]:
-        return lambda uow, events: handle_events(uow.session, settings, events)
+    async def on_stop(runtime: Runtime[Dependencies]) -> None:
+        await runtime.deps.bank.aclose()
+
+    def handler(runtime: Runtime[Dependencies]) -> Handler[DisbursementUnitOfWork]:
+        return handle_events
 
     return build_app(ServiceSpec(
         settings=settings,
         title="Disbursement: payments to residents' bank accounts",
         routers=[router],
-        consumers=[ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], handler)],
-        background=[send_due_payments, resolve_open_payments, publish_payment_gauges, reconcile_daily],
-        on_start=on_start,
+        consumers=[ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], handler,
+                                unit_of_work=DisbursementUnitOfWork)],
+        background=[run_workers],
+        dependencies=build_dependencies,
         on_stop=on_stop,
         signed_prefixes=("/v1/bank/callbacks",),  # the bank's signature is checked before the body is read
     ))

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from shared import http_client
+from shared.http_client import traced_session  # aiohttp for the bank: ADR 0011
 
 T = TypeVar("T")
 
@@ -107,3 +108,76 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_attempts: int, i
                                               transient=transient)
     except http_client.PartnerUnavailable as exc:
         raise BankUnavailable(str(exc)) from exc.__cause__
+
+
+class HttpBank:
+    """What both wire formats share: the traced session, the bounded retries, how a bank answer is classified
+    (5xx/429: try again; a refusal; not known), and the submission that asks before it re-sends."""
+
+    def __init__(self, base_url: str, timeout_s: float, max_attempts: int, backoff_initial_s: float,
+                 backoff_max_s: float) -> None:
+        self._base_url, self._timeout_s = base_url, timeout_s
+        self._max_attempts, self._initial_s, self._max_s = max_attempts, backoff_initial_s, backoff_max_s
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = traced_session(self._base_url, self._timeout_s)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await with_retries(call, max_attempts=self._max_attempts, initial_s=self._initial_s,
+                                  max_s=self._max_s)
+
+    async def call(self, method: str, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[T]], *,
+                   refused: Callable[[aiohttp.ClientResponse], Awaitable[str]] | None = None, **request: Any) -> T:
+        """One request (not retried: the caller's `retrying` or `submit_once` does), its answer classified."""
+        async with self.http.request(method, path, **request) as response:
+            await _classify(response, refused)
+            return await read(response)
+
+    async def ask(self, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[T]], *, method: str = "GET",
+                  **request: Any) -> T | None:
+        """A status inquiry, retried: None when the bank does not know what was asked about (404)."""
+        async def once() -> T | None:
+            async with self.http.request(method, path, **request) as response:
+                if response.status == 404:
+                    return None
+                await _classify(response, None)
+                return await read(response)
+
+        return await self.retrying(once)
+
+    async def submit_once(self, send: Callable[[], Awaitable[T]], known: Callable[[], Awaitable[T | None]]) -> T:
+        """A submission with bounded retries. After an ambiguous failure (a timeout, the connection dropped after
+        sending) the bank is asked (`known`) before anything is sent again: it may have booked it already."""
+        ambiguous = False
+
+        async def once() -> T:
+            nonlocal ambiguous
+            if ambiguous and (answer := await known()) is not None:
+                return answer
+            try:
+                return await send()
+            except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+                ambiguous = True
+                raise Ambiguous(type(exc).__name__) from exc
+
+        return await self.retrying(once)
+
+
+async def _classify(response: aiohttp.ClientResponse,
+                    refused: Callable[[aiohttp.ClientResponse], Awaitable[str]] | None) -> None:
+    """5xx or 429: the bank did not take the request (BankServerError, retried). With `refused`, another 4xx
+    is the bank refusing the instruction itself (BankRejected with the reason `refused` reads: retrying cannot
+    help). Any other error status raises."""
+    if response.status >= 500 or response.status == 429:
+        raise BankServerError(response.status)
+    if refused is not None and 400 <= response.status < 500:
+        raise BankRejected(await refused(response))
+    response.raise_for_status()

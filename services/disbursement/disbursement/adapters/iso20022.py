@@ -1,4 +1,4 @@
-"""ISO 20022 bank adapter: pain.001.001.09 credit-transfer batches out, pain.002.001.10 status reports in.
+"""ISO 20022 bank adapter: pain.001.001.09 credit transfers out, pain.002.001.10 status reports in.
 
 Written on the standard library's ElementTree: the PyPI libraries for pain.001 target SEPA (EUR, IBAN),
 not CNY transfers to domestic account numbers (docs/decisions/0004-iso20022-without-a-library.md).
@@ -13,17 +13,7 @@ from decimal import Decimal
 
 import aiohttp
 
-from disbursement.adapters.bank import (
-    Ambiguous,
-    BankRejected,
-    BankResult,
-    BankServerError,
-    BankStatus,
-    PaymentInstruction,
-    StatementLine,
-    with_retries,
-)
-from shared.http_client import traced_session  # aiohttp for the bank: ADR 0011
+from disbursement.adapters.bank import BankResult, BankStatus, HttpBank, PaymentInstruction, StatementLine
 
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
@@ -132,78 +122,53 @@ def parse_camt053(xml: bytes) -> list[StatementLine]:
     return lines
 
 
-class Iso20022BankGateway:
+class Iso20022BankGateway(HttpBank):
     """Sends pain.001 documents to the bank's ISO 20022 endpoint and reads its pain.002 reports."""
 
     def __init__(self, base_url: str, debtor_account: str, debtor_name: str, timeout_s: float = 5.0,
                  max_attempts: int = 4, backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
-        self._base_url, self._timeout_s = base_url, timeout_s
-        self._http: aiohttp.ClientSession | None = None
-        self._debtor = {"debtor_account": debtor_account, "debtor_name": debtor_name}
-        self._retry = {"max_attempts": max_attempts, "initial_s": backoff_initial_s, "max_s": backoff_max_s}
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = traced_session(self._base_url, self._timeout_s)
-        return self._http
+        super().__init__(base_url, timeout_s, max_attempts, backoff_initial_s, backoff_max_s)
+        self._debtor_account, self._debtor_name = debtor_account, debtor_name
 
     async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> dict[str, BankResult]:
-        """One pain.001 for many attempts; the bank deduplicates by EndToEndId, so a re-sent batch is safe."""
-        _, document = build_pain001(instructions, **self._debtor)
-        ambiguous = False
+        """One pain.001 for many attempts; the bank deduplicates by EndToEndId, so a re-sent batch is safe.
+        (The sender hands over one attempt per call today: `submit`.)"""
+        _, document = build_pain001(instructions, debtor_name=self._debtor_name, debtor_account=self._debtor_account)
 
-        async def once() -> dict[str, BankResult]:
-            nonlocal ambiguous
-            if ambiguous:  # ask first: which of the batch did the bank already book?
-                known = {i.idempotency_key: r for i in instructions
-                         if (r := await self.status(i.idempotency_key)) is not None}
-                if len(known) == len(instructions):
-                    return known
-            try:
-                async with self.http.post("/iso20022/pain.001", data=document,
-                                          headers={"Content-Type": "application/xml"}) as response:
-                    if 400 <= response.status < 500 and response.status != 429:
-                        raise BankRejected(f"http_{response.status}")
-                    if response.status >= 500 or response.status == 429:
-                        raise BankServerError(response.status)
-                    return parse_pain002(await response.read())
-            except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-                ambiguous = True
-                raise Ambiguous(type(exc).__name__) from exc
+        async def known() -> dict[str, BankResult] | None:  # which of the batch did the bank already book?
+            found = {i.idempotency_key: r for i in instructions
+                     if (r := await self.status(i.idempotency_key)) is not None}
+            return found if len(found) == len(instructions) else None
 
-        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+        return await self.submit_once(
+            lambda: self.call("POST", "/iso20022/pain.001", _read_pain002, refused=_http_status, data=document,
+                              headers={"Content-Type": "application/xml"}),
+            known)
 
     async def submit(self, instruction: PaymentInstruction) -> BankResult:
         return (await self.submit_batch([instruction]))[instruction.idempotency_key]
 
     async def status(self, idempotency_key: str) -> BankResult | None:
-        async def once() -> BankResult | None:
-            query = {"end_to_end_id": end_to_end_id(idempotency_key)}
-            async with self.http.get("/iso20022/pain.002", params=query) as response:
-                if response.status == 404:
-                    return None
-                if response.status >= 500 or response.status == 429:
-                    raise BankServerError(response.status)
-                return parse_pain002(await response.read()).get(idempotency_key)
-
-        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+        report = await self.ask("/iso20022/pain.002", _read_pain002,
+                                params={"end_to_end_id": end_to_end_id(idempotency_key)})
+        return None if report is None else report.get(idempotency_key)
 
     async def statement(self, day: date) -> list[StatementLine]:
-        async def once() -> list[StatementLine]:
-            async with self.http.get("/iso20022/camt.053", params={"date": day.isoformat()}) as response:
-                if response.status >= 500 or response.status == 429:
-                    raise BankServerError(response.status)
-                response.raise_for_status()
-                return parse_camt053(await response.read())
+        async def read(response: aiohttp.ClientResponse) -> list[StatementLine]:
+            return parse_camt053(await response.read())
 
-        return await with_retries(once, **self._retry)  # type: ignore[arg-type]
+        return await self.retrying(lambda: self.call("GET", "/iso20022/camt.053", read,
+                                                     params={"date": day.isoformat()}))
 
     async def recall(self, idempotency_key: str) -> BankResult | None:
         """This ISO 20022 subset has no cancellation request (camt.056): the attempt is watched to its final
         status instead, and money paid for a cancelled case is recovered."""
         return await self.status(idempotency_key)
 
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+
+async def _read_pain002(response: aiohttp.ClientResponse) -> dict[str, BankResult]:
+    return parse_pain002(await response.read())
+
+
+async def _http_status(response: aiohttp.ClientResponse) -> str:
+    return f"http_{response.status}"

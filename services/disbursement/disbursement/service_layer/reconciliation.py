@@ -1,48 +1,34 @@
-"""Daily reconciliation: per district and approval day, approved = settled + in flight + failed + cancelled."""
+"""Daily reconciliation: per district and approval day, approved = settled + in flight + failed + cancelled
+(`domain.reconciliation`), and who may ask for which district."""
 
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from disbursement.domain.reconciliation import DayTally, Tally
+from disbursement.service_layer.unit_of_work import DisbursementUnitOfWork
+from shared.errors import Forbidden
+from shared.security.area import Area
 
-from disbursement.adapters.tables import Payment
-from disbursement.domain.payment import IN_FLIGHT, PaymentStatus
+
+def district_asked(area: Area, district_code: str | None) -> str | None:
+    """The district a list is confined to: the caller's own, or the one asked for when the caller is not
+    confined. Asking for another district than your own is refused (not hidden: the caller knows it exists)."""
+    if district_code and not area.contains(district_code, area.subdistrict_code):
+        raise Forbidden("forbidden_district", "outside your district", field="district_code")
+    return area.district_code or district_code
 
 
-async def reconcile(session: AsyncSession, day: date | None = None, district: str | None = None,
-                    since: date | None = None) -> list[dict[str, Any]]:
-    """One row per district and approval day; `alarm` when the parts do not add up to what was approved."""
-    in_flight = [s.value for s in IN_FLIGHT]
+def _tally(t: Tally) -> dict[str, Any]:
+    return {"count": t.count, "amount": f"{t.amount:.2f}"}
 
-    def amount_when(*statuses: str) -> Any:
-        return func.coalesce(func.sum(case((Payment.status.in_(statuses), Payment.amount), else_=0)), 0)  # type: ignore[attr-defined]
 
-    def count_when(*statuses: str) -> Any:
-        return func.count(case((Payment.status.in_(statuses), 1)))  # type: ignore[attr-defined]
+def day_out(day: DayTally) -> dict[str, Any]:
+    return {"district_code": day.district_code, "day": day.day.isoformat(), "approved": _tally(day.approved),
+            "settled": _tally(day.settled), "in_flight": _tally(day.in_flight), "failed": _tally(day.failed),
+            "cancelled": _tally(day.cancelled), "difference": f"{day.difference:.2f}", "alarm": day.alarm}
 
-    query = select(
-        Payment.district_code, Payment.approved_on, func.count(), func.sum(Payment.amount),
-        count_when(PaymentStatus.SETTLED.value), amount_when(PaymentStatus.SETTLED.value),
-        count_when(*in_flight), amount_when(*in_flight),
-        count_when(PaymentStatus.FAILED.value), amount_when(PaymentStatus.FAILED.value),
-        count_when(PaymentStatus.CANCELLED.value), amount_when(PaymentStatus.CANCELLED.value),
-    ).group_by(Payment.district_code, Payment.approved_on).order_by(Payment.approved_on, Payment.district_code)
-    if day:
-        query = query.where(Payment.approved_on == day)
-    if since:
-        query = query.where(Payment.approved_on >= since)
-    if district:
-        query = query.where(Payment.district_code == district)
-    rows = (await session.execute(query)).all()
-    out = []
-    for d, on, n, total, sn, sa, fn, fa, xn, xa, cn, ca in rows:
-        difference = total - sa - fa - xa - ca
-        out.append({"district_code": d, "day": on.isoformat(),
-                    "approved": {"count": n, "amount": f"{total:.2f}"},
-                    "settled": {"count": sn, "amount": f"{sa:.2f}"},
-                    "in_flight": {"count": fn, "amount": f"{fa:.2f}"},
-                    "failed": {"count": xn, "amount": f"{xa:.2f}"},
-                    "cancelled": {"count": cn, "amount": f"{ca:.2f}"},
-                    "difference": f"{difference:.2f}", "alarm": difference != 0 or n != sn + fn + xn + cn})
-    return out
+
+async def reconcile(uow: DisbursementUnitOfWork, area: Area, *, day: date | None = None,
+                    district_code: str | None = None) -> list[dict[str, Any]]:
+    """One row per district and approval day in the caller's area; `alarm` when the parts do not add up."""
+    return [day_out(d) for d in await uow.payments.tally(day=day, district=district_asked(area, district_code))]

@@ -1,0 +1,391 @@
+"""Typed repositories over disbursement's tables: bulk SQL, one statement per table per batch.
+
+They load `domain.payment.Payment` aggregates (plain objects the session does not track) and write back what
+the aggregates changed with executemany statements. The few transitions that must hold against a concurrent
+worker without a lock on the payment (claiming due payments, stamping an attempt as handed over, queueing a
+send again) are guarded bulk UPDATEs whose WHERE is the domain's rule.
+"""
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, Table, bindparam, case, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from disbursement.adapters import tables
+from disbursement.domain.payment import (
+    HANDED_OVER_FROM,
+    IN_FLIGHT,
+    MAY_BE_AT_THE_BANK,
+    Attempt,
+    AttemptStatus,
+    Payment,
+    PaymentStatus,
+)
+from disbursement.domain.reconciliation import DayTally, Tally
+
+PAYEE: Table = tables.Payment.metadata.tables["payee"]
+PAYMENT: Table = tables.Payment.metadata.tables["payment"]
+ATTEMPT: Table = tables.Payment.metadata.tables["payment_attempt"]
+ALARM: Table = tables.Payment.metadata.tables["payment_alarm"]
+ENTRY: Table = tables.Payment.metadata.tables["statement_entry"]
+RUN: Table = tables.Payment.metadata.tables["statement_run"]
+_PAYMENT_FIELDS = ("id", "case_id", "calculation_id", "settlement_id", "person_ref", "district_code", "amount",
+                   "attempt", "idempotency_key", "approved_on", "approved_at", "next_attempt_at", "account_version",
+                   "bank_reference", "failure_reason", "traceparent")
+
+
+def _payment(row: Row[Any]) -> Payment:
+    values = row._mapping
+    return Payment(status=PaymentStatus(values["status"]), **{f: values[f] for f in _PAYMENT_FIELDS})
+
+
+def _attempt(row: Row[Any]) -> Attempt:
+    v = row._mapping
+    return Attempt(key=v["idempotency_key"], payment_id=v["payment_id"], number=v["attempt"],
+                   status=AttemptStatus(v["status"]), sent_at=v["sent_at"], bank_reference=v["bank_reference"],
+                   reason=v["reason"], settled_at=v["settled_at"], account_version=v["account_version"],
+                   account_fingerprint=v["account_fingerprint"])
+
+
+@dataclass(frozen=True)
+class PayeeAccount:
+    """A person's bank account as the registry sent it, still under the payee transport key."""
+
+    person_ref: str
+    ciphertext: str
+    version: int
+    masked: str
+
+
+class PayeeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def store(self, accounts: Iterable[PayeeAccount], now: datetime) -> None:
+        """Upsert; an older version arriving late never overwrites a newer account."""
+        rows = [{"person_ref": a.person_ref, "payee_ciphertext": a.ciphertext, "account_version": a.version,
+                 "account_masked": a.masked, "updated_at": now} for a in accounts]
+        if not rows:
+            return
+        stmt = pg_insert(PAYEE).values(rows)
+        await self.session.execute(stmt.on_conflict_do_update(
+            index_elements=[PAYEE.c.person_ref],
+            set_={c: stmt.excluded[c] for c in ("payee_ciphertext", "account_version", "account_masked",
+                                                "updated_at")},
+            where=PAYEE.c.account_version < stmt.excluded.account_version))
+
+    async def versions(self, refs: Collection[str]) -> dict[str, int]:
+        """Who of `refs` has an account, and its version."""
+        if not refs:
+            return {}
+        rows = await self.session.execute(select(PAYEE.c.person_ref, PAYEE.c.account_version).where(
+            PAYEE.c.person_ref.in_(list(refs))))
+        return {ref: version for ref, version in rows.tuples()}
+
+    async def accounts(self, refs: Collection[str]) -> dict[str, PayeeAccount]:
+        if not refs:
+            return {}
+        rows = await self.session.execute(select(PAYEE).where(PAYEE.c.person_ref.in_(list(refs))))
+        return {r.person_ref: PayeeAccount(r.person_ref, r.payee_ciphertext, r.account_version, r.account_masked)
+                for r in rows}
+
+
+class PaymentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, payments: Sequence[Payment]) -> list[Payment]:
+        """Insert new payments (one per case: a case already paid keeps its payment) with their first attempt;
+        returns those that were new."""
+        if not payments:
+            return []
+        opened = set((await self.session.execute(
+            pg_insert(PAYMENT).on_conflict_do_nothing(index_elements=["case_id"]).returning(PAYMENT.c.id),
+            [{**{f: getattr(p, f) for f in _PAYMENT_FIELDS}, "status": p.status.value,
+              "updated_at": p.next_attempt_at} for p in payments])).scalars())
+        new = [p for p in payments if p.id in opened]
+        await self._insert_attempts([a for p in new for a in p.added])
+        return new
+
+    async def _insert_attempts(self, attempts: Sequence[Attempt]) -> None:
+        if attempts:
+            await self.session.execute(insert(ATTEMPT), [
+                {"idempotency_key": a.key, "payment_id": a.payment_id, "attempt": a.number,
+                 "status": a.status.value} for a in attempts])
+
+    async def _load(self, where: Any, *, attempts: str) -> list[Payment]:
+        """Payments matching `where`, locked (in id order: two writers never deadlock), with their current
+        attempt (`attempts="current"`) or all of them (`"all"`)."""
+        payments = [_payment(r) for r in (await self.session.execute(
+            select(PAYMENT).where(where).order_by(PAYMENT.c.id).with_for_update())).all()]
+        if not payments:
+            return []
+        by_id = {p.id: p for p in payments}
+        condition = (ATTEMPT.c.idempotency_key.in_([p.idempotency_key for p in payments]) if attempts == "current"
+                     else ATTEMPT.c.payment_id.in_(list(by_id)))
+        for row in (await self.session.execute(select(ATTEMPT).where(condition))).all():
+            attempt = _attempt(row)
+            owner = by_id[attempt.payment_id]
+            owner.attempts[attempt.key] = attempt
+            if attempt.status is AttemptStatus.SETTLED:
+                owner.settled_keys.add(attempt.key)
+        return payments
+
+    async def of_cases(self, case_ids: Collection[UUID]) -> dict[UUID, Payment]:
+        """The cases' payments, locked, each with its current attempt."""
+        if not case_ids:
+            return {}
+        return {p.case_id: p for p in await self._load(PAYMENT.c.case_id.in_(list(case_ids)), attempts="current")}
+
+    async def waiting_for_an_account(self, refs: Collection[str]) -> list[Payment]:
+        """The persons' payments an account can move (awaiting one, or failed), locked, with every attempt."""
+        if not refs:
+            return []
+        return await self._load(PAYMENT.c.person_ref.in_(list(refs)) & PAYMENT.c.status.in_(
+            [PaymentStatus.AWAITING_ACCOUNT.value, PaymentStatus.FAILED.value]), attempts="all")
+
+    async def answered(self, keys: Collection[str]) -> dict[str, Payment]:
+        """Per attempt key, its payment (locked) with that attempt loaded and every settled key known.
+
+        The payments are locked first, then their attempts read: every writer of an attempt's bank word holds
+        its payment's lock, so what is read is the latest word, never one a concurrent pass just replaced."""
+        if not keys:
+            return {}
+        payment_ids = list((await self.session.execute(select(ATTEMPT.c.payment_id).where(
+            ATTEMPT.c.idempotency_key.in_(list(keys))))).scalars())
+        if not payment_ids:
+            return {}
+        payments = {p.id: p for p in (_payment(r) for r in (await self.session.execute(
+            select(PAYMENT).where(PAYMENT.c.id.in_(payment_ids)).order_by(PAYMENT.c.id).with_for_update())).all())}
+        rows = (await self.session.execute(select(ATTEMPT).where(
+            ATTEMPT.c.payment_id.in_(payment_ids),
+            ATTEMPT.c.idempotency_key.in_(list(keys)) | (ATTEMPT.c.status == AttemptStatus.SETTLED.value)))).all()
+        by_key: dict[str, Payment] = {}
+        for row in rows:
+            attempt = _attempt(row)
+            payment = payments[attempt.payment_id]
+            if attempt.status is AttemptStatus.SETTLED:
+                payment.settled_keys.add(attempt.key)
+            if attempt.key in keys:
+                payment.attempts[attempt.key] = attempt
+                by_key[attempt.key] = payment
+        return by_key
+
+    async def save(self, payments: Iterable[Payment], now: datetime) -> None:
+        """Write what the aggregates changed: one executemany per table, not a round trip per payment."""
+        payments = list(payments)
+        changed = [p for p in payments if p.changed]
+        if changed:
+            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id == bindparam("pid")).values(
+                status=bindparam("status"), attempt=bindparam("number"), idempotency_key=bindparam("key"),
+                bank_reference=bindparam("ref"), failure_reason=bindparam("reason"),
+                next_attempt_at=bindparam("next_at"), updated_at=now), [
+                {"pid": p.id, "status": p.status.value, "number": p.attempt, "key": p.idempotency_key,
+                 "ref": p.bank_reference, "reason": p.failure_reason, "next_at": p.next_attempt_at}
+                for p in changed])
+        added = [a for p in payments for a in p.added]
+        await self._insert_attempts(added)
+        new = {a.key for a in added}
+        attempts = [p.attempts[k] for p in payments for k in p.changed_attempts if k not in new]
+        if attempts:
+            await self.session.execute(update(ATTEMPT).where(ATTEMPT.c.idempotency_key == bindparam("key")).values(
+                status=bindparam("status"), reason=bindparam("reason"), bank_reference=bindparam("ref"),
+                settled_at=bindparam("settled")), [
+                {"key": a.key, "status": a.status.value, "reason": a.reason, "ref": a.bank_reference,
+                 "settled": a.settled_at} for a in attempts])
+        for p in payments:
+            p.changed, p.added = False, []
+            p.changed_attempts.clear()
+
+    async def claim_due(self, limit: int, now: datetime) -> list[Payment]:
+        """Take pending payments for sending, as `sending` (SKIP LOCKED: two senders never take the same)."""
+        due = [_payment(r) for r in (await self.session.execute(
+            select(PAYMENT).where(PAYMENT.c.status == PaymentStatus.PENDING.value, PAYMENT.c.next_attempt_at <= now)
+            .order_by(PAYMENT.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).all()]
+        if due:
+            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id.in_([p.id for p in due])).values(
+                status=PaymentStatus.SENDING.value, updated_at=now))
+            for p in due:
+                p.status = PaymentStatus.SENDING
+        return due
+
+    async def await_account(self, ids: Collection[UUID]) -> None:
+        """Claimed payments whose person has no account after all: they wait for one again."""
+        if ids:
+            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id.in_(list(ids))).values(
+                status=PaymentStatus.AWAITING_ACCOUNT.value))
+
+    async def set_account_versions(self, versions: dict[UUID, int]) -> None:
+        """The account version each claimed payment goes out with."""
+        if versions:
+            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id == bindparam("pid")).values(
+                account_version=bindparam("version")), [{"pid": pid, "version": v} for pid, v in versions.items()])
+
+    async def earlier_keys(self, due: Sequence[Payment]) -> dict[UUID, list[str]]:
+        """For re-issued payments, the keys of every earlier attempt."""
+        reissued = {p.id: p.attempt for p in due if p.attempt > 1}
+        if not reissued:
+            return {}
+        rows = await self.session.execute(select(ATTEMPT.c.payment_id, ATTEMPT.c.idempotency_key,
+                                                 ATTEMPT.c.attempt).where(ATTEMPT.c.payment_id.in_(list(reissued))))
+        earlier: dict[UUID, list[str]] = {pid: [] for pid in reissued}
+        for pid, key, number in rows.tuples():
+            if number < reissued[pid]:
+                earlier[pid].append(key)
+        return earlier
+
+    async def hand_over(self, fingerprints: dict[str, str], now: datetime) -> None:
+        """Attempts about to be handed to the bank (key -> account fingerprint): from now on the bank may hold
+        them (`unknown`), so none is cancelled without asking."""
+        if fingerprints:
+            await self.session.execute(update(ATTEMPT).where(
+                ATTEMPT.c.idempotency_key == bindparam("key"),
+                # (an IN list cannot be an executemany parameter)
+                *[_any_of(ATTEMPT.c.status, HANDED_OVER_FROM)],
+            ).values(status=AttemptStatus.UNKNOWN.value, sent_at=now, account_fingerprint=bindparam("fingerprint")),
+                [{"key": k, "fingerprint": f} for k, f in fingerprints.items()])
+
+    async def send_later(self, keys: Collection[str], at: datetime, now: datetime) -> None:
+        """Payments still `sending` under these keys go back to `pending`, due at `at` (same key)."""
+        if keys:
+            await self.session.execute(update(PAYMENT).where(
+                PAYMENT.c.idempotency_key.in_(list(keys)), PAYMENT.c.status == PaymentStatus.SENDING.value,
+            ).values(status=PaymentStatus.PENDING.value, next_attempt_at=at, updated_at=now))
+
+    async def release_unsent(self, stale_before: datetime, now: datetime) -> int:
+        """Payments left `sending` by a crash before their attempt was handed to the bank (still `open`): queued
+        again under the same key. (Handed over ones are `unknown`: the bank is asked about them instead.)"""
+        released = (await self.session.execute(update(PAYMENT).where(
+            PAYMENT.c.status == PaymentStatus.SENDING.value, PAYMENT.c.updated_at < stale_before,
+            PAYMENT.c.idempotency_key.in_(select(ATTEMPT.c.idempotency_key).where(
+                ATTEMPT.c.status == AttemptStatus.OPEN.value)),
+        ).values(status=PaymentStatus.PENDING.value, next_attempt_at=now, updated_at=now).returning(PAYMENT.c.id)
+        )).all()
+        return len(released)
+
+    async def claim_unresolved(self, asked_before: datetime, now: datetime, limit: int = 500) -> list[str]:
+        """Keys the bank may hold without a final word, oldest question first; each is stamped as asked now so
+        the next pass asks others (SKIP LOCKED: two resolvers never ask the same). Attempts of payments being
+        cancelled are asked at once."""
+        last_asked = func.coalesce(ATTEMPT.c.checked_at, ATTEMPT.c.sent_at)
+        picked = (select(ATTEMPT.c.idempotency_key).join(PAYMENT, PAYMENT.c.id == ATTEMPT.c.payment_id).where(
+            ATTEMPT.c.status.in_([s.value for s in MAY_BE_AT_THE_BANK]),
+            (last_asked < asked_before)
+            | ((PAYMENT.c.status == PaymentStatus.CANCELLING.value) & (last_asked < now - timedelta(seconds=0.5))))
+            .order_by(last_asked).limit(limit).with_for_update(of=ATTEMPT, skip_locked=True))
+        return list((await self.session.execute(update(ATTEMPT).where(
+            ATTEMPT.c.idempotency_key.in_(picked.scalar_subquery())).values(checked_at=now)
+            .returning(ATTEMPT.c.idempotency_key))).scalars())
+
+    async def by_keys(self, keys: Collection[str]) -> dict[str, Payment]:
+        """Per attempt key, its payment with that attempt (not locked: for matching a statement)."""
+        if not keys:
+            return {}
+        attempts = [_attempt(r) for r in (await self.session.execute(select(ATTEMPT).where(
+            ATTEMPT.c.idempotency_key.in_(list(keys))))).all()]
+        if not attempts:
+            return {}
+        payments = {p.id: p for p in (_payment(r) for r in (await self.session.execute(select(PAYMENT).where(
+            PAYMENT.c.id.in_({a.payment_id for a in attempts})))).all())}
+        found = {}
+        for attempt in attempts:
+            if (payment := payments.get(attempt.payment_id)) is not None:
+                payment.attempts[attempt.key] = attempt
+                found[attempt.key] = payment
+        return found
+
+    async def unsettled(self, keys: Collection[str]) -> set[str]:
+        """Which of these attempt keys are not settled in our books."""
+        if not keys:
+            return set()
+        return set((await self.session.execute(select(ATTEMPT.c.idempotency_key).where(
+            ATTEMPT.c.idempotency_key.in_(list(keys)), ATTEMPT.c.status != AttemptStatus.SETTLED.value))).scalars())
+
+    async def tally(self, *, day: date | None = None, district: str | None = None, since: date | None = None,
+                    where: Sequence[Any] = ()) -> list[DayTally]:
+        """Per district and approval day, count and amount of the payments in each part of the identity."""
+        def part(*statuses: str) -> tuple[Any, Any]:
+            return (func.count(case((PAYMENT.c.status.in_(statuses), 1))),
+                    func.coalesce(func.sum(case((PAYMENT.c.status.in_(statuses), PAYMENT.c.amount), else_=0)), 0))
+
+        parts = [part(PaymentStatus.SETTLED.value), part(*(s.value for s in IN_FLIGHT)),
+                 part(PaymentStatus.FAILED.value), part(PaymentStatus.CANCELLED.value)]
+        query = select(PAYMENT.c.district_code, PAYMENT.c.approved_on, func.count(), func.sum(PAYMENT.c.amount),
+                       *[c for p in parts for c in p]).where(*where).group_by(
+            PAYMENT.c.district_code, PAYMENT.c.approved_on).order_by(PAYMENT.c.approved_on, PAYMENT.c.district_code)
+        if day:
+            query = query.where(PAYMENT.c.approved_on == day)
+        if since:
+            query = query.where(PAYMENT.c.approved_on >= since)
+        if district:
+            query = query.where(PAYMENT.c.district_code == district)
+        out = []
+        for d, on, n, total, *figures in (await self.session.execute(query)).tuples():
+            tallies = [Tally(figures[i], figures[i + 1]) for i in range(0, len(figures), 2)]
+            out.append(DayTally(d, on, Tally(n, total), *tallies))
+        return out
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.session.execute(select(PAYMENT.c.status, func.count()).group_by(PAYMENT.c.status))
+        return {status: n for status, n in rows.tuples()}
+
+    async def paid_twice(self) -> int:
+        """Payments with more than one attempt the bank settled."""
+        twice = select(ATTEMPT.c.payment_id).where(ATTEMPT.c.status == AttemptStatus.SETTLED.value).group_by(
+            ATTEMPT.c.payment_id).having(func.count() > 1).subquery()
+        return int(await self.session.scalar(select(func.count()).select_from(twice)) or 0)
+
+
+def _any_of(column: Any, statuses: Iterable[AttemptStatus]) -> Any:
+    """`column IN (...)` written as ORs, which an executemany statement can carry."""
+    condition = None
+    for status in sorted(s.value for s in statuses):
+        condition = column == status if condition is None else condition | (column == status)
+    return condition
+
+
+class AlarmRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Store alarms (one per kind and subject, however often found); returns the kinds of the new ones."""
+        if not rows:
+            return []
+        return list((await self.session.execute(pg_insert(ALARM).on_conflict_do_nothing(
+            constraint="uq_payment_alarm").returning(ALARM.c.kind), list(rows))).scalars())
+
+    async def count_by_kind(self) -> dict[str, int]:
+        rows = await self.session.execute(select(ALARM.c.kind, func.count()).group_by(ALARM.c.kind))
+        return {kind: n for kind, n in rows.tuples()}
+
+
+class StatementRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def bookings(self, keys: Collection[str]) -> list[tuple[str, str]]:
+        """(key, entry reference) of the bookings of these keys already matched, first booked first."""
+        if not keys:
+            return []
+        rows = await self.session.execute(select(ENTRY.c.idempotency_key, ENTRY.c.entry_reference).where(
+            ENTRY.c.idempotency_key.in_(list(keys))).order_by(ENTRY.c.matched_at, ENTRY.c.position))
+        return list(rows.tuples())
+
+    async def add_entries(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await self.session.execute(pg_insert(ENTRY).on_conflict_do_nothing(), list(rows))
+
+    async def reconciled(self, day: date) -> bool:
+        return (await self.session.execute(select(RUN.c.booked_on).where(RUN.c.booked_on == day))
+                ).scalar_one_or_none() is not None
+
+    async def record_run(self, day: date, entries: int, alarms: int, now: datetime) -> None:
+        stmt = pg_insert(RUN).values(booked_on=day, entries=entries, alarms=alarms, ran_at=now)
+        await self.session.execute(stmt.on_conflict_do_update(index_elements=["booked_on"], set_={
+            "entries": stmt.excluded.entries, "alarms": stmt.excluded.alarms, "ran_at": stmt.excluded.ran_at}))
