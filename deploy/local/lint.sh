@@ -9,7 +9,7 @@ BIN="${VENV_BIN:-$ROOT_DIR/.venv/bin}"
 
 # Services whose whole package is strictly typed; the others are checked on their domain model only, until
 # they join the list (issue 16: every service, no new ignores).
-STRICT_SERVICES="intake notification approval calculation eligibility"
+STRICT_SERVICES="intake notification approval calculation eligibility disbursement"
 DOMAINS=()
 for service in $SERVICES; do
   if [[ " $STRICT_SERVICES " == *" $service "* ]]; then

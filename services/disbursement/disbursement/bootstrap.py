@@ -27,7 +27,6 @@ from disbursement.service_layer.unit_of_work import (
     units_of,
 )
 from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE
-from shared.messaging.consumer import Handler
 from shared.security.crypto import FieldCipher
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
 from shared.worker import Wakeup, run_worker
@@ -72,6 +71,11 @@ def workers(units: Units, deps: Dependencies) -> list[Worker]:
     ]
 
 
+CONSUMER = ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], lambda runtime: handle_events,
+                        unit_of_work=DisbursementUnitOfWork)
+"""case.decided and registry.payee, each batch applied in one unit of work."""
+
+
 def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
     settings = settings or DisbursementSettings()
 
@@ -88,15 +92,11 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
     async def on_stop(runtime: Runtime[Dependencies]) -> None:
         await runtime.deps.bank.aclose()
 
-    def handler(runtime: Runtime[Dependencies]) -> Handler[DisbursementUnitOfWork]:
-        return handle_events
-
     return build_app(ServiceSpec(
         settings=settings,
         title="Disbursement: payments to residents' bank accounts",
         routers=[router],
-        consumers=[ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], handler,
-                                unit_of_work=DisbursementUnitOfWork)],
+        consumers=[CONSUMER],
         background=[run_workers],
         dependencies=build_dependencies,
         on_stop=on_stop,

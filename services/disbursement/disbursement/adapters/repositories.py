@@ -85,7 +85,7 @@ class PayeeRepository:
             return {}
         rows = await self.session.execute(select(PAYEE.c.person_ref, PAYEE.c.account_version).where(
             PAYEE.c.person_ref.in_(list(refs))))
-        return {ref: version for ref, version in rows.tuples()}
+        return {ref: version for ref, version in rows}
 
     async def accounts(self, refs: Collection[str]) -> dict[str, PayeeAccount]:
         if not refs:
@@ -234,7 +234,7 @@ class PaymentRepository:
         rows = await self.session.execute(select(ATTEMPT.c.payment_id, ATTEMPT.c.idempotency_key,
                                                  ATTEMPT.c.attempt).where(ATTEMPT.c.payment_id.in_(list(reissued))))
         earlier: dict[UUID, list[str]] = {pid: [] for pid in reissued}
-        for pid, key, number in rows.tuples():
+        for pid, key, number in rows:
             if number < reissued[pid]:
                 earlier[pid].append(key)
         return earlier
@@ -325,14 +325,14 @@ class PaymentRepository:
         if district:
             query = query.where(PAYMENT.c.district_code == district)
         out = []
-        for d, on, n, total, *figures in (await self.session.execute(query)).tuples():
+        for d, on, n, total, *figures in (await self.session.execute(query)).all():
             tallies = [Tally(figures[i], figures[i + 1]) for i in range(0, len(figures), 2)]
             out.append(DayTally(d, on, Tally(n, total), *tallies))
         return out
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self.session.execute(select(PAYMENT.c.status, func.count()).group_by(PAYMENT.c.status))
-        return {status: n for status, n in rows.tuples()}
+        return {status: n for status, n in rows}
 
     async def paid_twice(self) -> int:
         """Payments with more than one attempt the bank settled."""
@@ -362,7 +362,7 @@ class AlarmRepository:
 
     async def count_by_kind(self) -> dict[str, int]:
         rows = await self.session.execute(select(ALARM.c.kind, func.count()).group_by(ALARM.c.kind))
-        return {kind: n for kind, n in rows.tuples()}
+        return {kind: n for kind, n in rows}
 
 
 class StatementRepository:
@@ -375,7 +375,7 @@ class StatementRepository:
             return []
         rows = await self.session.execute(select(ENTRY.c.idempotency_key, ENTRY.c.entry_reference).where(
             ENTRY.c.idempotency_key.in_(list(keys))).order_by(ENTRY.c.matched_at, ENTRY.c.position))
-        return list(rows.tuples())
+        return [(k, r) for k, r in rows]
 
     async def add_entries(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:

@@ -1,0 +1,231 @@
+"""Each repository against the real PostgreSQL (migrated to head): what the service layer relies on, including
+what must hold when two workers run at once."""
+
+import asyncio
+import hashlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from disbursement.adapters.repositories import PayeeAccount
+from disbursement.bootstrap import MIGRATIONS
+from disbursement.config import DisbursementSettings
+from disbursement.domain.payment import AttemptStatus, BankWord, Payment, PaymentStatus
+from disbursement.service_layer.unit_of_work import Units, units_of
+
+from shared.db import Database, ensure_database
+from shared.migrations import upgrade_to_head
+
+pytestmark = pytest.mark.integration
+CHECKOUT = hashlib.sha256(str(Path(__file__).resolve()).encode()).hexdigest()[:8]
+P, A = PaymentStatus, AttemptStatus
+
+
+@pytest.fixture(scope="module")
+async def units() -> AsyncIterator[Units]:
+    settings = DisbursementSettings(database_name=f"test_disbursement_repositories_{CHECKOUT}")
+    await ensure_database(settings, recreate=True)
+    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS)
+    db = Database(settings)
+    try:
+        yield units_of(db)
+    finally:
+        await db.dispose()
+
+
+def district() -> str:
+    return f"99{secrets.randbelow(10_000):04d}"
+
+
+def new_payment(where: str = "990600", amount: str = "88.80", on: date = date(2026, 3, 2),
+                has_account: bool = True, case_id: uuid.UUID | None = None) -> Payment:
+    return Payment.open(case_id=case_id or uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
+                        person_ref=secrets.token_hex(32), district_code=where, amount=Decimal(amount),
+                        decided_at=datetime.combine(on, datetime.min.time(), UTC) + timedelta(hours=2),
+                        has_account=has_account, now=datetime.now(UTC))
+
+
+async def test_payments_one_per_case_with_the_first_key_stored(units: Units) -> None:
+    first = new_payment()
+    again = new_payment(case_id=first.case_id)
+    async with units() as uow:
+        assert [p.id for p in await uow.payments.add([first])] == [first.id]
+    async with units() as uow:
+        assert await uow.payments.add([again]) == [], "a case keeps the payment it has"
+        loaded = (await uow.payments.of_cases({first.case_id}))[first.case_id]
+    assert (loaded.id, loaded.status, loaded.amount, loaded.approved_on) == (
+        first.id, P.PENDING, Decimal("88.80"), date(2026, 3, 2))
+    assert {k: a.status for k, a in loaded.attempts.items()} == {first.idempotency_key: A.OPEN}
+
+
+async def test_payments_save_what_the_aggregate_heard(units: Units) -> None:
+    payment = new_payment()
+    async with units() as uow:
+        await uow.payments.add([payment])
+        await uow.payments.hand_over({payment.idempotency_key: "f" * 64}, datetime.now(UTC))
+    now = datetime.now(UTC)
+    async with units() as uow:
+        answered = await uow.payments.answered({payment.idempotency_key, "not-ours-1"})
+        assert set(answered) == {payment.idempotency_key}
+        loaded = answered[payment.idempotency_key]
+        assert loaded.attempts[payment.idempotency_key].status is A.UNKNOWN
+        assert loaded.hear(payment.idempotency_key, BankWord.SETTLED, "REF-1", None, now=now,
+                           quiet_before=now - timedelta(seconds=60))
+        await uow.payments.save([loaded], now)
+    async with units() as uow:
+        stored = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
+        assert await uow.payments.unsettled({payment.idempotency_key}) == set()
+        by_key = await uow.payments.by_keys({payment.idempotency_key})
+    assert (stored.status, stored.bank_reference, stored.settled_keys) == (P.SETTLED, "REF-1",
+                                                                           {payment.idempotency_key})
+    attempt = stored.attempts[payment.idempotency_key]
+    assert (attempt.status, attempt.bank_reference, attempt.settled_at is not None) == (A.SETTLED, "REF-1", True)
+    assert by_key[payment.idempotency_key].attempts[payment.idempotency_key].account_fingerprint == "f" * 64
+
+
+async def test_a_reissue_is_saved_as_a_new_attempt_and_its_earlier_keys_known(units: Units) -> None:
+    payment = new_payment()
+    async with units() as uow:
+        await uow.payments.add([payment])
+        await uow.payees.store([PayeeAccount(payment.person_ref, "c", 1, "****1")], datetime.now(UTC))
+    async with units() as uow:  # the bank refused attempt 1 (as the resolver would record it)
+        await uow.payments.claim_due(10_000, datetime.now(UTC))
+        loaded = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
+        loaded.hear(payment.idempotency_key, BankWord.FAILED, None, "account_closed", now=datetime.now(UTC),
+                    quiet_before=datetime.now(UTC))
+        await uow.payments.set_account_versions({payment.id: 1})
+        await uow.payments.save([loaded], datetime.now(UTC))
+    async with units() as uow:
+        (waiting,) = await uow.payments.waiting_for_an_account({payment.person_ref})
+        assert waiting.status is P.FAILED and waiting.failure_reason == "account_closed"
+        assert waiting.account_arrived(2, now=datetime.now(UTC)) is not None
+        await uow.payments.save([waiting], datetime.now(UTC))
+    async with units() as uow:
+        (again,) = (await uow.payments.of_cases({payment.case_id})).values()
+        earlier = await uow.payments.earlier_keys([again])
+    assert (again.status, again.attempt, again.idempotency_key) == (P.PENDING, 2, f"{payment.id}-2")
+    assert again.attempts[again.idempotency_key].status is A.OPEN
+    assert earlier == {payment.id: [payment.idempotency_key]}
+
+
+async def test_two_senders_never_claim_the_same_payment(units: Units) -> None:
+    payments = [new_payment() for _ in range(6)]
+    async with units() as uow:
+        await uow.payments.add(payments)
+    mine = {p.id for p in payments}
+    async with units() as one, units() as two:
+        first = await one.payments.claim_due(10_000, datetime.now(UTC))
+        second = await two.payments.claim_due(10_000, datetime.now(UTC))  # skips what `one` holds locked
+    claimed = [p.id for p in first + second if p.id in mine]
+    assert sorted(claimed) == sorted(mine) and all(p.status is P.SENDING for p in first + second)
+    async with units() as uow:
+        assert all(p.status is P.SENDING for p in (await uow.payments.of_cases({p.case_id for p in payments})
+                                                   ).values())
+
+
+async def test_guarded_moves_never_overwrite_the_banks_word(units: Units) -> None:
+    payment = new_payment()
+    async with units() as uow:
+        await uow.payments.add([payment])
+        await uow.payments.claim_due(10_000, datetime.now(UTC))
+    now = datetime.now(UTC)
+    async with units() as uow:  # the bank's answer arrives before the sender stamps the hand-over
+        loaded = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
+        loaded.hear(payment.idempotency_key, BankWord.ACCEPTED, "REF-2", None, now=now, quiet_before=now)
+        await uow.payments.save([loaded], now)
+    async with units() as uow:
+        await uow.payments.hand_over({payment.idempotency_key: "a" * 64}, now)
+        await uow.payments.send_later([payment.idempotency_key], now + timedelta(seconds=5), now)
+        stored = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
+    assert stored.status is P.ACCEPTED, "send_later moves only what is still sending"
+    assert stored.attempts[payment.idempotency_key].status is A.ACCEPTED, "hand_over moves only open/unknown"
+
+
+async def test_the_resolver_is_asked_about_each_unresolved_attempt_once_per_pass(units: Units) -> None:
+    payment = new_payment()
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    async with units() as uow:
+        await uow.payments.add([payment])
+        await uow.payments.hand_over({payment.idempotency_key: "b" * 64}, long_ago)
+    now = datetime.now(UTC)
+    async with units() as uow:
+        assert payment.idempotency_key in await uow.payments.claim_unresolved(now - timedelta(seconds=1), now)
+    async with units() as uow:
+        assert payment.idempotency_key not in await uow.payments.claim_unresolved(now - timedelta(seconds=1), now)
+
+
+async def test_a_payment_left_sending_before_its_hand_over_is_queued_again(units: Units) -> None:
+    payment = new_payment()
+    async with units() as uow:
+        await uow.payments.add([payment])
+        await uow.payments.claim_due(10_000, datetime.now(UTC))
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    async with units() as uow:
+        assert await uow.payments.release_unsent(later - timedelta(seconds=1), later) >= 1
+        stored = (await uow.payments.of_cases({payment.case_id}))[payment.case_id]
+    assert (stored.status, stored.idempotency_key) == (P.PENDING, payment.idempotency_key)
+
+
+async def test_the_tally_adds_up_per_district_and_day(units: Units) -> None:
+    where = district()
+    plan = [("10.10", P.SETTLED), ("20.20", P.SETTLED), ("5.05", P.FAILED), ("1.01", P.CANCELLED),
+            ("2.02", P.AWAITING_ACCOUNT), ("3.03", P.PENDING)]
+    payments = []
+    for amount, status in plan:
+        p = new_payment(where, amount, has_account=status is not P.AWAITING_ACCOUNT)
+        p.status = status
+        payments.append(p)
+    async with units() as uow:
+        await uow.payments.add(payments)
+        (day,) = await uow.payments.tally(district=where)
+        assert await uow.payments.tally(district=where, day=date(2026, 3, 3)) == []
+        by_status = await uow.payments.count_by_status()
+    assert (day.district_code, day.day) == (where, date(2026, 3, 2))
+    assert (day.approved.count, day.approved.amount) == (6, Decimal("41.41"))
+    assert (day.settled.count, day.settled.amount) == (2, Decimal("30.30"))
+    assert (day.in_flight.count, day.in_flight.amount) == (2, Decimal("5.05"))
+    assert (day.failed.amount, day.cancelled.amount, day.difference, day.alarm) == (
+        Decimal("5.05"), Decimal("1.01"), Decimal(0), False)
+    assert by_status["settled"] >= 2
+
+
+async def test_payees_keep_the_newest_account(units: Units) -> None:
+    ref, now = secrets.token_hex(32), datetime.now(UTC)
+    async with units() as uow:
+        await uow.payees.store([PayeeAccount(ref, "v2", 2, "****2")], now)
+    async with units() as uow:
+        await uow.payees.store([PayeeAccount(ref, "v1", 1, "****1")], now)  # late and older
+        assert await uow.payees.versions({ref, "nobody"}) == {ref: 2}
+        assert (await uow.payees.accounts({ref}))[ref] == PayeeAccount(ref, "v2", 2, "****2")
+
+
+async def test_alarms_are_stored_once_per_kind_and_subject(units: Units) -> None:
+    subject = f"E-{uuid.uuid4()}"
+    row = {"id": uuid.uuid4(), "kind": "unknown_transfer", "subject": subject, "idempotency_key": None,
+           "payment_id": None, "case_id": None, "district_code": None, "amount": Decimal("1.00"),
+           "recovery_amount": Decimal("1.00"), "bank_reference": subject, "detail": "d", "raised_at": datetime.now(UTC)}
+    async with units() as uow:
+        assert await uow.alarms.add([row]) == ["unknown_transfer"]
+    async with units() as uow:
+        assert await uow.alarms.add([{**row, "id": uuid.uuid4()}]) == []
+        assert (await uow.alarms.count_by_kind())["unknown_transfer"] >= 1
+
+
+async def test_statements_remember_bookings_in_order_and_each_run(units: Units) -> None:
+    key, day, now = f"{uuid.uuid4()}-1", date(2026, 3, 2) + timedelta(days=secrets.randbelow(3000)), datetime.now(UTC)
+    rows = [{"entry_reference": f"E-{uuid.uuid4()}", "idempotency_key": key, "booked_on": day,
+             "amount": Decimal("1.00"), "account_fingerprint": "f" * 64, "payment_id": None, "matched_at": now,
+             "position": i} for i in range(2)]
+    async with units() as uow:
+        await uow.statements.add_entries(rows)
+        await uow.statements.add_entries(rows)  # the same statement again
+        assert not await uow.statements.reconciled(day)
+        await uow.statements.record_run(day, 2, 1, now)
+    async with units() as uow:
+        assert await uow.statements.bookings({key}) == [(key, r["entry_reference"]) for r in rows]
+        assert await uow.statements.reconciled(day)
+        await uow.statements.record_run(day, 3, 0, now)  # a second run of the day replaces the first

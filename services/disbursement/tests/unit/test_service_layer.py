@@ -1,0 +1,229 @@
+"""The service layer through bootstrap's consumer handler and worker passes, on fake repositories and a fake
+bank: one payment per case, cancellations and re-issues by the Payment aggregate's rule, only the bank's own
+word moves a payment, and every final word is published once."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from disbursement import bootstrap
+from disbursement.adapters.bank import BankResult, BankStatus, StatementLine
+from disbursement.domain.payment import Attempt, AttemptStatus, Payment, PaymentStatus
+from disbursement.service_layer.dependencies import Dependencies
+from disbursement.service_layer.statements import reconcile_statement
+from opentelemetry.trace import INVALID_SPAN
+
+from shared.contracts import events as ev
+from shared.contracts.envelope import Envelope
+from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE, TRANSFER_SETTLED
+from shared.messaging.consumer import Event
+
+P, A = PaymentStatus, AttemptStatus
+FakeStore = FakeBank = Any  # the fixtures' types (tests/unit/conftest.py)
+
+
+def event(topic: str, data: ev.EventData, ref: str) -> Event:
+    return Event(topic, Envelope.wrap(data, person_ref=ref, producer="test"), data, None, INVALID_SPAN)  # type: ignore[arg-type]
+
+
+def approved(amount: str = "88.80") -> ev.CaseDecided:
+    return ev.CaseDecided(case_id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(),
+                          decision="approved", amount=Decimal(amount), district_code="990600",
+                          subdistrict_code="990600001", decided_at=datetime(2026, 3, 2, 10, tzinfo=UTC))
+
+
+def cancelled(case: ev.CaseDecided) -> ev.CaseDecided:
+    return case.model_copy(update={"decision": "cancelled", "reason_code": "settlement_reversed"})
+
+
+def payee(deps: Dependencies, ref: str, version: int = 1, account: str = "6222020200441234") -> ev.PayeeAccountUpdated:
+    plain = orjson.dumps({"account": account, "name": "王芳", "bank": "Bank"}).decode()
+    return ev.PayeeAccountUpdated(account_version=version, payee_ciphertext=deps.payee_cipher.encrypt(plain, ref),
+                                  account_masked="****1234")
+
+
+async def consume(store: FakeStore, deps: Dependencies, *events: Event) -> None:
+    """One batch through the handler bootstrap gives the consumer runner, in one unit of work."""
+    handler = bootstrap.CONSUMER.handler(SimpleNamespace(deps=deps))  # type: ignore[arg-type]
+    async with store.units() as uow:
+        await handler(uow, list(events))
+
+
+def passes(store: FakeStore, deps: Dependencies) -> dict[str, Any]:
+    return {w.name: w.step for w in bootstrap.workers(store.units, deps)}
+
+
+def outcomes(store: FakeStore) -> list[tuple[str, str, int]]:
+    published = [o.envelope.payload() for o in store.books.outbox if o.topic == TRANSFER_SETTLED]
+    return [(str(t.case_id), t.status, t.attempt) for t in published if isinstance(t, ev.TransferSettled)]
+
+
+def only_payment(store: FakeStore) -> Payment:
+    (payment,) = store.books.payments.values()
+    return payment
+
+
+def attempts(store: FakeStore) -> dict[str, AttemptStatus]:
+    return {a.key: a.status for a in sorted(store.books.attempts.values(), key=lambda a: a.number)}
+
+
+async def test_an_approval_opens_one_payment_however_often_it_comes(store: FakeStore, deps: Dependencies) -> None:
+    ref, case = "a" * 64, approved()
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, case, ref))
+    await consume(store, deps, event(CASE_DECIDED, case, ref))
+    payment = only_payment(store)
+    assert (payment.case_id, payment.status, payment.amount) == (case.case_id, P.PENDING, Decimal("88.80"))
+    assert attempts(store) == {payment.idempotency_key: A.OPEN}, "its key is stored before any bank call"
+    assert store.books.wakeups == ["sender", "sender"]
+
+
+async def test_without_an_account_a_payment_waits_and_goes_when_one_arrives(store: FakeStore, deps: Dependencies,
+                                                                           bank: FakeBank) -> None:
+    ref = "b" * 64
+    await consume(store, deps, event(CASE_DECIDED, approved(), ref))
+    assert only_payment(store).status is P.AWAITING_ACCOUNT
+    assert await passes(store, deps)["payment sender"]() is False, "nothing is due"
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref))
+    assert only_payment(store).status is P.PENDING
+    assert await passes(store, deps)["payment sender"]() is True
+    assert [i.creditor_account for i in bank.sent] == ["6222020200441234"]
+    assert only_payment(store).status is P.ACCEPTED
+
+
+async def test_the_banks_word_settles_a_payment_once(store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+    ref, case = "c" * 64, approved()
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, case, ref))
+    run = passes(store, deps)
+    await run["payment sender"]()
+    key = only_payment(store).idempotency_key
+    bank.word(key, BankStatus.SETTLED)
+    for _ in range(2):  # a duplicate callback: asked again, same answer, nothing new
+        deps.hints.report(BankResult(key, None, BankStatus.SETTLED))
+        await run["payment resolver"]()
+    assert (only_payment(store).status, attempts(store)) == (P.SETTLED, {key: A.SETTLED})
+    assert outcomes(store) == [(str(case.case_id), "settled", 1)]
+
+
+async def test_a_callback_the_bank_does_not_bear_out_changes_nothing(store: FakeStore, deps: Dependencies,
+                                                                     bank: FakeBank) -> None:
+    ref = "d" * 64
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, approved(), ref))
+    run = passes(store, deps)
+    await run["payment sender"]()
+    key = only_payment(store).idempotency_key
+    deps.hints.report(BankResult(key, None, BankStatus.FAILED, "account_closed"))  # the bank says: accepted
+    await run["payment resolver"]()
+    assert (only_payment(store).status, attempts(store)) == (P.ACCEPTED, {key: A.ACCEPTED})
+    assert outcomes(store) == []
+
+
+async def test_an_unreachable_bank_queues_the_same_key_again_later(store: FakeStore, deps: Dependencies,
+                                                                   bank: FakeBank) -> None:
+    ref = "e" * 64
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, approved(), ref))
+    bank.unavailable = True
+    before = datetime.now(UTC)
+    assert await passes(store, deps)["payment sender"]() is True
+    payment = only_payment(store)
+    assert payment.status is P.PENDING and payment.attempt == 1
+    assert payment.next_attempt_at >= before + timedelta(seconds=deps.settings.resend_backoff_s)
+    assert attempts(store) == {payment.idempotency_key: A.UNKNOWN}, "the bank may have it: never cancelled unasked"
+
+
+def seeded(store: FakeStore, status: PaymentStatus, statuses: list[AttemptStatus], version: int | None = 1
+           ) -> Payment:
+    """A payment already in the books, with attempts 1..n in these statuses (the last is the current one)."""
+    case, now = approved(), datetime.now(UTC)
+    payment = Payment.open(case_id=case.case_id, calculation_id=case.calculation_id,
+                           settlement_id=case.settlement_id, person_ref="f" * 64, district_code=case.district_code,
+                           amount=case.amount, decided_at=case.decided_at, has_account=True, now=now)
+    payment.status, payment.attempt, payment.account_version = status, len(statuses), version
+    payment.idempotency_key = f"{payment.id}-{len(statuses)}"
+    payment.attempts, payment.added = {}, []
+    store.books.payments[payment.id] = payment
+    for number, attempt in enumerate(statuses, start=1):
+        key = f"{payment.id}-{number}"
+        store.books.attempts[key] = Attempt(key, payment.id, number, attempt, sent_at=now - timedelta(hours=1))
+    return payment
+
+
+@pytest.mark.parametrize(("payment", "attempt", "after", "published", "woken"), [
+    (P.AWAITING_ACCOUNT, A.OPEN, P.CANCELLED, ["cancelled"], []),
+    (P.PENDING, A.OPEN, P.CANCELLED, ["cancelled"], []),
+    (P.FAILED, A.FAILED, P.CANCELLED, ["cancelled"], []),
+    (P.PENDING, A.UNKNOWN, P.CANCELLING, [], ["resolver"]),  # handed over once: the bank may hold it
+    (P.SENDING, A.UNKNOWN, P.CANCELLING, [], ["resolver"]),
+    (P.ACCEPTED, A.ACCEPTED, P.CANCELLING, [], ["resolver"]),
+    (P.SETTLED, A.SETTLED, P.SETTLED, [], []),  # paid: calculation opens the recovery
+    (P.CANCELLED, A.OPEN, P.CANCELLED, [], []),
+])
+async def test_a_cancellation(store: FakeStore, deps: Dependencies, payment: PaymentStatus, attempt: AttemptStatus,
+                              after: PaymentStatus, published: list[str], woken: list[str]) -> None:
+    seed = seeded(store, payment, [attempt])
+    case = approved().model_copy(update={"case_id": seed.case_id})
+    await consume(store, deps, event(CASE_DECIDED, cancelled(case), seed.person_ref))
+    assert only_payment(store).status is after
+    assert [status for _, status, _ in outcomes(store)] == published
+    assert store.books.wakeups == woken
+
+
+@pytest.mark.parametrize(("earlier", "version", "reissued"), [
+    ([A.FAILED], 2, True),
+    ([A.ABSENT, A.FAILED], 2, True),
+    ([A.FAILED], 1, False),  # the same account that failed: sending again cannot help
+    ([A.UNKNOWN, A.FAILED], 2, False),  # an earlier attempt might still pay
+    ([A.ACCEPTED, A.FAILED], 2, False),
+])
+async def test_a_corrected_account_reissues_a_failed_payment(store: FakeStore, deps: Dependencies,
+                                                             earlier: list[AttemptStatus], version: int,
+                                                             reissued: bool) -> None:
+    seed = seeded(store, P.FAILED, earlier)
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, seed.person_ref, version), seed.person_ref))
+    payment = only_payment(store)
+    if reissued:
+        assert (payment.status, payment.attempt) == (P.PENDING, len(earlier) + 1)
+        assert attempts(store)[payment.idempotency_key] is A.OPEN
+    else:
+        assert (payment.status, payment.attempt) == (P.FAILED, len(earlier))
+        assert len(attempts(store)) == len(earlier)
+
+
+async def test_a_reissue_goes_only_once_the_bank_confirms_the_earlier_attempt_unpaid(
+        store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+    seed = seeded(store, P.FAILED, [A.FAILED])
+    first = seed.idempotency_key
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, seed.person_ref, 2), seed.person_ref))
+    bank.word(first, BankStatus.SETTLED)  # the bank paid attempt 1 after all
+    await passes(store, deps)["payment sender"]()
+    assert bank.sent == [], "attempt 2 is held"
+    assert only_payment(store).status is P.SETTLED
+    assert outcomes(store) == [(str(seed.case_id), "settled", 1)]
+
+
+async def test_two_settled_attempts_are_a_double_payment_alarm_with_its_recovery(
+        store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+    seed = seeded(store, P.SETTLED, [A.SETTLED, A.UNKNOWN])
+    bank.word(f"{seed.id}-2", BankStatus.SETTLED)
+    await passes(store, deps)["payment resolver"]()
+    (alarm,) = store.books.alarms.values()
+    assert (alarm["kind"], alarm["recovery_amount"], alarm["idempotency_key"]) == (
+        "double_payment", Decimal("88.80"), f"{seed.id}-2")
+    assert outcomes(store) == [], "the payment was settled already: no second TransferSettled"
+
+
+@pytest.mark.parametrize(("line", "kinds"), [
+    (lambda key: StatementLine("E1", key, Decimal("88.80"), "6222020200441234"), {}),
+    (lambda key: StatementLine("E1", key, Decimal("80.00"), "6222020200441234"), {"amount_mismatch": 1}),
+    (lambda key: StatementLine("E1", "00000000-0000-0000-0000-000000000000-1", Decimal("88.80"), "1"),
+     {"unknown_transfer": 1}),
+])
+async def test_a_statement_booking_matches_one_settled_attempt(store: FakeStore, deps: Dependencies, bank: FakeBank,
+                                                               line: Any, kinds: dict[str, int]) -> None:
+    seed = seeded(store, P.SETTLED, [A.SETTLED])
+    bank.lines = [line(seed.idempotency_key)]
+    summary = await reconcile_statement(store.units, deps, datetime.now(UTC).date())
+    assert summary["alarms"] == kinds and summary["entries"] == 1
