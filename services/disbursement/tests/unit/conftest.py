@@ -41,9 +41,6 @@ class Books:
     alarms: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
     runs: dict[date, tuple[int, int]] = field(default_factory=dict)
-    outbox: list[Outgoing] = field(default_factory=list)
-    commits: int = 0
-    wakeups: list[str] = field(default_factory=list)
 
 
 def _row(p: Payment) -> Payment:
@@ -234,15 +231,16 @@ class FakeStore:
 
     def __init__(self) -> None:
         self.books = Books()
+        self.outbox: list[Outgoing] = []  # events carry spans: committed as they are, never copied
+        self.wakeups: list[str] = []
 
     @asynccontextmanager
     async def units(self) -> AsyncIterator[FakeUnitOfWork]:
         uow = FakeUnitOfWork(copy.deepcopy(self.books))
         yield uow
-        uow.books.outbox.extend(uow.emitted)
-        uow.books.wakeups.extend(uow.wakeups)
-        uow.books.commits += 1
         self.books = uow.books
+        self.outbox.extend(uow.emitted)
+        self.wakeups.extend(uow.wakeups)
 
 
 class FakeBank:

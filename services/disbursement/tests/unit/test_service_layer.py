@@ -58,7 +58,7 @@ def passes(store: FakeStore, deps: Dependencies) -> dict[str, Any]:
 
 
 def outcomes(store: FakeStore) -> list[tuple[str, str, int]]:
-    published = [o.envelope.payload() for o in store.books.outbox if o.topic == TRANSFER_SETTLED]
+    published = [o.envelope.payload() for o in store.outbox if o.topic == TRANSFER_SETTLED]
     return [(str(t.case_id), t.status, t.attempt) for t in published if isinstance(t, ev.TransferSettled)]
 
 
@@ -78,7 +78,7 @@ async def test_an_approval_opens_one_payment_however_often_it_comes(store: FakeS
     payment = only_payment(store)
     assert (payment.case_id, payment.status, payment.amount) == (case.case_id, P.PENDING, Decimal("88.80"))
     assert attempts(store) == {payment.idempotency_key: A.OPEN}, "its key is stored before any bank call"
-    assert store.books.wakeups == ["sender", "sender"]
+    assert store.wakeups == ["sender", "sender"]
 
 
 async def test_without_an_account_a_payment_waits_and_goes_when_one_arrives(store: FakeStore, deps: Dependencies,
@@ -168,7 +168,7 @@ async def test_a_cancellation(store: FakeStore, deps: Dependencies, payment: Pay
     await consume(store, deps, event(CASE_DECIDED, cancelled(case), seed.person_ref))
     assert only_payment(store).status is after
     assert [status for _, status, _ in outcomes(store)] == published
-    assert store.books.wakeups == woken
+    assert store.wakeups == woken
 
 
 @pytest.mark.parametrize(("earlier", "version", "reissued"), [
