@@ -25,6 +25,7 @@ from notification.adapters.tables import (
     ResidentSettlement,
 )
 from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
+from shared.contracts.events import ContactUpdated
 from shared.db import signal_after_commit
 
 MESSAGES_DUE = "messages.due"
@@ -43,30 +44,19 @@ class ViewFacts:
     reversed: dict[UUID, dict[str, Any]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Contact:
-    """A contact as eligibility last sent it (the phone still under the contact transport key)."""
-
-    person_ref: str
-    contact_version: int
-    phone_ciphertext: str | None
-    phone_masked: str | None
-    sms_opt_out: bool
-
-
 class RecipientRepository:
     """Whom messages go to: the latest contact per person, and every masked account version."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def store(self, contacts: Iterable[Contact], versions: dict[tuple[str, int], str], accounts: dict[str, str],
-                    now: datetime) -> None:
-        """Upsert contacts (an older version arriving late never overwrites a newer one), every masked account
-        version, and each person's latest masked account (`accounts`)."""
-        rows = [{"person_ref": c.person_ref, "contact_version": c.contact_version,
-                 "phone_ciphertext": c.phone_ciphertext, "phone_masked": c.phone_masked,
-                 "sms_opt_out": c.sms_opt_out, "updated_at": now} for c in contacts]
+    async def store(self, contacts: dict[str, ContactUpdated], versions: dict[tuple[str, int], str],
+                    accounts: dict[str, str], now: datetime) -> None:
+        """Upsert each person's contact (an older version arriving late never overwrites a newer one), every
+        masked account version, and each person's latest masked account (`accounts`)."""
+        rows = [{"person_ref": ref, "contact_version": c.contact_version, "phone_ciphertext": c.phone_ciphertext,
+                 "phone_masked": c.phone_masked, "sms_opt_out": c.sms_opt_out, "updated_at": now}
+                for ref, c in contacts.items()]
         if rows:
             stmt = insert(RECIPIENTS).values(rows)
             await self.session.execute(stmt.on_conflict_do_update(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from notification.adapters.metrics import MESSAGES_WRITTEN
-from notification.adapters.repositories import Contact, ViewFacts
+from notification.adapters.repositories import ViewFacts
 from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.dependencies import Wording
 from notification.domain.messages import NewMessage, one_per_event
@@ -82,9 +82,7 @@ async def _store_contacts(uow: NotificationUnitOfWork, events: Sequence[Event], 
         elif isinstance(e.data, ev.PayeeAccountUpdated):
             accounts[ref] = e.data.account_masked  # only the masked form is kept: the texts need no more
             versions[(ref, e.data.account_version)] = e.data.account_masked
-    contacts = [Contact(ref, d.contact_version, d.phone_ciphertext, d.phone_masked, d.sms_opt_out)
-                for ref, d in latest.items()]
-    await uow.recipients.store(contacts, versions, accounts, now)
+    await uow.recipients.store(latest, versions, accounts, now)
 
 
 def _view_facts(events: Sequence[Event], now: datetime) -> ViewFacts:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from notification.adapters.repositories import Contact, ViewFacts
+from notification.adapters.repositories import ViewFacts
 from notification.bootstrap import MIGRATIONS
 from notification.config import NotificationSettings
 from notification.domain.messages import NewMessage, Outcome
@@ -15,6 +15,7 @@ from notification.domain.templates import Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from sqlalchemy import text
 
+from shared.contracts.events import ContactUpdated
 from shared.db import Database
 from shared.testing import prepare, unique_prefix
 from shared.unit_of_work import unit_of_work
@@ -32,6 +33,11 @@ async def db() -> AsyncIterator[Database]:
     await database.dispose()
 
 
+def contact(version: int, ciphertext: str, masked: str, opt_out: bool) -> ContactUpdated:
+    return ContactUpdated(contact_version=version, phone_ciphertext=ciphertext, phone_masked=masked,
+                          sms_opt_out=opt_out)
+
+
 def ref() -> str:
     return uuid.uuid4().hex * 2
 
@@ -39,10 +45,10 @@ def ref() -> str:
 async def test_recipients_keep_the_newest_contact_and_every_account_version(db: Database) -> None:
     me, now = ref(), datetime.now(UTC)
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
-        await uow.recipients.store([Contact(me, 2, "c:new", "138****0002", False)], {(me, 1): "6222****0001"},
+        await uow.recipients.store({me: contact(2, "c:new", "138****0002", False)}, {(me, 1): "6222****0001"},
                                    {me: "6222****0001"}, now)
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
-        await uow.recipients.store([Contact(me, 1, "c:old", "138****0001", True)], {(me, 2): "6222****0002"},
+        await uow.recipients.store({me: contact(1, "c:old", "138****0001", True)}, {(me, 2): "6222****0002"},
                                    {me: "6222****0002"}, now)  # the older contact arrives late
         [recipient] = (await uow.recipients.get_many([me, ref()])).values()
         assert (recipient.contact_version, recipient.phone_ciphertext, recipient.sms_opt_out) == (2, "c:new", False)
@@ -88,7 +94,7 @@ async def test_messages_are_written_once_claimed_in_order_and_moved_by_the_gatew
     me, now = ref(), datetime.now(UTC)
     first, second = message(me, Moment.APPROVED, now), message(me, Moment.PAID, now + timedelta(seconds=1))
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
-        await uow.recipients.store([Contact(me, 1, "c:x", "138****0001", False)], {}, {}, now)
+        await uow.recipients.store({me: contact(1, "c:x", "138****0001", False)}, {}, {}, now)
         assert await uow.messages.add([first, second], now) == ["case_approved", "transfer_settled"]
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
         assert await uow.messages.add([first], now) == [], "the same id is written once"

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from notification.adapters.repositories import Contact, ViewFacts
+from notification.adapters.repositories import ViewFacts
 from notification.adapters.sms_gateway import Sms, SmsReceipt, SmsRejected
 from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.bootstrap import events_handler
@@ -37,13 +37,13 @@ class FakeRecipients:
         self.rows: dict[str, Recipient] = {}
         self.versions: dict[tuple[str, int], str] = {}
 
-    async def store(self, contacts: Iterable[Contact], versions: dict[tuple[str, int], str],
+    async def store(self, contacts: dict[str, ev.ContactUpdated], versions: dict[tuple[str, int], str],
                     accounts: dict[str, str], now: datetime) -> None:
-        for c in contacts:
-            old = self.rows.get(c.person_ref)
+        for ref, c in contacts.items():
+            old = self.rows.get(ref)
             if old is None or old.contact_version < c.contact_version:
-                self.rows[c.person_ref] = Recipient(
-                    person_ref=c.person_ref, contact_version=c.contact_version, phone_ciphertext=c.phone_ciphertext,
+                self.rows[ref] = Recipient(
+                    person_ref=ref, contact_version=c.contact_version, phone_ciphertext=c.phone_ciphertext,
                     phone_masked=c.phone_masked, sms_opt_out=c.sms_opt_out,
                     account_masked=old.account_masked if old else None, updated_at=now)
         self.versions.update(versions)
