@@ -5,6 +5,7 @@ One statement per table per batch: a batch of cases is inserted, updated and aud
 """
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 from uuid import UUID
 
@@ -18,17 +19,12 @@ from approval.domain.case import Action, Case, CaseState, Party
 
 _NEW = ("created_at", "updated_at", "payment_status", "payment_failures")  # the database's defaults
 _MOVED = ("state", "updated_at", "recovery_id", "recovery_amount", "recovery_opened_at")  # what a move changes
+_COLUMNS = [f.name for f in fields(Case) if f.name in CaseRecord.model_fields]  # the rest is the aggregate's own
 
 
 def _case(record: CaseRecord, approvals: tuple[tuple[str, Party], ...] = ()) -> Case:
-    return Case(id=record.id, calculation_id=record.calculation_id, settlement_id=record.settlement_id,
-                person_ref=record.person_ref, hospital_id=record.hospital_id, district_code=record.district_code,
-                subdistrict_code=record.subdistrict_code, category=record.category,
-                discharge_date=record.discharge_date, amount=record.amount, state=CaseState(record.state),
-                calculation=record.calculation, traceparent=record.traceparent, recovery_id=record.recovery_id,
-                recovery_amount=record.recovery_amount, recovery_opened_at=record.recovery_opened_at,
-                payment_status=record.payment_status, payment_failures=record.payment_failures,
-                created_at=record.created_at, updated_at=record.updated_at, approvals=approvals)
+    values = {name: getattr(record, name) for name in _COLUMNS}
+    return Case(**{**values, "state": CaseState(record.state)}, approvals=approvals)
 
 
 def _row(case: Case, names: Iterable[str]) -> dict[str, Any]:
