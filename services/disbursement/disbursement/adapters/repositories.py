@@ -28,12 +28,12 @@ from disbursement.domain.payment import (
 )
 from disbursement.domain.reconciliation import DayTally, Tally
 
-PAYEE: Table = tables.Payment.metadata.tables["payee"]
-PAYMENT: Table = tables.Payment.metadata.tables["payment"]
-ATTEMPT: Table = tables.Payment.metadata.tables["payment_attempt"]
-ALARM: Table = tables.Payment.metadata.tables["payment_alarm"]
-ENTRY: Table = tables.Payment.metadata.tables["statement_entry"]
-RUN: Table = tables.Payment.metadata.tables["statement_run"]
+PAYEE: Table = tables.PaymentRow.metadata.tables["payee"]
+PAYMENT: Table = tables.PaymentRow.metadata.tables["payment"]
+ATTEMPT: Table = tables.PaymentRow.metadata.tables["payment_attempt"]
+ALARM: Table = tables.PaymentRow.metadata.tables["payment_alarm"]
+ENTRY: Table = tables.PaymentRow.metadata.tables["statement_entry"]
+RUN: Table = tables.PaymentRow.metadata.tables["statement_run"]
 _PAYMENT_FIELDS = ("id", "case_id", "calculation_id", "settlement_id", "person_ref", "district_code", "amount",
                    "attempt", "idempotency_key", "approved_on", "approved_at", "next_attempt_at", "account_version",
                    "bank_reference", "failure_reason", "traceparent")

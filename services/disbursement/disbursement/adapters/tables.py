@@ -1,4 +1,5 @@
-"""Disbursement's tables: payees (encrypted), payments, and every attempt's idempotency key."""
+"""Disbursement's tables: payees (encrypted), payments, and every attempt's idempotency key. Rows, named
+*Row apart from the domain's `Payment` and `Attempt` (the repositories turn one into the other)."""
 
 from datetime import date, datetime
 from decimal import Decimal
@@ -8,7 +9,7 @@ from sqlalchemy import Column, DateTime, Numeric, func
 from sqlmodel import Field, SQLModel
 
 
-class Payee(SQLModel, table=True):
+class PayeeRow(SQLModel, table=True):
     """A person's bank account as the registry last sent it, still encrypted (payee transport key)."""
 
     __tablename__ = "payee"
@@ -20,7 +21,7 @@ class Payee(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 
 
-class Payment(SQLModel, table=True):
+class PaymentRow(SQLModel, table=True):
     __tablename__ = "payment"
 
     id: UUID = Field(primary_key=True)
@@ -43,7 +44,7 @@ class Payment(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-class PaymentAttempt(SQLModel, table=True):
+class AttemptRow(SQLModel, table=True):
     """Every idempotency key ever used, so no attempt can be re-keyed or sent twice under two keys."""
 
     __tablename__ = "payment_attempt"
@@ -64,7 +65,7 @@ class PaymentAttempt(SQLModel, table=True):
     settled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
-class PaymentAlarm(SQLModel, table=True):
+class AlarmRow(SQLModel, table=True):
     """Something the bank's word or statement shows that must not be: two payments, money for a cancelled
     case, a booking we never asked for. `recovery_amount` is what the district has to get back."""
 
@@ -84,7 +85,7 @@ class PaymentAlarm(SQLModel, table=True):
     raised_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-class StatementEntry(SQLModel, table=True):
+class StatementEntryRow(SQLModel, table=True):
     """One booking from the bank's statement, as matched to our attempts."""
 
     __tablename__ = "statement_entry"
@@ -99,7 +100,7 @@ class StatementEntry(SQLModel, table=True):
     position: int
 
 
-class StatementRun(SQLModel, table=True):
+class StatementRunRow(SQLModel, table=True):
     __tablename__ = "statement_run"
 
     booked_on: date = Field(primary_key=True)

@@ -7,14 +7,14 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlmodel import col
 
-from disbursement.adapters.tables import Payment, PaymentAlarm, PaymentAttempt
+from disbursement.adapters.tables import AlarmRow, AttemptRow, PaymentRow
 from disbursement.domain.payment import PaymentStatus
 from disbursement.service_layer.unit_of_work import DisbursementUnitOfWork
 from shared.errors import NotFound
 from shared.security.area import Area
 
 
-def _payment_out(p: Payment) -> dict[str, Any]:
+def _payment_out(p: PaymentRow) -> dict[str, Any]:
     return {"payment_id": str(p.id), "case_id": str(p.case_id), "settlement_id": str(p.settlement_id),
             "person_ref": p.person_ref, "district_code": p.district_code, "amount": f"{p.amount:.2f}",
             "status": p.status, "attempt": p.attempt, "bank_reference": p.bank_reference,
@@ -25,24 +25,24 @@ def _payment_out(p: Payment) -> dict[str, Any]:
 async def payments(uow: DisbursementUnitOfWork, *, status: PaymentStatus | None, district: str | None, limit: int,
                    offset: int) -> list[dict[str, Any]]:
     """Payments, newest first, by status and district."""
-    query = select(Payment)
+    query = select(PaymentRow)
     if status:
-        query = query.where(col(Payment.status) == status.value)
+        query = query.where(col(PaymentRow.status) == status.value)
     if district:
-        query = query.where(col(Payment.district_code) == district)
-    rows = (await uow.session.execute(query.order_by(col(Payment.updated_at).desc()).limit(limit).offset(offset)
+        query = query.where(col(PaymentRow.district_code) == district)
+    rows = (await uow.session.execute(query.order_by(col(PaymentRow.updated_at).desc()).limit(limit).offset(offset)
                                       )).scalars()
     return [_payment_out(p) for p in rows]
 
 
 async def payment_of_case(uow: DisbursementUnitOfWork, area: Area, case_id: UUID) -> dict[str, Any]:
     """The one payment of a case, with every attempt's key and outcome; outside the caller's area, none."""
-    payment = (await uow.session.execute(select(Payment).where(col(Payment.case_id) == case_id))
+    payment = (await uow.session.execute(select(PaymentRow).where(col(PaymentRow.case_id) == case_id))
                ).scalar_one_or_none()
     if payment is None or not area.contains(payment.district_code, None):
         raise NotFound("payment_not_found", "no payment for this case", field="case_id")
-    attempts = (await uow.session.execute(select(PaymentAttempt).where(col(PaymentAttempt.payment_id) == payment.id)
-                                          .order_by(col(PaymentAttempt.attempt)))).scalars()
+    attempts = (await uow.session.execute(select(AttemptRow).where(col(AttemptRow.payment_id) == payment.id)
+                                          .order_by(col(AttemptRow.attempt)))).scalars()
     return {**_payment_out(payment), "attempts": [
         {"attempt": a.attempt, "idempotency_key": a.idempotency_key, "status": a.status, "reason": a.reason,
          "bank_reference": a.bank_reference} for a in attempts]}
@@ -51,10 +51,10 @@ async def payment_of_case(uow: DisbursementUnitOfWork, area: Area, case_id: UUID
 async def alarms(uow: DisbursementUnitOfWork, *, district: str | None, limit: int, offset: int
                  ) -> list[dict[str, Any]]:
     """Alarms, newest first."""
-    query = select(PaymentAlarm)
+    query = select(AlarmRow)
     if district:
-        query = query.where(col(PaymentAlarm.district_code) == district)
-    rows = (await uow.session.execute(query.order_by(col(PaymentAlarm.raised_at).desc()).limit(limit)
+        query = query.where(col(AlarmRow.district_code) == district)
+    rows = (await uow.session.execute(query.order_by(col(AlarmRow.raised_at).desc()).limit(limit)
                                       .offset(offset))).scalars()
     return [{"alarm_id": str(a.id), "kind": a.kind, "idempotency_key": a.idempotency_key,
              "payment_id": str(a.payment_id) if a.payment_id else None,

@@ -21,6 +21,7 @@ from disbursement.service_layer.unit_of_work import Units
 from shared.telemetry import context_from, tracer
 
 log = logging.getLogger(__name__)
+GATHER_S = 0.05
 
 
 def _now() -> datetime:
@@ -193,6 +194,7 @@ class Resolver:
         return answers
 
     async def step(self) -> bool:
+        await asyncio.sleep(GATHER_S)  # a wake-up by one callback: let the ones arriving with it join this pass
         settings, hints, now = self.deps.settings, self.deps.hints, _now()
         reported = hints.take()
         async with self.units() as uow:
