@@ -2,9 +2,10 @@
 tables (bulk writes, locks, the nonce window)."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from intake.bootstrap import MIGRATIONS
@@ -13,8 +14,9 @@ from intake.dependencies import IntakeDeps
 from intake.domain.journey import Journey
 from intake.domain.settlement import Settlement
 from intake.domain.submission import SettlementIn
+from intake.service_layer.accept import accept_settlements
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from shared.db import Database
 from shared.testing import prepare, unique_prefix
@@ -86,3 +88,40 @@ async def test_a_signature_is_remembered_once_and_forgotten_when_its_window_has_
         await uow.nonces.forget_expired(now, 300)
         assert not await uow.nonces.remember("H001", signature, now + timedelta(seconds=300))
         assert await uow.nonces.remember("H001", old, now + timedelta(seconds=300)), "expired: forgotten"
+
+
+async def test_a_request_or_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
+    """The hot path stays bulk: one statement per table per request (lock, read, two inserts, the outbox) and
+    per consumer batch (read, update, insert of steps), whatever the number of settlements."""
+    deps, sent = IntakeDeps.build(IntakeSettings()), []
+
+    def count(*_: object) -> None:
+        sent.append(1)
+
+    async def statements(work: Callable[[IntakeUnitOfWork], Awaitable[object]]) -> int:
+        sent.clear()
+        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            async with unit_of_work(db, IntakeUnitOfWork) as uow:
+                await work(uow)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        return len(sent)
+
+    def items(n: int) -> list[SettlementIn]:
+        return [cast(SettlementIn, received(deps, f"B-{uuid.uuid4().hex[:12]}").content) for _ in range(n)]
+
+    one, hundred = items(1), items(100)
+    costs = [await statements(lambda uow, batch=batch: accept_settlements(uow, deps, "H001", batch))
+             for batch in (one, hundred)]
+    assert costs == [5, 5]
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        known = await uow.settlements.lock_known("H001", [i.hospital_settlement_id for i in one + hundred])
+
+    async def follow(uow: IntakeUnitOfWork, batch: list[SettlementIn]) -> None:
+        settlements = await uow.settlements.get_many([known[i.hospital_settlement_id].id for i in batch])
+        for settlement in settlements.values():
+            settlement.learn(Journey.ELIGIBLE, "eligible")
+        await uow.settlements.save(list(settlements.values()))
+
+    assert [await statements(lambda uow, batch=batch: follow(uow, batch)) for batch in (one, hundred)] == [3, 3]

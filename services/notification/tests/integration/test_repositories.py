@@ -5,18 +5,31 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any, cast
 
 import pytest
 from notification.adapters.repositories import ViewFacts
-from notification.bootstrap import MIGRATIONS
+from notification.bootstrap import MIGRATIONS, events_handler
 from notification.config import NotificationSettings
+from notification.dependencies import NotificationDeps, Wording
 from notification.domain.messages import NewMessage, Outcome
 from notification.domain.templates import Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
-from sqlalchemy import text
+from opentelemetry import trace
+from sqlalchemy import event, text
 
-from shared.contracts.events import ContactUpdated
+from shared.contracts.envelope import Envelope
+from shared.contracts.events import (
+    AssistanceCalculated,
+    AssistanceFigures,
+    CaseDecided,
+    ContactUpdated,
+    PayeeAccountUpdated,
+    TransferSettled,
+)
 from shared.db import Database
+from shared.messaging.consumer import Event
+from shared.service import Runtime
 from shared.testing import prepare, unique_prefix
 from shared.unit_of_work import unit_of_work
 
@@ -116,3 +129,57 @@ async def test_messages_are_written_once_claimed_in_order_and_moved_by_the_gatew
             {"ref": me})).all()
     assert [tuple(r) for r in rows] == [("case_approved", "delivered", "gw-1", 1),
                                         ("transfer_settled", "pending", None, 1)]
+
+
+def journey_events(person: str) -> list[Event]:
+    sid, calc, case = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    zero, amount = Decimal("0.00"), Decimal("12.00")
+    figures = AssistanceFigures(
+        policy_scope_amount=amount, basic_insurance_paid=zero, critical_illness_paid=zero, base=amount,
+        deductible=zero, deductible_used_before=zero, deductible_left=zero, deductible_applied=zero,
+        ratio=Decimal("1"), amount_before_caps=amount, per_settlement_cap=None, amount_after_settlement_cap=amount,
+        cap=Decimal("100.00"), committed_before=zero, cap_left=Decimal("100.00"), assistance=amount)
+    area = {"district_code": "310110", "subdistrict_code": "310110001"}
+    facts = [
+        contact(1, "c:x", "138****0001", False),
+        PayeeAccountUpdated(account_version=1, payee_ciphertext="p:x", account_masked="6222****0001"),
+        AssistanceCalculated(calculation_id=calc, settlement_id=sid, hospital_id="H001", category="subsistence",
+                             **area, visit_type="inpatient", hospital_level=2, discharge_date=date(2026, 3, 2),
+                             year=2026, policy_id="p", policy_version=1, figures=figures),
+        CaseDecided(case_id=case, calculation_id=calc, settlement_id=sid, decision="approved", amount=amount, **area,
+                    decided_at=datetime.now(UTC)),
+        TransferSettled(payment_id=uuid.uuid4(), case_id=case, calculation_id=calc, settlement_id=sid,
+                        status="settled", amount=amount, account_version=1),
+    ]
+    return [Event("topic", Envelope.wrap(data, person_ref=person, producer="test"), data, cast(Any, None),
+                  trace.INVALID_SPAN) for data in facts]
+
+
+async def test_a_batch_costs_the_same_statements_for_one_person_or_fifty(db: Database) -> None:
+    """The consumer stays bulk: one statement per table and kind of fact per batch, whatever its size."""
+    settings = NotificationSettings()
+    wording = Wording.from_settings(settings)
+    nothing: Any = None
+    handler = events_handler(Runtime(nothing, nothing, nothing, nothing, nothing,
+                                     NotificationDeps.build(settings, wording)))
+    sent: list[int] = []
+
+    def count(*_: object) -> None:
+        sent.append(1)
+
+    costs = []
+    for persons in (1, 50):
+        batch = [e for _ in range(persons) for e in journey_events(ref())]
+        sent.clear()
+        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            async with unit_of_work(db, NotificationUnitOfWork) as uow:
+                await handler(uow, batch)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        costs.append(len(sent))
+        async with unit_of_work(db, NotificationUnitOfWork) as uow:
+            written = (await uow.session.execute(text("SELECT count(*) FROM message WHERE person_ref = ANY(:refs)"),
+                                                 {"refs": list({e.envelope.person_ref for e in batch})})).scalar_one()
+        assert written == 3 * persons
+    assert costs == [10, 10]  # 3 for contacts and accounts, 3 view upserts, 3 reads, 1 insert of messages
