@@ -20,7 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from calculation.domain import money_rule
-from calculation.domain.money_rule import AssistanceCalculation, LedgerPosition, SettlementFigures
+from calculation.domain.money_rule import AssistanceCalculation, LedgerPosition, SettlementAmounts
 from calculation.domain.policy import Policy, select_policy
 from shared.contracts import events as ev
 from shared.contracts.types import Category
@@ -80,9 +80,9 @@ class Recovery:
     opened_at: datetime
 
 
-def figures_in(s: ev.SettlementReceived) -> SettlementFigures:
-    """The settlement's inputs to the money rule."""
-    return SettlementFigures(
+def amounts_of(s: ev.SettlementReceived) -> SettlementAmounts:
+    """The settlement's amounts the money rule takes (its input)."""
+    return SettlementAmounts(
         policy_scope_amount=s.policy_scope_amount, basic_insurance_paid=s.basic_insurance_paid,
         critical_illness_paid=s.critical_illness_paid, visit_type=s.visit_type.value,
         hospital_level=s.hospital_level, discharge_date=s.discharge_date,
@@ -148,7 +148,7 @@ class Calculation:
         if policy is None or self.category is None or self.category not in policy.categories:
             return False
         ledger = ledgers.get(self.person_ref, self.year)
-        result = money_rule.calculate(figures_in(s), self.category.value, policy, ledger)
+        result = money_rule.calculate(amounts_of(s), self.category.value, policy, ledger)
         ledgers.put(self.person_ref, result.ledger_after)
         figures = figures_of(s, result)
         self.assessment = replace(self.assessment, figures=figures, policy_id=policy.policy_id,

@@ -23,7 +23,9 @@ class WrongLedgerYear(ValueError):
 
 
 @dataclass(frozen=True)
-class SettlementFigures:
+class SettlementAmounts:
+    """What the rule takes from a settlement: its amounts (the input), apart from the figures it gives."""
+
     policy_scope_amount: Decimal
     basic_insurance_paid: Decimal
     critical_illness_paid: Decimal
@@ -67,19 +69,19 @@ class AssistanceCalculation:
                               self.committed_before + self.assistance)
 
 
-def calculate(figures: SettlementFigures, category: str, policy: Policy, ledger: LedgerPosition
+def calculate(amounts: SettlementAmounts, category: str, policy: Policy, ledger: LedgerPosition
               ) -> AssistanceCalculation:
     """The assistance for one eligible settlement, given the person's ledger for the discharge year."""
-    year = figures.discharge_date.year
+    year = amounts.discharge_date.year
     if ledger.year != year:
         raise WrongLedgerYear(f"ledger of {ledger.year} for a settlement discharged in {year}")
     rule = policy.rule(category)
     deductible, cap = Decimal(rule.deductible), Decimal(rule.cap)
     per_settlement_cap = Decimal(rule.per_settlement_cap) if rule.per_settlement_cap is not None else None
-    base = max(ZERO, figures.policy_scope_amount - figures.basic_insurance_paid - figures.critical_illness_paid)
+    base = max(ZERO, amounts.policy_scope_amount - amounts.basic_insurance_paid - amounts.critical_illness_paid)
     deductible_left = max(ZERO, deductible - ledger.deductible_used)
     deductible_applied = min(base, deductible_left)
-    ratio = policy.ratio(category, figures.visit_type, figures.hospital_level)
+    ratio = policy.ratio(category, amounts.visit_type, amounts.hospital_level)
     amount_before_caps = to_money((base - deductible_applied) * ratio)
     amount = min(amount_before_caps, per_settlement_cap) if per_settlement_cap is not None else amount_before_caps
     cap_left = max(ZERO, cap - ledger.committed)

@@ -4,7 +4,7 @@ from datetime import date
 from decimal import Decimal as D
 
 import pytest
-from calculation.domain.money_rule import LedgerPosition, SettlementFigures, WrongLedgerYear, calculate, release
+from calculation.domain.money_rule import LedgerPosition, SettlementAmounts, WrongLedgerYear, calculate, release
 from calculation.domain.policy import NotCovered, Policy
 
 POLICY = Policy.model_validate({
@@ -17,8 +17,8 @@ POLICY = Policy.model_validate({
 
 
 def figures(scope: str, basic: str = "0.00", critical: str = "0.00", visit: str = "inpatient", level: int = 2,
-            on: date = date(2026, 5, 1)) -> SettlementFigures:
-    return SettlementFigures(D(scope), D(basic), D(critical), visit, level, on)
+            on: date = date(2026, 5, 1)) -> SettlementAmounts:
+    return SettlementAmounts(D(scope), D(basic), D(critical), visit, level, on)
 
 
 def ledger(used: str = "0.00", committed: str = "0.00", year: int = 2026) -> LedgerPosition:
@@ -47,7 +47,7 @@ def ledger(used: str = "0.00", committed: str = "0.00", year: int = 2026) -> Led
          "300.00", "50.00", "200.00", "200.00"),
     ],
 )
-def test_one_settlement(case: str, settlement: SettlementFigures, before: LedgerPosition, base: str,
+def test_one_settlement(case: str, settlement: SettlementAmounts, before: LedgerPosition, base: str,
                         deductible_applied: str, amount_before_caps: str, assistance: str) -> None:
     calc = calculate(settlement, "subsistence", POLICY, before)
     assert (calc.base, calc.deductible_applied, calc.amount_before_caps, calc.assistance) == (
@@ -56,7 +56,7 @@ def test_one_settlement(case: str, settlement: SettlementFigures, before: Ledger
                                                before.committed + D(assistance))
 
 
-def run(settlements: list[SettlementFigures], start: LedgerPosition) -> tuple[list[str], LedgerPosition]:
+def run(settlements: list[SettlementAmounts], start: LedgerPosition) -> tuple[list[str], LedgerPosition]:
     position, paid = start, []
     for s in settlements:
         calc = calculate(s, "subsistence", POLICY, position)
