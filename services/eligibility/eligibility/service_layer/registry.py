@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-from eligibility.adapters.tables import ConsentRow, ContactRow
+from eligibility.adapters.tables import ConsentRow, ContactRow, PersonRow
 from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.person_view import publish_person_records
@@ -61,32 +61,11 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
     existing = await uow.registry.persons_locked(list(by_ref))
     person_rows, payee_updates = [], 0
     for ref, r in by_ref.items():
-        old = existing.get(ref)
-        row: dict[str, Any] = {
-            "person_ref": ref,
-            "national_id_enc": keys.at_rest.encrypt(r.national_id, ref),
-            "name_enc": keys.at_rest.encrypt(r.name, ref),
-            "district_code": r.district_code,
-            "subdistrict_code": r.subdistrict_code,
-            "bank_account_enc": old.bank_account_enc if old else None,
-            "bank_account_fingerprint": old.bank_account_fingerprint if old else None,
-            "account_masked": old.account_masked if old else None,
-            "account_version": old.account_version if old else 0,
-            "updated_at": datetime.now(UTC),
-        }
-        if r.bank_account:
-            fingerprint = _fingerprint(keys.pepper, r.bank_account, r.name)
-            if fingerprint != row["bank_account_fingerprint"]:
-                row["bank_account_enc"] = keys.at_rest.encrypt(r.bank_account, ref)
-                row["bank_account_fingerprint"] = fingerprint
-                row["account_masked"] = mask_account(r.bank_account)
-                row["account_version"] = int(row["account_version"]) + 1
-                payload = orjson.dumps({"account": r.bank_account, "name": r.name, "bank": r.bank_name}).decode()
-                uow.publish(REGISTRY_PAYEE, ref, PayeeAccountUpdated(
-                    account_version=row["account_version"], payee_ciphertext=keys.payee.encrypt(payload, ref),
-                    account_masked=row["account_masked"]))
-                payee_updates += 1
+        row, payee = _person_row(keys, ref, r, existing.get(ref))
         person_rows.append(row)
+        if payee is not None:
+            uow.publish(REGISTRY_PAYEE, ref, payee)
+            payee_updates += 1
     await uow.registry.save_persons(person_rows)
     period_rows = [{"person_ref": person_ref(keys.pepper, r.national_id), "category": r.category.value,
                     "valid_from": r.valid_from, "valid_to": r.valid_to} for r in records]
@@ -97,6 +76,37 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
     rescreened = await rescreen_parked(uow, by_ref)
     return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), payee_updates,
                         rescreened, contacts)
+
+
+def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: PersonRow | None
+                ) -> tuple[dict[str, Any], PayeeAccountUpdated | None]:
+    """The person's entry as the record has it (identity encrypted), and the new account to publish (under
+    the payee key, versioned) when the record changes it."""
+    row: dict[str, Any] = {
+        "person_ref": ref,
+        "national_id_enc": keys.at_rest.encrypt(r.national_id, ref),
+        "name_enc": keys.at_rest.encrypt(r.name, ref),
+        "district_code": r.district_code,
+        "subdistrict_code": r.subdistrict_code,
+        "bank_account_enc": old.bank_account_enc if old else None,
+        "bank_account_fingerprint": old.bank_account_fingerprint if old else None,
+        "account_masked": old.account_masked if old else None,
+        "account_version": old.account_version if old else 0,
+        "updated_at": datetime.now(UTC),
+    }
+    if not r.bank_account:
+        return row, None
+    fingerprint = _fingerprint(keys.pepper, r.bank_account, r.name)
+    if fingerprint == row["bank_account_fingerprint"]:
+        return row, None
+    row["bank_account_enc"] = keys.at_rest.encrypt(r.bank_account, ref)
+    row["bank_account_fingerprint"] = fingerprint
+    row["account_masked"] = mask_account(r.bank_account)
+    row["account_version"] = int(row["account_version"]) + 1
+    payload = orjson.dumps({"account": r.bank_account, "name": r.name, "bank": r.bank_name}).decode()
+    return row, PayeeAccountUpdated(account_version=row["account_version"],
+                                    payee_ciphertext=keys.payee.encrypt(payload, ref),
+                                    account_masked=row["account_masked"])
 
 
 async def _inside_area(uow: EligibilityUnitOfWork, officer: Principal, keys: Keys,
