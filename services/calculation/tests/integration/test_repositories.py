@@ -13,11 +13,15 @@ from calculation.config import CalculationSettings
 from calculation.domain.calculation import Calculation, CalculationStatus, Ledgers, Recovery
 from calculation.domain.money_rule import LedgerPosition
 from calculation.domain.policy import Policy
+from calculation.service_layer.assess import handle_events
 from calculation.service_layer.unit_of_work import CalculationUnitOfWork
-from sqlalchemy import text
+from opentelemetry.trace import INVALID_SPAN
+from sqlalchemy import event, text
 
 from shared.contracts import events as ev
+from shared.contracts.envelope import Envelope
 from shared.db import Database, ensure_database
+from shared.messaging.consumer import Event
 from shared.migrations import upgrade_to_head
 from shared.unit_of_work import unit_of_work
 
@@ -128,3 +132,55 @@ async def test_nothing_is_kept_of_a_unit_of_work_that_fails(db: Database) -> Non
             raise RuntimeError("the handler failed")
     async with unit_of_work(db, CalculationUnitOfWork) as uow:
         assert await uow.calculations.known([calc.settlement_id]) == set()
+
+
+async def test_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
+    """The hot path stays bulk: calculating a batch is one statement per table (and the policy lock), approving
+    and paying one read, one read of recoveries and one update, whatever the number of settlements."""
+    sent: list[int] = []
+
+    def count(*_: object) -> None:
+        sent.append(1)
+
+    async def statements(events: list[Event]) -> int:
+        sent.clear()
+        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            async with unit_of_work(db, CalculationUnitOfWork) as uow:
+                await handle_events(uow, events)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        return len(sent)
+
+    def wrapped(data: ev.EventData, person_ref: str) -> Event:
+        return Event(topic="t", envelope=Envelope.wrap(data, person_ref=person_ref, producer="test"), data=data,
+                     record=None, span=INVALID_SPAN)
+
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        await uow.policies.add(policy(1, "990300"), "admin")
+    batches = [[waiting(uuid.uuid4().hex * 2, "990300") for _ in range(n)] for n in (1, 100)]
+    decided = [[wrapped(ev.EligibilityDecided(settlement=c.assessment.settlement, eligible=True,
+                                              reason="eligible", category="low_income", district_code="990300",
+                                              subdistrict_code="990300001"), c.person_ref)
+                for c in batch if c.assessment] for batch in batches]
+    # known, policy lock, policies, ledgers locked, ledgers saved, calculations inserted, outbox
+    assert [await statements(events) for events in decided] == [7, 7]
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        ids = [{c.calculation_id for c in await uow.calculations.locked(settlement_id=s.settlement_id)}
+               for batch in batches for s in (c.assessment.settlement for c in batch if c.assessment)]
+    followed = []
+    for events in decided:
+        batch = []
+        for e in events:
+            [calculation_id] = ids.pop(0)
+            assert isinstance(e.data, ev.EligibilityDecided)
+            s = e.data.settlement
+            batch.append(wrapped(ev.CaseDecided(
+                case_id=uuid.uuid4(), calculation_id=calculation_id, settlement_id=s.settlement_id,
+                decision="approved", amount=Decimal("200.00"), district_code="990300",
+                subdistrict_code="990300001", decided_at=datetime.now(UTC)), e.envelope.person_ref))
+            batch.append(wrapped(ev.TransferSettled(
+                payment_id=uuid.uuid4(), case_id=uuid.uuid4(), calculation_id=calculation_id,
+                settlement_id=s.settlement_id, status="settled", amount=Decimal("200.00")), e.envelope.person_ref))
+        followed.append(batch)
+    assert [await statements(events) for events in followed] == [3, 3]  # read, recoveries, update

@@ -20,11 +20,16 @@ from eligibility.domain.rules import (
     RegistryPeriod,
     Screening,
 )
+from eligibility.service_layer.screening import screen_events
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
+from opentelemetry.trace import INVALID_SPAN
+from sqlalchemy import event
 
+from shared.contracts.envelope import Envelope
 from shared.contracts.events import PolicyPublished, SettlementReceived
 from shared.contracts.types import Category, ConsentLookback
 from shared.db import Database, ensure_database
+from shared.messaging.consumer import Event
 from shared.migrations import upgrade_to_head
 from shared.unit_of_work import unit_of_work
 
@@ -119,3 +124,30 @@ async def test_screening_and_contact_repositories(db: Database) -> None:
         assert (await uow.contacts.locked([ref]))[ref].phone_masked == "138****5678"
     async with unit_of_work(db, EligibilityUnitOfWork) as uow:
         assert await uow.screenings.parked([ref]) == [], "decided and reversed settlements are parked no more"
+
+
+async def test_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
+    """Screening stays bulk: one read per table of what is known of the persons (the registry, periods,
+    consents, their districts' policy terms), one insert of decisions and the outbox, whatever the batch."""
+    sent: list[int] = []
+
+    def count(*_: object) -> None:
+        sent.append(1)
+
+    async def statements(events: list[Event]) -> int:
+        sent.clear()
+        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+                await screen_events(uow, events)
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        return len(sent)
+
+    batches = [[uuid.uuid4().hex * 2 for _ in range(n)] for n in (1, 100)]
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        await uow.registry.save_persons([person_row(ref) for batch in batches for ref in batch])
+    arrivals = [[Event(topic="t", envelope=Envelope.wrap(s, person_ref=ref, producer="test"), data=s, record=None,
+                       span=INVALID_SPAN) for ref in batch for s in [settlement(date(2026, 3, 1))]]
+                for batch in batches]
+    assert [await statements(events) for events in arrivals] == [6, 6]
