@@ -1,7 +1,7 @@
 """Reads for the API: published policies, one calculation, open recoveries, a person's ledgers.
 
-Queries only (no aggregate, no lock); each opens its own short transaction. Confining to the caller's area is
-the entrypoint's, with shared.security.area."""
+Queries only (no aggregate, no lock); each opens its own short transaction and confines what it returns to the
+caller's area (shared.security.area): outside it a thing does not exist."""
 
 import uuid
 from typing import Any
@@ -23,10 +23,12 @@ async def policies(db: Database) -> list[dict[str, Any]]:
                 for r in rows]
 
 
-async def calculation(db: Database, settlement_id: uuid.UUID) -> CalculationRow | None:
+async def calculation(db: Database, area: Area, settlement_id: uuid.UUID) -> CalculationRow | None:
+    """The settlement's calculation; None when there is none inside the area (the same answer either way)."""
     async with db.transaction() as session:
-        return (await session.execute(select(CalculationRow).where(
+        calc = (await session.execute(select(CalculationRow).where(
             col(CalculationRow.settlement_id) == settlement_id))).scalar_one_or_none()
+    return calc if calc is not None and area.contains(calc.district_code, calc.subdistrict_code) else None
 
 
 async def recoveries(db: Database, status: str, area: Area, limit: int, offset: int) -> list[dict[str, Any]]:
@@ -39,19 +41,17 @@ async def recoveries(db: Database, status: str, area: Area, limit: int, offset: 
                  "created_at": r.created_at.isoformat()} for r in (await session.execute(query)).scalars()]
 
 
-async def person_area(db: Database, person_ref: str) -> tuple[str, str] | None:
-    """The district and sub-district of the person's latest calculation (where the person is known)."""
+async def ledgers(db: Database, area: Area, person_ref: str) -> list[dict[str, Any]] | None:
+    """A person's deductible used and assistance committed, per year. An area confines it to persons whose latest
+    calculation is inside it; for anyone else, None (as for a pseudonym nobody has)."""
     async with db.transaction() as session:
-        latest = (await session.execute(
-            select(col(CalculationRow.district_code), col(CalculationRow.subdistrict_code))
-            .where(col(CalculationRow.person_ref) == person_ref)
-            .order_by(col(CalculationRow.created_at).desc()).limit(1))).first()
-    return (latest[0], latest[1]) if latest else None
-
-
-async def ledgers(db: Database, person_ref: str) -> list[dict[str, Any]]:
-    """A person's deductible used and assistance committed, per year."""
-    async with db.transaction() as session:
+        if not area.everywhere:
+            latest = (await session.execute(
+                select(col(CalculationRow.district_code), col(CalculationRow.subdistrict_code))
+                .where(col(CalculationRow.person_ref) == person_ref)
+                .order_by(col(CalculationRow.created_at).desc()).limit(1))).first()
+            if latest is None or not area.contains(latest[0], latest[1]):
+                return None
         rows = (await session.execute(select(LedgerRow).where(col(LedgerRow.person_ref) == person_ref)
                                       .order_by(col(LedgerRow.year)))).scalars()
         return [{"year": r.year, "deductible_used": f"{r.deductible_used:.2f}", "committed": f"{r.committed:.2f}"}
