@@ -2,7 +2,7 @@
 
 import csv
 import io
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from eligibility.config import EligibilityDeps
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
 from eligibility.entrypoints import views
-from eligibility.service_layer.registry import ConsentResult, import_registry, revoke_consent, sign_consent
+from eligibility.service_layer.registry import (
+    ConsentResult,
+    RegistryStatus,
+    import_registry,
+    revoke_consent,
+    sign_consent,
+)
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from shared.contracts.openapi import inline_schema, request_body
 from shared.contracts.types import ConsentLookback
@@ -51,7 +57,7 @@ class ConsentOut(BaseModel):
     person_ref: str
     signed_on: str
     revoked_on: str | None
-    registry_status: Literal["listed", "waiting_for_registry"] = Field(
+    registry_status: RegistryStatus = Field(
         description="waiting_for_registry: the registry does not list the person yet; screening starts when it does.")
     sms_opt_out: bool = False
     rescreened: int = 0
