@@ -6,7 +6,7 @@ worker without a lock on the payment (claiming due payments, stamping an attempt
 send again) are guarded bulk UPDATEs whose WHERE is the domain's rule.
 """
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -118,17 +118,16 @@ class PaymentRepository:
                 {"idempotency_key": a.key, "payment_id": a.payment_id, "attempt": a.number,
                  "status": a.status.value} for a in attempts])
 
-    async def _load(self, where: Any, *, attempts: str) -> list[Payment]:
-        """Payments matching `where`, locked (in id order: two writers never deadlock), with their current
-        attempt (`attempts="current"`) or all of them (`"all"`)."""
-        payments = [_payment(r) for r in (await self.session.execute(
-            select(PAYMENT).where(where).order_by(PAYMENT.c.id).with_for_update())).all()]
+    async def _load(self, where: Any, attempts: Callable[[list[Payment]], Any], *, lock: bool = True
+                    ) -> list[Payment]:
+        """Payments matching `where`, locked (in id order: two writers never deadlock), each with its attempts
+        that match `attempts(payments)`, and every settled key among them."""
+        query = select(PAYMENT).where(where).order_by(PAYMENT.c.id)
+        payments = [_payment(r) for r in (await self.session.execute(query.with_for_update() if lock else query))]
         if not payments:
             return []
         by_id = {p.id: p for p in payments}
-        condition = (ATTEMPT.c.idempotency_key.in_([p.idempotency_key for p in payments]) if attempts == "current"
-                     else ATTEMPT.c.payment_id.in_(list(by_id)))
-        for row in (await self.session.execute(select(ATTEMPT).where(condition))).all():
+        for row in await self.session.execute(select(ATTEMPT).where(attempts(payments))):
             attempt = _attempt(row)
             owner = by_id[attempt.payment_id]
             owner.attempts[attempt.key] = attempt
@@ -140,41 +139,34 @@ class PaymentRepository:
         """The cases' payments, locked, each with its current attempt."""
         if not case_ids:
             return {}
-        return {p.case_id: p for p in await self._load(PAYMENT.c.case_id.in_(list(case_ids)), attempts="current")}
+        return {p.case_id: p for p in await self._load(PAYMENT.c.case_id.in_(list(case_ids)), _current)}
 
     async def waiting_for_an_account(self, refs: Collection[str]) -> list[Payment]:
         """The persons' payments an account can move (awaiting one, or failed), locked, with every attempt."""
         if not refs:
             return []
         return await self._load(PAYMENT.c.person_ref.in_(list(refs)) & PAYMENT.c.status.in_(
-            [PaymentStatus.AWAITING_ACCOUNT.value, PaymentStatus.FAILED.value]), attempts="all")
+            [PaymentStatus.AWAITING_ACCOUNT.value, PaymentStatus.FAILED.value]), _every)
 
     async def answered(self, keys: Collection[str]) -> dict[str, Payment]:
         """Per attempt key, its payment (locked) with that attempt loaded and every settled key known.
 
         The payments are locked first, then their attempts read: every writer of an attempt's bank word holds
         its payment's lock, so what is read is the latest word, never one a concurrent pass just replaced."""
+        return await self._by_keys(keys, lock=True)
+
+    async def by_keys(self, keys: Collection[str]) -> dict[str, Payment]:
+        """Per attempt key, its payment with that attempt (not locked: for matching a statement)."""
+        return await self._by_keys(keys, lock=False)
+
+    async def _by_keys(self, keys: Collection[str], *, lock: bool) -> dict[str, Payment]:
         if not keys:
             return {}
-        payment_ids = list((await self.session.execute(select(ATTEMPT.c.payment_id).where(
-            ATTEMPT.c.idempotency_key.in_(list(keys))))).scalars())
-        if not payment_ids:
-            return {}
-        payments = {p.id: p for p in (_payment(r) for r in (await self.session.execute(
-            select(PAYMENT).where(PAYMENT.c.id.in_(payment_ids)).order_by(PAYMENT.c.id).with_for_update())).all())}
-        rows = (await self.session.execute(select(ATTEMPT).where(
-            ATTEMPT.c.payment_id.in_(payment_ids),
-            ATTEMPT.c.idempotency_key.in_(list(keys)) | (ATTEMPT.c.status == AttemptStatus.SETTLED.value)))).all()
-        by_key: dict[str, Payment] = {}
-        for row in rows:
-            attempt = _attempt(row)
-            payment = payments[attempt.payment_id]
-            if attempt.status is AttemptStatus.SETTLED:
-                payment.settled_keys.add(attempt.key)
-            if attempt.key in keys:
-                payment.attempts[attempt.key] = attempt
-                by_key[attempt.key] = payment
-        return by_key
+        asked = ATTEMPT.c.idempotency_key.in_(list(keys))
+        payments = await self._load(PAYMENT.c.id.in_(select(ATTEMPT.c.payment_id).where(asked)), lambda ps: (
+            ATTEMPT.c.payment_id.in_([p.id for p in ps]) & (asked | (ATTEMPT.c.status == AttemptStatus.SETTLED.value))
+        ), lock=lock)
+        return {key: p for p in payments for key in p.attempts if key in keys}
 
     async def save(self, payments: Iterable[Payment], now: datetime) -> None:
         """Write what the aggregates changed: one executemany per table, not a round trip per payment."""
@@ -282,23 +274,6 @@ class PaymentRepository:
             ATTEMPT.c.idempotency_key.in_(picked.scalar_subquery())).values(checked_at=now)
             .returning(ATTEMPT.c.idempotency_key))).scalars())
 
-    async def by_keys(self, keys: Collection[str]) -> dict[str, Payment]:
-        """Per attempt key, its payment with that attempt (not locked: for matching a statement)."""
-        if not keys:
-            return {}
-        attempts = [_attempt(r) for r in (await self.session.execute(select(ATTEMPT).where(
-            ATTEMPT.c.idempotency_key.in_(list(keys))))).all()]
-        if not attempts:
-            return {}
-        payments = {p.id: p for p in (_payment(r) for r in (await self.session.execute(select(PAYMENT).where(
-            PAYMENT.c.id.in_({a.payment_id for a in attempts})))).all())}
-        found = {}
-        for attempt in attempts:
-            if (payment := payments.get(attempt.payment_id)) is not None:
-                payment.attempts[attempt.key] = attempt
-                found[attempt.key] = payment
-        return found
-
     async def unsettled(self, keys: Collection[str]) -> set[str]:
         """Which of these attempt keys are not settled in our books."""
         if not keys:
@@ -339,6 +314,14 @@ class PaymentRepository:
         twice = select(ATTEMPT.c.payment_id).where(ATTEMPT.c.status == AttemptStatus.SETTLED.value).group_by(
             ATTEMPT.c.payment_id).having(func.count() > 1).subquery()
         return int(await self.session.scalar(select(func.count()).select_from(twice)) or 0)
+
+
+def _current(payments: list[Payment]) -> Any:
+    return ATTEMPT.c.idempotency_key.in_([p.idempotency_key for p in payments])
+
+
+def _every(payments: list[Payment]) -> Any:
+    return ATTEMPT.c.payment_id.in_([p.id for p in payments])
 
 
 def _any_of(column: Any, statuses: Iterable[AttemptStatus]) -> Any:

@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from disbursement.adapters.bank import StatementLine
+from disbursement.adapters.bank import BankUnavailable, StatementLine
 from disbursement.adapters.metrics import OPEN_ALARMS
 from disbursement.domain.payment import Alarm, AttemptStatus, Payment, business_day
 from disbursement.service_layer.dependencies import Dependencies
@@ -113,8 +113,11 @@ async def reconcile_yesterday(units: Units, deps: Dependencies) -> bool:
         done = await uow.statements.reconciled(yesterday)
     if done:
         await refresh_alarm_gauge(units)
-    else:
+        return False
+    try:
         summary = await reconcile_statement(units, deps, yesterday)
-        log.info("bank statement reconciled", extra={"booked_on": summary["booked_on"],
-                                                     "entries": summary["entries"]})
+    except BankUnavailable:  # asked again at the next check, not at the worker loop's quicker failure backoff
+        log.warning("the bank's statement could not be fetched; tried again later", extra={"booked_on": str(yesterday)})
+        return False
+    log.info("bank statement reconciled", extra={"booked_on": summary["booked_on"], "entries": summary["entries"]})
     return False

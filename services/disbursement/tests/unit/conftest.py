@@ -252,6 +252,7 @@ class FakeBank:
         self.unavailable = False
         self.recalled: list[str] = []
         self.lines: list[StatementLine] = []
+        self.statements_fetched = 0
 
     def word(self, key: str, status: BankStatus, reason: str | None = None) -> None:
         self.known[key] = BankResult(key, f"REF-{key[-6:]}", status, reason)
@@ -273,6 +274,9 @@ class FakeBank:
         return await self.status(idempotency_key)
 
     async def statement(self, day: date) -> list[StatementLine]:
+        if self.unavailable:
+            raise BankUnavailable("connection refused")
+        self.statements_fetched += 1
         return self.lines
 
     async def aclose(self) -> None:

@@ -227,3 +227,15 @@ async def test_a_statement_booking_matches_one_settled_attempt(store: FakeStore,
     bank.lines = [line(seed.idempotency_key)]
     summary = await reconcile_statement(store.units, deps, datetime.now(UTC).date())
     assert summary["alarms"] == kinds and summary["entries"] == 1
+
+
+async def test_yesterdays_statement_is_reconciled_once_and_an_absent_bank_waits_for_the_next_check(
+        store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+    daily = passes(store, deps)["statement reconciliation"]
+    bank.unavailable = True
+    assert await daily() is False, "no failure for the worker loop to retry at once"
+    assert store.books.runs == {}
+    bank.unavailable = False
+    await daily()
+    await daily()
+    assert bank.statements_fetched == 1 and len(store.books.runs) == 1
