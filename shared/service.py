@@ -49,7 +49,6 @@ class Runtime(Generic[D]):
     relay: OutboxRelay
     verifier: TokenVerifier
     deps: D
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,10 @@ class ServiceSpec:
     dependencies: Callable[[], Awaitable[Any]] | None = None
     """Builds the service's typed dependencies (`Runtime.deps`) at start-up."""
     on_start: Callable[[Runtime[Any]], Awaitable[None]] | None = None
+    """Start-up work that needs the running infrastructure (seeding), after the dependencies are built and
+    before the consumers start."""
     on_stop: Callable[[Runtime[Any]], Awaitable[None]] | None = None
+    """Closes what the dependencies opened (partner clients)."""
     media_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Request media types a path accepts besides application/json (shared.request_guard)."""
     signed_prefixes: tuple[str, ...] = ()

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import false
 
-from shared.problems import ProblemError
+from shared.errors import NotFound
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class Area:
             return False
         return self.subdistrict_code is None or subdistrict_code == self.subdistrict_code
 
-    def require(self, district_code: str | None, subdistrict_code: str | None, not_found: ProblemError) -> None:
-        """Raise `not_found` (a 404 problem) when the thing is outside the area."""
+    def require(self, district_code: str | None, subdistrict_code: str | None, not_found: NotFound) -> None:
+        """Raise `not_found` (the same error as for an id nobody has) when the thing is outside the area."""
         if not self.contains(district_code, subdistrict_code):
             raise not_found
 

@@ -11,7 +11,6 @@ from calculation.service_layer.assess import handle_events
 from calculation.service_layer.policies import seed_policies
 from calculation.service_layer.unit_of_work import CalculationUnitOfWork
 from shared.contracts.topics import CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
-from shared.db import Database
 from shared.messaging.consumer import Handler
 from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
 from shared.unit_of_work import unit_of_work
@@ -28,23 +27,19 @@ CONSUMERS = [ConsumerSpec("calculation", [ELIGIBILITY_DECIDED, CASE_DECIDED, TRA
                           calculation_handler, unit_of_work=CalculationUnitOfWork)]
 
 
-async def start(settings: CalculationSettings) -> CalculationDeps:
-    """The dependencies, once the demo policies (when configured) are stored and every stored version is
-    announced: before the consumer starts, so no settlement of a demo region waits for its policy."""
-    db = Database(settings)
-    try:
-        async with unit_of_work(db, CalculationUnitOfWork) as uow:
-            await seed_policies(uow, demo_policies() if settings.seed_demo_policies else [])
-    finally:
-        await db.dispose()
-    return CalculationDeps(settings=settings)
+async def seed(runtime: Runtime[CalculationDeps]) -> None:
+    """Store the demo policies (when configured) and announce every stored version: before the consumer starts,
+    so no settlement of a demo region waits for its policy."""
+    policies = demo_policies() if runtime.deps.settings.seed_demo_policies else []
+    async with unit_of_work(runtime.db, CalculationUnitOfWork) as uow:
+        await seed_policies(uow, policies)
 
 
 def create_app(settings: CalculationSettings | None = None) -> FastAPI:
     settings = settings or CalculationSettings()
 
     async def dependencies() -> CalculationDeps:
-        return await start(settings)
+        return CalculationDeps(settings=settings)
 
     return build_app(ServiceSpec(
         settings=settings,
@@ -52,4 +47,5 @@ def create_app(settings: CalculationSettings | None = None) -> FastAPI:
         routers=[router],
         consumers=CONSUMERS,
         dependencies=dependencies,
+        on_start=seed,
     ))

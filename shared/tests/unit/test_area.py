@@ -2,6 +2,7 @@
 
 import pytest
 
+from shared.errors import NotFound
 from shared.problems import ProblemError
 from shared.security.area import Area
 from shared.security.staff_auth import Principal, Role, principal_from_claims
@@ -31,11 +32,11 @@ DISTRICT_OFFICER = Principal("o", Role.registry_officer, "310110", None)
 ])
 def test_who_sees_whom(principal: Principal, district: str | None, subdistrict: str | None, inside: bool) -> None:
     assert principal.area.contains(district, subdistrict) is inside
-    missing = ProblemError(404, "case_not_found", "no such case", field="case_id")
+    missing = NotFound("case_not_found", "no such case", field="case_id")
     if inside:
         principal.area.require(district, subdistrict, missing)
     else:
-        with pytest.raises(ProblemError) as raised:
+        with pytest.raises(NotFound) as raised:
             principal.area.require(district, subdistrict, missing)
         assert raised.value is missing
 
