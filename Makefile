@@ -88,5 +88,5 @@ contracts: venv ## regenerate contracts/events/*.schema.json and contracts/opena
 k8s: venv ## render the Helm chart (deploy/k8s) and validate every resource against its schema (also run by make test)
 	@$(WITH_ENV) $(PY) -m deploy.k8s.validate
 
-lint: venv ## ruff, strict mypy (shared and every domain) and import rules (also run by make test)
+lint: venv ## ruff, strict mypy (shared and every service package) and import rules (also run by make test)
 	@$(WITH_ENV) bash deploy/local/lint.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static checks: ruff, strict mypy (shared library + every service's domain model), import-linter contracts.
+# Static checks: ruff, strict mypy (shared library + every service's whole package), import-linter contracts.
 # Run by `make lint` and by tests/contract/test_static_checks.py. Every check runs; the exit code is non-zero
 # when any of them failed.
 set -euo pipefail
@@ -7,18 +7,11 @@ source "$(dirname "$0")/env.sh"
 cd "$ROOT_DIR"
 BIN="${VENV_BIN:-$ROOT_DIR/.venv/bin}"
 
-# Services whose whole package is strictly typed; the others are checked on their domain model only, until
-# they join the list (issue 16: every service, no new ignores).
-STRICT_SERVICES="intake notification approval calculation eligibility disbursement"
-DOMAINS=()
-for service in $SERVICES; do
-  if [[ " $STRICT_SERVICES " == *" $service "* ]]; then
-    DOMAINS+=("services/$service/$service")
-  else
-    DOMAINS+=("services/$service/$service/domain")
-  fi
+# Strict mypy over the shared library and every service's whole package (services, simulators, console).
+PACKAGES=()
+for dir in services/*/; do
+  PACKAGES+=("$dir$(basename "$dir")")
 done
-DOMAINS+=("services/console/console")
 
 failed=()
 check() {
@@ -31,7 +24,7 @@ check() {
 }
 
 check ruff "$BIN/ruff" check --output-format concise shared services tests deploy bench
-check mypy "$BIN/mypy" shared "${DOMAINS[@]}"
+check mypy "$BIN/mypy" shared "${PACKAGES[@]}"
 check import-linter "$BIN/lint-imports" --no-cache
 
 if ((${#failed[@]})); then

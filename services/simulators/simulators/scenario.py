@@ -110,7 +110,8 @@ async def import_registry(officer: httpx.AsyncClient, people: list[Resident]) ->
     response = await officer.post("/v1/registry/import",
                                   json={"records": [p.record() for p in people if p.category]})
     response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
+    result: dict[str, Any] = response.json()
+    return result
 
 
 async def sign_consents(officer: httpx.AsyncClient, people: list[Resident]) -> int:

@@ -249,10 +249,10 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
     async def write_entry(body: EntryIn) -> Any:
         """Book money out directly (a double booking, a wrong amount or account, a transfer nobody asked for)."""
         known = books.transfers.get(body.idempotency_key)
-        if known is None and (body.amount is None or body.creditor_account is None):
+        amount = Decimal(body.amount) if body.amount else known.amount if known else None
+        account = body.creditor_account or (known.account if known else None)
+        if amount is None or account is None:  # neither given nor known from a transfer with that key
             return JSONResponse({"code": "unknown_transfer"}, status_code=404)
-        amount = Decimal(body.amount) if body.amount else known.amount  # type: ignore[union-attr]
-        account = body.creditor_account or known.account  # type: ignore[union-attr]
         books.stats["entries_written_by_hand"] += 1
         return books.book_entry(body.idempotency_key, amount, account).public()
 

@@ -57,7 +57,8 @@ def write_pain002(original_msg_id: str, transfers: Iterable[Transfer]) -> bytes:
         if t.reason:
             ET.SubElement(ET.SubElement(ET.SubElement(tx, "StsRsnInf"), "Rsn"), "Cd").text = CODES.get(t.reason, "NARR")
         ET.SubElement(tx, "AcctSvcrRef").text = t.reference
-    return ET.tostring(doc, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(doc, encoding="utf-8", xml_declaration=True)  # typeshed: Any for an encoding
+    return document
 
 
 CAMT053 = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"
@@ -93,5 +94,6 @@ def write_camt053(account: str, day: date, entries: Sequence[Entry]) -> bytes:
         ET.SubElement(tx, "Amt", {"Ccy": "CNY"}).text = f"{e.amount:.2f}"
         ET.SubElement(ET.SubElement(ET.SubElement(ET.SubElement(ET.SubElement(
             tx, "RltdPties"), "CdtrAcct"), "Id"), "Othr"), "Id").text = e.account
-    return ET.tostring(doc, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(doc, encoding="utf-8", xml_declaration=True)  # typeshed: Any for an encoding
+    return document
 

@@ -36,7 +36,8 @@ class IntakeClient:
     async def summary(self) -> dict[str, int]:
         response = await self.request("GET", "/v1/summary")
         response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
+        counts: dict[str, int] = response.json()
+        return counts
 
     async def aclose(self) -> None:
         await self._http.aclose()
