@@ -41,6 +41,6 @@ class InboxEntry(SQLModel, table=True):
 
 
 # The Core tables: bulk writes on the hot path go through them (half the CPU of the ORM's bulk insert path).
-OUTBOX_TABLE: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
-INBOX_TABLE: Table = InboxEntry.__table__  # type: ignore[attr-defined]
+OUTBOX_TABLE: Table = SQLModel.metadata.tables[OutboxMessage.__tablename__]
+INBOX_TABLE: Table = SQLModel.metadata.tables[InboxEntry.__tablename__]
 MESSAGING_TABLES = [OUTBOX_TABLE, INBOX_TABLE]

@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from approval.config import ApprovalSettings
-from approval.dependencies import Dependencies, dependencies
+from approval.dependencies import ApprovalDeps, dependencies
 from approval.entrypoints.gauges import publish_queue_depth
 from approval.entrypoints.http import router
 from approval.service_layer.cases import CaseService, StartUnitOfWork
@@ -18,7 +18,7 @@ from shared.unit_of_work import unit_of_work
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def case_service(deps: Dependencies, start: StartUnitOfWork) -> CaseService:
+def case_service(deps: ApprovalDeps, start: StartUnitOfWork) -> CaseService:
     """The commands and the consumer handler, on `start`'s units of work (tests pass a fake one)."""
     return CaseService(deps.rules, start)
 
@@ -29,10 +29,10 @@ def create_app(settings: ApprovalSettings | None = None) -> FastAPI:
         raise RuntimeError("BENCH_AUTO_APPROVE is for benchmarks only; refused outside development")
     deps = dependencies(settings)
 
-    async def build() -> Dependencies:
+    async def build() -> ApprovalDeps:
         return deps
 
-    def handler(runtime: Runtime[Dependencies]) -> Handler[ApprovalUnitOfWork]:
+    def handler(runtime: Runtime[ApprovalDeps]) -> Handler[ApprovalUnitOfWork]:
         return case_service(runtime.deps, lambda: unit_of_work(runtime.db, ApprovalUnitOfWork)).handle
 
     return build_app(ServiceSpec(

@@ -18,15 +18,15 @@ class ReviewContext:
 
 
 @dataclass(frozen=True)
-class Dependencies:
+class ApprovalDeps:
     settings: ApprovalSettings
     rules: ApprovalRules
     review: ReviewContext
 
 
-def dependencies(settings: ApprovalSettings) -> Dependencies:
+def dependencies(settings: ApprovalSettings) -> ApprovalDeps:
     """The approval rules, the case view's transport key and flag rules, from the settings."""
-    return Dependencies(
+    return ApprovalDeps(
         settings=settings,
         rules=ApprovalRules(skip_district_threshold=settings.skip_district_threshold,
                             auto_approve=settings.bench_auto_approve),

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from calculation.config import CalculationDeps, CalculationSettings
+from calculation.config import CalculationSettings
+from calculation.dependencies import CalculationDeps
 from calculation.entrypoints.http import router
 from calculation.policies import demo_policies
 from calculation.service_layer.assess import handle_events

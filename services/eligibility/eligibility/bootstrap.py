@@ -4,7 +4,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from eligibility.config import EligibilityDeps, EligibilitySettings, Keys
+from eligibility.config import EligibilitySettings, Keys
+from eligibility.dependencies import EligibilityDeps
 from eligibility.entrypoints.http import router
 from eligibility.service_layer.screening import record_policies, screen_events
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork

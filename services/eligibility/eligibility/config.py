@@ -34,11 +34,3 @@ class Keys:
             contact=FieldCipher.from_config(settings.contact_keys.get_secret_value(),
                                             active=settings.contact_active_key_id),
         )
-
-
-@dataclass(frozen=True)
-class EligibilityDeps:
-    """What eligibility's code reaches at run time besides the database and broker (Runtime.deps)."""
-
-    settings: EligibilitySettings
-    keys: Keys

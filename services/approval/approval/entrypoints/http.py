@@ -11,7 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from approval.dependencies import Dependencies
+from approval.dependencies import ApprovalDeps
 from approval.domain.case import Action, CaseState, Party, RejectReason
 from approval.domain.review import Flag
 from approval.entrypoints import views
@@ -32,16 +32,16 @@ Ops = Annotated[Principal, Depends(staff(Role.ops, Role.district_reviewer))]
 Comment = Annotated[str, Field(max_length=500, pattern=TEXT_PATTERN)]
 
 
-def _runtime(request: Request) -> Runtime[Dependencies]:
-    runtime: Runtime[Dependencies] = request.app.state.runtime
+def _runtime(request: Request) -> Runtime[ApprovalDeps]:
+    runtime: Runtime[ApprovalDeps] = request.app.state.runtime
     return runtime
 
 
-def _service(runtime: Annotated[Runtime[Dependencies], Depends(_runtime)]) -> CaseService:
+def _service(runtime: Annotated[Runtime[ApprovalDeps], Depends(_runtime)]) -> CaseService:
     return CaseService(runtime.deps.rules, lambda: unit_of_work(runtime.db, ApprovalUnitOfWork))
 
 
-RuntimeDep = Annotated[Runtime[Dependencies], Depends(_runtime)]
+RuntimeDep = Annotated[Runtime[ApprovalDeps], Depends(_runtime)]
 Service = Annotated[CaseService, Depends(_service)]
 
 

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from calculation.config import CalculationDeps
+from calculation.dependencies import CalculationDeps
 from calculation.domain.calculation import CalculationStatus
 from calculation.domain.policy import Policy
 from calculation.entrypoints import views

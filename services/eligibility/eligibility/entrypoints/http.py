@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from eligibility.config import EligibilityDeps
+from eligibility.dependencies import EligibilityDeps
 from eligibility.domain.registry import CSV_COLUMNS, ConsentIn, RegistryRecordIn, RevokeIn
 from eligibility.entrypoints import views
 from eligibility.service_layer.registry import (
