@@ -213,10 +213,16 @@ class PaymentRepository:
                 status=PaymentStatus.AWAITING_ACCOUNT.value))
 
     async def set_account_versions(self, versions: dict[UUID, int]) -> None:
-        """The account version each claimed payment goes out with."""
+        """The account version each claimed payment goes out with, on the payment and on its current attempt
+        (whose answer, even a late one after a re-issue, names the account that attempt went to)."""
         if versions:
+            rows = [{"pid": pid, "version": v} for pid, v in versions.items()]
             await self.session.execute(update(PAYMENT).where(PAYMENT.c.id == bindparam("pid")).values(
-                account_version=bindparam("version")), [{"pid": pid, "version": v} for pid, v in versions.items()])
+                account_version=bindparam("version")), rows)
+            await self.session.execute(update(ATTEMPT).where(
+                ATTEMPT.c.idempotency_key == select(PAYMENT.c.idempotency_key).where(
+                    PAYMENT.c.id == bindparam("pid")).scalar_subquery(),
+            ).values(account_version=bindparam("version")), rows)
 
     async def earlier_keys(self, due: Sequence[Payment]) -> dict[UUID, list[str]]:
         """For re-issued payments, the keys of every earlier attempt."""

@@ -99,6 +99,9 @@ async def test_a_reissue_is_saved_as_a_new_attempt_and_its_earlier_keys_known(un
                     quiet_before=datetime.now(UTC))
         await uow.payments.set_account_versions({payment.id: 1})
         await uow.payments.save([loaded], datetime.now(UTC))
+    async with units() as uow:  # the attempt remembers the account version it went out with
+        (stored,) = (await uow.payments.of_cases({payment.case_id})).values()
+        assert stored.attempts[payment.idempotency_key].account_version == 1
     async with units() as uow:
         (waiting,) = await uow.payments.waiting_for_an_account({payment.person_ref})
         assert waiting.status is P.FAILED and waiting.failure_reason == "account_closed"

@@ -133,7 +133,9 @@ class FakePayments:
 
     async def set_account_versions(self, versions: dict[UUID, int]) -> None:
         for pid, version in versions.items():
-            self.books.payments[pid].account_version = version
+            payment = self.books.payments[pid]
+            payment.account_version = version
+            self.books.attempts[payment.idempotency_key].account_version = version
 
     async def earlier_keys(self, due: Sequence[Payment]) -> dict[UUID, list[str]]:
         return {p.id: [a.key for a in self.books.attempts.values() if a.payment_id == p.id and a.number < p.attempt]

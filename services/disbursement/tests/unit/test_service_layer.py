@@ -106,6 +106,8 @@ async def test_the_banks_word_settles_a_payment_once(store: FakeStore, deps: Dep
         await run["payment resolver"]()
     assert (only_payment(store).status, attempts(store)) == (P.SETTLED, {key: A.SETTLED})
     assert outcomes(store) == [(str(case.case_id), "settled", 1)]
+    (settled,) = [o.envelope.payload() for o in store.outbox if o.topic == TRANSFER_SETTLED]
+    assert settled.account_version == 1, "the outcome names the account version its attempt went to"
 
 
 async def test_a_callback_the_bank_does_not_bear_out_changes_nothing(store: FakeStore, deps: Dependencies,
