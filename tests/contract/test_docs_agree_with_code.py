@@ -3,6 +3,7 @@ variable a document names exists. A claim about a thing that is gone (or was ren
 and the code cannot drift apart silently. Superseded decision records keep their history and are skipped.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -14,8 +15,19 @@ from shared.testing import ROOT
 DOCS = sorted(p for p in [ROOT / "README.md", ROOT / "bench" / "README.md", *(ROOT / "docs").rglob("*.md"),
                           *ROOT.glob("services/*/README.md"), *(ROOT / "contracts").rglob("*.md")]
               if p.exists() and "**Superseded" not in p.read_text(encoding="utf-8")[:400])
-TRACKED = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
-           if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
+
+
+def _tree() -> list[str]:
+    """Every file below the root, dot-folders (.venv, .run with the live database, .cache) pruned before
+    they are entered; symlinks are not followed."""
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        found += [(Path(folder) / f).relative_to(ROOT).as_posix() for f in files if not f.startswith(".")]
+    return found
+
+
+TRACKED = _tree()
 PATH = re.compile(r"`([A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+\.(?:py|md|yaml|yml|json|sh|toml|sql|xsd|ini|tpl))`")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 MAKE = re.compile(r"`make ([a-z][a-z0-9-]*)")

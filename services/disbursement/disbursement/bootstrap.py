@@ -13,8 +13,8 @@ from disbursement.adapters.bank import BankGateway
 from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
 from disbursement.config import DisbursementSettings
+from disbursement.dependencies import DisbursementDeps
 from disbursement.entrypoints.http import router
-from disbursement.service_layer.dependencies import Dependencies
 from disbursement.service_layer.gauges import REFRESH_S, refresh_payment_gauges
 from disbursement.service_layer.payments import handle_events
 from disbursement.service_layer.sender import Resolver, Sender
@@ -44,8 +44,8 @@ def bank_gateway(settings: DisbursementSettings) -> BankGateway:
                            s.bank_backoff_max_s)
 
 
-def dependencies(settings: DisbursementSettings, bank: BankGateway | None = None) -> Dependencies:
-    return Dependencies(settings=settings, bank=bank or bank_gateway(settings),
+def dependencies(settings: DisbursementSettings, bank: BankGateway | None = None) -> DisbursementDeps:
+    return DisbursementDeps(settings=settings, bank=bank or bank_gateway(settings),
                         payee_cipher=FieldCipher.from_config(settings.payee_keys.get_secret_value(),
                                                              active=settings.payee_active_key_id))
 
@@ -58,7 +58,7 @@ class Worker:
     wakeup: Wakeup | None = None
 
 
-def workers(units: Units, deps: Dependencies) -> list[Worker]:
+def workers(units: Units, deps: DisbursementDeps) -> list[Worker]:
     """Every background pass of the service, as the worker loop runs it."""
     settings = deps.settings
     return [
@@ -79,17 +79,17 @@ CONSUMER = ConsumerSpec("disbursement", [CASE_DECIDED, REGISTRY_PAYEE], lambda r
 def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
     settings = settings or DisbursementSettings()
 
-    async def build_dependencies() -> Dependencies:
+    async def build_dependencies() -> DisbursementDeps:
         return dependencies(settings)
 
-    async def run_workers(runtime: Runtime[Dependencies], stopping: asyncio.Event) -> None:
+    async def run_workers(runtime: Runtime[DisbursementDeps], stopping: asyncio.Event) -> None:
         deps = runtime.deps
         runtime.db.on_commit(PAYMENTS_DUE, deps.due.set)
         runtime.db.on_commit(PAYMENTS_CANCELLING, deps.resolver.set)
         await asyncio.gather(*(run_worker(w.name, w.step, stopping, idle_s=w.idle_s, wakeup=w.wakeup)
                                for w in workers(units_of(runtime.db), deps)))
 
-    async def on_stop(runtime: Runtime[Dependencies]) -> None:
+    async def on_stop(runtime: Runtime[DisbursementDeps]) -> None:
         await runtime.deps.bank.aclose()
 
     return build_app(ServiceSpec(

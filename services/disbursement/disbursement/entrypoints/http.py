@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from disbursement.adapters.bank import BankResult, BankStatus, BankUnavailable
+from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import IDEMPOTENCY_KEY_PATTERN, PaymentStatus, business_day
 from disbursement.entrypoints import views
-from disbursement.service_layer.dependencies import Dependencies
 from disbursement.service_layer.reconciliation import district_asked, reconcile
 from disbursement.service_layer.statements import reconcile_statement
 from disbursement.service_layer.unit_of_work import DisbursementUnitOfWork, units_of
@@ -32,12 +32,12 @@ DistrictCode = Annotated[str | None, Query(pattern=DISTRICT_CODE_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-def _runtime(request: Request) -> Runtime[Dependencies]:
-    runtime: Runtime[Dependencies] = request.app.state.runtime
+def _runtime(request: Request) -> Runtime[DisbursementDeps]:
+    runtime: Runtime[DisbursementDeps] = request.app.state.runtime
     return runtime
 
 
-Service = Annotated[Runtime[Dependencies], Depends(_runtime)]
+Service = Annotated[Runtime[DisbursementDeps], Depends(_runtime)]
 
 
 class BankCallbackIn(BaseModel):

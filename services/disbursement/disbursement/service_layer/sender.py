@@ -14,8 +14,8 @@ from opentelemetry.trace import SpanKind
 
 from disbursement.adapters.bank import BankRejected, BankResult, BankStatus, BankUnavailable, PaymentInstruction
 from disbursement.adapters.metrics import CALLBACKS_UNCONFIRMED
+from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import BankWord, Payment
-from disbursement.service_layer.dependencies import Dependencies
 from disbursement.service_layer.payments import Answer, apply_bank_answers
 from disbursement.service_layer.unit_of_work import Units
 from shared.telemetry import context_from, tracer
@@ -28,7 +28,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def fingerprint(deps: Dependencies, account: str) -> str:
+def fingerprint(deps: DisbursementDeps, account: str) -> str:
     """The account an attempt went to, comparable with the bank's statement, not reversible to the number."""
     pepper = deps.settings.person_ref_pepper.get_secret_value().encode()
     return hmac.new(pepper, f"account:{account}".encode(), hashlib.sha256).hexdigest()
@@ -57,7 +57,7 @@ async def apply_safely(units: Units, answers: Sequence[Answer], *, quiet_after_s
     return recalls, left
 
 
-async def _send_one(deps: Dependencies, payment: Payment, payee: dict[str, str]) -> BankResult | None:
+async def _send_one(deps: DisbursementDeps, payment: Payment, payee: dict[str, str]) -> BankResult | None:
     """One bank call (with the adapter's own bounded retries). None: the bank is unreachable, try later."""
     with tracer.start_as_current_span("bank transfer", context=context_from(payment.traceparent),
                                       kind=SpanKind.CLIENT) as span:
@@ -88,7 +88,7 @@ class Sender:
     A re-issued attempt goes only after the bank confirms every earlier attempt of the payment final and unpaid.
     """
 
-    def __init__(self, units: Units, deps: Dependencies) -> None:
+    def __init__(self, units: Units, deps: DisbursementDeps) -> None:
         self.units, self.deps = units, deps
         self.semaphore = asyncio.Semaphore(deps.settings.bank_concurrency)
 
@@ -162,7 +162,7 @@ class Resolver:
     """Asks the bank, by key, about every attempt it may hold without a final word, and about every key a
     callback named; acts only on the bank's own answers. Never re-sends what the bank already has."""
 
-    def __init__(self, units: Units, deps: Dependencies) -> None:
+    def __init__(self, units: Units, deps: DisbursementDeps) -> None:
         self.units, self.deps = units, deps
         self.semaphore = asyncio.Semaphore(deps.settings.bank_concurrency)
 

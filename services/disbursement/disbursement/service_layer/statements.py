@@ -11,8 +11,8 @@ from typing import Any
 
 from disbursement.adapters.bank import BankUnavailable, StatementLine
 from disbursement.adapters.metrics import OPEN_ALARMS
+from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import Alarm, AttemptStatus, Payment, business_day
-from disbursement.service_layer.dependencies import Dependencies
 from disbursement.service_layer.payments import ALARM_DETAIL, Answer, raise_alarms
 from disbursement.service_layer.sender import apply_safely, fingerprint
 from disbursement.service_layer.unit_of_work import Units
@@ -56,7 +56,7 @@ def match(lines: list[StatementLine], payments: dict[str, Payment], first: dict[
     return alarms, to_confirm
 
 
-async def reconcile_statement(units: Units, deps: Dependencies, day: date) -> dict[str, Any]:
+async def reconcile_statement(units: Units, deps: DisbursementDeps, day: date) -> dict[str, Any]:
     """Fetch the bank's statement for one booking day and match it; returns what was found.
     Raises BankUnavailable when the statement cannot be fetched."""
     lines = await deps.bank.statement(day)
@@ -105,7 +105,7 @@ async def refresh_alarm_gauge(units: Units) -> None:
         OPEN_ALARMS.labels(kind.value).set(counts.get(kind.value, 0))
 
 
-async def reconcile_yesterday(units: Units, deps: Dependencies) -> bool:
+async def reconcile_yesterday(units: Units, deps: DisbursementDeps) -> bool:
     """Once the district's day is over, reconcile it against the bank's statement (once per booking day;
     on demand through POST /v1/reconciliation/statement). The alarm gauge follows the table."""
     yesterday = business_day(datetime.now(UTC)) - timedelta(days=1)

@@ -19,6 +19,7 @@ from disbursement import bootstrap
 from disbursement.adapters.bank import BankResult, BankStatus, BankUnavailable, PaymentInstruction, StatementLine
 from disbursement.adapters.repositories import PayeeAccount
 from disbursement.config import DisbursementSettings
+from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import (
     HANDED_OVER_FROM,
     MAY_BE_AT_THE_BANK,
@@ -27,7 +28,6 @@ from disbursement.domain.payment import (
     Payment,
     PaymentStatus,
 )
-from disbursement.service_layer.dependencies import Dependencies
 
 from shared.messaging.outbox import Outgoing
 
@@ -296,6 +296,6 @@ def bank() -> FakeBank:
 
 
 @pytest.fixture
-def deps(bank: FakeBank) -> Dependencies:
+def deps(bank: FakeBank) -> DisbursementDeps:
     """The service's dependencies as bootstrap builds them, on the fake bank."""
     return bootstrap.dependencies(DisbursementSettings(), bank=bank)

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from disbursement import bootstrap
 from disbursement.adapters.bank import BankResult, BankStatus, StatementLine
+from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import Attempt, AttemptStatus, Payment, PaymentStatus
-from disbursement.service_layer.dependencies import Dependencies
 from disbursement.service_layer.statements import reconcile_statement
 from opentelemetry.trace import INVALID_SPAN
 
@@ -40,20 +40,21 @@ def cancelled(case: ev.CaseDecided) -> ev.CaseDecided:
     return case.model_copy(update={"decision": "cancelled", "reason_code": "settlement_reversed"})
 
 
-def payee(deps: Dependencies, ref: str, version: int = 1, account: str = "6222020200441234") -> ev.PayeeAccountUpdated:
+def payee(deps: DisbursementDeps, ref: str, version: int = 1,
+          account: str = "6222020200441234") -> ev.PayeeAccountUpdated:
     plain = orjson.dumps({"account": account, "name": "王芳", "bank": "Bank"}).decode()
     return ev.PayeeAccountUpdated(account_version=version, payee_ciphertext=deps.payee_cipher.encrypt(plain, ref),
                                   account_masked="****1234")
 
 
-async def consume(store: FakeStore, deps: Dependencies, *events: Event) -> None:
+async def consume(store: FakeStore, deps: DisbursementDeps, *events: Event) -> None:
     """One batch through the handler bootstrap gives the consumer runner, in one unit of work."""
     handler = bootstrap.CONSUMER.handler(SimpleNamespace(deps=deps))  # type: ignore[arg-type]
     async with store.units() as uow:
         await handler(uow, list(events))
 
 
-def passes(store: FakeStore, deps: Dependencies) -> dict[str, Any]:
+def passes(store: FakeStore, deps: DisbursementDeps) -> dict[str, Any]:
     return {w.name: w.step for w in bootstrap.workers(store.units, deps)}
 
 
@@ -71,7 +72,7 @@ def attempts(store: FakeStore) -> dict[str, AttemptStatus]:
     return {a.key: a.status for a in sorted(store.books.attempts.values(), key=lambda a: a.number)}
 
 
-async def test_an_approval_opens_one_payment_however_often_it_comes(store: FakeStore, deps: Dependencies) -> None:
+async def test_an_approval_opens_one_payment_however_often_it_comes(store: FakeStore, deps: DisbursementDeps) -> None:
     ref, case = "a" * 64, approved()
     await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, case, ref))
     await consume(store, deps, event(CASE_DECIDED, case, ref))
@@ -81,7 +82,7 @@ async def test_an_approval_opens_one_payment_however_often_it_comes(store: FakeS
     assert store.wakeups == ["sender", "sender"]
 
 
-async def test_without_an_account_a_payment_waits_and_goes_when_one_arrives(store: FakeStore, deps: Dependencies,
+async def test_without_an_account_a_payment_waits_and_goes_when_one_arrives(store: FakeStore, deps: DisbursementDeps,
                                                                            bank: FakeBank) -> None:
     ref = "b" * 64
     await consume(store, deps, event(CASE_DECIDED, approved(), ref))
@@ -94,7 +95,7 @@ async def test_without_an_account_a_payment_waits_and_goes_when_one_arrives(stor
     assert only_payment(store).status is P.ACCEPTED
 
 
-async def test_the_banks_word_settles_a_payment_once(store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+async def test_the_banks_word_settles_a_payment_once(store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
     ref, case = "c" * 64, approved()
     await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, case, ref))
     run = passes(store, deps)
@@ -110,7 +111,7 @@ async def test_the_banks_word_settles_a_payment_once(store: FakeStore, deps: Dep
     assert settled.account_version == 1, "the outcome names the account version its attempt went to"
 
 
-async def test_a_callback_the_bank_does_not_bear_out_changes_nothing(store: FakeStore, deps: Dependencies,
+async def test_a_callback_the_bank_does_not_bear_out_changes_nothing(store: FakeStore, deps: DisbursementDeps,
                                                                      bank: FakeBank) -> None:
     ref = "d" * 64
     await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, approved(), ref))
@@ -123,7 +124,7 @@ async def test_a_callback_the_bank_does_not_bear_out_changes_nothing(store: Fake
     assert outcomes(store) == []
 
 
-async def test_an_unreachable_bank_queues_the_same_key_again_later(store: FakeStore, deps: Dependencies,
+async def test_an_unreachable_bank_queues_the_same_key_again_later(store: FakeStore, deps: DisbursementDeps,
                                                                    bank: FakeBank) -> None:
     ref = "e" * 64
     await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, approved(), ref))
@@ -163,7 +164,7 @@ def seeded(store: FakeStore, status: PaymentStatus, statuses: list[AttemptStatus
     (P.SETTLED, A.SETTLED, P.SETTLED, [], []),  # paid: calculation opens the recovery
     (P.CANCELLED, A.OPEN, P.CANCELLED, [], []),
 ])
-async def test_a_cancellation(store: FakeStore, deps: Dependencies, payment: PaymentStatus, attempt: AttemptStatus,
+async def test_a_cancellation(store: FakeStore, deps: DisbursementDeps, payment: PaymentStatus, attempt: AttemptStatus,
                               after: PaymentStatus, published: list[str], woken: list[str]) -> None:
     seed = seeded(store, payment, [attempt])
     case = approved().model_copy(update={"case_id": seed.case_id})
@@ -180,7 +181,7 @@ async def test_a_cancellation(store: FakeStore, deps: Dependencies, payment: Pay
     ([A.UNKNOWN, A.FAILED], 2, False),  # an earlier attempt might still pay
     ([A.ACCEPTED, A.FAILED], 2, False),
 ])
-async def test_a_corrected_account_reissues_a_failed_payment(store: FakeStore, deps: Dependencies,
+async def test_a_corrected_account_reissues_a_failed_payment(store: FakeStore, deps: DisbursementDeps,
                                                              earlier: list[AttemptStatus], version: int,
                                                              reissued: bool) -> None:
     seed = seeded(store, P.FAILED, earlier)
@@ -195,7 +196,7 @@ async def test_a_corrected_account_reissues_a_failed_payment(store: FakeStore, d
 
 
 async def test_a_reissue_goes_only_once_the_bank_confirms_the_earlier_attempt_unpaid(
-        store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+        store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
     seed = seeded(store, P.FAILED, [A.FAILED])
     first = seed.idempotency_key
     await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, seed.person_ref, 2), seed.person_ref))
@@ -207,7 +208,7 @@ async def test_a_reissue_goes_only_once_the_bank_confirms_the_earlier_attempt_un
 
 
 async def test_two_settled_attempts_are_a_double_payment_alarm_with_its_recovery(
-        store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+        store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
     seed = seeded(store, P.SETTLED, [A.SETTLED, A.UNKNOWN])
     bank.word(f"{seed.id}-2", BankStatus.SETTLED)
     await passes(store, deps)["payment resolver"]()
@@ -223,7 +224,7 @@ async def test_two_settled_attempts_are_a_double_payment_alarm_with_its_recovery
     (lambda key: StatementLine("E1", "00000000-0000-0000-0000-000000000000-1", Decimal("88.80"), "1"),
      {"unknown_transfer": 1}),
 ])
-async def test_a_statement_booking_matches_one_settled_attempt(store: FakeStore, deps: Dependencies, bank: FakeBank,
+async def test_a_statement_booking_matches_one_settled_attempt(store: FakeStore, deps: DisbursementDeps, bank: FakeBank,
                                                                line: Any, kinds: dict[str, int]) -> None:
     seed = seeded(store, P.SETTLED, [A.SETTLED])
     bank.lines = [line(seed.idempotency_key)]
@@ -232,7 +233,7 @@ async def test_a_statement_booking_matches_one_settled_attempt(store: FakeStore,
 
 
 async def test_yesterdays_statement_is_reconciled_once_and_an_absent_bank_waits_for_the_next_check(
-        store: FakeStore, deps: Dependencies, bank: FakeBank) -> None:
+        store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
     daily = passes(store, deps)["statement reconciliation"]
     bank.unavailable = True
     assert await daily() is False, "no failure for the worker loop to retry at once"

@@ -27,7 +27,7 @@ class Hints:
 
 
 @dataclass
-class Dependencies:
+class DisbursementDeps:
     settings: DisbursementSettings
     bank: BankGateway
     payee_cipher: FieldCipher
