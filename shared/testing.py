@@ -6,7 +6,8 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EventData
-from shared.db import ensure_database
+from shared.db import Database, ensure_database
 from shared.messaging.kafka import KafkaProducer, ensure_topics
 from shared.migrations import upgrade_to_head
 from shared.security.staff_auth import mint_dev_token
@@ -89,6 +90,19 @@ async def prepare(settings: ServiceSettings, migrations_dir: Path | None = None)
     if migrations_dir is not None:
         await asyncio.to_thread(upgrade_to_head, settings, migrations_dir)
     await ensure_topics(settings, partitions=int(os.environ.get("KAFKA_PARTITIONS", "6")))
+
+
+@asynccontextmanager
+async def migrated_database(settings: ServiceSettings, migrations_dir: Path) -> AsyncIterator[Database]:
+    """A fresh database of the settings' name, migrated to head, as the service's runtime role uses it (for a
+    repository's contract test against the real PostgreSQL)."""
+    await ensure_database(settings, recreate=True)
+    await asyncio.to_thread(upgrade_to_head, settings, migrations_dir)
+    db = Database(settings)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 @dataclass

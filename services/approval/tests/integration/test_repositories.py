@@ -1,7 +1,6 @@
 """One contract per repository, held by the real one on PostgreSQL and by the in-memory fake the handler tests
 use: what is stored comes back, a calculation opens one case, a move is saved with its audit, nothing else."""
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -18,8 +17,8 @@ from approval.domain.case import Action, ApprovalRules, Case, CaseState, Party
 from approval.service_layer.unit_of_work import ApprovalUnitOfWork
 from sqlalchemy import select
 
-from shared.db import Database, ensure_database
-from shared.migrations import upgrade_to_head
+from shared.db import Database
+from shared.testing import migrated_database
 from shared.unit_of_work import unit_of_work
 
 from ..unit.fakes import FakeDatabase
@@ -40,13 +39,8 @@ class Store:
 
 @pytest.fixture(scope="module")
 async def database() -> AsyncIterator[Database]:
-    await ensure_database(SETTINGS, recreate=True)
-    await asyncio.to_thread(upgrade_to_head, SETTINGS, MIGRATIONS)
-    db = Database(SETTINGS)
-    try:
+    async with migrated_database(SETTINGS, MIGRATIONS) as db:
         yield db
-    finally:
-        await db.dispose()
 
 
 @pytest.fixture(params=["postgres", "fake"])

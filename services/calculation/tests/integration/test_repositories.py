@@ -1,7 +1,6 @@
 """Calculation's repositories against the real PostgreSQL: what goes in comes back, in bulk, and the unit of work
 commits rows and events together or not at all."""
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -20,9 +19,9 @@ from sqlalchemy import event, text
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
-from shared.db import Database, ensure_database
+from shared.db import Database
 from shared.messaging.consumer import Event
-from shared.migrations import upgrade_to_head
+from shared.testing import migrated_database
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -32,13 +31,8 @@ REGION = "990200"
 @pytest.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     settings = CalculationSettings(database_name="test_calculation_repositories")
-    await ensure_database(settings, recreate=True)
-    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS)
-    database = Database(settings)
-    try:
+    async with migrated_database(settings, MIGRATIONS) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 def policy(version: int, region: str = REGION) -> Policy:

@@ -1,7 +1,6 @@
 """Each repository against the real PostgreSQL (migrated to head): what the service layer relies on, including
 what must hold when two workers run at once."""
 
-import asyncio
 import hashlib
 import secrets
 import uuid
@@ -17,8 +16,7 @@ from disbursement.config import DisbursementSettings
 from disbursement.domain.payment import AttemptStatus, BankWord, Payment, PaymentStatus
 from disbursement.service_layer.unit_of_work import Units, units_of
 
-from shared.db import Database, ensure_database
-from shared.migrations import upgrade_to_head
+from shared.testing import migrated_database
 
 pytestmark = pytest.mark.integration
 CHECKOUT = hashlib.sha256(str(Path(__file__).resolve()).encode()).hexdigest()[:8]
@@ -28,13 +26,8 @@ P, A = PaymentStatus, AttemptStatus
 @pytest.fixture(scope="module")
 async def units() -> AsyncIterator[Units]:
     settings = DisbursementSettings(database_name=f"test_disbursement_repositories_{CHECKOUT}")
-    await ensure_database(settings, recreate=True)
-    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS)
-    db = Database(settings)
-    try:
+    async with migrated_database(settings, MIGRATIONS) as db:
         yield units_of(db)
-    finally:
-        await db.dispose()
 
 
 def district() -> str:

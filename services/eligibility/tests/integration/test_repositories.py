@@ -1,7 +1,6 @@
 """Eligibility's repositories against the real PostgreSQL: what goes in comes back, in bulk, first decisions stay
 first, and what screening reads of a person is what the registry holds."""
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -28,9 +27,9 @@ from sqlalchemy import event
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import PolicyPublished, SettlementReceived
 from shared.contracts.types import Category, ConsentLookback
-from shared.db import Database, ensure_database
+from shared.db import Database
 from shared.messaging.consumer import Event
-from shared.migrations import upgrade_to_head
+from shared.testing import migrated_database
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -40,13 +39,8 @@ DISTRICT = "310199"
 @pytest.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
     settings = EligibilitySettings(database_name="test_eligibility_repositories")
-    await ensure_database(settings, recreate=True)
-    await asyncio.to_thread(upgrade_to_head, settings, MIGRATIONS)
-    database = Database(settings)
-    try:
+    async with migrated_database(settings, MIGRATIONS) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 def person_row(ref: str, district: str = DISTRICT) -> dict[str, object]:
