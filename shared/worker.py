@@ -64,7 +64,7 @@ async def run_worker(name: str, step: Callable[[], Awaitable[bool]], stopping: a
             wakeup.clear()
         busy = False
         retrying = AsyncRetrying(retry=retry_if_exception_type(Exception), reraise=True, sleep=pause,
-                                 wait=wait_exponential_jitter(backoff_initial_s, backoff_max_s),
+                                 wait=wait_exponential_jitter(multiplier=backoff_initial_s, max=backoff_max_s),
                                  before_sleep=log_failure)
         async for attempt in retrying:
             with attempt:
