@@ -159,13 +159,15 @@ async function queuePage() {
       else if (input) input.value = v;
     }
   }
+  let latest = 0;  // a query sent before another may answer after it: only the latest one is shown
   const load = () => guarded(async () => {
+    const mine = ++latest;
     const params = new URLSearchParams();
     for (const [k, v] of new FormData(form)) if (v) params.append(k, v);
     queueState.params = [...params];
     params.set("offset", queueState.offset);
     const data = await api("approval", "v1/cases", { params });
-    renderQueue(page, data);
+    if (mine === latest) renderQueue(page, data);
   });
   form.addEventListener("submit", (event) => { event.preventDefault(); queueState.offset = 0; load(); });
   $("[data-prev]", page).addEventListener("click", () => {
