@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 from pydantic import SecretStr
+from sqlalchemy import event
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import EventData
@@ -103,6 +104,21 @@ async def migrated_database(settings: ServiceSettings, migrations_dir: Path) -> 
         yield db
     finally:
         await db.dispose()
+
+
+@contextmanager
+def statements_sent(db: Database) -> Iterator[list[str]]:
+    """The SQL statements `db` sends inside the block, as the code sent them (a bulk path's statement guard)."""
+    sent: list[str] = []
+
+    def record(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
 
 
 @dataclass

@@ -15,13 +15,13 @@ from calculation.domain.policy import Policy
 from calculation.service_layer.assess import handle_events
 from calculation.service_layer.unit_of_work import CalculationUnitOfWork
 from opentelemetry.trace import INVALID_SPAN
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.db import Database
 from shared.messaging.consumer import Event
-from shared.testing import migrated_database
+from shared.testing import migrated_database, statements_sent
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -131,19 +131,10 @@ async def test_nothing_is_kept_of_a_unit_of_work_that_fails(db: Database) -> Non
 async def test_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
     """The hot path stays bulk: calculating a batch is one statement per table (and the policy lock), approving
     and paying one read, one read of recoveries and one update, whatever the number of settlements."""
-    sent: list[int] = []
-
-    def count(*_: object) -> None:
-        sent.append(1)
-
     async def statements(events: list[Event]) -> int:
-        sent.clear()
-        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(db) as sent:
             async with unit_of_work(db, CalculationUnitOfWork) as uow:
                 await handle_events(uow, events)
-        finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
         return len(sent)
 
     def wrapped(data: ev.EventData, person_ref: str) -> Event:

@@ -22,14 +22,13 @@ from eligibility.domain.rules import (
 from eligibility.service_layer.screening import screen_events
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from opentelemetry.trace import INVALID_SPAN
-from sqlalchemy import event
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import PolicyPublished, SettlementReceived
 from shared.contracts.types import Category, ConsentLookback
 from shared.db import Database
 from shared.messaging.consumer import Event
-from shared.testing import migrated_database
+from shared.testing import migrated_database, statements_sent
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -123,19 +122,10 @@ async def test_screening_and_contact_repositories(db: Database) -> None:
 async def test_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
     """Screening stays bulk: one read per table of what is known of the persons (the registry, periods,
     consents, their districts' policy terms), one insert of decisions and the outbox, whatever the batch."""
-    sent: list[int] = []
-
-    def count(*_: object) -> None:
-        sent.append(1)
-
     async def statements(events: list[Event]) -> int:
-        sent.clear()
-        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(db) as sent:
             async with unit_of_work(db, EligibilityUnitOfWork) as uow:
                 await screen_events(uow, events)
-        finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
         return len(sent)
 
     batches = [[uuid.uuid4().hex * 2 for _ in range(n)] for n in (1, 100)]

@@ -16,10 +16,10 @@ from intake.domain.settlement import Settlement
 from intake.domain.submission import SettlementIn
 from intake.service_layer.accept import accept_settlements
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from shared.db import Database
-from shared.testing import prepare, unique_prefix
+from shared.testing import prepare, statements_sent, unique_prefix
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -93,19 +93,12 @@ async def test_a_signature_is_remembered_once_and_forgotten_when_its_window_has_
 async def test_a_request_or_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
     """The hot path stays bulk: one statement per table per request (lock, read, two inserts, the outbox) and
     per consumer batch (read, update, insert of steps), whatever the number of settlements."""
-    deps, sent = IntakeDeps.build(IntakeSettings()), []
-
-    def count(*_: object) -> None:
-        sent.append(1)
+    deps = IntakeDeps.build(IntakeSettings())
 
     async def statements(work: Callable[[IntakeUnitOfWork], Awaitable[object]]) -> int:
-        sent.clear()
-        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(db) as sent:
             async with unit_of_work(db, IntakeUnitOfWork) as uow:
                 await work(uow)
-        finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
         return len(sent)
 
     def items(n: int) -> list[SettlementIn]:

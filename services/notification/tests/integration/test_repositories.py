@@ -16,7 +16,7 @@ from notification.domain.messages import NewMessage, Outcome
 from notification.domain.templates import Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from opentelemetry import trace
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
@@ -30,7 +30,7 @@ from shared.contracts.events import (
 from shared.db import Database
 from shared.messaging.consumer import Event
 from shared.service import Runtime
-from shared.testing import prepare, unique_prefix
+from shared.testing import prepare, statements_sent, unique_prefix
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -162,21 +162,12 @@ async def test_a_batch_costs_the_same_statements_for_one_person_or_fifty(db: Dat
     nothing: Any = None
     handler = events_handler(Runtime(nothing, nothing, nothing, nothing, nothing,
                                      NotificationDeps.build(settings, wording)))
-    sent: list[int] = []
-
-    def count(*_: object) -> None:
-        sent.append(1)
-
     costs = []
     for persons in (1, 50):
         batch = [e for _ in range(persons) for e in journey_events(ref())]
-        sent.clear()
-        event.listen(db.engine.sync_engine, "before_cursor_execute", count)
-        try:
+        with statements_sent(db) as sent:
             async with unit_of_work(db, NotificationUnitOfWork) as uow:
                 await handler(uow, batch)
-        finally:
-            event.remove(db.engine.sync_engine, "before_cursor_execute", count)
         costs.append(len(sent))
         async with unit_of_work(db, NotificationUnitOfWork) as uow:
             written = (await uow.session.execute(text("SELECT count(*) FROM message WHERE person_ref = ANY(:refs)"),
