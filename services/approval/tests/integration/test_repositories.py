@@ -11,17 +11,22 @@ from typing import Any
 
 import pytest
 from approval.adapters.tables import AuditRecord, PersonCalculation
-from approval.bootstrap import MIGRATIONS
+from approval.bootstrap import MIGRATIONS, case_service
 from approval.config import ApprovalSettings
+from approval.dependencies import dependencies
 from approval.domain.case import Action, ApprovalRules, Case, CaseState, Party
 from approval.service_layer.unit_of_work import ApprovalUnitOfWork
 from sqlalchemy import select
 
+from shared.contracts import events as ev
+from shared.contracts.topics import TRANSFER_SETTLED
 from shared.db import Database
-from shared.testing import migrated_database
+from shared.messaging.consumer import Event
+from shared.testing import migrated_database, statements_sent
 from shared.unit_of_work import unit_of_work
 
 from ..unit.fakes import FakeDatabase
+from ..unit.test_case_handlers import calculated, event
 
 pytestmark = pytest.mark.integration
 SETTINGS = ApprovalSettings(database_name="test_approval_repositories")
@@ -177,3 +182,36 @@ async def test_calculation_repository(store: Store) -> None:
     async with store.start() as uow:
         await uow.calculations.release([given_back, uuid.uuid4()])
     assert await store.released() - before == {given_back}
+
+
+@pytest.mark.parametrize("auto_approve", [False, True])
+async def test_a_batch_costs_the_same_statements_for_one_calculation_or_a_hundred(database: Database,
+                                                                                  auto_approve: bool) -> None:
+    """The hot path stays bulk, in normal operation and under the bench's auto-approval (whose audit entries,
+    an opening without a from_state and an approval with one, once split the audit INSERT into one per row)."""
+    config = ApprovalSettings(database_name=SETTINGS.database_name, bench_auto_approve=auto_approve)
+    service = case_service(dependencies(config), lambda: unit_of_work(database, ApprovalUnitOfWork))
+
+    async def statements(events: list[Event]) -> int:
+        with statements_sent(database) as sent:
+            async with unit_of_work(database, ApprovalUnitOfWork) as uow:
+                await service.handle(uow, events)
+        return len(sent)
+
+    def unhinted(calc: ev.AssistanceCalculated, n: int) -> ev.AssistanceCalculated:
+        # some with the hospital's number and some without: rows with and without a NULL in one batch
+        return calc.model_copy(update={"hospital_settlement_id": None}) if n % 2 else calc
+
+    batches = [[unhinted(calculated("120.00"), n) for n in range(size)] for size in (1, 100)]
+    # calculations kept, cases inserted, their audit, the decisions (auto-approval) in the outbox
+    assert [await statements([event(c) for c in batch]) for batch in batches] == [[3, 3], [4, 4]][auto_approve]
+    async with unit_of_work(database, ApprovalUnitOfWork) as uow:
+        opened = await uow.cases.by_calculation({c.calculation_id for batch in batches for c in batch})
+    assert len(opened) == 101
+    settled = [[event(ev.TransferSettled(payment_id=uuid.uuid4(), case_id=case.id, calculation_id=calc_id,
+                                         settlement_id=case.settlement_id, status="failed", amount=case.amount,
+                                         reason="account_closed"), TRANSFER_SETTLED)
+                for calc_id, case in list(opened.items())[first:last]]
+               for first, last in ((0, 1), (1, 101))]
+    # the payment statuses, the failures counted
+    assert [await statements(events) for events in settled] == [2, 2]
