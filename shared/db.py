@@ -1,12 +1,15 @@
 """Database access: one async engine per service, sessions that only the unit of work commits."""
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, any_, bindparam, event, func, inspect, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Mapped
 
 from shared.metrics import DB_STATEMENTS
 from shared.settings import ServiceSettings
@@ -42,6 +45,34 @@ async def lock_keys(session: AsyncSession, namespace: int, keys: Iterable[str]) 
     ), {"namespace": namespace, "keys": distinct})
 
 
+Column = ColumnElement[Any] | Mapped[Any]
+"""A column as SQLAlchemy's Core (`table.c.x`) or sqlmodel's `col(Model.x)` gives it."""
+
+
+def _element(column: Column) -> ColumnElement[Any]:
+    element = column if isinstance(column, ColumnElement) else inspect(column).expression
+    assert isinstance(element, ColumnElement)
+    return element
+
+
+def in_array(column: Column, values: Collection[Any]) -> ColumnElement[bool]:
+    """`column = ANY(:values)`: one bound array, so the statement's text is the same for any number of values.
+
+    An expanding `IN (...)` renders one placeholder per value: every batch size is a new statement to prepare
+    (asyncpg caches prepared statements by their text), which costs a round trip and the server a parse and plan.
+    """
+    element = _element(column)
+    return element == any_(bindparam(None, list(values), type_=ARRAY(element.type)))
+
+
+def in_arrays(columns: Sequence[Column], rows: Collection[Sequence[Any]]) -> ColumnElement[bool]:
+    """`(a, b) IN (SELECT * FROM unnest(:as, :bs))`: `in_array` for composite keys (one array per column)."""
+    elements = [_element(c) for c in columns]
+    arrays = [bindparam(None, [row[i] for row in rows], type_=ARRAY(e.type)) for i, e in enumerate(elements)]
+    keys = func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(columns)))).render_derived()
+    return tuple_(*elements).in_(select(*keys.c))
+
+
 class Database:
     """The service's engine and session factory."""
 
@@ -52,7 +83,10 @@ class Database:
             settings.owner_database_url if owner else settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip and ~0.14 ms of CPU per transaction): a connection that died while pooled
+            # fails its first statement as invalidated, SQLAlchemy then drops the pool's older connections, the
+            # consumer retries the batch (shared.messaging.consumer.is_transient) and a request answers 503.
+            pool_pre_ping=False,
             hide_parameters=True,  # errors must not carry row values into logs (they may be personal data)
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)

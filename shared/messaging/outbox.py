@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from shared.contracts.envelope import Envelope
-from shared.db import Database, signal_after_commit
+from shared.db import Database, in_array, signal_after_commit
 from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST, OUTBOX_PUBLISHED
@@ -104,7 +104,7 @@ class OutboxRelay:
     async def _mark_published(self, session: AsyncSession, ids: list[int]) -> None:
         await session.execute(
             update(OutboxMessage)
-            .where(col(OutboxMessage.id).in_(ids))
+            .where(in_array(col(OutboxMessage.id), ids))
             .values(published_at=text("now()"))
         )
 

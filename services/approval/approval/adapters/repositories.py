@@ -20,6 +20,7 @@ from sqlmodel import SQLModel, col
 
 from approval.adapters.tables import AuditRecord, CaseRecord, PersonCalculation, PersonView
 from approval.domain.case import Action, Case, CaseState, Party
+from shared.db import in_array
 
 _NEW = ("created_at", "updated_at", "payment_status", "payment_failures")  # the database's defaults
 _MOVED = ("state", "updated_at", "recovery_id", "recovery_amount", "recovery_opened_at")  # what a move changes
@@ -73,7 +74,7 @@ class CaseRepository:
         if not calculation_ids:
             return {}
         records = (await self.session.execute(
-            select(CaseRecord).where(col(CaseRecord.calculation_id).in_(list(calculation_ids)))
+            select(CaseRecord).where(in_array(col(CaseRecord.calculation_id), calculation_ids))
             .order_by(col(CaseRecord.id)).with_for_update())).scalars()
         return {r.calculation_id: _case(r) for r in records}
 
@@ -94,7 +95,7 @@ class CaseRepository:
         await self.session.execute(update(CaseRecord), [{"id": i, "payment_status": s} for i, s in statuses.items()])
         failed = [i for i, s in statuses.items() if s == "failed"]
         if failed:
-            await self.session.execute(update(CaseRecord).where(col(CaseRecord.id).in_(failed))
+            await self.session.execute(update(CaseRecord).where(in_array(col(CaseRecord.id), failed))
                                        .values(payment_failures=CaseRecord.payment_failures + 1))
 
     async def _append_audit(self, cases: Iterable[Case]) -> None:
@@ -118,7 +119,7 @@ class PersonRepository:
         if not person_refs:
             return {}
         return {p.person_ref: p for p in (await self.session.execute(
-            select(PersonView).where(col(PersonView.person_ref).in_(list(person_refs))).with_for_update())).scalars()}
+            select(PersonView).where(in_array(col(PersonView.person_ref), person_refs)).with_for_update())).scalars()}
 
     async def upsert(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write each person's entry (one INSERT ... ON CONFLICT DO UPDATE for the batch)."""
@@ -145,4 +146,4 @@ class CalculationRepository:
         """A rejected case, or a settlement reversed before payment, gives its share of the year back."""
         if calculation_ids:
             await self.session.execute(update(PersonCalculation).where(
-                col(PersonCalculation.calculation_id).in_(list(calculation_ids))).values(released=True))
+                in_array(col(PersonCalculation.calculation_id), calculation_ids)).values(released=True))

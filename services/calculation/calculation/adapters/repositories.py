@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, tuple_, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -20,6 +20,7 @@ from calculation.domain.money_rule import LedgerPosition
 from calculation.domain.policy import Policy
 from shared.contracts.events import SettlementReceived
 from shared.contracts.types import Category
+from shared.db import in_array, in_arrays
 
 # Calculating takes this lock shared, publishing takes it alone: a settlement is either calculated with the new
 # policy in sight, or recorded as no_policy before the publication, which then finds and calculates it.
@@ -88,7 +89,7 @@ class LedgerRepository:
         if not keys:
             return Ledgers()
         found = (await self.session.execute(
-            select(LedgerRow).where(tuple_(col(LedgerRow.person_ref), col(LedgerRow.year)).in_(keys))
+            select(LedgerRow).where(in_arrays((col(LedgerRow.person_ref), col(LedgerRow.year)), keys))
             .with_for_update())).scalars()
         return Ledgers({(r.person_ref, r.year): LedgerPosition(r.year, r.deductible_used, r.committed)
                         for r in found})
@@ -126,7 +127,7 @@ class CalculationRepository:
         if not settlement_ids:
             return set()
         return set((await self.session.execute(select(col(CalculationRow.settlement_id)).where(
-            col(CalculationRow.settlement_id).in_(list(settlement_ids))))).scalars())
+            in_array(col(CalculationRow.settlement_id), settlement_ids)))).scalars())
 
     async def add(self, calculations: Collection[Calculation]) -> None:
         """Store new calculations (one multi-row INSERT)."""
@@ -137,7 +138,7 @@ class CalculationRepository:
         """Store calculations made again from waiting ones, under their ids (a DELETE and an INSERT)."""
         if calculations:
             await self.session.execute(delete(CalculationRow).where(
-                col(CalculationRow.id).in_([c.calculation_id for c in calculations])))
+                in_array(col(CalculationRow.id), [c.calculation_id for c in calculations])))
             await self.add(calculations)
 
     async def waiting(self, region_code: str) -> list[Calculation]:
@@ -161,14 +162,14 @@ class CalculationRepository:
         if settlement_id is not None:
             where = col(CalculationRow.settlement_id) == settlement_id
         elif ids:
-            where = col(CalculationRow.id).in_(list(ids))
+            where = in_array(col(CalculationRow.id), ids)
         else:
             return []
         calculations = [_aggregate(r) for r in (await self.session.execute(
             select(*_STATE).where(where).order_by(col(CalculationRow.id)).with_for_update())).all()]
         if calculations:
             recovered = set((await self.session.execute(select(col(RecoveryRow.calculation_id)).where(
-                col(RecoveryRow.calculation_id).in_([c.calculation_id for c in calculations])))).scalars())
+                in_array(col(RecoveryRow.calculation_id), [c.calculation_id for c in calculations])))).scalars())
             for calc in calculations:
                 calc.recovered = calc.calculation_id in recovered
         return calculations

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, case, literal_column, select, text, tuple_, update
+from sqlalchemy import bindparam, case, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -26,7 +26,7 @@ from notification.adapters.tables import (
 )
 from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
 from shared.contracts.events import ContactUpdated
-from shared.db import signal_after_commit
+from shared.db import in_array, in_arrays, signal_after_commit
 
 MESSAGES_DUE = "messages.due"
 """Raised by a commit that wrote messages: wakes the sender."""
@@ -75,7 +75,7 @@ class RecipientRepository:
                 index_elements=["person_ref"], set_={"account_masked": stmt.excluded.account_masked}))
 
     async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
-        rows = (await self.session.execute(select(Recipient).where(col(Recipient.person_ref).in_(list(refs)))))
+        rows = (await self.session.execute(select(Recipient).where(in_array(col(Recipient.person_ref), list(refs)))))
         return {r.person_ref: r for r in rows.scalars()}
 
     async def accounts(self, versions: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
@@ -83,7 +83,7 @@ class RecipientRepository:
         if not versions:
             return {}
         rows = await self.session.execute(select(PayeeAccount).where(
-            tuple_(col(PayeeAccount.person_ref), col(PayeeAccount.account_version)).in_(versions)))
+            in_arrays((col(PayeeAccount.person_ref), col(PayeeAccount.account_version)), versions)))
         return {(a.person_ref, a.account_version): a.account_masked for a in rows.scalars()}
 
 
@@ -97,7 +97,7 @@ class ViewRepository:
         if not settlement_ids:
             return {}
         rows = await self.session.execute(select(ResidentSettlement).where(
-            col(ResidentSettlement.settlement_id).in_(settlement_ids)))
+            in_array(col(ResidentSettlement.settlement_id), settlement_ids)))
         return {r.settlement_id: r for r in rows.scalars()}
 
     async def apply(self, facts: ViewFacts) -> None:
