@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import uvicorn
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -19,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.contracts.openapi import document_problems
 from shared.db import Database, ensure_database
+from shared.http_server import run_http
 from shared.messaging.consumer import ConsumerRunner, Handler
 from shared.messaging.kafka import KafkaProducer
 from shared.messaging.outbox import OutboxRelay
@@ -240,5 +240,4 @@ def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrati
     if command == "migrate":
         return
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
-    uvicorn.run(app_factory(), host=settings.http_host, port=settings.http_port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=20)
+    run_http(app_factory(), host=settings.http_host, port=settings.http_port, timeout_graceful_shutdown=20)
