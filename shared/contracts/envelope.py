@@ -52,7 +52,13 @@ class Envelope(BaseModel):
         return model.model_validate(upcast(self.event_type, self.schema_version, model.schema_version, self.data))
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        """The envelope as JSON, written by orjson from the fields (UUID and datetime natively, UTC as `Z`): the
+        same bytes as pydantic's JSON dump at a quarter of the CPU, because `data` is already JSON-safe (`wrap`
+        dumps the payload, `from_bytes` reads JSON) and is not walked again (docs/decisions/0028)."""
+        return orjson.dumps({"event_id": self.event_id, "event_type": self.event_type,
+                             "schema_version": self.schema_version, "occurred_at": self.occurred_at,
+                             "producer": self.producer, "person_ref": self.person_ref, "data": self.data},
+                            option=orjson.OPT_UTC_Z)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Envelope":
