@@ -8,14 +8,15 @@ import argparse
 
 from shared.security.crypto import person_ref
 from shared.security.national_id import validate_national_id
-from shared.security.staff_auth import Role, mint_dev_token
+from shared.security.roles import TOKEN_ROLES, Role
+from shared.security.staff_auth import mint_dev_token
 from shared.settings import ServiceSettings
 
 
 def main() -> None:
     settings = ServiceSettings()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--role", required=True, choices=[r.value for r in Role])
+    parser.add_argument("--role", required=True, choices=sorted(TOKEN_ROLES))
     parser.add_argument("--subject", default=None)
     parser.add_argument("--national-id", help="resident: the subject becomes this person's person_ref")
     parser.add_argument("--district")

@@ -8,26 +8,19 @@ provider's JWKS (for residents: the city app's OIDC identity, exchanged at the e
 import re
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import jwt
 
 from shared.problems import ProblemError
 from shared.security.area import Area
+from shared.security.roles import TOKEN_ROLES
+from shared.security.roles import Role as Role  # defined there (framework-free); routes import it from here
 
 MAX_SUBJECT_LENGTH = 64  # the audit trails' actor columns
 _DISTRICT = re.compile(r"[0-9]{6}")
 _SUBDISTRICT = re.compile(r"[0-9]{9,12}")
 _PERSON_REF = re.compile(r"[0-9a-f]{64}")
-
-class Role(StrEnum):
-    clerk = "clerk"
-    district_reviewer = "district_reviewer"
-    registry_officer = "registry_officer"
-    policy_admin = "policy_admin"
-    ops = "ops"
-    resident = "resident"  # not staff: a person reading their own settlements (sub = person_ref)
 
 
 @dataclass(frozen=True)
@@ -97,7 +90,7 @@ def _code_claim(claims: dict[str, Any], name: str, pattern: re.Pattern[str]) -> 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
     """The principal of verified claims; a 401 problem for any claim of the wrong type or shape."""
     role_claim = claims.get("role")
-    if not isinstance(role_claim, str) or role_claim not in {r.value for r in Role}:
+    if not isinstance(role_claim, str) or role_claim not in TOKEN_ROLES:
         raise _invalid("the token has no known role")
     role = Role(role_claim)
     subject = claims.get("sub")

@@ -81,6 +81,8 @@ VERIFIER = TokenVerifier(issuer="medassist-dev", audience="medassist", secret=SE
         ("unknown role", jwt.encode({"sub": "x", "role": "admin", "iss": "medassist-dev", "aud": "medassist",
                                      "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET),
          "token_invalid"),
+        ("the system's role, which no person holds", mint_dev_token(SECRET, "x", Role.system, "310110"),
+         "token_invalid"),
         ("garbage", "not.a.token", "token_invalid"),
         ("subject longer than an audit trail holds", mint_dev_token(SECRET, "x" * 65, Role.ops), "token_invalid"),
         ("subject with a control character", mint_dev_token(SECRET, "ops\x00", Role.ops), "token_invalid"),

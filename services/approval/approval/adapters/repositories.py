@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from approval.adapters.tables import AuditRecord, CaseRecord, PersonCalculation, PersonView
-from approval.domain.case import Action, Case, CaseState, Party
+from approval.domain.case import Action, Case, CaseState
 from shared.db import in_array
+from shared.security.roles import Role
 
 _NEW = ("created_at", "updated_at", "payment_status", "payment_failures")  # the database's defaults
 _MOVED = ("state", "updated_at", "recovery_id", "recovery_amount", "recovery_opened_at")  # what a move changes
@@ -29,7 +30,7 @@ _CASES, _AUDIT, _PEOPLE, _CALCULATIONS = (SQLModel.metadata.tables[t.__tablename
     CaseRecord, AuditRecord, PersonView, PersonCalculation))  # the Core tables of the bulk writes
 
 
-def _case(record: CaseRecord, approvals: tuple[tuple[str, Party], ...] = ()) -> Case:
+def _case(record: CaseRecord, approvals: tuple[tuple[str, Role], ...] = ()) -> Case:
     values = {name: getattr(record, name) for name in _COLUMNS}
     return Case(**{**values, "state": CaseState(record.state)}, approvals=approvals)
 
@@ -67,7 +68,7 @@ class CaseRepository:
             select(col(AuditRecord.actor), col(AuditRecord.role)).where(col(AuditRecord.case_id) == case_id,
                                                               col(AuditRecord.action) == Action.APPROVE.value)
             .order_by(col(AuditRecord.id)))).all()
-        return _case(record, tuple((actor, Party(role)) for actor, role in approvals))
+        return _case(record, tuple((actor, Role(role)) for actor, role in approvals))
 
     async def by_calculation(self, calculation_ids: Collection[UUID]) -> dict[UUID, Case]:
         """The cases of these calculations, locked, by calculation id (one query for the batch)."""

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from shared.errors import Conflict, Forbidden, Invalid
+from shared.security.roles import Role
 
 
 class CaseState(StrEnum):
@@ -43,15 +44,6 @@ OPEN: Literal["open"] = "open"
 """The audit trail's first action: the system opened the case (not an action anyone takes on it)."""
 
 
-class Party(StrEnum):
-    """Who takes an action on a case: a staff member by their role (the values of
-    shared.security.staff_auth.Role, whose token code the domain does not import), or the system."""
-
-    CLERK = "clerk"
-    DISTRICT_REVIEWER = "district_reviewer"
-    SYSTEM = "system"
-
-
 SYSTEM = "system"  # the actor (and role) of what the system does
 REVERSED = "settlement_reversed"  # the reason the system gives when a hospital's reversal moves a case
 
@@ -65,7 +57,7 @@ class RejectReason(StrEnum):
 
 
 class IllegalTransition(Conflict):
-    def __init__(self, state: CaseState, action: Action, party: Party) -> None:
+    def __init__(self, state: CaseState, action: Action, party: Role) -> None:
         super().__init__("illegal_transition", f"cannot {action.value} a case that is {state.value}", field="state")
         self.state, self.action, self.party = state, action, party
 
@@ -85,20 +77,20 @@ class ApprovalRules:
     auto_approve: bool = False
 
 
-_S, _A, _P = CaseState, Action, Party
-_TABLE: dict[tuple[CaseState, Action, Party], CaseState] = {
-    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _P.CLERK): _S.AWAITING_DISTRICT,
-    (_S.AWAITING_SUBDISTRICT, _A.REJECT, _P.CLERK): _S.REJECTED,
-    (_S.AWAITING_DISTRICT, _A.APPROVE, _P.DISTRICT_REVIEWER): _S.APPROVED,
-    (_S.AWAITING_DISTRICT, _A.REJECT, _P.DISTRICT_REVIEWER): _S.REJECTED,
-    (_S.AWAITING_DISTRICT, _A.SEND_BACK, _P.DISTRICT_REVIEWER): _S.AWAITING_SUBDISTRICT,
-    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _P.SYSTEM): _S.APPROVED,
-    (_S.AWAITING_DISTRICT, _A.APPROVE, _P.SYSTEM): _S.APPROVED,
-    (_S.AWAITING_SUBDISTRICT, _A.CANCEL, _P.SYSTEM): _S.CANCELLED,
-    (_S.AWAITING_DISTRICT, _A.CANCEL, _P.SYSTEM): _S.CANCELLED,
-    (_S.APPROVED, _A.CANCEL, _P.SYSTEM): _S.CANCELLED,
-    (_S.APPROVED, _A.OPEN_RECOVERY, _P.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
-    (_S.CANCELLED, _A.OPEN_RECOVERY, _P.SYSTEM): _S.REVERSED_AFTER_PAYMENT,
+_S, _A, _P = CaseState, Action, Role
+_TABLE: dict[tuple[CaseState, Action, Role], CaseState] = {
+    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _P.clerk): _S.AWAITING_DISTRICT,
+    (_S.AWAITING_SUBDISTRICT, _A.REJECT, _P.clerk): _S.REJECTED,
+    (_S.AWAITING_DISTRICT, _A.APPROVE, _P.district_reviewer): _S.APPROVED,
+    (_S.AWAITING_DISTRICT, _A.REJECT, _P.district_reviewer): _S.REJECTED,
+    (_S.AWAITING_DISTRICT, _A.SEND_BACK, _P.district_reviewer): _S.AWAITING_SUBDISTRICT,
+    (_S.AWAITING_SUBDISTRICT, _A.APPROVE, _P.system): _S.APPROVED,
+    (_S.AWAITING_DISTRICT, _A.APPROVE, _P.system): _S.APPROVED,
+    (_S.AWAITING_SUBDISTRICT, _A.CANCEL, _P.system): _S.CANCELLED,
+    (_S.AWAITING_DISTRICT, _A.CANCEL, _P.system): _S.CANCELLED,
+    (_S.APPROVED, _A.CANCEL, _P.system): _S.CANCELLED,
+    (_S.APPROVED, _A.OPEN_RECOVERY, _P.system): _S.REVERSED_AFTER_PAYMENT,
+    (_S.CANCELLED, _A.OPEN_RECOVERY, _P.system): _S.REVERSED_AFTER_PAYMENT,
 }
 _DECISIONS = (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED)  # what disbursement acts on
 
@@ -107,7 +99,7 @@ def is_final(state: CaseState) -> bool:
     return state in (CaseState.APPROVED, CaseState.REJECTED, CaseState.CANCELLED, CaseState.REVERSED_AFTER_PAYMENT)
 
 
-def transition(state: CaseState, action: Action, party: Party, *, amount: Decimal,
+def transition(state: CaseState, action: Action, party: Role, *, amount: Decimal,
                skip_district_threshold: Decimal | None = None, reason: RejectReason | None = None,
                comment: str | None = None) -> CaseState:
     """The state after `party` takes `action`; IllegalTransition or MissingReason otherwise."""
@@ -129,7 +121,7 @@ class AuditEntry:
     """One line of the case's append-only trail (who, as what, when, from which state to which)."""
 
     actor: str
-    role: Party
+    role: Role
     at: datetime
     action: Action | Literal["open"]
     from_state: CaseState | None
@@ -173,29 +165,35 @@ class Case:
     payment_failures: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    approvals: tuple[tuple[str, Party], ...] = ()
+    approvals: tuple[tuple[str, Role], ...] = ()
     """(actor, party) of every earlier approval, for the four-eyes rule; loaded with a case staff act on."""
     audit: list[AuditEntry] = field(default_factory=list)
     events: list[Decided] = field(default_factory=list)
     changed: bool = False
 
     @classmethod
-    def open(cls, rules: ApprovalRules, at: datetime, **facts: Any) -> "Case":
+    def open(cls, rules: ApprovalRules, at: datetime, *, id: UUID, calculation_id: UUID, settlement_id: UUID,
+             person_ref: str, hospital_id: str, district_code: str, subdistrict_code: str, category: str,
+             discharge_date: date, amount: Decimal, calculation: dict[str, Any], traceparent: str | None = None
+             ) -> "Case":
         """A new case in the clerk's queue (approved at once when the benchmark's auto-approval is on)."""
-        case = cls(state=CaseState.AWAITING_SUBDISTRICT, created_at=at, updated_at=at, **facts)
-        case.audit.append(AuditEntry(SYSTEM, Party.SYSTEM, at, OPEN, None, CaseState.AWAITING_SUBDISTRICT))
+        case = cls(id=id, calculation_id=calculation_id, settlement_id=settlement_id, person_ref=person_ref,
+                   hospital_id=hospital_id, district_code=district_code, subdistrict_code=subdistrict_code,
+                   category=category, discharge_date=discharge_date, amount=amount, calculation=calculation,
+                   traceparent=traceparent, state=CaseState.AWAITING_SUBDISTRICT, created_at=at, updated_at=at)
+        case.audit.append(AuditEntry(SYSTEM, Role.system, at, OPEN, None, CaseState.AWAITING_SUBDISTRICT))
         if rules.auto_approve:
-            case.apply(Action.APPROVE, SYSTEM, Party.SYSTEM, at, comment="bench auto-approval")
+            case.apply(Action.APPROVE, SYSTEM, Role.system, at, comment="bench auto-approval")
         return case
 
-    def apply(self, action: Action, actor: str, party: Party, at: datetime, *, rules: ApprovalRules | None = None,
+    def apply(self, action: Action, actor: str, party: Role, at: datetime, *, rules: ApprovalRules | None = None,
               reason: str | None = None, comment: str | None = None) -> AuditEntry:
         """Take `action` as `actor` (a staff id, or the system); the audit entry appended.
 
         Four eyes: whoever approved the case at one level never approves it at another. Then the state machine:
         IllegalTransition, MissingReason, or the new state.
         """
-        if action is Action.APPROVE and party is not Party.SYSTEM:
+        if action is Action.APPROVE and party is not Role.system:
             earlier = next((p for a, p in self.approvals if a == actor and p is not party), None)
             if earlier is not None:
                 raise Forbidden("four_eyes_required", f"you approved this case as {earlier.value}; another person "
@@ -218,7 +216,7 @@ class Case:
         (disbursement stops it if not yet sent). False when the case was already done with."""
         if is_final(self.state) and self.state is not CaseState.APPROVED:
             return False
-        self.apply(Action.CANCEL, SYSTEM, Party.SYSTEM, at, reason=REVERSED, comment="reversed by the hospital")
+        self.apply(Action.CANCEL, SYSTEM, Role.system, at, reason=REVERSED, comment="reversed by the hospital")
         return True
 
     def record_recovery(self, recovery_id: UUID, amount: Decimal, opened_at: datetime, at: datetime) -> None:
@@ -230,5 +228,5 @@ class Case:
         self.changed = True
         if self.state is CaseState.REVERSED_AFTER_PAYMENT:
             return
-        self.apply(Action.OPEN_RECOVERY, SYSTEM, Party.SYSTEM, at, reason=REVERSED,
+        self.apply(Action.OPEN_RECOVERY, SYSTEM, Role.system, at, reason=REVERSED,
                    comment=f"reversed by the hospital after payment; {amount:.2f} to recover")

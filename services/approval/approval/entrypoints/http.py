@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from approval.dependencies import ApprovalDeps
-from approval.domain.case import Action, CaseState, Party, RejectReason
+from approval.domain.case import Action, CaseState, RejectReason
 from approval.domain.review import Flag
 from approval.entrypoints import views
 from approval.service_layer.cases import Act, CaseService
@@ -112,7 +112,7 @@ async def personal_data_reads(case_id: UUID, runtime: RuntimeDep, overseer: Ops)
 
 def _act(principal: Principal, case_id: UUID, action: Action, reason: str | None = None,
          comment: str | None = None) -> Act:
-    return Act(case_id, action, principal.subject, Party(principal.role.value), principal.area, reason, comment)
+    return Act(case_id, action, principal.subject, principal.role, principal.area, reason, comment)
 
 
 @router.post("/cases/{case_id}/approve")
@@ -141,7 +141,7 @@ async def batch_approve(body: BatchApproveIn, runtime: RuntimeDep, service: Serv
     limit = runtime.deps.settings.max_batch_approve
     if len(body.case_ids) > limit:
         raise ProblemError(413, "batch_too_large", f"at most {limit} cases", field="case_ids")
-    outcomes = await service.approve_batch(body.case_ids, clerk.subject, Party(clerk.role.value), clerk.area,
+    outcomes = await service.approve_batch(body.case_ids, clerk.subject, clerk.role, clerk.area,
                                            body.comment)
     results = [{"case_id": str(o.case_id), "ok": True, "state": o.case.state.value} if o.case else
                {"case_id": str(o.case_id), "ok": False, **({"code": o.error.code, "message": o.error.message}

@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from opentelemetry import trace
 
 from approval.adapters.metrics import CASE_ACTIONS, CASES_OPENED
-from approval.domain.case import OPEN, Action, ApprovalRules, Case, CaseState, IllegalTransition, Party
+from approval.domain.case import OPEN, Action, ApprovalRules, Case, CaseState, IllegalTransition
 from approval.service_layer.people import record_calculations, record_people
 from approval.service_layer.unit_of_work import ApprovalUnitOfWork
 from shared.contracts import events as ev
 from shared.errors import DomainError, NotFound
 from shared.messaging.consumer import Event
 from shared.security.area import Area
+from shared.security.roles import Role
 from shared.telemetry import context_from, traceparent_of, tracer
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class Act:
     case_id: uuid.UUID
     action: Action
     actor: str
-    party: Party
+    party: Role
     area: Area
     reason: str | None = None
     comment: str | None = None
@@ -161,7 +162,7 @@ class CaseService:
         async with self._start() as uow:
             return await act_on_case(uow, self.rules, command)
 
-    async def approve_batch(self, case_ids: Sequence[uuid.UUID], actor: str, party: Party, area: Area,
+    async def approve_batch(self, case_ids: Sequence[uuid.UUID], actor: str, party: Role, area: Area,
                             comment: str | None) -> list[BatchResult]:
         """Approve many cases, each in its own transaction with its own result (a duplicate id counts once)."""
         results = []

@@ -14,7 +14,7 @@ from approval.adapters.tables import AuditRecord, PersonCalculation
 from approval.bootstrap import MIGRATIONS, case_service
 from approval.config import ApprovalSettings
 from approval.dependencies import dependencies
-from approval.domain.case import Action, ApprovalRules, Case, CaseState, Party
+from approval.domain.case import Action, ApprovalRules, Case, CaseState
 from approval.service_layer.unit_of_work import ApprovalUnitOfWork
 from sqlalchemy import select
 
@@ -22,6 +22,7 @@ from shared.contracts import events as ev
 from shared.contracts.topics import TRANSFER_SETTLED
 from shared.db import Database
 from shared.messaging.consumer import Event
+from shared.security.roles import Role
 from shared.testing import migrated_database, statements_sent
 from shared.unit_of_work import unit_of_work
 
@@ -99,7 +100,7 @@ async def test_case_repository(store: Store) -> None:
                 case.calculation, case.payment_status, case.payment_failures) == (
             CaseState.AWAITING_SUBDISTRICT, Decimal("250.00"), first.calculation_id, first.person_ref,
             date(2026, 3, 1), (), {"year": 2026, "figures": {}}, None, 0)
-        case.apply(Action.APPROVE, "clerk-wang", Party.CLERK, AT, comment="checked")
+        case.apply(Action.APPROVE, "clerk-wang", Role.clerk, AT, comment="checked")
         untouched = await uow.cases.get(other.id)
         assert untouched is not None
         await uow.cases.save([case, untouched])
@@ -109,7 +110,7 @@ async def test_case_repository(store: Store) -> None:
             first.calculation_id: (first.id, CaseState.AWAITING_DISTRICT),
             other.calculation_id: (other.id, CaseState.AWAITING_SUBDISTRICT)}
         again = await uow.cases.get(first.id)
-        assert again is not None and again.approvals == (("clerk-wang", Party.CLERK),)
+        assert again is not None and again.approvals == (("clerk-wang", Role.clerk),)
         assert again.updated_at == AT
         await uow.cases.record_payments({first.id: "failed", other.id: "settled"})
     async with store.start() as uow:
@@ -132,7 +133,7 @@ async def test_a_recovery_is_saved_with_the_case(store: Store) -> None:
     recovery = uuid.uuid4()
     async with store.start() as uow:
         loaded = (await uow.cases.by_calculation([case.calculation_id]))[case.calculation_id]
-        loaded.apply(Action.APPROVE, "system", Party.SYSTEM, AT)
+        loaded.apply(Action.APPROVE, "system", Role.system, AT)
         loaded.record_recovery(recovery, Decimal("250.00"), AT, AT)
         await uow.cases.save([loaded])
     async with store.start() as uow:

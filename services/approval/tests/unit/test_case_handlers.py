@@ -10,7 +10,7 @@ import pytest
 from approval.bootstrap import case_service
 from approval.config import ApprovalSettings
 from approval.dependencies import dependencies
-from approval.domain.case import Action, CaseState, Party
+from approval.domain.case import Action, CaseState
 from approval.service_layer.cases import Act, CaseService
 from opentelemetry import trace
 
@@ -20,6 +20,7 @@ from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, TRANSFE
 from shared.errors import DomainError
 from shared.messaging.consumer import Event
 from shared.security.area import Area
+from shared.security.roles import Role
 
 from .fakes import FakeDatabase
 
@@ -99,7 +100,7 @@ async def test_the_benchmarks_auto_approval_decides_at_once() -> None:
     assert decisions(db) == [(CASE_DECIDED, REF, "approved", None)]
 
 
-CLERK, REVIEWER = ("clerk-1", Party.CLERK, CLERK_AREA), ("reviewer-1", Party.DISTRICT_REVIEWER, REVIEWER_AREA)
+CLERK, REVIEWER = ("clerk-1", Role.clerk, CLERK_AREA), ("reviewer-1", Role.district_reviewer, REVIEWER_AREA)
 
 
 @pytest.mark.parametrize(("settings", "steps", "state", "announced"), [
@@ -115,10 +116,10 @@ CLERK, REVIEWER = ("clerk-1", Party.CLERK, CLERK_AREA), ("reviewer-1", Party.DIS
     ({}, [(REVIEWER, Action.APPROVE, None, None)], "illegal_transition", []),
     ({}, [(CLERK, Action.REJECT, None, None)], "reason_required", []),
     ({}, [(CLERK, Action.REJECT, "other", " ")], "reason_required", []),
-    ({}, [(("clerk-2", Party.CLERK, ELSEWHERE), Action.APPROVE, None, None)], "case_not_found", []),
+    ({}, [(("clerk-2", Role.clerk, ELSEWHERE), Action.APPROVE, None, None)], "case_not_found", []),
     ({}, [(REVIEWER, Action.APPROVE, None, None)], "illegal_transition", []),
-    ({}, [(("zhang", Party.CLERK, CLERK_AREA), Action.APPROVE, None, None),
-          (("zhang", Party.DISTRICT_REVIEWER, REVIEWER_AREA), Action.APPROVE, None, None)], "four_eyes_required", []),
+    ({}, [(("zhang", Role.clerk, CLERK_AREA), Action.APPROVE, None, None),
+          (("zhang", Role.district_reviewer, REVIEWER_AREA), Action.APPROVE, None, None)], "four_eyes_required", []),
 ])
 async def test_staff_actions(settings: dict[str, Any], steps: list[Any], state: str,
                              announced: list[tuple[str, str | None]]) -> None:
@@ -145,17 +146,17 @@ async def test_a_refused_action_stores_and_announces_nothing() -> None:
     service, db = build()
     case_id = await open_case(service, db)
     with pytest.raises(DomainError):
-        await service.act(Act(case_id, Action.SEND_BACK, "clerk-1", Party.CLERK, CLERK_AREA, comment="no"))
+        await service.act(Act(case_id, Action.SEND_BACK, "clerk-1", Role.clerk, CLERK_AREA, comment="no"))
     assert trail(db, case_id) == [("system", "open", None, "awaiting_subdistrict")] and db.published == []
 
 
 async def test_a_batch_has_a_result_per_case_and_each_its_own_unit_of_work() -> None:
     service, db = build()
     first, second, done = [await open_case(service, db) for _ in range(3)]
-    await service.act(Act(done, Action.APPROVE, "clerk-1", Party.CLERK, CLERK_AREA))
+    await service.act(Act(done, Action.APPROVE, "clerk-1", Role.clerk, CLERK_AREA))
     commits = db.commits
     unknown = uuid.uuid4()
-    results = await service.approve_batch([first, second, first, done, unknown], "clerk-1", Party.CLERK, CLERK_AREA,
+    results = await service.approve_batch([first, second, first, done, unknown], "clerk-1", Role.clerk, CLERK_AREA,
                                           "batch")
     assert [(r.case_id, r.case.state.value if r.case else None, r.error.code if r.error else None)
             for r in results] == [(first, "awaiting_district", None), (second, "awaiting_district", None),
@@ -196,7 +197,7 @@ async def test_what_a_hospitals_reversal_does_to_a_case(before: str, events: lis
     case_id = next(iter(db.cases.rows))
     if before != "awaiting_subdistrict":
         action = Action.REJECT if before == "rejected" else Action.APPROVE
-        await service.act(Act(case_id, action, "clerk-1", Party.CLERK, CLERK_AREA, reason="data_error"))
+        await service.act(Act(case_id, action, "clerk-1", Role.clerk, CLERK_AREA, reason="data_error"))
     db.published.clear()
     kinds = {"reversed": reversed_(calc), "reversed with recovery": reversed_(calc, RECOVERY),
              "recovery": recovered(calc, RECOVERY)}

@@ -12,32 +12,33 @@ from approval.domain.case import (
     CaseState,
     IllegalTransition,
     MissingReason,
-    Party,
     RejectReason,
     is_final,
     transition,
 )
 
-S, A, R = CaseState, Action, Party
+from shared.security.roles import Role
+
+S, A, R = CaseState, Action, Role
 ALLOWED = {
-    (S.AWAITING_SUBDISTRICT, A.APPROVE, R.CLERK): S.AWAITING_DISTRICT,
-    (S.AWAITING_SUBDISTRICT, A.REJECT, R.CLERK): S.REJECTED,
-    (S.AWAITING_DISTRICT, A.APPROVE, R.DISTRICT_REVIEWER): S.APPROVED,
-    (S.AWAITING_DISTRICT, A.REJECT, R.DISTRICT_REVIEWER): S.REJECTED,
-    (S.AWAITING_DISTRICT, A.SEND_BACK, R.DISTRICT_REVIEWER): S.AWAITING_SUBDISTRICT,
-    (S.AWAITING_SUBDISTRICT, A.APPROVE, R.SYSTEM): S.APPROVED,
-    (S.AWAITING_DISTRICT, A.APPROVE, R.SYSTEM): S.APPROVED,
-    (S.AWAITING_SUBDISTRICT, A.CANCEL, R.SYSTEM): S.CANCELLED,
-    (S.AWAITING_DISTRICT, A.CANCEL, R.SYSTEM): S.CANCELLED,
-    (S.APPROVED, A.CANCEL, R.SYSTEM): S.CANCELLED,
-    (S.APPROVED, A.OPEN_RECOVERY, R.SYSTEM): S.REVERSED_AFTER_PAYMENT,  # paid, then reversed
-    (S.CANCELLED, A.OPEN_RECOVERY, R.SYSTEM): S.REVERSED_AFTER_PAYMENT,  # the reversal overtook the payment
+    (S.AWAITING_SUBDISTRICT, A.APPROVE, R.clerk): S.AWAITING_DISTRICT,
+    (S.AWAITING_SUBDISTRICT, A.REJECT, R.clerk): S.REJECTED,
+    (S.AWAITING_DISTRICT, A.APPROVE, R.district_reviewer): S.APPROVED,
+    (S.AWAITING_DISTRICT, A.REJECT, R.district_reviewer): S.REJECTED,
+    (S.AWAITING_DISTRICT, A.SEND_BACK, R.district_reviewer): S.AWAITING_SUBDISTRICT,
+    (S.AWAITING_SUBDISTRICT, A.APPROVE, R.system): S.APPROVED,
+    (S.AWAITING_DISTRICT, A.APPROVE, R.system): S.APPROVED,
+    (S.AWAITING_SUBDISTRICT, A.CANCEL, R.system): S.CANCELLED,
+    (S.AWAITING_DISTRICT, A.CANCEL, R.system): S.CANCELLED,
+    (S.APPROVED, A.CANCEL, R.system): S.CANCELLED,
+    (S.APPROVED, A.OPEN_RECOVERY, R.system): S.REVERSED_AFTER_PAYMENT,  # paid, then reversed
+    (S.CANCELLED, A.OPEN_RECOVERY, R.system): S.REVERSED_AFTER_PAYMENT,  # the reversal overtook the payment
 }
-EVERY = list(itertools.product(CaseState, Action, Party))
+EVERY = list(itertools.product(CaseState, Action, Role))
 
 
 @pytest.mark.parametrize(("state", "action", "role"), EVERY, ids=lambda v: v.value)
-def test_every_combination(state: CaseState, action: Action, role: Party) -> None:
+def test_every_combination(state: CaseState, action: Action, role: Role) -> None:
     kwargs = {"amount": Decimal("100.00"), "reason": RejectReason.DATA_ERROR, "comment": "checked"}
     expected = ALLOWED.get((state, action, role))
     if expected is None:
@@ -48,7 +49,7 @@ def test_every_combination(state: CaseState, action: Action, role: Party) -> Non
 
 
 def test_the_table_covers_every_combination() -> None:
-    assert len(EVERY) == 6 * 5 * 3 and len(ALLOWED) == 12
+    assert len(EVERY) == 6 * 5 * len(Role) and len(ALLOWED) == 12  # the roles with no move are refused too
 
 
 @pytest.mark.parametrize(("threshold", "amount", "expected"), [
@@ -58,17 +59,17 @@ def test_the_table_covers_every_combination() -> None:
     (Decimal("500.00"), "500.01", S.AWAITING_DISTRICT),
 ])
 def test_skip_district_threshold(threshold: Decimal | None, amount: str, expected: CaseState) -> None:
-    assert transition(S.AWAITING_SUBDISTRICT, A.APPROVE, R.CLERK, amount=Decimal(amount),
+    assert transition(S.AWAITING_SUBDISTRICT, A.APPROVE, R.clerk, amount=Decimal(amount),
                       skip_district_threshold=threshold) is expected
 
 
 @pytest.mark.parametrize(("action", "role", "state", "reason", "comment"), [
-    (A.REJECT, R.CLERK, S.AWAITING_SUBDISTRICT, None, "no reason code"),
-    (A.REJECT, R.CLERK, S.AWAITING_SUBDISTRICT, RejectReason.OTHER, None),
-    (A.REJECT, R.DISTRICT_REVIEWER, S.AWAITING_DISTRICT, RejectReason.OTHER, "   "),
-    (A.SEND_BACK, R.DISTRICT_REVIEWER, S.AWAITING_DISTRICT, None, None),
+    (A.REJECT, R.clerk, S.AWAITING_SUBDISTRICT, None, "no reason code"),
+    (A.REJECT, R.clerk, S.AWAITING_SUBDISTRICT, RejectReason.OTHER, None),
+    (A.REJECT, R.district_reviewer, S.AWAITING_DISTRICT, RejectReason.OTHER, "   "),
+    (A.SEND_BACK, R.district_reviewer, S.AWAITING_DISTRICT, None, None),
 ])
-def test_reasons_are_required(action: Action, role: Party, state: CaseState, reason: RejectReason | None,
+def test_reasons_are_required(action: Action, role: Role, state: CaseState, reason: RejectReason | None,
                               comment: str | None) -> None:
     with pytest.raises(MissingReason):
         transition(state, action, role, amount=Decimal("1.00"), reason=reason, comment=comment)
@@ -79,8 +80,8 @@ def test_case_apply_returns_the_audit_entry() -> None:
     case = Case(id=uuid.uuid4(), calculation_id=uuid.uuid4(), settlement_id=uuid.uuid4(), person_ref="p" * 64,
                 hospital_id="H001", district_code="310110", subdistrict_code="310110001", category="subsistence",
                 discharge_date=date(2026, 4, 1), amount=Decimal("80.00"), state=S.AWAITING_SUBDISTRICT, calculation={})
-    first = case.apply(A.APPROVE, "clerk-1", R.CLERK, at)
-    back = case.apply(A.SEND_BACK, "rev-1", R.DISTRICT_REVIEWER, at, comment="check the invoice")
+    first = case.apply(A.APPROVE, "clerk-1", R.clerk, at)
+    back = case.apply(A.SEND_BACK, "rev-1", R.district_reviewer, at, comment="check the invoice")
     assert (first.from_state, first.to_state, back.to_state, case.state) == (
         S.AWAITING_SUBDISTRICT, S.AWAITING_DISTRICT, S.AWAITING_SUBDISTRICT, S.AWAITING_SUBDISTRICT)
     assert [is_final(s) for s in CaseState] == [False, False, True, True, True, True]
