@@ -1,6 +1,7 @@
 """The background sender: hands due messages to the SMS gateway, outside quiet hours, one person's in order."""
 
 import asyncio
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -20,6 +21,9 @@ from shared.unit_of_work import unit_of_work
 from shared.worker import Wakeup, run_worker
 
 OpenUnitOfWork = Callable[[], AbstractAsyncContextManager[NotificationUnitOfWork]]
+GAUGE_EVERY_S = 5.0
+"""How often a pass also counts the waiting messages for the gauge: a count over the backlog in every pass
+(woken by every commit that wrote messages) is work that grows with the backlog, not with what the pass sends."""
 
 
 class Sender:
@@ -30,6 +34,7 @@ class Sender:
         self.deps, self.open_uow = deps, open_uow
         self.semaphore = asyncio.Semaphore(deps.settings.sms_concurrency)
         self.callback_url = f"{deps.settings.sms_callback_base_url}/v1/sms/delivery-reports"
+        self._counted_at = float("-inf")
 
     async def send_due(self) -> bool:
         """One pass; True when it sent something (there may be more at once), False when idle or quiet."""
@@ -38,7 +43,9 @@ class Sender:
             return False  # nothing goes out at night; what is written meanwhile waits
         async with self.open_uow() as uow:
             claimed = await uow.messages.claim_due(settings.worker_batch, settings.sms_sending_stale_s)
-            MESSAGES_WAITING.set(await uow.messages.waiting())
+            if (now := time.monotonic()) - self._counted_at >= GAUGE_EVERY_S:
+                MESSAGES_WAITING.set(await uow.messages.waiting())
+                self._counted_at = now
         if not claimed:
             return False
         outcomes = await asyncio.gather(*(self._send(m) for m in claimed))
