@@ -57,22 +57,24 @@ class RecipientRepository:
         rows = [{"person_ref": ref, "contact_version": c.contact_version, "phone_ciphertext": c.phone_ciphertext,
                  "phone_masked": c.phone_masked, "sms_opt_out": c.sms_opt_out, "updated_at": now}
                 for ref, c in contacts.items()]
+        # executemany forms (rows as parameters, not .values(rows)): one statement text whatever the batch size
         if rows:
-            stmt = insert(RECIPIENTS).values(rows)
+            stmt = insert(RECIPIENTS)
             await self.session.execute(stmt.on_conflict_do_update(
                 index_elements=["person_ref"],
                 set_={c: stmt.excluded[c] for c in ("contact_version", "phone_ciphertext", "phone_masked",
                                                     "sms_opt_out", "updated_at")},
-                where=RECIPIENTS.c.contact_version < stmt.excluded.contact_version))
+                where=RECIPIENTS.c.contact_version < stmt.excluded.contact_version), rows)
         if versions:
             await self.session.execute(insert(ACCOUNTS).on_conflict_do_nothing(
                 index_elements=["person_ref", "account_version"]), [
                 {"person_ref": ref, "account_version": v, "account_masked": m} for (ref, v), m in versions.items()])
         if accounts:
-            stmt = insert(RECIPIENTS).values([{"person_ref": ref, "contact_version": 0, "account_masked": masked,
-                                               "updated_at": now} for ref, masked in accounts.items()])
+            stmt = insert(RECIPIENTS)
             await self.session.execute(stmt.on_conflict_do_update(
-                index_elements=["person_ref"], set_={"account_masked": stmt.excluded.account_masked}))
+                index_elements=["person_ref"], set_={"account_masked": stmt.excluded.account_masked}), [
+                {"person_ref": ref, "contact_version": 0, "account_masked": masked, "updated_at": now}
+                for ref, masked in accounts.items()])
 
     async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
         rows = (await self.session.execute(select(Recipient).where(in_array(col(Recipient.person_ref), list(refs)))))
