@@ -20,6 +20,9 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 _configured = False
+# The environment names setup_telemetry reads (besides the exporters' own OTEL_EXPORTER_* and OTEL_BSP_*).
+TRACING_SETTINGS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_TRACES_SAMPLER",
+                    "OTEL_TRACES_SAMPLER_ARG", "TRACES_KEEP_SLOW_MS", "TRACES_KEEP_MAX_PER_S")
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,7 +81,7 @@ class RecordUnsampledEntries(Sampler):
     RECORD_ONLY instead: it records its status and duration but stays unsampled, so its traceparent tells the
     next service "not sampled" and no export processor sends it unless `KeepErrorsAndSlow` does. The spans
     under an unsampled entry (its queries, its HTTP client calls) stay dropped: that is where the saving is.
-    ADR 0028 says what this keeps and what it costs.
+    ADR 0029 says what this keeps and what it costs.
     """
 
     def __init__(self, delegate: Sampler) -> None:
@@ -185,7 +188,7 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
     Spans go to OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set (a collector) and to Zipkin when
     OTEL_EXPORTER_ZIPKIN_ENDPOINT is set (the local trace viewer); to both when both are. Which spans: the
     sampled ones (`production_sampler`), and unsampled entry spans that ended in error or lasted at least
-    TRACES_KEEP_SLOW_MS (default 1000), at most TRACES_KEEP_MAX_PER_S (default 50) a second (ADR 0028).
+    TRACES_KEEP_SLOW_MS (default 1000), at most TRACES_KEEP_MAX_PER_S (default 50) a second (ADR 0029).
     """
     global _configured
     if _configured:

@@ -218,6 +218,13 @@ class ServiceProcess:
             self._proc.kill()
             self._proc.wait(10)
 
+    def restart(self, env: dict[str, str]) -> "ServiceProcess":
+        """Stop the process and start it again, on the same port, with `env` added to its settings (its databases
+        and topics stay as they are); the caller waits for it to be ready."""
+        self.stop()
+        self._env.update(env)
+        return self.start()
+
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
@@ -298,7 +305,8 @@ class OtlpReceiver:
                                 receiver.spans.append({
                                     "service": service, "name": span.name, "trace_id": span.trace_id.hex(),
                                     "span_id": span.span_id.hex(), "parent_span_id": span.parent_span_id.hex(),
-                                    "kind": span.kind, "duration_ms": (span.end_time_unix_nano
+                                    "kind": span.kind, "status": span.status.code,  # 2: ERROR
+                                    "duration_ms": (span.end_time_unix_nano
                                                                        - span.start_time_unix_nano) / 1e6,
                                     "attributes": {a.key: _otlp_value(a.value) for a in span.attributes},
                                 })

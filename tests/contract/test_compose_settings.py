@@ -13,11 +13,13 @@ from notification.config import NotificationSettings
 from simulators.bank.settings import BankSettings
 from simulators.sms.settings import SmsSettings
 
+from shared.telemetry import TRACING_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"intake": IntakeSettings, "eligibility": EligibilitySettings, "calculation": CalculationSettings,
             "approval": ApprovalSettings, "disbursement": DisbursementSettings, "console": ConsoleSettings,
             "notification": NotificationSettings}
-OTEL = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_ENDPOINT"}
+OTEL = set(TRACING_SETTINGS)
 
 
 def compose() -> dict:  # type: ignore[type-arg]

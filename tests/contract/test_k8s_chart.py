@@ -21,6 +21,7 @@ from notification.config import NotificationSettings
 from deploy.k8s.validate import render, validate
 from shared.contracts.topics import TOPIC_EVENTS
 from shared.settings import ServiceSettings
+from shared.telemetry import TRACING_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement", "notification")
@@ -99,7 +100,7 @@ def settings_from(container: dict[str, Any], service: str, monkeypatch: pytest.M
     env = {e["name"]: e.get("value") or "from-secret:{name}/{key}".format(**e["valueFrom"]["secretKeyRef"])
            for e in container["env"] if "fieldRef" not in e.get("valueFrom", {})}
     settings_class = SETTINGS[service]
-    known = {f.upper() for f in settings_class.model_fields} | {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+    known = {f.upper() for f in settings_class.model_fields} | set(TRACING_SETTINGS)
     assert set(env) <= known, f"{service}: {set(env) - known} are no settings the service reads"
     if "HOSPITAL_SECRETS" in env:
         env["HOSPITAL_SECRETS"] = '{"H001": ["from-secret"]}'  # a JSON object in the Secret

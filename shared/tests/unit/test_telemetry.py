@@ -35,7 +35,7 @@ def test_parentless_queries_are_dropped_and_queries_inside_a_trace_are_kept() ->
     assert trace.get_current_span() is trace.INVALID_SPAN
 
 
-# The production sampler (ADR 0028): a trace-id ratio for new traces, the parent's decision for the rest, the
+# The production sampler (ADR 0029): a trace-id ratio for new traces, the parent's decision for the rest, the
 # entry spans it leaves out recorded (not exported) so that errors and slow ones can still be kept.
 def production(ratio: float, slow_ms: float = 1000, max_per_s: float = 1000) -> tuple[Any, InMemorySpanExporter,
                                                                                        KeepErrorsAndSlow]:

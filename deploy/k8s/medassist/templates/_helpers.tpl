@@ -35,6 +35,11 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 - {name: JWT_ISSUER, value: {{ .root.Values.identityProvider.issuer | quote }}}
 - {name: JWT_AUDIENCE, value: {{ .root.Values.identityProvider.audience | quote }}}
 - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ .root.Values.tracing.otlpEndpoint | quote }}}
+# The production sampler (docs/decisions/0029): a share of new traces, plus every error and slow entry span.
+- {name: OTEL_TRACES_SAMPLER, value: parentbased_traceidratio}
+- {name: OTEL_TRACES_SAMPLER_ARG, value: {{ .root.Values.tracing.ratio | quote }}}
+- {name: TRACES_KEEP_SLOW_MS, value: {{ .root.Values.tracing.keepSlowMs | quote }}}
+- {name: TRACES_KEEP_MAX_PER_S, value: {{ .root.Values.tracing.keepMaxPerSecond | quote }}}
 {{- range $key := list "PERSON_REF_PEPPER" "FIELD_KEYS" "PAYEE_KEYS" "CASE_VIEW_KEYS" "CONTACT_KEYS" }}
 - name: {{ $key }}
   valueFrom: {secretKeyRef: {name: {{ $.root.Values.secrets.app }}, key: {{ $key }}}}
