@@ -1,6 +1,6 @@
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -17,7 +17,8 @@ class DisbursementSettings(ServiceSettings):
     bank_concurrency: int = 32
     callback_base_url: str = "http://127.0.0.1:8005"
     bank_callback_secret: SecretStr = SecretStr("dev-bank-callback-secret")
-    worker_batch: int = 200
+    worker_batch: int = Field(200, ge=1, le=1000)
+    """Payments per sender pass, handed to the bank in one call (a bank batch holds up to 1,000 transfers)."""
     worker_idle_s: float = 0.5
     """How often the sender looks for payments falling due by the clock (retries); new ones wake it at once."""
     poll_after_s: float = 5.0

@@ -1,7 +1,8 @@
 """What disbursement needs from a bank, whatever the wire format (REST or ISO 20022)."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -69,7 +70,62 @@ class BankUnavailable(Exception):
     """Retries are exhausted; the same attempt (same key) is tried again later."""
 
 
+@dataclass
+class BatchAnswer:
+    """The bank's answer to a batch, per transfer: its word (`results`), a refusal of that instruction alone
+    (`refused`: key -> reason; retrying cannot help), or no word (`retry`: not answered, not booked, or
+    unreadable; the same key goes again, after asking the bank when the call's fate is ambiguous)."""
+
+    results: dict[str, BankResult] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    retry: set[str] = field(default_factory=set)
+
+    def absorb(self, other: "BatchAnswer") -> None:
+        """Add a later answer about keys this one left to retry."""
+        self.results.update(other.results)
+        self.refused.update(other.refused)
+        self.retry = (self.retry - other.results.keys() - other.refused.keys()) | other.retry
+
+
+REFUSED = "rejected"
+
+
+def classify(sent: Sequence[str], items: Sequence[tuple[str, str, str | None, str | None]]) -> BatchAnswer:
+    """A batch answer's items (key, status, bank reference, reason) sorted per key sent. A status is a
+    `BankStatus`, `rejected` (refused alone) or `unavailable` (not booked); anything else, a key answered
+    twice with different words, or a key not answered at all leaves that key to retry: never guessed. Items
+    about keys not sent are ignored."""
+    words: dict[str, set[tuple[str, str | None, str | None]]] = {}
+    wanted = set(sent)
+    for key, status, reference, reason in items:
+        if key in wanted:
+            words.setdefault(key, set()).add((status, reference, reason))
+    answer = BatchAnswer()
+    for key in dict.fromkeys(sent):
+        said = words.get(key, set())
+        if len(said) != 1:
+            answer.retry.add(key)
+            continue
+        [(status, reference, reason)] = said
+        if status == REFUSED:
+            answer.refused[key] = reason or "rejected"
+        elif status in BankStatus.__members__.values():
+            answer.results[key] = BankResult(key, reference, BankStatus(status), reason)
+        else:
+            answer.retry.add(key)
+    return answer
+
+
 class BankGateway(Protocol):
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+        """Hand many transfers to the bank in one call (bounded retries only when a call fails); every key sent
+        is in the answer, as a word, a refusal, or to retry later under the same key."""
+        ...
+
+    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        """What the bank says of many keys, in one call: None for a key it never received."""
+        ...
+
     async def submit(self, instruction: PaymentInstruction) -> BankResult: ...
 
     async def status(self, idempotency_key: str) -> BankResult | None: ...
@@ -110,7 +166,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, max_attempts: int, i
         raise BankUnavailable(str(exc)) from exc.__cause__
 
 
-class HttpBank:
+class HttpBank(ABC):
     """What both wire formats share: the traced session, the bounded retries, how a bank answer is classified
     (5xx/429: try again; a refusal; not known), and the submission that asks before it re-sends."""
 
@@ -136,7 +192,7 @@ class HttpBank:
 
     async def call(self, method: str, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[T]], *,
                    refused: Callable[[aiohttp.ClientResponse], Awaitable[str]] | None = None, **request: Any) -> T:
-        """One request (not retried: the caller's `retrying` or `submit_once` does), its answer classified."""
+        """One request (not retried: the caller's `retrying` or `send_batch` does), its answer classified."""
         async with self.http.request(method, path, **request) as response:
             await _classify(response, refused)
             return await read(response)
@@ -144,31 +200,71 @@ class HttpBank:
     async def ask(self, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[T]], *, method: str = "GET",
                   **request: Any) -> T | None:
         """A status inquiry, retried: None when the bank does not know what was asked about (404)."""
-        async def once() -> T | None:
-            async with self.http.request(method, path, **request) as response:
-                if response.status == 404:
-                    return None
-                await _classify(response, None)
-                return await read(response)
+        return await self.retrying(lambda: self.ask_once(path, read, method=method, **request))
 
-        return await self.retrying(once)
+    async def ask_once(self, path: str, read: Callable[[aiohttp.ClientResponse], Awaitable[T]], *,
+                       method: str = "GET", **request: Any) -> T | None:
+        """A status inquiry, not retried: None when the bank does not know what was asked about (404)."""
+        async with self.http.request(method, path, **request) as response:
+            if response.status == 404:
+                return None
+            await _classify(response, None)
+            return await read(response)
 
-    async def submit_once(self, send: Callable[[], Awaitable[T]], known: Callable[[], Awaitable[T | None]]) -> T:
-        """A submission with bounded retries. After an ambiguous failure (a timeout, the connection dropped after
-        sending) the bank is asked (`known`) before anything is sent again: it may have booked it already."""
+    async def send_batch(self, instructions: Sequence[PaymentInstruction],
+                         send: Callable[[Sequence[PaymentInstruction]], Awaitable[BatchAnswer]],
+                         ask: Callable[[Sequence[str]], Awaitable[dict[str, BankResult | None]]]) -> BatchAnswer:
+        """A batch in one call; only a call that fails is tried again (bounded), and only with the transfers the
+        bank has not answered. After an ambiguous failure (a timeout, the connection dropped after sending) the
+        bank is asked about those keys first (`ask`, one call): it may have booked them already. What the bank
+        never answered within the retries is left to retry later, under the same keys."""
+        answer = BatchAnswer(retry={i.idempotency_key for i in instructions})
         ambiguous = False
 
-        async def once() -> T:
+        async def once() -> None:
             nonlocal ambiguous
-            if ambiguous and (answer := await known()) is not None:
-                return answer
+            if ambiguous:
+                known = await ask(sorted(answer.retry))
+                answer.absorb(BatchAnswer(results={k: r for k, r in known.items() if r is not None},
+                                          retry={k for k, r in known.items() if r is None}))
+            left = [i for i in instructions if i.idempotency_key in answer.retry]
+            if not left:
+                return
             try:
-                return await send()
+                answer.absorb(await send(left))
             except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
                 ambiguous = True
                 raise Ambiguous(type(exc).__name__) from exc
+            if answer.retry:  # the bank answered, but not for every transfer: those go again
+                raise BankServerError(503)
 
-        return await self.retrying(once)
+        try:
+            await self.retrying(once)
+        except BankUnavailable:
+            pass  # answer.retry holds what is still without a word
+        except BankRejected as exc:  # the bank refused the call itself (4xx): each transfer in it is refused
+            answer.absorb(BatchAnswer(refused=dict.fromkeys(answer.retry, exc.reason)))
+        return answer
+
+    async def submit(self, instruction: PaymentInstruction) -> BankResult:
+        """One transfer (a batch of one): BankRejected when the bank refuses it, BankUnavailable without a word."""
+        answer = await self.submit_batch([instruction])
+        key = instruction.idempotency_key
+        if key in answer.refused:
+            raise BankRejected(answer.refused[key])
+        if key not in answer.results:
+            raise BankUnavailable("no answer for the transfer")
+        return answer.results[key]
+
+    async def status(self, idempotency_key: str) -> BankResult | None:
+        """What the bank knows of one attempt, or None when it never received it."""
+        return (await self.statuses([idempotency_key]))[idempotency_key]
+
+    @abstractmethod
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer: ...
+
+    @abstractmethod
+    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]: ...
 
 
 async def _classify(response: aiohttp.ClientResponse,

@@ -13,16 +13,27 @@ from decimal import Decimal
 
 import aiohttp
 
-from disbursement.adapters.bank import BankResult, BankStatus, HttpBank, PaymentInstruction, StatementLine
+from disbursement.adapters.bank import (
+    BankResult,
+    BankStatus,
+    BatchAnswer,
+    HttpBank,
+    PaymentInstruction,
+    StatementLine,
+    classify,
+)
 
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
 # ISO external status reason codes the bank uses, in our words.
-REASONS = {"AC04": "account_closed", "AC01": "account_invalid", "BE01": "name_mismatch", "AM04": "insufficient_funds"}
+REASONS = {"AC04": "account_closed", "AC01": "account_invalid", "BE01": "name_mismatch", "AM04": "insufficient_funds",
+           "AM05": "idempotency_key_reused"}
 STATUSES = {"ACCP": BankStatus.ACCEPTED, "ACSP": BankStatus.ACCEPTED, "ACTC": BankStatus.ACCEPTED,
             "PDNG": BankStatus.ACCEPTED, "ACSC": BankStatus.SETTLED, "RJCT": BankStatus.FAILED}
 
 
+INQUIRY_MAX = 100
+"""EndToEndIds per status inquiry: they travel in the query string, kept well inside a request line's limit."""
 _COMPACT = re.compile(r"^([0-9a-f]{32})-([0-9]{1,2})$")
 
 
@@ -83,21 +94,28 @@ def build_pain001(instructions: Sequence[PaymentInstruction], *, debtor_name: st
     return msg_id, ET.tostring(doc, encoding="utf-8", xml_declaration=True)
 
 
-def parse_pain002(xml: bytes) -> dict[str, BankResult]:
-    """Per EndToEndId, the status a pain.002 report gives."""
+def pain002_items(xml: bytes) -> list[tuple[str, str, str | None, str | None]]:
+    """Per transaction of a pain.002 report: (idempotency key, status, bank reference, reason); a status code
+    this adapter cannot read is passed on as it stands (`classify` leaves that key to retry)."""
     ns = {"p": PAIN002}
-    root = ET.fromstring(xml)
-    results: dict[str, BankResult] = {}
-    for tx in root.iterfind(".//p:TxInfAndSts", ns):
-        key = tx.findtext("p:OrgnlEndToEndId", namespaces=ns)
-        code = tx.findtext("p:TxSts", namespaces=ns)
-        if not key or code not in STATUSES:
-            raise ValueError(f"unreadable pain.002 transaction status {code!r}")
+    items = []
+    for tx in ET.fromstring(xml).iterfind(".//p:TxInfAndSts", ns):
+        key = tx.findtext("p:OrgnlEndToEndId", namespaces=ns) or ""
+        code = tx.findtext("p:TxSts", namespaces=ns) or ""
         reason_code = tx.findtext("p:StsRsnInf/p:Rsn/p:Cd", namespaces=ns)
-        reference = tx.findtext("p:AcctSvcrRef", namespaces=ns)
-        key = idempotency_key_of(key)
-        results[key] = BankResult(key, reference, STATUSES[code],
-                                  REASONS.get(reason_code or "", reason_code) if reason_code else None)
+        status = STATUSES[code].value if code in STATUSES else f"unreadable:{code}"
+        items.append((idempotency_key_of(key), status, tx.findtext("p:AcctSvcrRef", namespaces=ns),
+                      REASONS.get(reason_code, reason_code) if reason_code else None))
+    return items
+
+
+def parse_pain002(xml: bytes) -> dict[str, BankResult]:
+    """Per EndToEndId, the status a pain.002 report gives (ValueError when one cannot be read)."""
+    results: dict[str, BankResult] = {}
+    for key, status, reference, reason in pain002_items(xml):
+        if not key or status not in BankStatus.__members__.values():
+            raise ValueError(f"unreadable pain.002 transaction status {status!r}")
+        results[key] = BankResult(key, reference, BankStatus(status), reason)
     return results
 
 
@@ -130,28 +148,32 @@ class Iso20022BankGateway(HttpBank):
         super().__init__(base_url, timeout_s, max_attempts, backoff_initial_s, backoff_max_s)
         self._debtor_account, self._debtor_name = debtor_account, debtor_name
 
-    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> dict[str, BankResult]:
-        """One pain.001 for many attempts; the bank deduplicates by EndToEndId, so a re-sent batch is safe.
-        (The sender hands over one attempt per call today: `submit`.)"""
-        _, document = build_pain001(instructions, debtor_name=self._debtor_name, debtor_account=self._debtor_account)
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+        """One pain.001 for many attempts, one pain.002 back with a status per transaction; the bank
+        deduplicates by EndToEndId, so a re-sent batch books nothing twice."""
+        async def send(batch: Sequence[PaymentInstruction]) -> BatchAnswer:
+            _, document = build_pain001(batch, debtor_name=self._debtor_name, debtor_account=self._debtor_account)
 
-        async def known() -> dict[str, BankResult] | None:  # which of the batch did the bank already book?
-            found = {i.idempotency_key: r for i in instructions
-                     if (r := await self.status(i.idempotency_key)) is not None}
-            return found if len(found) == len(instructions) else None
+            async def read(response: aiohttp.ClientResponse) -> BatchAnswer:
+                return classify([i.idempotency_key for i in batch], pain002_items(await response.read()))
 
-        return await self.submit_once(
-            lambda: self.call("POST", "/iso20022/pain.001", _read_pain002, refused=_http_status, data=document,
-                              headers={"Content-Type": "application/xml"}),
-            known)
+            return await self.call("POST", "/iso20022/pain.001", read, refused=_http_status, data=document,
+                                   headers={"Content-Type": "application/xml"})
 
-    async def submit(self, instruction: PaymentInstruction) -> BankResult:
-        return (await self.submit_batch([instruction]))[instruction.idempotency_key]
+        return await self.send_batch(instructions, send, self._statuses)
 
-    async def status(self, idempotency_key: str) -> BankResult | None:
-        report = await self.ask("/iso20022/pain.002", _read_pain002,
-                                params={"end_to_end_id": end_to_end_id(idempotency_key)})
-        return None if report is None else report.get(idempotency_key)
+    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        """One pain.002 status report on many EndToEndIds (None: the bank never received that one)."""
+        return await self.retrying(lambda: self._statuses(keys))
+
+    async def _statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        found: dict[str, BankResult | None] = dict.fromkeys(keys)
+        for chunk in range(0, len(keys), INQUIRY_MAX):
+            asked = [("end_to_end_id", end_to_end_id(k)) for k in keys[chunk:chunk + INQUIRY_MAX]]
+
+            report = await self.ask_once("/iso20022/pain.002", _read_pain002, params=asked)
+            found.update((k, r) for k, r in (report or {}).items() if k in found)
+        return found
 
     async def statement(self, day: date) -> list[StatementLine]:
         async def read(response: aiohttp.ClientResponse) -> list[StatementLine]:
@@ -166,9 +188,9 @@ class Iso20022BankGateway(HttpBank):
         return await self.status(idempotency_key)
 
 
-async def _read_pain002(response: aiohttp.ClientResponse) -> dict[str, BankResult]:
-    return parse_pain002(await response.read())
-
-
 async def _http_status(response: aiohttp.ClientResponse) -> str:
     return f"http_{response.status}"
+
+
+async def _read_pain002(response: aiohttp.ClientResponse) -> dict[str, BankResult]:
+    return parse_pain002(await response.read())

@@ -53,6 +53,14 @@ def _attempt(row: Row[Any]) -> Attempt:
 
 
 @dataclass(frozen=True)
+class Due:
+    """A payment claimed for sending, with its person's account under the payee transport key (None: none)."""
+
+    payment: Payment
+    ciphertext: str | None
+
+
+@dataclass(frozen=True)
 class PayeeAccount:
     """A person's bank account as the registry sent it, still under the payee transport key."""
 
@@ -194,35 +202,26 @@ class PaymentRepository:
             p.changed, p.added = False, []
             p.changed_attempts.clear()
 
-    async def claim_due(self, limit: int, now: datetime) -> list[Payment]:
-        """Take pending payments for sending, as `sending` (SKIP LOCKED: two senders never take the same)."""
-        due = [_payment(r) for r in (await self.session.execute(
-            select(PAYMENT).where(PAYMENT.c.status == PaymentStatus.PENDING.value, PAYMENT.c.next_attempt_at <= now)
-            .order_by(PAYMENT.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True))).all()]
-        if due:
-            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id.in_([p.id for p in due])).values(
-                status=PaymentStatus.SENDING.value, updated_at=now))
-            for p in due:
-                p.status = PaymentStatus.SENDING
-        return due
+    async def claim_due(self, limit: int, now: datetime) -> list[Due]:
+        """Take pending payments for sending, as `sending` (SKIP LOCKED: two senders never take the same), each
+        stamped with the version of its person's account and returned with that account: one statement."""
+        claimed = PAYMENT.alias("claimed")
+        picked = (select(claimed.c.id, PAYEE.c.account_version, PAYEE.c.payee_ciphertext)
+                  .select_from(claimed.outerjoin(PAYEE, PAYEE.c.person_ref == claimed.c.person_ref))
+                  .where(claimed.c.status == PaymentStatus.PENDING.value, claimed.c.next_attempt_at <= now)
+                  .order_by(claimed.c.next_attempt_at).limit(limit)
+                  .with_for_update(of=claimed, skip_locked=True).subquery("picked"))
+        rows = (await self.session.execute(update(PAYMENT).where(PAYMENT.c.id == picked.c.id).values(
+            status=PaymentStatus.SENDING.value, updated_at=now,
+            account_version=func.coalesce(picked.c.account_version, PAYMENT.c.account_version),
+        ).returning(*PAYMENT.c, picked.c.payee_ciphertext))).all()
+        return [Due(_payment(r), r.payee_ciphertext) for r in rows]
 
     async def await_account(self, ids: Collection[UUID]) -> None:
         """Claimed payments whose person has no account after all: they wait for one again."""
         if ids:
             await self.session.execute(update(PAYMENT).where(PAYMENT.c.id.in_(list(ids))).values(
                 status=PaymentStatus.AWAITING_ACCOUNT.value))
-
-    async def set_account_versions(self, versions: dict[UUID, int]) -> None:
-        """The account version each claimed payment goes out with, on the payment and on its current attempt
-        (whose answer, even a late one after a re-issue, names the account that attempt went to)."""
-        if versions:
-            rows = [{"pid": pid, "version": v} for pid, v in versions.items()]
-            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id == bindparam("pid")).values(
-                account_version=bindparam("version")), rows)
-            await self.session.execute(update(ATTEMPT).where(
-                ATTEMPT.c.idempotency_key == select(PAYMENT.c.idempotency_key).where(
-                    PAYMENT.c.id == bindparam("pid")).scalar_subquery(),
-            ).values(account_version=bindparam("version")), rows)
 
     async def earlier_keys(self, due: Sequence[Payment]) -> dict[UUID, list[str]]:
         """For re-issued payments, the keys of every earlier attempt."""
@@ -237,16 +236,18 @@ class PaymentRepository:
                 earlier[pid].append(key)
         return earlier
 
-    async def hand_over(self, fingerprints: dict[str, str], now: datetime) -> None:
-        """Attempts about to be handed to the bank (key -> account fingerprint): from now on the bank may hold
-        them (`unknown`), so none is cancelled without asking."""
-        if fingerprints:
+    async def hand_over(self, attempts: dict[str, tuple[str, int | None]], now: datetime) -> None:
+        """Attempts about to be handed to the bank (key -> (account fingerprint, account version)): from now on
+        the bank may hold them (`unknown`), so none is cancelled without asking. Each keeps the account it went
+        to, so its answer, even a late one after a re-issue, names that account."""
+        if attempts:
             await self.session.execute(update(ATTEMPT).where(
                 ATTEMPT.c.idempotency_key == bindparam("key"),
                 # (an IN list cannot be an executemany parameter)
                 *[_any_of(ATTEMPT.c.status, HANDED_OVER_FROM)],
-            ).values(status=AttemptStatus.UNKNOWN.value, sent_at=now, account_fingerprint=bindparam("fingerprint")),
-                [{"key": k, "fingerprint": f} for k, f in fingerprints.items()])
+            ).values(status=AttemptStatus.UNKNOWN.value, sent_at=now, account_fingerprint=bindparam("fingerprint"),
+                     account_version=bindparam("version")),
+                [{"key": k, "fingerprint": f, "version": v} for k, (f, v) in attempts.items()])
 
     async def send_later(self, keys: Collection[str], at: datetime, now: datetime) -> None:
         """Payments still `sending` under these keys go back to `pending`, due at `at` (same key)."""

@@ -1,12 +1,25 @@
-"""REST bank adapter (the project's bank simulator speaks it): Idempotency-Key on every transfer."""
+"""REST bank adapter (the project's bank simulator speaks it): transfers in batches, each under its own
+idempotency key; statuses asked for many keys at once."""
 
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
-from disbursement.adapters.bank import BankResult, BankStatus, HttpBank, PaymentInstruction, StatementLine
+from disbursement.adapters.bank import (
+    BankResult,
+    BankStatus,
+    BatchAnswer,
+    HttpBank,
+    PaymentInstruction,
+    StatementLine,
+    classify,
+)
+
+INQUIRY_MAX = 1000
+"""Keys per status inquiry (the simulator's limit)."""
 
 
 def _result(body: dict[str, Any]) -> BankResult:
@@ -23,19 +36,37 @@ class RestBankGateway(HttpBank):
                  backoff_max_s: float = 5.0) -> None:
         super().__init__(base_url, timeout_s, max_attempts, backoff_initial_s, backoff_max_s)
 
-    async def submit(self, instruction: PaymentInstruction) -> BankResult:
-        """Send one transfer. After an ambiguous failure the bank is asked by key before anything is re-sent."""
-        body = {"amount": f"{instruction.amount:.2f}", "currency": "CNY",
-                "creditor_account": instruction.creditor_account, "creditor_name": instruction.creditor_name,
-                "remittance_info": instruction.remittance_info, "callback_url": instruction.callback_url}
-        return await self.submit_once(
-            lambda: self.call("POST", "/v1/transfers", _read_result, refused=_reason, json=body,
-                              headers={"Idempotency-Key": instruction.idempotency_key}),
-            lambda: self.status(instruction.idempotency_key))
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+        """POST /v1/transfers/batch: many transfers, each under its own Idempotency key, answered per transfer."""
+        async def send(batch: Sequence[PaymentInstruction]) -> BatchAnswer:
+            body = {"callback_url": batch[0].callback_url, "transfers": [
+                {"idempotency_key": i.idempotency_key, "amount": f"{i.amount:.2f}", "currency": "CNY",
+                 "creditor_account": i.creditor_account, "creditor_name": i.creditor_name,
+                 "remittance_info": i.remittance_info} for i in batch]}
 
-    async def status(self, idempotency_key: str) -> BankResult | None:
-        """What the bank knows of an attempt, or None when it never received it."""
-        return await self.ask(f"/v1/transfers/{idempotency_key}", _read_result)
+            async def read(response: aiohttp.ClientResponse) -> BatchAnswer:
+                return classify([i.idempotency_key for i in batch], [
+                    (t["idempotency_key"], t["status"], t.get("bank_reference"), t.get("reason"))
+                    for t in (await response.json())["transfers"]])
+
+            return await self.call("POST", "/v1/transfers/batch", read, refused=_reason, json=body)
+
+        return await self.send_batch(instructions, send, self._statuses)
+
+    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        """POST /v1/transfers/status: what the bank knows of many attempts (None: it never received one)."""
+        return await self.retrying(lambda: self._statuses(keys))
+
+    async def _statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        found: dict[str, BankResult | None] = dict.fromkeys(keys)
+        for chunk in range(0, len(keys), INQUIRY_MAX):
+            async def read(response: aiohttp.ClientResponse) -> list[BankResult]:
+                return [_result(t) for t in (await response.json())["transfers"]]
+
+            answered = await self.call("POST", "/v1/transfers/status", read,
+                                       json={"idempotency_keys": list(keys[chunk:chunk + INQUIRY_MAX])})
+            found.update((r.idempotency_key, r) for r in answered if r.idempotency_key in found)
+        return found
 
     async def recall(self, idempotency_key: str) -> BankResult | None:
         """POST /v1/transfers/{key}/recall: the bank stops an accepted transfer (it becomes failed, 'recalled');

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from disbursement.adapters.bank import BankResult, BankStatus, BankUnavailable
 from disbursement.dependencies import DisbursementDeps
@@ -49,9 +49,18 @@ class BankCallbackIn(BaseModel):
     reason: str | None = Field(default=None, max_length=64, pattern=TEXT_PATTERN)
 
 
-@router.post("/bank/callbacks", status_code=202, openapi_extra=request_body({"application/json": BankCallbackIn}))
+class BankCallbackBatchIn(BaseModel):
+    """The bank's word on many attempts in one callback (the simulator reports each batch it settled so)."""
+
+    model_config = ConfigDict(extra="ignore")
+    transfers: list[BankCallbackIn] = Field(min_length=1, max_length=1000)
+
+
+@router.post("/bank/callbacks", status_code=202, openapi_extra=request_body(
+    {"application/json": TypeAdapter(BankCallbackIn | BankCallbackBatchIn).json_schema()}))
 async def bank_callback(request: Request, service: Service) -> dict[str, str]:
-    """The bank's word on an attempt, signed by the bank (X-Bank-Signature: hex HMAC-SHA256 of the body).
+    """The bank's word on an attempt, or on many at once (`{"transfers": [...]}`), signed by the bank
+    (X-Bank-Signature: hex HMAC-SHA256 of the body).
 
     The signature is checked before the body is read: an unsigned callback is refused (401) whatever it holds.
     A signed one is only a hint: the resolver's next pass asks the bank for that key's status and acts on the
@@ -63,8 +72,12 @@ async def bank_callback(request: Request, service: Service) -> dict[str, str]:
     if not hex_digest_matches([hmac.new(secret, raw, hashlib.sha256).hexdigest()],
                               request.headers.get("X-Bank-Signature")):
         raise ProblemError(401, "bad_signature", "the callback is not signed by the bank", field="X-Bank-Signature")
-    body = validated(BankCallbackIn, parsed_json(request))  # strict JSON, parsed once (request_guard)
-    service.deps.hints.report(BankResult(body.idempotency_key, body.bank_reference, body.status, body.reason))
+    raw_body = parsed_json(request)  # strict JSON, parsed once (request_guard)
+    reports = validated(BankCallbackBatchIn, raw_body).transfers if isinstance(raw_body, dict) and (
+        "transfers" in raw_body) else [validated(BankCallbackIn, raw_body)]
+    for report in reports:
+        service.deps.hints.report(BankResult(report.idempotency_key, report.bank_reference, report.status,
+                                             report.reason))
     return {"status": "received"}
 
 

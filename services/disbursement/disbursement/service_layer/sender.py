@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import orjson
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind
 
-from disbursement.adapters.bank import BankRejected, BankResult, BankStatus, BankUnavailable, PaymentInstruction
+from disbursement.adapters.bank import BankResult, BankStatus, BatchAnswer, PaymentInstruction
 from disbursement.adapters.metrics import CALLBACKS_UNCONFIRMED
 from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import BankWord, Payment
@@ -22,6 +23,7 @@ from shared.telemetry import context_from, tracer
 
 log = logging.getLogger(__name__)
 GATHER_S = 0.05
+POLL_EVERY_S = 1.0
 
 
 def _now() -> datetime:
@@ -57,98 +59,103 @@ async def apply_safely(units: Units, answers: Sequence[Answer], *, quiet_after_s
     return recalls, left
 
 
-async def _send_one(deps: DisbursementDeps, payment: Payment, payee: dict[str, str]) -> BankResult | None:
-    """One bank call (with the adapter's own bounded retries). None: the bank is unreachable, try later."""
-    with tracer.start_as_current_span("bank transfer", context=context_from(payment.traceparent),
-                                      kind=SpanKind.CLIENT) as span:
-        span.set_attribute("payment.id", str(payment.id))
-        span.set_attribute("case.id", str(payment.case_id))
-        span.set_attribute("settlement.id", str(payment.settlement_id))
-        span.set_attribute("person_ref", payment.person_ref)
-        span.set_attribute("payment.amount", f"{payment.amount:.2f}")
-        span.set_attribute("payment.attempt", payment.attempt)
-        instruction = PaymentInstruction(
-            idempotency_key=payment.idempotency_key, amount=payment.amount, creditor_account=payee["account"],
-            creditor_name=payee["name"], remittance_info=f"medical assistance case {payment.case_id}",
-            callback_url=f"{deps.settings.callback_base_url}/v1/bank/callbacks",
-        )
-        try:
-            return await deps.bank.submit(instruction)
-        except BankRejected as exc:
-            span.set_attribute("payment.rejected", True)
-            return BankResult(payment.idempotency_key, None, BankStatus.FAILED, exc.reason)
-        except BankUnavailable:
-            span.set_attribute("payment.retry_later", True)
-            return None
-
-
 class Sender:
-    """Claims due payments in batches and sends them concurrently (bounded), recording every answer.
+    """Claims due payments in batches and hands each batch to the bank in one call, recording every answer.
 
     A re-issued attempt goes only after the bank confirms every earlier attempt of the payment final and unpaid.
     """
 
     def __init__(self, units: Units, deps: DisbursementDeps) -> None:
         self.units, self.deps = units, deps
-        self.semaphore = asyncio.Semaphore(deps.settings.bank_concurrency)
-
-    async def _ask(self, key: str) -> Answer | None:
-        async with self.semaphore:
-            try:
-                return Answer.of(key, await self.deps.bank.status(key))
-            except Exception:  # unreachable or unreadable: the re-issue waits
-                return None
-
-    async def _send(self, payment: Payment, payee: dict[str, str]) -> BankResult | None:
-        async with self.semaphore:
-            return await _send_one(self.deps, payment, payee)
+        self.callback_url = f"{deps.settings.callback_base_url}/v1/bank/callbacks"
 
     async def _held(self, due: list[Payment], earlier: dict[UUID, list[str]]) -> set[str]:
         """Keys of re-issued attempts that may not go yet: the bank's own word on every earlier attempt first
-        (settled: recorded now; not final: asked again later)."""
+        (asked in one call; settled: recorded now; not final, or not answered: asked again later)."""
         if not earlier:
             return set()
         keys = [k for ks in earlier.values() for k in ks]
-        checked = dict(zip(keys, await asyncio.gather(*(self._ask(k) for k in keys)), strict=True))
-        await apply_safely(self.units, [a for a in checked.values() if a is not None],
-                           quiet_after_s=self.deps.settings.sending_stale_s)
+        try:
+            checked = {k: Answer.of(k, r) for k, r in (await self.deps.bank.statuses(keys)).items()}
+        except Exception:  # unreachable or unreadable: the re-issues wait
+            log.warning("the bank could not be asked about earlier attempts; the re-issues wait", exc_info=True)
+            checked = {}
+        await apply_safely(self.units, list(checked.values()), quiet_after_s=self.deps.settings.sending_stale_s)
         held = set()
         for payment in due:
-            words = [a.word if (a := checked[k]) else None for k in earlier.get(payment.id, [])]
+            words = [a.word if (a := checked.get(k)) else None for k in earlier.get(payment.id, [])]
             if not all(w in (BankWord.FAILED, BankWord.NOT_RECEIVED) for w in words):
                 held.add(payment.idempotency_key)
         return held
+
+    async def _send(self, payments: list[Payment], instructions: list[PaymentInstruction]) -> BatchAnswer:
+        """The batch in one bank call. Each payment keeps its own client span in its settlement's trace; the
+        call itself runs under the first sampled one, linked to the others."""
+        spans = [tracer.start_span("bank transfer", context=context_from(p.traceparent), kind=SpanKind.CLIENT,
+                                   attributes={"payment.id": str(p.id), "case.id": str(p.case_id),
+                                               "settlement.id": str(p.settlement_id), "person_ref": p.person_ref,
+                                               "payment.amount": f"{p.amount:.2f}", "payment.attempt": p.attempt,
+                                               "bank.batch_size": len(payments)})
+                 for p in payments]
+        sampled = [span for span in spans if span.is_recording()]
+        parent = trace.set_span_in_context(sampled[0] if sampled else spans[0])
+        try:
+            with tracer.start_as_current_span("bank batch", context=parent, attributes={"bank.batch_size": len(
+                    payments)}, links=[Link(span.get_span_context()) for span in sampled[1:]]):
+                answer = await self.deps.bank.submit_batch(instructions)
+        except BaseException:
+            for span in spans:
+                span.end()
+            raise
+        for payment, span in zip(payments, spans, strict=True):
+            if span.is_recording():
+                if payment.idempotency_key in answer.refused:
+                    span.set_attribute("payment.rejected", True)
+                elif payment.idempotency_key in answer.retry:
+                    span.set_attribute("payment.retry_later", True)
+            span.end()
+        return answer
 
     async def step(self) -> bool:
         settings, now = self.deps.settings, _now()
         async with self.units() as uow:
             claimed = await uow.payments.claim_due(settings.worker_batch, now)
-            payees = await uow.payees.accounts({d.person_ref for d in claimed})
-            await uow.payments.await_account([d.id for d in claimed if d.person_ref not in payees])
-            due = [d for d in claimed if d.person_ref in payees]
-            earlier = await uow.payments.earlier_keys(due)
-            await uow.payments.set_account_versions({d.id: payees[d.person_ref].version for d in due})
+            await uow.payments.await_account([d.payment.id for d in claimed if d.ciphertext is None])
+            due = [d for d in claimed if d.ciphertext is not None]
+            earlier = await uow.payments.earlier_keys([d.payment for d in due])
         if not due:
             return False
-        held = await self._held(due, earlier)
+        held = await self._held([d.payment for d in due], earlier)
         cipher = self.deps.payee_cipher
-        plain = {p.idempotency_key: orjson.loads(cipher.decrypt(payees[p.person_ref].ciphertext, p.person_ref))
-                 for p in due}
-        to_send = [p for p in due if p.idempotency_key not in held]
+        to_send, instructions, handed = [], [], {}
+        for d in due:
+            payment = d.payment
+            if payment.idempotency_key in held:
+                continue
+            assert d.ciphertext is not None
+            payee = orjson.loads(cipher.decrypt(d.ciphertext, payment.person_ref))
+            to_send.append(payment)
+            instructions.append(PaymentInstruction(
+                idempotency_key=payment.idempotency_key, amount=payment.amount, creditor_account=payee["account"],
+                creditor_name=payee["name"], remittance_info=f"medical assistance case {payment.case_id}",
+                callback_url=self.callback_url))
+            handed[payment.idempotency_key] = (fingerprint(self.deps, payee["account"]), payment.account_version)
         later = _now() + timedelta(seconds=settings.resend_backoff_s)
         async with self.units() as uow:
-            await uow.payments.hand_over({p.idempotency_key: fingerprint(self.deps, plain[p.idempotency_key]["account"])
-                                          for p in to_send}, _now())
+            await uow.payments.hand_over(handed, _now())
             await uow.payments.send_later(sorted(held), later, _now())
-        answers = await asyncio.gather(*(self._send(p, plain[p.idempotency_key]) for p in to_send))
-        _, left = await apply_safely(self.units, [Answer.of(a.idempotency_key, a) for a in answers if a is not None],
-                                     quiet_after_s=settings.sending_stale_s)
-        async with self.units() as uow:
-            await uow.payments.send_later([p.idempotency_key for p, a in zip(to_send, answers, strict=True)
-                                           if a is None], _now() + timedelta(seconds=settings.resend_backoff_s),
-                                          _now())
-        for answer in left:  # the resolver asks again (as "accepted": never counted as unconfirmed)
-            self.deps.hints.report(BankResult(answer.key, None, BankStatus.ACCEPTED))
+        if not to_send:
+            return True
+        answer = await self._send(to_send, instructions)
+        answers = [Answer.of(k, r) for k, r in answer.results.items()]
+        answers += [Answer.of(k, BankResult(k, None, BankStatus.FAILED, why)) for k, why in answer.refused.items()]
+        _, left = await apply_safely(self.units, answers, quiet_after_s=settings.sending_stale_s)
+        if answer.retry:  # no word from the bank within the adapter's retries: the same keys go again later
+            async with self.units() as uow:
+                await uow.payments.send_later(sorted(answer.retry), _now() + timedelta(
+                    seconds=settings.resend_backoff_s), _now())
+        for left_over in left:  # the resolver asks again (as "accepted": never counted as unconfirmed)
+            self.deps.hints.report(BankResult(left_over.key, None, BankStatus.ACCEPTED))
         return True
 
 
@@ -160,30 +167,26 @@ def confirmed(said: BankStatus, answer: BankWord) -> bool:
 
 class Resolver:
     """Asks the bank, by key, about every attempt it may hold without a final word, and about every key a
-    callback named; acts only on the bank's own answers. Never re-sends what the bank already has."""
+    callback named; acts only on the bank's own answers. Never re-sends what the bank already has.
+
+    One status call per pass for every key. The unresolved attempts are polled for when the clock wakes the
+    resolver (or a cancellation does), at most every `POLL_EVERY_S` while callbacks keep it busy: a callback's
+    wake-up costs the keys it named, not a scan of the payments."""
 
     def __init__(self, units: Units, deps: DisbursementDeps) -> None:
         self.units, self.deps = units, deps
         self.semaphore = asyncio.Semaphore(deps.settings.bank_concurrency)
-
-    async def _ask(self, key: str) -> BankResult | None:
-        async with self.semaphore:
-            return await self.deps.bank.status(key)
+        self.polled_at = -POLL_EVERY_S
 
     async def _recall(self, key: str) -> BankResult | None:
         async with self.semaphore:
             return await self.deps.bank.recall(key)
 
-    def _answers(self, keys: list[str], results: list[BankResult | None | BaseException],
-                 reported: dict[str, list[BankResult]]) -> list[Answer]:
-        """The bank's answers, each callback about the key checked against it (and counted when not borne out);
-        a key the bank could not be asked about is asked again next pass."""
+    def _answers(self, results: dict[str, BankResult | None], reported: dict[str, list[BankResult]]
+                 ) -> list[Answer]:
+        """The bank's answers, each callback about the key checked against it (and counted when not borne out)."""
         answers = []
-        for key, result in zip(keys, results, strict=True):
-            if isinstance(result, BaseException):
-                for said in reported.get(key, []):
-                    self.deps.hints.report(said)
-                continue
+        for key, result in results.items():
             answer = Answer.of(key, result)
             for said in reported.get(key, []):
                 if not confirmed(said.status, answer.word):
@@ -197,13 +200,26 @@ class Resolver:
         await asyncio.sleep(GATHER_S)  # a wake-up by one callback: let the ones arriving with it join this pass
         settings, hints, now = self.deps.settings, self.deps.hints, _now()
         reported = hints.take()
-        async with self.units() as uow:
-            polled = await uow.payments.claim_unresolved(now - timedelta(seconds=settings.poll_after_s), now)
-            if await uow.payments.release_unsent(now - timedelta(seconds=settings.sending_stale_s), now):
-                uow.wake_sender()
+        polled: list[str] = []
+        clock = asyncio.get_running_loop().time()
+        if not reported or clock - self.polled_at >= POLL_EVERY_S:
+            self.polled_at = clock
+            async with self.units() as uow:
+                polled = await uow.payments.claim_unresolved(now - timedelta(seconds=settings.poll_after_s), now)
+                if await uow.payments.release_unsent(now - timedelta(seconds=settings.sending_stale_s), now):
+                    uow.wake_sender()
         keys = sorted(set(reported) | set(polled))
-        results = await asyncio.gather(*(self._ask(k) for k in keys), return_exceptions=True)
-        recalls, left = await apply_safely(self.units, self._answers(keys, results, reported),
+        if not keys:
+            return False
+        try:
+            results = await self.deps.bank.statuses(keys)
+        except Exception:  # asked again next pass, like any hint
+            log.warning("the bank could not be asked about %d keys; asked again next pass", len(keys),
+                        exc_info=True)
+            for said in (s for key in reported for s in reported[key]):
+                hints.report(said)
+            return False
+        recalls, left = await apply_safely(self.units, self._answers(results, reported),
                                            quiet_after_s=settings.sending_stale_s)
         for answer in left:
             for said in reported.get(answer.key, []):

@@ -1,13 +1,18 @@
 """The bank adapters against the bank simulator running as its own process, over real HTTP."""
 
 import asyncio
+import hashlib
+import hmac
+import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 from disbursement.adapters.bank import BankRejected, BankStatus, BankUnavailable, PaymentInstruction
 from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
@@ -103,12 +108,12 @@ async def test_iso20022_batch_with_a_closed_account(bank: str) -> None:
     gateway = Iso20022BankGateway(bank, debtor_account="31011000001", debtor_name="Centre", timeout_s=2)
     try:
         batch = [order("iso-1"), order("iso-2", amount="12.34"), order("iso-3", account="6222020200990000")]
-        first = await gateway.submit_batch(batch)
+        first = (await gateway.submit_batch(batch)).results
         assert {k: r.status for k, r in first.items()} == {k: BankStatus.ACCEPTED for k in ("iso-1", "iso-2", "iso-3")}
-        again = await gateway.submit_batch(batch)  # a re-sent batch books nothing new
+        again = (await gateway.submit_batch(batch)).results  # a re-sent batch books nothing new
         assert set(again) == set(first)
         await asyncio.sleep(0.2)
-        final = {k: await gateway.status(k) for k in ("iso-1", "iso-2", "iso-3")}
+        final = await gateway.statuses(["iso-1", "iso-2", "iso-3"])  # one pain.002 for the three
         assert [(r.status, r.reason) for r in final.values()] == [
             (BankStatus.SETTLED, None), (BankStatus.SETTLED, None), (BankStatus.FAILED, "account_closed")]
         assert [len(await transfers(bank, f"case {k}")) for k in final] == [1, 1, 1]
@@ -160,3 +165,82 @@ async def test_a_recall_stops_a_transfer_not_yet_settled(bank: str, rest: RestBa
     recalled = await rest.recall("recall-1")
     assert recalled is not None and (recalled.status, recalled.reason) == (BankStatus.FAILED, "recalled")
     assert await rest.recall("never-sent-recall") is None
+
+
+async def stats(bank: str) -> dict[str, int]:
+    async with httpx.AsyncClient(base_url=bank) as http:
+        return (await http.get("/admin/stats")).json()  # type: ignore[no-any-return]
+
+
+async def test_a_refused_transfer_in_a_batch_does_not_fail_its_neighbours(bank: str, rest: RestBankGateway) -> None:
+    await rest.submit(order("mix-2", amount="10.00"))
+    answer = await rest.submit_batch([order("mix-1"), order("mix-2", amount="99.00"), order("mix-3")])
+    assert {k: r.status for k, r in answer.results.items()} == {"mix-1": BankStatus.ACCEPTED,
+                                                                "mix-3": BankStatus.ACCEPTED}
+    assert (answer.refused, answer.retry) == ({"mix-2": "idempotency_key_reused"}, set())
+    assert [len(await transfers(bank, f"case mix-{i}")) for i in (1, 2, 3)] == [1, 1, 1]
+    assert (await transfers(bank, "case mix-2"))[0]["amount"] == "10.00", "the first booking stands"
+
+
+@pytest.mark.parametrize("adapter", ["rest", "iso20022"])
+async def test_a_batch_resent_after_a_timeout_books_nothing_twice(bank: str, adapter: str) -> None:
+    gateway: RestBankGateway | Iso20022BankGateway = RestBankGateway(
+        bank, timeout_s=0.3, max_attempts=8, backoff_initial_s=0.01, backoff_max_s=0.05) if adapter == "rest" else \
+        Iso20022BankGateway(bank, debtor_account="31011000001", debtor_name="Centre", timeout_s=0.3, max_attempts=8,
+                            backoff_initial_s=0.01, backoff_max_s=0.05)
+    batch = [order(f"late-{adapter}-{i}", amount=f"{i + 1}.50") for i in range(4)]
+    try:
+        await faults(bank, timeout_rate=1.0, timeout_sleep_ms=1000)  # books, then answers after the payer gave up
+        before = await stats(bank)
+        answer = await gateway.submit_batch(batch)  # ambiguous: the adapter asks the bank before re-sending
+        after = await stats(bank)
+        assert answer.retry == set() and {r.status for r in answer.results.values()} <= {BankStatus.ACCEPTED,
+                                                                                         BankStatus.SETTLED}
+        assert after["status_inquiries"] > before.get("status_inquiries", 0), "asked by key after the timeout"
+        await faults(bank)
+        again = await gateway.submit_batch(batch)  # and the whole batch sent once more
+        assert {k: r.bank_reference for k, r in again.results.items()} == {
+            k: r.bank_reference for k, r in answer.results.items()}
+        assert (await stats(bank))["transfers_created"] - before.get("transfers_created", 0) == 4
+        assert [len(await transfers(bank, f"case {i.idempotency_key}")) for i in batch] == [1, 1, 1, 1]
+    finally:
+        await gateway.aclose()
+        await faults(bank)
+
+
+async def test_a_batch_callback_is_confirmed_by_one_batched_status_call(bank: str, rest: RestBankGateway) -> None:
+    """The bank reports a settled batch in one signed callback; one status call for its keys bears it out."""
+    received: list[tuple[bytes, str | None]] = []
+
+    async def callback(request: web.Request) -> web.Response:
+        received.append((await request.read(), request.headers.get("X-Bank-Signature")))
+        return web.json_response({"status": "received"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/bank/callbacks", callback)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        url = f"http://127.0.0.1:{port}/v1/bank/callbacks"
+        batch = [replace(order(f"cb-{i}", amount=f"{i + 2}.00"), callback_url=url) for i in range(3)]
+        assert set((await rest.submit_batch(batch)).results) == {"cb-0", "cb-1", "cb-2"}
+        deadline = asyncio.get_running_loop().time() + 20
+        while not received:
+            assert asyncio.get_running_loop().time() < deadline, "no callback came"
+            await asyncio.sleep(0.05)
+        raw, signature = received[0]
+        assert signature == hmac.new(b"dev-bank-callback-secret", raw, hashlib.sha256).hexdigest()
+        reported = json.loads(raw)["transfers"]
+        assert sorted((t["idempotency_key"], t["status"]) for t in reported) == [
+            ("cb-0", "settled"), ("cb-1", "settled"), ("cb-2", "settled")], "one callback for the batch"
+        before = await stats(bank)
+        confirmed = await rest.statuses([t["idempotency_key"] for t in reported] + ["cb-never-sent"])
+        assert {k: r.status if r else None for k, r in confirmed.items()} == {
+            "cb-0": BankStatus.SETTLED, "cb-1": BankStatus.SETTLED, "cb-2": BankStatus.SETTLED, "cb-never-sent": None}
+        after = await stats(bank)
+        assert (after["status_inquiries"] - before["status_inquiries"],
+                after["status_keys_asked"] - before["status_keys_asked"]) == (1, 4), "one call for every key"
+    finally:
+        await runner.cleanup()

@@ -16,7 +16,8 @@ from disbursement.config import DisbursementSettings
 from disbursement.domain.payment import AttemptStatus, BankWord, Payment, PaymentStatus
 from disbursement.service_layer.unit_of_work import Units, units_of
 
-from shared.testing import migrated_database
+from shared.db import Database
+from shared.testing import migrated_database, statements_sent
 
 pytestmark = pytest.mark.integration
 CHECKOUT = hashlib.sha256(str(Path(__file__).resolve()).encode()).hexdigest()[:8]
@@ -24,10 +25,15 @@ P, A = PaymentStatus, AttemptStatus
 
 
 @pytest.fixture(scope="module")
-async def units() -> AsyncIterator[Units]:
+async def db() -> AsyncIterator[Database]:
     settings = DisbursementSettings(database_name=f"test_disbursement_repositories_{CHECKOUT}")
-    async with migrated_database(settings, MIGRATIONS) as db:
-        yield units_of(db)
+    async with migrated_database(settings, MIGRATIONS) as database:
+        yield database
+
+
+@pytest.fixture(scope="module")
+def units(db: Database) -> Units:
+    return units_of(db)
 
 
 def district() -> str:
@@ -59,7 +65,7 @@ async def test_payments_save_what_the_aggregate_heard(units: Units) -> None:
     payment = new_payment()
     async with units() as uow:
         await uow.payments.add([payment])
-        await uow.payments.hand_over({payment.idempotency_key: "f" * 64}, datetime.now(UTC))
+        await uow.payments.hand_over({payment.idempotency_key: ("f" * 64, None)}, datetime.now(UTC))
     now = datetime.now(UTC)
     async with units() as uow:
         answered = await uow.payments.answered({payment.idempotency_key, "not-ours-1"})
@@ -86,11 +92,13 @@ async def test_a_reissue_is_saved_as_a_new_attempt_and_its_earlier_keys_known(un
         await uow.payments.add([payment])
         await uow.payees.store([PayeeAccount(payment.person_ref, "c", 1, "****1")], datetime.now(UTC))
     async with units() as uow:  # the bank refused attempt 1 (as the resolver would record it)
-        await uow.payments.claim_due(10_000, datetime.now(UTC))
+        claimed = {d.payment.id: d for d in await uow.payments.claim_due(10_000, datetime.now(UTC))}[payment.id]
+        assert (claimed.payment.account_version, claimed.ciphertext) == (1, "c"), "claimed with its account"
+        await uow.payments.hand_over({payment.idempotency_key: ("f" * 64, claimed.payment.account_version)},
+                                     datetime.now(UTC))
         loaded = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
         loaded.hear(payment.idempotency_key, BankWord.FAILED, None, "account_closed", now=datetime.now(UTC),
                     quiet_before=datetime.now(UTC))
-        await uow.payments.set_account_versions({payment.id: 1})
         await uow.payments.save([loaded], datetime.now(UTC))
     async with units() as uow:  # the attempt remembers the account version it went out with
         (stored,) = (await uow.payments.of_cases({payment.case_id})).values()
@@ -116,11 +124,37 @@ async def test_two_senders_never_claim_the_same_payment(units: Units) -> None:
     async with units() as one, units() as two:
         first = await one.payments.claim_due(10_000, datetime.now(UTC))
         second = await two.payments.claim_due(10_000, datetime.now(UTC))  # skips what `one` holds locked
-    claimed = [p.id for p in first + second if p.id in mine]
-    assert sorted(claimed) == sorted(mine) and all(p.status is P.SENDING for p in first + second)
+    claimed = [d.payment.id for d in first + second if d.payment.id in mine]
+    assert sorted(claimed) == sorted(mine) and all(d.payment.status is P.SENDING for d in first + second)
     async with units() as uow:
         assert all(p.status is P.SENDING for p in (await uow.payments.of_cases({p.case_id for p in payments})
                                                    ).values())
+
+
+@pytest.mark.parametrize("size", [1, 60])
+async def test_a_batch_is_claimed_with_its_accounts_and_handed_over_in_one_statement_each(
+        db: Database, units: Units, size: int) -> None:
+    payments = [new_payment() for _ in range(size)]
+    async with units() as uow:
+        await uow.payments.add(payments)
+        await uow.payees.store([PayeeAccount(p.person_ref, f"c-{i}", i + 1, "****1") for i, p in enumerate(payments)],
+                               datetime.now(UTC))
+    mine = {p.id for p in payments}
+    with statements_sent(db) as sent:
+        async with units() as uow:
+            claimed = [d for d in await uow.payments.claim_due(10_000, datetime.now(UTC)) if d.payment.id in mine]
+            await uow.payments.hand_over({d.payment.idempotency_key: ("f" * 64, d.payment.account_version)
+                                          for d in claimed}, datetime.now(UTC))
+    assert len(sent) == 2, sent
+    by_id = {p.id: i for i, p in enumerate(payments)}
+    assert sorted((d.payment.account_version, d.ciphertext) for d in claimed) == sorted(
+        (by_id[d.payment.id] + 1, f"c-{by_id[d.payment.id]}") for d in claimed)
+    assert len(claimed) == size
+    async with units() as uow:
+        stored = await uow.payments.by_keys({p.idempotency_key for p in payments})
+    assert {k: (p.status, p.account_version, p.attempts[k].status, p.attempts[k].account_version)
+            for k, p in stored.items()} == {p.idempotency_key: (P.SENDING, by_id[p.id] + 1, A.UNKNOWN, by_id[p.id] + 1)
+                                             for p in payments}
 
 
 async def test_guarded_moves_never_overwrite_the_banks_word(units: Units) -> None:
@@ -134,7 +168,7 @@ async def test_guarded_moves_never_overwrite_the_banks_word(units: Units) -> Non
         loaded.hear(payment.idempotency_key, BankWord.ACCEPTED, "REF-2", None, now=now, quiet_before=now)
         await uow.payments.save([loaded], now)
     async with units() as uow:
-        await uow.payments.hand_over({payment.idempotency_key: "a" * 64}, now)
+        await uow.payments.hand_over({payment.idempotency_key: ("a" * 64, None)}, now)
         await uow.payments.send_later([payment.idempotency_key], now + timedelta(seconds=5), now)
         stored = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
     assert stored.status is P.ACCEPTED, "send_later moves only what is still sending"
@@ -146,7 +180,7 @@ async def test_the_resolver_is_asked_about_each_unresolved_attempt_once_per_pass
     long_ago = datetime.now(UTC) - timedelta(minutes=5)
     async with units() as uow:
         await uow.payments.add([payment])
-        await uow.payments.hand_over({payment.idempotency_key: "b" * 64}, long_ago)
+        await uow.payments.hand_over({payment.idempotency_key: ("b" * 64, None)}, long_ago)
     now = datetime.now(UTC)
     async with units() as uow:
         assert payment.idempotency_key in await uow.payments.claim_unresolved(now - timedelta(seconds=1), now)

@@ -16,8 +16,15 @@ from uuid import UUID
 
 import pytest
 from disbursement import bootstrap
-from disbursement.adapters.bank import BankResult, BankStatus, BankUnavailable, PaymentInstruction, StatementLine
-from disbursement.adapters.repositories import PayeeAccount
+from disbursement.adapters.bank import (
+    BankResult,
+    BankStatus,
+    BankUnavailable,
+    BatchAnswer,
+    PaymentInstruction,
+    StatementLine,
+)
+from disbursement.adapters.repositories import Due, PayeeAccount
 from disbursement.config import DisbursementSettings
 from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import (
@@ -119,33 +126,31 @@ class FakePayments:
             p.changed, p.added = False, []
             p.changed_attempts.clear()
 
-    async def claim_due(self, limit: int, now: datetime) -> list[Payment]:
+    async def claim_due(self, limit: int, now: datetime) -> list[Due]:
         due = sorted((p for p in self.books.payments.values()
                       if p.status is PaymentStatus.PENDING and p.next_attempt_at <= now),
                      key=lambda p: p.next_attempt_at)[:limit]
         for p in due:
             p.status = PaymentStatus.SENDING
-        return [self._loaded(p, ()) for p in due]
+            if (account := self.books.payees.get(p.person_ref)) is not None:
+                p.account_version = account.version
+        return [Due(self._loaded(p, ()), a.ciphertext if (a := self.books.payees.get(p.person_ref)) else None)
+                for p in due]
 
     async def await_account(self, ids: Collection[UUID]) -> None:
         for pid in ids:
             self.books.payments[pid].status = PaymentStatus.AWAITING_ACCOUNT
 
-    async def set_account_versions(self, versions: dict[UUID, int]) -> None:
-        for pid, version in versions.items():
-            payment = self.books.payments[pid]
-            payment.account_version = version
-            self.books.attempts[payment.idempotency_key].account_version = version
-
     async def earlier_keys(self, due: Sequence[Payment]) -> dict[UUID, list[str]]:
         return {p.id: [a.key for a in self.books.attempts.values() if a.payment_id == p.id and a.number < p.attempt]
                 for p in due if p.attempt > 1}
 
-    async def hand_over(self, fingerprints: dict[str, str], now: datetime) -> None:
-        for key, fp in fingerprints.items():
+    async def hand_over(self, attempts: dict[str, tuple[str, int | None]], now: datetime) -> None:
+        for key, (fp, version) in attempts.items():
             a = self.books.attempts[key]
             if a.status in HANDED_OVER_FROM:
                 a.status, a.sent_at, a.account_fingerprint = AttemptStatus.UNKNOWN, now, fp
+                a.account_version = version
 
     async def send_later(self, keys: Collection[str], at: datetime, now: datetime) -> None:
         for p in self.books.payments.values():
@@ -255,21 +260,34 @@ class FakeBank:
         self.recalled: list[str] = []
         self.lines: list[StatementLine] = []
         self.statements_fetched = 0
+        self.calls: list[str] = []
+        """Every batch call made (submit, statuses): one per pass, however many payments."""
 
     def word(self, key: str, status: BankStatus, reason: str | None = None) -> None:
         self.known[key] = BankResult(key, f"REF-{key[-6:]}", status, reason)
 
-    async def submit(self, instruction: PaymentInstruction) -> BankResult:
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+        self.calls.append("submit")
+        if self.unavailable:  # as the adapters answer once their retries are spent
+            return BatchAnswer(retry={i.idempotency_key for i in instructions})
+        self.sent.extend(instructions)
+        return BatchAnswer(results={i.idempotency_key: self.known.setdefault(i.idempotency_key, BankResult(
+            i.idempotency_key, f"REF-{i.idempotency_key[-6:]}", BankStatus.ACCEPTED)) for i in instructions})
+
+    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        self.calls.append("statuses")
         if self.unavailable:
             raise BankUnavailable("connection refused")
-        self.sent.append(instruction)
-        return self.known.setdefault(instruction.idempotency_key, BankResult(
-            instruction.idempotency_key, f"REF-{instruction.idempotency_key[-6:]}", BankStatus.ACCEPTED))
+        return {k: self.known.get(k) for k in keys}
+
+    async def submit(self, instruction: PaymentInstruction) -> BankResult:
+        answer = await self.submit_batch([instruction])
+        if instruction.idempotency_key in answer.retry:
+            raise BankUnavailable("connection refused")
+        return answer.results[instruction.idempotency_key]
 
     async def status(self, idempotency_key: str) -> BankResult | None:
-        if self.unavailable:
-            raise BankUnavailable("connection refused")
-        return self.known.get(idempotency_key)
+        return (await self.statuses([idempotency_key]))[idempotency_key]
 
     async def recall(self, idempotency_key: str) -> BankResult | None:
         self.recalled.append(idempotency_key)

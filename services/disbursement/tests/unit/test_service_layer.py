@@ -242,3 +242,22 @@ async def test_yesterdays_statement_is_reconciled_once_and_an_absent_bank_waits_
     await daily()
     await daily()
     assert bank.statements_fetched == 1 and len(store.books.runs) == 1
+
+
+async def test_a_pass_sends_its_batch_in_one_call_and_confirms_a_batch_of_callbacks_in_one(
+        store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
+    refs = [f"{i:x}".rjust(64, "a") for i in range(5)]
+    cases = [approved(f"{i + 1}.00") for i in range(5)]
+    await consume(store, deps, *[event(REGISTRY_PAYEE, payee(deps, r), r) for r in refs],
+                  *[event(CASE_DECIDED, c, r) for c, r in zip(cases, refs, strict=True)])
+    run = passes(store, deps)
+    await run["payment sender"]()
+    assert bank.calls == ["submit"] and len(bank.sent) == 5, "five payments, one bank call"
+    keys = sorted(a.key for a in store.books.attempts.values())
+    for key in keys:  # one callback naming all five
+        bank.word(key, BankStatus.SETTLED)
+        deps.hints.report(BankResult(key, None, BankStatus.SETTLED))
+    await run["payment resolver"]()
+    assert bank.calls == ["submit", "statuses"], "five callbacks, one status call"
+    assert set(attempts(store).values()) == {A.SETTLED}
+    assert sorted(outcomes(store)) == sorted((str(c.case_id), "settled", 1) for c in cases)

@@ -1,7 +1,6 @@
 """The bank simulator's HTTP API."""
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -10,7 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
 
 import aiohttp
 from fastapi import FastAPI, Header, Query, Request, Response
@@ -18,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulators.bank.iso import read_pain001, write_camt053, write_pain002
-from simulators.bank.ledger import Books, KeyReused, Transfer
+from simulators.bank.ledger import Books, KeyReused, Order, Transfer
 from simulators.bank.settings import BankSettings, Faults
 
 
@@ -30,6 +29,30 @@ class TransferIn(BaseModel):
     creditor_name: str = Field(min_length=1, max_length=140)
     remittance_info: str = Field(max_length=140)
     callback_url: str | None = None
+
+
+class BatchTransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    idempotency_key: str = Field(min_length=1, max_length=64)
+    amount: str = Field(pattern=r"^\d{1,12}\.\d{2}$")
+    currency: str = Field(pattern="^CNY$")
+    creditor_account: str = Field(min_length=4, max_length=34)
+    creditor_name: str = Field(min_length=1, max_length=140)
+    remittance_info: str = Field(max_length=140)
+
+
+class TransferBatchIn(BaseModel):
+    """Many transfers in one request; each keeps its own idempotency key."""
+
+    model_config = ConfigDict(extra="forbid")
+    transfers: list[BatchTransferIn] = Field(min_length=1, max_length=1000)
+    callback_url: str | None = None
+
+
+class StatusInquiryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    idempotency_keys: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1,
+                                                                                        max_length=1000)
 
 
 class EntryIn(BaseModel):
@@ -49,8 +72,7 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for unfinished in books.unfinished():  # taken before a restart: they still settle
-            schedule(unfinished)
+        schedule(books.unfinished())  # taken before a restart: they still settle
         yield
         for task in list(books.tasks):
             task.cancel()
@@ -61,88 +83,113 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
     app = FastAPI(title="Bank simulator", lifespan=lifespan)
     app.state.books = books
 
-    async def call_back(transfer: Transfer, body: dict[str, str | None] | None = None) -> None:
-        if not transfer.callback_url:
+    async def call_back(transfers: Sequence[Transfer], said: dict[str, str | None] | None = None) -> None:
+        """One signed callback per callback URL for a batch of transfers: {"transfers": [their statuses]}
+        (`said` overrides what it says of each: a bank that reports wrongly)."""
+        by_url: dict[str, list[dict[str, str | None]]] = {}
+        for t in transfers:
+            if t.callback_url:
+                by_url.setdefault(t.callback_url, []).append({**t.public(), **(said or {})})
+        if not by_url:
             return
-        times = 2 if books.chance(books.faults.duplicate_callback_rate) else 1
-        raw = json.dumps(body or transfer.public()).encode()
-        signature = hmac.new(settings.callback_secret.encode(), raw, hashlib.sha256).hexdigest()
         if not sessions:
             sessions.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)))
-        for _ in range(times):
-            try:
-                async with sessions[0].post(transfer.callback_url, data=raw, headers={
-                        "Content-Type": "application/json", "X-Bank-Signature": signature}) as response:
-                    await response.read()
-                books.stats["callbacks_sent"] += 1
-            except (TimeoutError, aiohttp.ClientError):
-                books.stats["callbacks_failed"] += 1  # the payer polls by key anyway
+        for url, reports in by_url.items():
+            raw = json.dumps({"transfers": reports}).encode()
+            signature = hmac.new(settings.callback_secret.encode(), raw, hashlib.sha256).hexdigest()
+            for _ in range(2 if books.chance(books.faults.duplicate_callback_rate) else 1):
+                try:
+                    async with sessions[0].post(url, data=raw, headers={
+                            "Content-Type": "application/json", "X-Bank-Signature": signature}) as response:
+                        await response.read()
+                    books.stats["callbacks_sent"] += len(reports)  # transfers reported, however batched
+                    books.stats["callback_batches_sent"] += 1
+                except (TimeoutError, aiohttp.ClientError):
+                    books.stats["callbacks_failed"] += len(reports)  # the payer polls by key anyway
 
-    def pay(transfer: Transfer) -> None:
-        books.set_status(transfer, "settled", None)
-        books.book_entry(transfer.key, transfer.amount, transfer.account)
-        if books.chance(books.faults.duplicate_booking_rate):
-            books.stats["duplicate_bookings_injected"] += 1
-            books.book_entry(transfer.key, transfer.amount, transfer.account)
+    def finish(outcomes: Sequence[tuple[Transfer, str, str | None]]) -> None:
+        """Final statuses in one go; money out (one statement line each, two for a bank that books twice)."""
+        books.set_statuses(outcomes)
+        paid = [t for t, status, _ in outcomes if status == "settled"]
+        twice = [t for t in paid if books.chance(books.faults.duplicate_booking_rate)]
+        books.stats["duplicate_bookings_injected"] += len(twice)
+        books.book_entries([(t.key, t.amount, t.account) for t in paid + twice])
+        books.stats.update(f"status_{status}" for _, status, _ in outcomes)
 
-    async def settle_later(transfer: Transfer) -> None:
+    async def settle_later(batch: Sequence[Transfer]) -> None:
+        """A batch the bank took goes on to its final statuses together, reported in one callback."""
         faults = books.faults
         await asyncio.sleep(faults.settle_delay_ms / 1000)
-        if transfer.status != "accepted":
-            return  # recalled meanwhile
-        if books.chance(faults.false_failure_rate):
-            books.stats["false_failures_injected"] += 1
-            await call_back(transfer, {**transfer.public(), "status": "failed", "reason": "account_closed"})
-        status, reason = books.final_status(transfer)
-        if status == "settled" and books.chance(faults.failure_then_settle_rate):
-            books.stats["failures_then_settled_injected"] += 1
-            books.set_status(transfer, "failed", "account_closed")
-            await call_back(transfer)
+        live = [t for t in batch if t.status == "accepted"]  # not recalled meanwhile
+        if false := [t for t in live if books.chance(faults.false_failure_rate)]:
+            books.stats["false_failures_injected"] += len(false)
+            await call_back(false, {"status": "failed", "reason": "account_closed"})
+        outcomes = [(t, *books.final_status(t)) for t in live]
+        late = {t.key for t, status, _ in outcomes
+                if status == "settled" and books.chance(faults.failure_then_settle_rate)}
+        finish([o for o in outcomes if o[0].key not in late])
+        await call_back([t for t, _, _ in outcomes if t.key not in late])
+        if late:  # reported failed, then paid after all
+            books.stats["failures_then_settled_injected"] += len(late)
+            failed_first = [t for t in live if t.key in late]
+            books.set_statuses([(t, "failed", "account_closed") for t in failed_first])
+            await call_back(failed_first)
             await asyncio.sleep(faults.late_settle_ms / 1000)
-        if status == "settled":
-            pay(transfer)
-        else:
-            books.set_status(transfer, status, reason)
-        books.stats[f"status_{transfer.status}"] += 1
-        await call_back(transfer)
+            finish([(t, "settled", None) for t in failed_first])
+            await call_back(failed_first)
 
-    def schedule(transfer: Transfer) -> None:
-        task = asyncio.create_task(settle_later(transfer))
+    def schedule(batch: Sequence[Transfer]) -> None:
+        if not batch:
+            return
+        task = asyncio.create_task(settle_later(batch))
         books.tasks.add(task)
         task.add_done_callback(books.tasks.discard)
 
-    def book_late(orders: Sequence[tuple[str, Decimal, str, str, str, str | None]]) -> None:
+    def book(orders: Sequence[Order]) -> list[Transfer | KeyReused]:
+        """Book a batch in one go; the new transfers go on to settle together."""
+        booked = books.book_batch(orders)
+        schedule([t for t, created in booked if created and isinstance(t, Transfer)])
+        return [t for t, _ in booked]
+
+    def book_late(orders: Sequence[Order]) -> None:
         """The bank took these and books them only after late_booking_ms (it answers after the payer gave up)."""
+        if not orders:
+            return
         books.stats["late_bookings_injected"] += len(orders)
         books.late.update(o[0] for o in orders)
 
         async def later() -> None:
             await asyncio.sleep(books.faults.late_booking_ms / 1000)
-            for order in orders:
-                books.late.discard(order[0])
-                with contextlib.suppress(KeyReused):
-                    transfer, created = books.book(*order)
-                    if created:
-                        schedule(transfer)
+            books.late.difference_update(o[0] for o in orders)
+            book(orders)  # a key reused with other content meanwhile stays refused
 
         task = asyncio.create_task(later())
         books.tasks.add(task)
         task.add_done_callback(books.tasks.discard)
 
-    async def faults_before_booking() -> Response | None:
+    def some_booked_late(orders: Sequence[Order]) -> None:
+        """Each new transfer may be one the bank books late (late_booking_rate is a chance per transfer)."""
+        book_late([o for o in orders if o[0] not in books.transfers and o[0] not in books.late
+                   and books.chance(books.faults.late_booking_rate)])
+
+    async def latency() -> None:
         if books.faults.latency_ms:
             await asyncio.sleep(books.faults.latency_ms / 1000)
+
+    async def faults_before_booking() -> Response | None:
+        await latency()
         if books.chance(books.faults.error_rate):
             books.stats["errors_injected"] += 1
             return JSONResponse({"code": "unavailable"}, status_code=503)
         return None
 
-    async def maybe_time_out() -> None:
-        if books.chance(books.faults.timeout_rate):
+    async def maybe_time_out(transfers: int = 1) -> None:
+        """Book, then answer too late (timeout_rate is a chance per transfer; the answer is one for the call)."""
+        if any(books.chance(books.faults.timeout_rate) for _ in range(transfers)):
             books.stats["timeouts_injected"] += 1
             await asyncio.sleep(books.faults.timeout_sleep_ms / 1000)
 
-    async def hang_for_late(keys: list[str]) -> bool:
+    async def hang_for_late(keys: Sequence[str]) -> bool:
         """True when one of the keys is booked late: the call hangs as long, then finds it or gives up."""
         if not any(k in books.late for k in keys):
             return False
@@ -155,19 +202,51 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
             return fault
         order = (idempotency_key, Decimal(body.amount), body.creditor_account, body.creditor_name,
                  body.remittance_info, body.callback_url)
-        if idempotency_key not in books.transfers and idempotency_key not in books.late and books.chance(
-                books.faults.late_booking_rate):
-            book_late([order])
+        some_booked_late([order])
         if await hang_for_late([idempotency_key]) and idempotency_key not in books.transfers:
             return JSONResponse({"code": "unavailable"}, status_code=503)
-        try:
-            booked, created = books.book(*order)
-        except KeyReused:
+        [booked] = book([order])
+        if isinstance(booked, KeyReused):
             return JSONResponse({"code": "idempotency_key_reused"}, status_code=409)
-        if created:
-            schedule(booked)
         await maybe_time_out()
         return booked.public()
+
+    @app.post("/v1/transfers/batch")
+    async def transfer_batch(body: TransferBatchIn) -> dict[str, list[dict[str, str | None]]]:
+        """Many transfers in one request, booked in one go and answered per transfer, in the order sent:
+        its status (accepted, or already final for a key booked before), `rejected` with a reason (that
+        transfer alone is refused: `idempotency_key_reused`), or `unavailable` (not booked: send it again)."""
+        await latency()
+        orders = [(t.idempotency_key, Decimal(t.amount), t.creditor_account, t.creditor_name, t.remittance_info,
+                   body.callback_url) for t in body.transfers]
+        unavailable = {o[0] for o in orders if books.chance(books.faults.error_rate)}  # each its own chance
+        books.stats["errors_injected"] += len(unavailable)
+        orders = [o for o in orders if o[0] not in unavailable]
+        some_booked_late(orders)
+        if await hang_for_late([o[0] for o in orders]):
+            unavailable |= {o[0] for o in orders if o[0] not in books.transfers}
+            orders = [o for o in orders if o[0] not in unavailable]
+        booked = dict(zip((o[0] for o in orders), book(orders), strict=True))
+        await maybe_time_out(len(body.transfers))
+
+        def answer(key: str) -> dict[str, str | None]:
+            if key in unavailable:
+                return {"idempotency_key": key, "status": "unavailable"}
+            if isinstance(found := booked[key], KeyReused):
+                return {"idempotency_key": key, "status": "rejected", "reason": "idempotency_key_reused"}
+            return found.public()
+
+        return {"transfers": [answer(t.idempotency_key) for t in body.transfers]}
+
+    @app.post("/v1/transfers/status")
+    async def transfer_statuses(body: StatusInquiryIn) -> dict[str, Any]:
+        """What the bank knows of many keys at once: the status of each it holds, and those it never received."""
+        books.stats["status_inquiries"] += 1
+        books.stats["status_keys_asked"] += len(body.idempotency_keys)
+        found = [t for k in dict.fromkeys(body.idempotency_keys) if (t := books.transfers.get(k)) is not None]
+        known = {t.key for t in found}
+        return {"transfers": [t.public() for t in found],
+                "unknown": [k for k in dict.fromkeys(body.idempotency_keys) if k not in known]}
 
     @app.get("/v1/transfers/{key}")
     async def transfer_status(key: str) -> Any:
@@ -183,7 +262,7 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
         if found is None:
             return JSONResponse({"code": "unknown_transfer"}, status_code=404)
         if found.status == "accepted":
-            books.set_status(found, "failed", "recalled")
+            books.set_statuses([(found, "failed", "recalled")])
             books.stats["recalled"] += 1
         return found.public()
 
@@ -197,35 +276,36 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
 
     @app.post("/iso20022/pain.001")
     async def pain001(request: Request) -> Response:
+        """A pain.001 batch, booked in one go; the pain.002 answers per transaction (a key reused with other
+        content is rejected alone: RJCT, AM05)."""
         if (fault := await faults_before_booking()) is not None:
             return fault
         try:
             msg_id, transactions = read_pain001(await request.body())
             orders = [(t["key"], Decimal(t["amount"]), t["account"], t["name"], t["remittance"], None)
                       for t in transactions]
-            new = [o for o in orders if o[0] not in books.transfers and o[0] not in books.late]
-            if new and books.chance(books.faults.late_booking_rate):
-                book_late(new)
-            if await hang_for_late([o[0] for o in orders]) and any(o[0] not in books.transfers for o in orders):
-                return JSONResponse({"code": "unavailable"}, status_code=503)
-            booked = []
-            for order in orders:
-                transfer, created = books.book(*order)
-                if created:
-                    schedule(transfer)
-                booked.append(transfer)
-        except (ValueError, InvalidOperation, KeyReused) as exc:
+        except (ValueError, InvalidOperation) as exc:
             return JSONResponse({"code": "rejected", "detail": type(exc).__name__}, status_code=400)
-        reports[msg_id] = [t.key for t in booked]
-        await maybe_time_out()
-        return Response(write_pain002(msg_id, booked), media_type="application/xml")
+        some_booked_late(orders)
+        if await hang_for_late([o[0] for o in orders]) and any(o[0] not in books.transfers for o in orders):
+            return JSONResponse({"code": "unavailable"}, status_code=503)
+        booked = book(orders)
+        reports[msg_id] = [t.key for t in booked if isinstance(t, Transfer)]
+        await maybe_time_out(len(orders))
+        return Response(write_pain002(msg_id, [t for t in booked if isinstance(t, Transfer)],
+                                      {t.args[0]: "idempotency_key_reused" for t in booked
+                                       if isinstance(t, KeyReused)}), media_type="application/xml")
 
     @app.get("/iso20022/pain.002")
-    async def pain002(end_to_end_id: str) -> Response:
-        found = books.transfers.get(end_to_end_id)
-        if found is None:
+    async def pain002(end_to_end_id: Annotated[list[str], Query(max_length=1000)]) -> Response:
+        """A status report on one or many EndToEndIds (repeat the parameter): those the bank holds; 404 when it
+        holds none of them."""
+        books.stats["status_inquiries"] += 1
+        books.stats["status_keys_asked"] += len(end_to_end_id)
+        found = [t for k in dict.fromkeys(end_to_end_id) if (t := books.transfers.get(k)) is not None]
+        if not found:
             return JSONResponse({"code": "unknown_transfer"}, status_code=404)
-        return Response(write_pain002("STATUS-INQUIRY", [found]), media_type="application/xml")
+        return Response(write_pain002("STATUS-INQUIRY", found), media_type="application/xml")
 
     @app.get("/iso20022/pain.002/{msg_id}")
     async def report(msg_id: str) -> Response:

@@ -10,7 +10,7 @@ from simulators.bank.ledger import Entry, Transfer
 
 PAIN001 = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 PAIN002 = "urn:iso:std:iso:20022:tech:xsd:pain.002.001.10"
-CODES = {"account_closed": "AC04", "name_mismatch": "BE01"}
+CODES = {"account_closed": "AC04", "name_mismatch": "BE01", "idempotency_key_reused": "AM05"}
 
 
 def read_pain001(xml: bytes) -> tuple[str, list[dict[str, str]]]:
@@ -38,7 +38,10 @@ def read_pain001(xml: bytes) -> tuple[str, list[dict[str, str]]]:
     return msg_id, transactions
 
 
-def write_pain002(original_msg_id: str, transfers: Iterable[Transfer]) -> bytes:
+def write_pain002(original_msg_id: str, transfers: Iterable[Transfer], rejected: dict[str, str] | None = None
+                  ) -> bytes:
+    """A status report per transaction: each transfer's status, and RJCT for each EndToEndId in `rejected`
+    (with its reason) that the bank refused without booking."""
     ET.register_namespace("", PAIN002)
     doc = ET.Element(f"{{{PAIN002}}}Document")
     report = ET.SubElement(doc, "CstmrPmtStsRpt")
@@ -50,13 +53,17 @@ def write_pain002(original_msg_id: str, transfers: Iterable[Transfer]) -> bytes:
     ET.SubElement(group, "OrgnlMsgNmId").text = "pain.001.001.09"
     info = ET.SubElement(report, "OrgnlPmtInfAndSts")
     ET.SubElement(info, "OrgnlPmtInfId").text = original_msg_id
-    for t in transfers:
+    rows: list[tuple[str, str, str | None, str | None]] = [(t.key, t.status, t.reason, t.reference)
+                                                           for t in transfers]
+    rows += [(key, "failed", reason, None) for key, reason in (rejected or {}).items()]
+    for key, status, reason, reference in rows:
         tx = ET.SubElement(info, "TxInfAndSts")
-        ET.SubElement(tx, "OrgnlEndToEndId").text = t.key
-        ET.SubElement(tx, "TxSts").text = {"accepted": "ACCP", "settled": "ACSC", "failed": "RJCT"}[t.status]
-        if t.reason:
-            ET.SubElement(ET.SubElement(ET.SubElement(tx, "StsRsnInf"), "Rsn"), "Cd").text = CODES.get(t.reason, "NARR")
-        ET.SubElement(tx, "AcctSvcrRef").text = t.reference
+        ET.SubElement(tx, "OrgnlEndToEndId").text = key
+        ET.SubElement(tx, "TxSts").text = {"accepted": "ACCP", "settled": "ACSC", "failed": "RJCT"}[status]
+        if reason:
+            ET.SubElement(ET.SubElement(ET.SubElement(tx, "StsRsnInf"), "Rsn"), "Cd").text = CODES.get(reason, "NARR")
+        if reference:
+            ET.SubElement(tx, "AcctSvcrRef").text = reference
     document: bytes = ET.tostring(doc, encoding="utf-8", xml_declaration=True)  # typeshed: Any for an encoding
     return document
 

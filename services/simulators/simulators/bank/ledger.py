@@ -10,6 +10,7 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -34,6 +35,10 @@ CREATE INDEX IF NOT EXISTS entry_booked_on ON entry (booked_on);
 
 class KeyReused(Exception):
     """The same idempotency key with different content."""
+
+
+Order = tuple[str, Decimal, str, str, str, str | None]
+"""One transfer as the payer orders it: key, amount, creditor account, creditor name, remittance, callback URL."""
 
 
 @dataclass
@@ -104,34 +109,77 @@ class Books:
     def book(self, key: str, amount: Decimal, account: str, name: str, remittance: str,
              callback_url: str | None) -> tuple[Transfer, bool]:
         """(transfer, created). The same key with the same content returns the first booking."""
-        fingerprint = hashlib.sha256(f"{amount:.2f}|{account}|{name}|{remittance}".encode()).hexdigest()
-        existing = self.transfers.get(key)
-        if existing is not None:
-            if existing.fingerprint != fingerprint:
-                raise KeyReused(key)
-            self.stats["duplicates_absorbed"] += 1
-            return existing, False
-        transfer = Transfer(key, fingerprint, amount, account, name, remittance, callback_url)
-        self.db.execute("INSERT INTO transfer VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
-            key, fingerprint, f"{amount:.2f}", account, name, remittance, callback_url, transfer.reference,
-            transfer.status, transfer.reason, transfer.received_at))
-        self.transfers[key] = transfer
-        self.stats["transfers_created"] += 1
-        self.per_remittance[remittance] += 1
-        return transfer, True
+        [(booked, created)] = self.book_batch([(key, amount, account, name, remittance, callback_url)])
+        if isinstance(booked, KeyReused):
+            raise booked
+        return booked, created
+
+    def book_batch(self, orders: Sequence[Order]) -> list[tuple[Transfer | KeyReused, bool]]:
+        """Per order (in order): (transfer, created), or (KeyReused, False) for a key already booked with other
+        content, which refuses that order alone. The new transfers are written in one transaction."""
+        out: list[tuple[Transfer | KeyReused, bool]] = []
+        new: dict[str, Transfer] = {}
+        for key, amount, account, name, remittance, callback_url in orders:
+            fingerprint = hashlib.sha256(f"{amount:.2f}|{account}|{name}|{remittance}".encode()).hexdigest()
+            existing = self.transfers.get(key) or new.get(key)
+            if existing is not None:
+                if existing.fingerprint != fingerprint:
+                    out.append((KeyReused(key), False))
+                    continue
+                self.stats["duplicates_absorbed"] += 1
+                out.append((existing, False))
+                continue
+            transfer = Transfer(key, fingerprint, amount, account, name, remittance, callback_url)
+            new[key] = transfer
+            out.append((transfer, True))
+        if new:
+            self._write("INSERT INTO transfer VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [(
+                t.key, t.fingerprint, f"{t.amount:.2f}", t.account, t.name, t.remittance, t.callback_url,
+                t.reference, t.status, t.reason, t.received_at) for t in new.values()])
+            self.transfers.update(new)
+            self.stats["transfers_created"] += len(new)
+            self.per_remittance.update(t.remittance for t in new.values())
+        return out
 
     def set_status(self, transfer: Transfer, status: str, reason: str | None) -> None:
-        self.db.execute("UPDATE transfer SET status = ?, reason = ? WHERE key = ?", (status, reason, transfer.key))
-        transfer.status, transfer.reason = status, reason
+        self.set_statuses([(transfer, status, reason)])
+
+    def set_statuses(self, changes: Sequence[tuple[Transfer, str, str | None]]) -> None:
+        """New statuses for many transfers, written in one transaction."""
+        if not changes:
+            return
+        self._write("UPDATE transfer SET status = ?, reason = ? WHERE key = ?",
+                    [(status, reason, t.key) for t, status, reason in changes])
+        for transfer, status, reason in changes:
+            transfer.status, transfer.reason = status, reason
 
     def book_entry(self, key: str, amount: Decimal, account: str) -> Entry:
         """Money out: one statement line (a bank that books twice calls this twice for one transfer)."""
-        entry = Entry(f"EN{uuid.uuid4().hex[:18].upper()}", key, amount, account, time.time())
-        self.db.execute("INSERT INTO entry VALUES (?, ?, ?, ?, ?, ?)", (
-            entry.reference, key, f"{amount:.2f}", account, entry.booked_at, entry.booked_on.isoformat()))
-        self.entries.append(entry)
-        self.stats["entries_booked"] += 1
+        [entry] = self.book_entries([(key, amount, account)])
         return entry
+
+    def book_entries(self, lines: Sequence[tuple[str, Decimal, str]]) -> list[Entry]:
+        """Money out for many transfers, written in one transaction."""
+        now = time.time()
+        entries = [Entry(f"EN{uuid.uuid4().hex[:18].upper()}", key, amount, account, now)
+                   for key, amount, account in lines]
+        if entries:
+            self._write("INSERT INTO entry VALUES (?, ?, ?, ?, ?, ?)", [(
+                e.reference, e.key, f"{e.amount:.2f}", e.account, e.booked_at, e.booked_on.isoformat())
+                for e in entries])
+        self.entries.extend(entries)
+        self.stats["entries_booked"] += len(entries)
+        return entries
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """One statement over many rows, in one transaction (the connection is otherwise in autocommit)."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(sql, rows)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def statement(self, day: date) -> list[Entry]:
         return [e for e in self.entries if e.booked_on == day]

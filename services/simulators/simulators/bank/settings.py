@@ -7,8 +7,10 @@ class Faults(BaseModel):
     compromised) bank is one setting; rates are chances per transfer, drawn from the seeded random."""
 
     latency_ms: int = Field(0, ge=0)
-    error_rate: float = Field(0.0, ge=0, le=1)  # 503 without booking
-    timeout_rate: float = Field(0.0, ge=0, le=1)  # book, then answer too late: an ambiguous failure
+    # Not booked: a 503 (a REST batch answers that transfer `unavailable`; an ISO document fails whole).
+    error_rate: float = Field(0.0, ge=0, le=1)
+    # Book, then answer too late: an ambiguous failure (for the whole call carrying the transfer).
+    timeout_rate: float = Field(0.0, ge=0, le=1)
     timeout_sleep_ms: int = Field(5000, ge=0)
     duplicate_callback_rate: float = Field(0.0, ge=0, le=1)
     closed_account_suffix: str = "0000"
