@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import uuid
 from typing import Any
 
 import pytest
@@ -13,9 +14,10 @@ from sqlalchemy import text
 
 from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
 from shared.messaging.consumer import ConsumerRunner
+from shared.messaging.inbox import claim_new
 from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.outbox import OutboxRelay
-from shared.testing import ROOT
+from shared.testing import ROOT, statements_sent
 from shared.tests.integration.helpers import (
     committed_total,
     effects,
@@ -202,3 +204,17 @@ async def test_a_producer_whose_batch_is_never_confirmed_is_renewed_and_sends_ag
         await producer.publish([Message(probe_settings.topic(SETTLEMENT_RECEIVED), b"x", "k")], timeout_s=30)
     finally:
         await producer.stop()
+
+
+async def test_the_inbox_claims_each_id_once_with_one_statement_text_for_any_batch_size(probe_settings, db) -> None:
+    seen = [uuid.uuid4() for _ in range(3)]
+    async with db.transaction() as session:
+        assert await claim_new(session, "probe", seen) == set(seen)
+    fresh = [uuid.uuid4() for _ in range(100)]
+    with statements_sent(db) as sent:
+        async with db.transaction() as session:
+            assert await claim_new(session, "probe", [fresh[0], fresh[0]]) == {fresh[0]}  # a twin counts once
+            assert await claim_new(session, "probe", [*seen, *fresh]) == set(fresh[1:])
+            assert await claim_new(session, "other group", seen[:1]) == set(seen[:1])  # per consumer group
+            assert await claim_new(session, "probe", []) == set()
+    assert len(sent) == 3 and len(set(sent)) == 1, sent  # one statement each, prepared once whatever the size
