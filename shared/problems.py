@@ -1,6 +1,8 @@
 """RFC 9457 problem details: every error any service returns has a stable code, a message and the field."""
 
+import functools
 import logging
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -8,7 +10,7 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
@@ -91,6 +93,28 @@ def validated(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_input=False)) from None
+
+
+@functools.cache
+def _list_of(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]  # a model class known only at run time
+
+
+def validated_items(model: type[M], items: Sequence[Any], *, field: str, noun: str = "item",
+                    whole: str = "the batch") -> list[M]:
+    """Every item of a batch (`items`, found at `field` of the body) as `model`, validated in one call, or one
+    422 problem naming every invalid item: each error's `field` starts `<field>.<index>` and its `index` is the
+    item's. All or nothing: the caller stores none of a batch with one bad item. Input values are never echoed."""
+    try:
+        valid: list[M] = _list_of(model).validate_python(items)
+    except ValidationError as exc:
+        errors: list[dict[str, Any]] = [
+            {"field": ".".join(str(p) for p in (field, *e["loc"])), "code": e["type"], "message": e["msg"],
+             "index": e["loc"][0]} for e in exc.errors(include_input=False)]
+        raise ProblemError(422, "invalid_input", f"{len({e['index'] for e in errors})} {noun}(s) invalid; {whole} "
+                           "was refused whole and nothing was stored", field=errors[0]["field"], errors=errors
+                           ) from None
+    return valid
 
 
 def _field(loc: tuple[Any, ...]) -> str:

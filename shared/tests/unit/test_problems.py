@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from shared.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from shared.problems import ProblemError, install_problem_handlers, validated
+from shared.problems import ProblemError, install_problem_handlers, validated, validated_items
 
 
 class Body(BaseModel):
@@ -86,3 +86,17 @@ def test_a_body_a_route_validates_itself_gets_the_same_422_without_the_value() -
     response = client.post("/raw", json={"national_id": "110101199003074578", "amount": "x"})
     assert (response.status_code, response.json()["code"], response.json()["field"]) == (422, "invalid_input", "amount")
     assert "110101199003074578" not in response.text
+
+
+def test_a_batch_is_validated_in_one_call_and_its_errors_name_each_bad_item_by_index() -> None:
+    good = {"national_id": "110101199003074578", "amount": 1}
+    assert validated_items(Body, [good, good], field="items") == [Body(**good), Body(**good)]
+    with pytest.raises(ProblemError) as refused:
+        validated_items(Body, [good, {**good, "amount": "x"}, good, "not an object", {"amount": 2}], field="items",
+                        noun="record", whole="the import")
+    problem = refused.value
+    assert (problem.status, problem.code, problem.field) == (422, "invalid_input", "items.1.amount")
+    assert problem.message == "3 record(s) invalid; the import was refused whole and nothing was stored"
+    assert [(e["index"], e["field"], e["code"]) for e in problem.errors or []] == [
+        (1, "items.1.amount", "int_parsing"), (3, "items.3", "model_type"), (4, "items.4.national_id", "missing")]
+    assert "110101199003074578" not in str(problem.errors) and "not an object" not in str(problem.errors)

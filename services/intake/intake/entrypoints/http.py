@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from intake.domain.journey import Journey
 from intake.domain.submission import HOSPITAL_SETTLEMENT_ID_PATTERN, ReversalIn, SettlementBatchIn, SettlementIn
@@ -15,7 +15,7 @@ from intake.service_layer.accept import Accepted, accept_settlements, reverse_se
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from shared.contracts.openapi import inline_schema, request_body
 from shared.pagination import Offset
-from shared.problems import ProblemError, validated
+from shared.problems import ProblemError, validated, validated_items
 from shared.request_guard import parsed_json
 from shared.unit_of_work import unit_of_work
 
@@ -81,18 +81,7 @@ async def push_settlement_batch(request: Request, runtime: IntakeRuntime, hospit
     limit = runtime.deps.settings.max_batch_items
     if len(batch.items) > limit:
         raise ProblemError(413, "batch_too_large", f"a batch holds at most {limit} settlements", field="items")
-    items: list[SettlementIn] = []
-    errors: list[dict[str, Any]] = []
-    for index, raw in enumerate(batch.items):
-        try:
-            items.append(SettlementIn.model_validate(raw))
-        except ValidationError as exc:
-            errors += [{"field": ".".join(str(p) for p in ("items", index, *e["loc"])), "code": e["type"],
-                        "message": e["msg"], "index": index} for e in exc.errors(include_input=False)]
-    if errors:
-        raise ProblemError(422, "invalid_input", f"{len({e['index'] for e in errors})} item(s) invalid; "
-                           "the batch was refused whole and nothing was stored", field=errors[0]["field"],
-                           errors=errors)
+    items = validated_items(SettlementIn, batch.items, field="items")
     results = await _accept(runtime, hospital_id, items)
     created = sum(r.outcome == "created" for r in results)
     return BatchOut(accepted=len(results), created=created, duplicates=len(results) - created,
