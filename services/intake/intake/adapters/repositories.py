@@ -1,16 +1,19 @@
 """Intake's repositories: settlements (with their journey steps) and the signatures already used.
 
-Bulk SQL only, never a round trip per row: accepting a request is one statement per table (Core
-executemany), a consumer batch one SELECT ... FOR UPDATE, one UPDATE and one INSERT of steps.
+Bulk SQL only, never a round trip per row: accepting a request is one statement per table, a consumer batch
+one SELECT ... FOR UPDATE, one UPDATE and one INSERT of steps. Each statement is one execution whatever the
+number of rows (arrays, `unnest`), not an executemany the server runs row by row, and its text does not
+depend on the number of rows, so it is prepared once per connection.
 """
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, text, tuple_, update
+from sqlalchemy import Table, TextClause, delete, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -23,6 +26,33 @@ from shared.db import LOCK_SETTLEMENT_ID, lock_keys
 # What the aggregate is loaded from: its state, not the personal data or the amounts.
 _STATE = [SETTLEMENT_TABLE.c[name] for name in ("id", "hospital_id", "hospital_settlement_id", "person_ref", "status",
                                                 "status_reason", "eligibility_reason", "assistance")]
+_NEW = ("id", "hospital_id", "hospital_settlement_id", "fingerprint", "person_ref", "national_id_enc", "name_enc",
+        "hospital_level", "visit_type", "admission_date", "discharge_date", "total_amount", "policy_scope_amount",
+        "basic_insurance_paid", "critical_illness_paid", "status")
+_STEP = ("settlement_id", "status", "reason")
+
+
+def _arrays(table: Table, columns: Sequence[str]) -> str:
+    """`unnest` of one array parameter per column (named like it), typed like the column."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect __init__ is unannotated
+    return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"
+
+
+def _insert_arrays(table: Table, columns: Sequence[str]) -> TextClause:
+    """INSERT of every row in one execution, in the arrays' order (a serial id follows it)."""
+    return text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
+                f"{_arrays(table, columns)} WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY n")
+
+
+_INSERT_SETTLEMENTS = _insert_arrays(SETTLEMENT_TABLE, _NEW)
+_INSERT_STEPS = _insert_arrays(JOURNEY_TABLE, _STEP)
+_SAVED = ("id", "status", "status_reason", "eligibility_reason", "assistance")
+_SAVE = text(f"UPDATE settlement AS s SET {', '.join(f'{c} = v.{c}' for c in _SAVED[1:])}, updated_at = now() "
+             f"FROM {_arrays(SETTLEMENT_TABLE, _SAVED)} AS v({', '.join(_SAVED)}) WHERE s.id = v.id")
+
+
+def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    return {c: [row[c] for row in rows] for c in columns}
 
 
 def _settlement(row: Any) -> Settlement:
@@ -41,21 +71,21 @@ class SettlementRepository:
 
         Pushes of the same new ids at once wait for each other here (an advisory lock per id), then find the
         first one's rows: a duplicate or a conflict, never a unique violation."""
-        keys = [(hospital_id, sid) for sid in dict.fromkeys(hospital_settlement_ids)]
-        await lock_keys(self.session, LOCK_SETTLEMENT_ID, (f"{h}/{sid}" for h, sid in keys))
+        ids = list(dict.fromkeys(hospital_settlement_ids))
+        await lock_keys(self.session, LOCK_SETTLEMENT_ID, (f"{hospital_id}/{sid}" for sid in ids))
         rows = (await self.session.execute(
             select(col(SettlementRow.id), col(SettlementRow.hospital_settlement_id), col(SettlementRow.fingerprint),
                    col(SettlementRow.status))
-            .where(tuple_(col(SettlementRow.hospital_id), col(SettlementRow.hospital_settlement_id)).in_(keys))
-            .with_for_update())).all()
+            .where(col(SettlementRow.hospital_id) == hospital_id,
+                   col(SettlementRow.hospital_settlement_id) == text("ANY(CAST(:ids AS varchar[]))"))
+            .with_for_update(), {"ids": ids})).all()
         return {row.hospital_settlement_id: Known(row.id, row.fingerprint, row.status) for row in rows}
 
     async def add(self, settlements: Sequence[Settlement]) -> None:
         """Store new settlements and their first step: one INSERT per table (the hot path of intake)."""
-        rows = [_new_row(s) for s in settlements]
-        if not rows:
+        if not settlements:
             return
-        await self.session.execute(insert(SETTLEMENT_TABLE), rows)
+        await self.session.execute(_INSERT_SETTLEMENTS, _columns([_new_row(s) for s in settlements], _NEW))
         await self._add_steps(settlements)
 
     async def get(self, hospital_id: str, hospital_settlement_id: str) -> Settlement | None:
@@ -68,7 +98,8 @@ class SettlementRepository:
     async def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Settlement]:
         """The settlements of these ids that exist, locked until the commit."""
         rows = (await self.session.execute(
-            select(*_STATE).where(col(SettlementRow.id).in_(list(ids))).with_for_update())).all()
+            select(*_STATE).where(col(SettlementRow.id) == text("ANY(CAST(:ids AS uuid[]))")).with_for_update(),
+            {"ids": list(ids)})).all()
         return {row.id: _settlement(row) for row in rows}
 
     async def save(self, settlements: Sequence[Settlement]) -> None:
@@ -76,18 +107,16 @@ class SettlementRepository:
         changed = [s for s in settlements if s.steps]
         if not changed:
             return
-        now = datetime.now(UTC)
-        # The ORM entity, not the table: a bulk UPDATE by primary key (executemany, WHERE id = each row's).
-        await self.session.execute(update(SettlementRow), [
+        await self.session.execute(_SAVE, _columns([
             {"id": s.id, "status": s.status.value, "status_reason": s.status_reason, "assistance": s.assistance,
-             "eligibility_reason": s.eligibility_reason, "updated_at": now} for s in changed])
+             "eligibility_reason": s.eligibility_reason} for s in changed], _SAVED))
         await self._add_steps(changed)
 
     async def _add_steps(self, settlements: Sequence[Settlement]) -> None:
         steps = [{"settlement_id": s.id, "status": step.status.value, "reason": step.reason}
                  for s in settlements for step in s.steps]
         if steps:
-            await self.session.execute(insert(JOURNEY_TABLE), steps)
+            await self.session.execute(_INSERT_STEPS, _columns(steps, _STEP))
         for s in settlements:
             s.steps = []
 
