@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import orjson
 
-from eligibility.adapters.tables import ConsentRow, ContactRow, PersonRow
+from eligibility.adapters.repositories import AccountOnFile
+from eligibility.adapters.tables import ConsentRow, ContactRow
 from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.person_view import publish_person_records
@@ -54,31 +55,34 @@ def _fingerprint(pepper: bytes, account: str, name: str) -> str:
 
 async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Principal,
                           records: Sequence[RegistryRecordIn]) -> ImportResult:
-    """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked."""
-    by_ref = {person_ref(keys.pepper, r.national_id): r for r in records}  # last record of a person wins
-    await _inside_area(uow, officer, keys, records)
+    """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked.
+
+    One statement per table for the whole import, whatever its size (docs/decisions/0028)."""
+    refs = [person_ref(keys.pepper, r.national_id) for r in records]
+    by_ref = dict(zip(refs, records, strict=True))  # last record of a person wins
+    await _inside_area(uow, officer, refs, records)
     await uow.registry.lock(by_ref)  # imports of the same persons at once take turns
-    existing = await uow.registry.persons_locked(list(by_ref))
-    person_rows, payee_updates = [], 0
+    on_file = await uow.registry.accounts_locked(list(by_ref))
+    now, person_rows, payee_updates = datetime.now(UTC), [], 0
     for ref, r in by_ref.items():
-        row, payee = _person_row(keys, ref, r, existing.get(ref))
+        row, payee = _person_row(keys, ref, r, on_file.get(ref), now)
         person_rows.append(row)
         if payee is not None:
             uow.publish(REGISTRY_PAYEE, ref, payee)
             payee_updates += 1
     await uow.registry.save_persons(person_rows)
-    period_rows = [{"person_ref": person_ref(keys.pepper, r.national_id), "category": r.category.value,
-                    "valid_from": r.valid_from, "valid_to": r.valid_to} for r in records]
-    period_rows = list({(p["person_ref"], p["category"], p["valid_from"]): p for p in period_rows}.values())
+    period_rows = list({(ref, r.category.value, r.valid_from): {
+        "person_ref": ref, "category": r.category.value, "valid_from": r.valid_from, "valid_to": r.valid_to}
+        for ref, r in zip(refs, records, strict=True)}.values())
     await uow.registry.save_periods(period_rows)
     await publish_person_records(uow, keys, by_ref)
     contacts = await update_contacts(uow, keys, phones={ref: r.phone for ref, r in by_ref.items() if r.phone})
     rescreened = await rescreen_parked(uow, by_ref)
-    return ImportResult(len(records), len(set(by_ref) - set(existing)), len(period_rows), payee_updates,
+    return ImportResult(len(records), len(by_ref.keys() - on_file.keys()), len(period_rows), payee_updates,
                         rescreened, contacts)
 
 
-def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: PersonRow | None
+def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: AccountOnFile | None, now: datetime
                 ) -> tuple[dict[str, Any], PayeeAccountUpdated | None]:
     """The person's entry as the record has it (identity encrypted), and the new account to publish (under
     the payee key, versioned) when the record changes it."""
@@ -92,7 +96,7 @@ def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: PersonRow | None
         "bank_account_fingerprint": old.bank_account_fingerprint if old else None,
         "account_masked": old.account_masked if old else None,
         "account_version": old.account_version if old else 0,
-        "updated_at": datetime.now(UTC),
+        "updated_at": now,
     }
     if not r.bank_account:
         return row, None
@@ -109,13 +113,12 @@ def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: PersonRow | None
                                     account_masked=row["account_masked"])
 
 
-async def _inside_area(uow: EligibilityUnitOfWork, officer: Principal, keys: Keys,
+async def _inside_area(uow: EligibilityUnitOfWork, officer: Principal, refs: Sequence[str],
                        records: Sequence[RegistryRecordIn]) -> None:
     """A registry officer confined to a district imports only records of it, and only for persons the registry
     lists there or nowhere yet (a move between districts is for a city-wide officer): refused whole otherwise."""
     if officer.area.everywhere:
         return
-    refs = [person_ref(keys.pepper, r.national_id) for r in records]
     current = await uow.registry.districts(refs)
     errors = [{"index": i, "field": f"records.{i}.district_code", "code": "outside_area",
                "message": "outside your area"}

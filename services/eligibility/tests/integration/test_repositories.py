@@ -1,6 +1,7 @@
 """Eligibility's repositories against the real PostgreSQL: what goes in comes back, in bulk, first decisions stay
 first, and what screening reads of a person is what the registry holds."""
 
+import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -9,7 +10,8 @@ from decimal import Decimal
 import pytest
 from eligibility.adapters.tables import ConsentRow
 from eligibility.bootstrap import MIGRATIONS
-from eligibility.config import EligibilitySettings
+from eligibility.config import EligibilitySettings, Keys
+from eligibility.domain.registry import RegistryRecordIn
 from eligibility.domain.rules import (
     Consent,
     EligibilityDecision,
@@ -19,15 +21,19 @@ from eligibility.domain.rules import (
     RegistryPeriod,
     Screening,
 )
+from eligibility.service_layer.registry import ImportResult, import_registry
 from eligibility.service_layer.screening import screen_events
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from opentelemetry.trace import INVALID_SPAN
+from simulators.hospital.feed import national_id
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import PolicyPublished, SettlementReceived
 from shared.contracts.types import Category, ConsentLookback
 from shared.db import Database
 from shared.messaging.consumer import Event
+from shared.security.crypto import person_ref
+from shared.security.staff_auth import Principal, Role
 from shared.testing import migrated_database, statements_sent
 from shared.unit_of_work import unit_of_work
 
@@ -78,7 +84,7 @@ async def test_registry_repository(db: Database) -> None:
                                              published_at=datetime.now(UTC))])
     async with unit_of_work(db, EligibilityUnitOfWork) as uow:
         assert await uow.registry.districts([ref, other, "f" * 64]) == {ref: DISTRICT, other: "310198"}
-        assert set(await uow.registry.persons_locked([ref, other])) == {ref, other}
+        assert set(await uow.registry.accounts_locked([ref, other, "f" * 64])) == {ref, other}
         facts = await uow.registry.facts([ref, other])
         assert facts.areas[ref] == PersonArea(DISTRICT, f"{DISTRICT}001")
         assert facts.periods == {ref: [RegistryPeriod("subsistence", date(2026, 1, 1), date(2026, 12, 31))]}
@@ -135,3 +141,39 @@ async def test_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred
                        span=INVALID_SPAN) for ref in batch for s in [settlement(date(2026, 3, 1))]]
                 for batch in batches]
     assert [await statements(events) for events in arrivals] == [6, 6]
+
+
+async def test_an_import_costs_the_same_statements_for_one_person_or_a_chunk(db: Database) -> None:
+    """The registry import stays set-based: one statement per table (and one for the outbox) however many persons,
+    new or already listed, with or without a new bank account; what it stored reads back whole."""
+    rng = random.Random(28)
+    keys, officer = Keys.of(db.settings), Principal("officer-1", Role.registry_officer, None, None)
+
+    def records(n: int, tag: str) -> list[RegistryRecordIn]:
+        ids = list(dict.fromkeys(national_id(rng) for _ in range(n + 50)))[:n]
+        return [RegistryRecordIn.model_validate({
+            "national_id": ids[i], "name": f"{tag}{i}", "category": "subsistence", "district_code": DISTRICT,
+            "subdistrict_code": f"{DISTRICT}001", "valid_from": "2026-01-01",
+            "bank_account": f"6222{i:012d}" if i % 2 else None}) for i in range(n)]
+
+    async def statements(batch: list[RegistryRecordIn]) -> tuple[int, ImportResult]:
+        with statements_sent(db) as sent:
+            async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+                result = await import_registry(uow, keys, officer, batch)
+        return len(sent), result
+
+    one, chunk = records(1, "one"), records(2000, "chunk")
+    first = [await statements(batch) for batch in (one, chunk)]
+    again = [await statements([r.model_copy(update={"valid_to": date(2026, 12, 31)}) for r in batch])
+             for batch in (one, chunk)]
+    assert [n for n, _ in first + again] == [first[0][0]] * 4, [n for n, _ in first + again]
+    assert first[0][0] <= 9
+    assert (first[1][1].persons_created, first[1][1].payee_updates) == (2000, 1000)
+    assert (again[1][1].persons_created, again[1][1].payee_updates) == (0, 0), "the same accounts are no new version"
+    async with unit_of_work(db, EligibilityUnitOfWork) as uow:
+        ref = person_ref(keys.pepper, chunk[1].national_id)
+        stored = (await uow.registry.records([ref]))
+        accounts = await uow.registry.accounts_locked([ref])
+    assert stored.periods[ref] == [RegistryPeriod("subsistence", date(2026, 1, 1), date(2026, 12, 31))]
+    assert keys.at_rest.decrypt(stored.persons[0].name_enc, ref) == "chunk1"
+    assert (accounts[ref].account_masked, accounts[ref].account_version) == ("************0001", 1)

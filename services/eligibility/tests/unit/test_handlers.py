@@ -10,7 +10,9 @@ from decimal import Decimal
 import pytest
 from eligibility import bootstrap
 from eligibility.adapters.repositories import (
+    AccountOnFile,
     ContactRepository,
+    PersonEntry,
     PersonRecords,
     PolicyTermsRepository,
     RegistryRepository,
@@ -71,8 +73,9 @@ class FakeRegistry(RegistryRepository):
     async def person(self, ref: str) -> PersonRow | None:
         return self.persons.get(ref)
 
-    async def persons_locked(self, refs):  # type: ignore[no-untyped-def]
-        return {r: self.persons[r] for r in refs if r in self.persons}
+    async def accounts_locked(self, refs):  # type: ignore[no-untyped-def]
+        return {r: AccountOnFile(p.bank_account_enc, p.bank_account_fingerprint, p.account_masked, p.account_version)
+                for r in refs if (p := self.persons.get(r))}
 
     async def districts(self, refs):  # type: ignore[no-untyped-def]
         return {r: self.persons[r].district_code for r in refs if r in self.persons}
@@ -100,9 +103,13 @@ class FakeRegistry(RegistryRepository):
         return facts
 
     async def records(self, refs):  # type: ignore[no-untyped-def]
-        return PersonRecords([self.persons[r] for r in refs if r in self.persons],
-                             {r: [p for p in self.periods.values() if p.person_ref == r] for r in refs},
-                             {r: [c for c in self.consents.values() if c.person_ref == r] for r in refs})
+        return PersonRecords(
+            [PersonEntry(p.person_ref, p.national_id_enc, p.name_enc, p.district_code, p.subdistrict_code,
+                         p.account_version) for r in refs if (p := self.persons.get(r))],
+            {r: [RegistryPeriod(p.category, p.valid_from, p.valid_to) for p in self.periods.values()
+                 if p.person_ref == r] for r in refs},
+            {r: [Consent(c.signed_on, c.revoked_on) for c in self.consents.values() if c.person_ref == r]
+             for r in refs})
 
     async def add_consent(self, consent: ConsentRow) -> None:
         self.consents[consent.id] = consent
