@@ -57,7 +57,7 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
                           records: Sequence[RegistryRecordIn]) -> ImportResult:
     """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked.
 
-    One statement per table for the whole import, whatever its size (docs/decisions/0029)."""
+    One statement per table for the whole import, whatever its size (docs/decisions/0031)."""
     refs = [person_ref(keys.pepper, r.national_id) for r in records]
     by_ref = dict(zip(refs, records, strict=True))  # last record of a person wins
     await _inside_area(uow, officer, refs, records)
