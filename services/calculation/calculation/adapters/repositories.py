@@ -9,10 +9,10 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from calculation.adapters.tables import CalculationRow, LedgerRow, PolicyRow, RecoveryRow
 from calculation.domain.calculation import Assessment, Calculation, CalculationStatus, LedgerKey, Ledgers
@@ -116,6 +116,13 @@ _SAVE_STATES = text(
     "AS v(id, status, released) WHERE c.id = v.id")
 
 
+# Through the Core table: the ORM's bulk INSERT leaves a None out and groups rows by the columns they have, so a
+# batch mixing calculated rows (policy, figures) and waiting ones (NULLs there) was one INSERT per run of alike
+# rows. `figures` is bound as JSONB whose None is SQL NULL (a JSON column's None would be the JSON value null).
+_ADD = insert(SQLModel.metadata.tables[CalculationRow.__tablename__]).values(
+    figures=bindparam("figures_or_null", type_=JSONB(none_as_null=True)))
+
+
 class CalculationRepository:
     """Calculations, with the recovery each may have."""
 
@@ -132,7 +139,7 @@ class CalculationRepository:
     async def add(self, calculations: Collection[Calculation]) -> None:
         """Store new calculations (one multi-row INSERT)."""
         if calculations:
-            await self.session.execute(insert(CalculationRow), [_row(c) for c in calculations])
+            await self.session.execute(_ADD, [_row(c) for c in calculations])
 
     async def replace(self, calculations: Collection[Calculation]) -> None:
         """Store calculations made again from waiting ones, under their ids (a DELETE and an INSERT)."""
@@ -211,6 +218,6 @@ def _row(calc: Calculation) -> dict[str, object]:
         "policy_id": assessment.policy_id, "policy_version": assessment.policy_version,
         "deductible_applied": calc.deductible_applied, "assistance": calc.assistance,
         "settlement": assessment.settlement.model_dump(mode="json"),
-        "figures": assessment.figures.model_dump(mode="json") if assessment.figures else None,
+        "figures_or_null": assessment.figures.model_dump(mode="json") if assessment.figures else None,
         "status": calc.status.value, "released": calc.released,
     }

@@ -169,3 +169,33 @@ async def test_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred
                 settlement_id=s.settlement_id, status="settled", amount=Decimal("200.00")), e.envelope.person_ref))
         followed.append(batch)
     assert [await statements(events) for events in followed] == [3, 3]  # read, recoveries, update
+
+
+async def test_a_batch_mixing_calculated_and_waiting_settlements_is_still_one_insert(db: Database) -> None:
+    """Calculated rows carry a policy and figures, waiting ones (no policy for the region) carry NULLs there: the
+    ORM's bulk INSERT, which leaves a None out, once sent one INSERT per run of alike rows."""
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        await uow.policies.add(policy(1, "990500"), "admin")
+
+    def decided(region: str) -> Event:
+        c = waiting(uuid.uuid4().hex * 2, region)
+        assert c.assessment is not None
+        data = ev.EligibilityDecided(settlement=c.assessment.settlement, eligible=True, reason="eligible",
+                                     category="low_income", district_code=region, subdistrict_code=f"{region}001")
+        return Event(topic="t", envelope=Envelope.wrap(data, person_ref=c.person_ref, producer="test"), data=data,
+                     record=None, span=INVALID_SPAN)
+
+    async def inserts(events: list[Event]) -> int:
+        with statements_sent(db) as sent:
+            async with unit_of_work(db, CalculationUnitOfWork) as uow:
+                await handle_events(uow, events)
+        return sum(s.startswith("INSERT INTO calculation ") for s in sent)
+
+    for size in (2, 100):
+        events = [decided("990500" if n % 2 else "990600") for n in range(size)]  # 990600 has no policy
+        assert await inserts(events) == 1
+    async with unit_of_work(db, CalculationUnitOfWork) as uow:
+        assert len(await uow.calculations.waiting("990600")) == 51
+        nulls = await uow.session.scalar(text(  # SQL NULL, not the JSON value null
+            "SELECT count(*) FROM calculation WHERE district_code = '990600' AND figures IS NULL"))
+        assert nulls == 51
