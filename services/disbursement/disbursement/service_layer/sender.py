@@ -91,13 +91,15 @@ class Sender:
     async def _send(self, payments: list[Payment], instructions: list[PaymentInstruction]) -> BatchAnswer:
         """The batch in one bank call. Each payment keeps its own client span in its settlement's trace; the
         call itself runs under the first sampled one, linked to the others."""
-        spans = [tracer.start_span("bank transfer", context=context_from(p.traceparent), kind=SpanKind.CLIENT,
-                                   attributes={"payment.id": str(p.id), "case.id": str(p.case_id),
-                                               "settlement.id": str(p.settlement_id), "person_ref": p.person_ref,
-                                               "payment.amount": f"{p.amount:.2f}", "payment.attempt": p.attempt,
-                                               "bank.batch_size": len(payments)})
+        spans = [tracer.start_span("bank transfer", context=context_from(p.traceparent), kind=SpanKind.CLIENT)
                  for p in payments]
         sampled = [span for span in spans if span.is_recording()]
+        for p, span in zip(payments, spans, strict=True):
+            if span.is_recording():  # the attributes only for spans that are kept
+                span.set_attributes({"payment.id": str(p.id), "case.id": str(p.case_id),
+                                     "settlement.id": str(p.settlement_id), "person_ref": p.person_ref,
+                                     "payment.amount": f"{p.amount:.2f}", "payment.attempt": p.attempt,
+                                     "bank.batch_size": len(payments)})
         parent = trace.set_span_in_context(sampled[0] if sampled else spans[0])
         try:
             with tracer.start_as_current_span("bank batch", context=parent, attributes={"bank.batch_size": len(
