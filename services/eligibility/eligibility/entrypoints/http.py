@@ -6,7 +6,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from eligibility.dependencies import EligibilityDeps
@@ -23,7 +22,7 @@ from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from shared.contracts.openapi import inline_schema, request_body
 from shared.contracts.types import ConsentLookback
 from shared.errors import NotFound
-from shared.problems import ProblemError, validated
+from shared.problems import ProblemError, validated_items
 from shared.request_guard import parsed_json
 from shared.security.crypto import person_ref
 from shared.security.national_id import validate_national_id
@@ -71,24 +70,9 @@ def _runtime(request: Request) -> Runtime[EligibilityDeps]:
 RuntimeDep = Annotated[Runtime[EligibilityDeps], Depends(_runtime)]
 
 
-def _validation_problem(errors: list[dict[str, Any]]) -> ProblemError:
-    return ProblemError(422, "invalid_input", f"{len({e.get('index') for e in errors})} record(s) invalid; "
-                        "the import was refused whole and nothing was stored", field=errors[0]["field"],
-                        errors=errors)
-
-
 def _validated_records(raw: list[Any]) -> list[RegistryRecordIn]:
-    """Every record valid, or one problem naming every invalid record by its index."""
-    records, errors = [], []
-    for index, item in enumerate(raw):
-        try:
-            records.append(validated(RegistryRecordIn, item))
-        except RequestValidationError as exc:
-            errors += [{"index": index, "field": ".".join(str(p) for p in ("records", index, *e["loc"])),
-                        "code": e["type"], "message": e["msg"]} for e in exc.errors()]
-    if errors:
-        raise _validation_problem(errors)
-    return records
+    """Every record valid, or one problem naming every invalid record by its index (validated in one call)."""
+    return validated_items(RegistryRecordIn, raw, field="records", noun="record", whole="the import")
 
 
 async def _records(request: Request) -> list[dict[str, Any]]:
