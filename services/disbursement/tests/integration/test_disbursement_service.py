@@ -447,6 +447,27 @@ async def test_a_signed_failure_callback_the_bank_does_not_confirm_changes_nothi
     assert await either.alarms(case.case_id) == []
 
 
+async def test_a_signed_batch_callback_is_checked_key_by_key_against_the_bank(service: Disbursement) -> None:
+    """One callback naming two settled payments as failed and a third as settled: the bank's status (asked in
+    one call) bears out only the third: the two are counted, and nothing changes."""
+    cases = await paid_cases(service, ["11.10", "22.20", "33.30"])
+    paid = [await service.payment(c.case_id, is_final) for _, c in cases]
+    assert [p["status"] for p in paid] == ["settled"] * 3
+    before = await service.metric("medassist_bank_callbacks_unconfirmed_total")
+    await service.callback({"transfers": [
+        {"idempotency_key": f"{paid[0]['payment_id']}-1", "status": "failed", "reason": "account_closed"},
+        {"idempotency_key": f"{paid[1]['payment_id']}-1", "status": "failed", "reason": "name_mismatch"},
+        {"idempotency_key": f"{paid[2]['payment_id']}-1", "status": "settled"}]})
+    deadline = asyncio.get_running_loop().time() + 30
+    while await service.metric("medassist_bank_callbacks_unconfirmed_total") < before + 2:
+        assert asyncio.get_running_loop().time() < deadline, "both unconfirmed reports are counted"
+        await asyncio.sleep(0.2)
+    after = [await service.payment(c.case_id, lambda p: True) for _, c in cases]
+    assert [(p["status"], p["attempt"], p["failure_reason"]) for p in after] == [("settled", 1, None)] * 3
+    for _, case in cases:
+        assert len(await service.entries(case.case_id)) == 1
+
+
 async def test_false_failure_callbacks_from_the_bank_pay_each_case_once(service: Disbursement) -> None:
     await service.faults(false_failure_rate=1.0, duplicate_callback_rate=1.0)
     try:
