@@ -32,6 +32,7 @@ from requests.auth import AuthBase
 from shared.contracts.generate import CONTRACTS
 from shared.problems import MEDIA_TYPE
 from shared.security.hospital_signing import signed_headers
+from shared.security.roles import TOKEN_ROLES
 from shared.security.staff_auth import Role, mint_dev_token
 from shared.settings import ServiceSettings
 from shared.testing import ROOT, SERVICES, stack_available, start_services, unique_prefix
@@ -204,7 +205,7 @@ def credentials(service: str, case: schemathesis.Case) -> tuple[str, AuthBase]:
             return "hospital with a wrong secret", HospitalSignature("H001", "not-the-secret")
         if allowed[0] == BANK:
             return "bank with a wrong secret", BankSignature("not-the-secret")
-        others = [role for role in Role if role not in allowed]
+        others = [role for role in Role if role in TOKEN_ROLES and role not in allowed]  # roles a token can carry
         if others:
             role = others[pick % len(others)]
             return f"{role.value} (not admitted)", StaffToken(staff_token(role))
