@@ -1,4 +1,5 @@
-"""Wires the intake service: its typed dependencies, the journey follower, the hospital and ops routes."""
+"""Wires the intake service: its typed dependencies, the journey follower, the forgetting of used signatures, the
+hospital and ops routes."""
 
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from intake.dependencies import IntakeDeps
 from intake.entrypoints import ops
 from intake.entrypoints.http import router
 from intake.service_layer.journey import follow_journey
+from intake.service_layer.signatures import forget_used_signatures
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from shared.contracts.topics import ASSISTANCE_CALCULATED, CASE_DECIDED, ELIGIBILITY_DECIDED, TRANSFER_SETTLED
 from shared.messaging.consumer import Handler
@@ -36,6 +38,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         routers=[router, ops.router],
         consumers=[ConsumerSpec(group_id="intake-journey", topics=JOURNEY_TOPICS, handler=journey_handler,
                                 unit_of_work=IntakeUnitOfWork)],
+        background=[forget_used_signatures],
         dependencies=dependencies,
         signed_prefixes=("/v1/",),  # every hospital route is signed
     ))

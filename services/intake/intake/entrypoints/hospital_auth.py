@@ -29,10 +29,10 @@ async def signed_hospital(request: Request, runtime: IntakeRuntime) -> str:
         if not await uow.nonces.remember(verified.hospital_id, verified.signature,
                                          expires_at=datetime.fromtimestamp(verified.timestamp + window, UTC)):
             raise ProblemError(401, "replayed_request", "this signed request was already received")
-        # A signature is accepted while now is within the window of its timestamp, on either side: one signed
-        # 300 s ahead stays replayable for 600 s after it arrives. So a nonce is forgotten only once its own
-        # timestamp has left the window (on the clock verify() uses), never by when it was seen.
-        await uow.nonces.forget_expired(datetime.fromtimestamp(now, UTC), window)
+    # A signature is accepted while now is within the window of its timestamp, on either side: one signed 300 s
+    # ahead stays replayable for 600 s after it arrives. So a nonce is kept until its own timestamp has left the
+    # window (`expires_at`), never by when it was seen; a background loop forgets the expired ones
+    # (service_layer/signatures.py).
     return verified.hospital_id
 
 

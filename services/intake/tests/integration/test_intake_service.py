@@ -16,6 +16,7 @@ from intake.bootstrap import MIGRATIONS
 from intake.config import IntakeSettings
 from simulators.hospital.client import IntakeClient
 from simulators.hospital.feed import Patient, bad_records, national_id, person_name, settlement
+from sqlalchemy import text
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import (
@@ -34,6 +35,7 @@ from shared.contracts.topics import (
     SETTLEMENT_RECEIVED,
     TRANSFER_SETTLED,
 )
+from shared.db import Database
 from shared.messaging.kafka import KafkaProducer
 from shared.security.hospital_signing import signed_headers
 from shared.testing import ServiceProcess, read_topic, start_service, unique_prefix
@@ -419,5 +421,18 @@ async def test_a_request_signed_ahead_stays_refused_as_a_replay_for_the_whole_wi
             assert replay.status_code == 401 and replay.json()["code"] == "replayed_request", replay.text
         else:  # a very slow machine: the window itself has closed
             assert replay.json()["code"] == "timestamp_out_of_window"
+        db = Database(settings)
+        try:  # the background loop forgets each signature once its own timestamp has left the window
+            for _ in range(120):
+                async with db.transaction() as session:
+                    kept = (await session.execute(text("SELECT count(*) FILTER (WHERE expires_at < now()), "
+                                                       "count(*) FROM request_nonce"))).one()
+                if kept[1] == 0:
+                    break
+                assert kept[0] <= kept[1]
+                await asyncio.sleep(0.5)
+            assert tuple(kept) == (0, 0), "the expired signatures were forgotten, by the loop, not by a request"
+        finally:
+            await db.dispose()
     finally:
         process.stop()
