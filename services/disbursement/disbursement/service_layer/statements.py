@@ -2,7 +2,6 @@
 attempt. A transfer we never issued, a key booked twice, an amount or account that differs is an alarm; a
 booking of an attempt we do not hold as settled is confirmed with the bank by key and then recorded."""
 
-import asyncio
 import logging
 import uuid
 from collections import Counter
@@ -80,10 +79,12 @@ async def reconcile_statement(units: Units, deps: DisbursementDeps, day: date) -
         await raise_alarms(uow, alarms)
 
     if to_confirm:  # booked, yet not settled in our books: the bank's status for the key decides
-        answers = await asyncio.gather(*(deps.bank.status(k) for k in to_confirm), return_exceptions=True)
-        await apply_safely(units, [Answer.of(k, a) for k, a in zip(to_confirm, answers, strict=True)
-                                   if not isinstance(a, BaseException)],
-                           quiet_after_s=deps.settings.sending_stale_s)
+        try:  # one status call for every key (a bank that sends no callbacks brings many here)
+            answers = [Answer.of(k, a) for k, a in (await deps.bank.statuses(sorted(to_confirm))).items()]
+        except Exception:  # not asked: each stays unsettled in our books, and is an alarm below
+            log.warning("the bank could not be asked about %d booked keys", len(to_confirm), exc_info=True)
+            answers = []
+        await apply_safely(units, answers, quiet_after_s=deps.settings.sending_stale_s)
         async with units() as uow:
             still = await uow.payments.unsettled(to_confirm)
             contradicted = [_alarm(Alarm.BOOKED_NOT_SETTLED, line, payments[line.idempotency_key])
