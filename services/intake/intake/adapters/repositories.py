@@ -21,7 +21,7 @@ from sqlmodel import col
 from intake.adapters.tables import JOURNEY_TABLE, NONCE_TABLE, SETTLEMENT_TABLE, RequestNonce, SettlementRow
 from intake.domain.journey import Journey
 from intake.domain.settlement import Known, Settlement
-from shared.db import LOCK_SETTLEMENT_ID, lock_keys
+from shared.db import LOCK_SETTLEMENT_ID, in_array, lock_keys
 
 # What the aggregate is loaded from: its state, not the personal data or the amounts.
 _STATE = [SETTLEMENT_TABLE.c[name] for name in ("id", "hospital_id", "hospital_settlement_id", "person_ref", "status",
@@ -77,8 +77,8 @@ class SettlementRepository:
             select(col(SettlementRow.id), col(SettlementRow.hospital_settlement_id), col(SettlementRow.fingerprint),
                    col(SettlementRow.status))
             .where(col(SettlementRow.hospital_id) == hospital_id,
-                   col(SettlementRow.hospital_settlement_id) == text("ANY(CAST(:ids AS varchar[]))"))
-            .with_for_update(), {"ids": ids})).all()
+                   in_array(SETTLEMENT_TABLE.c.hospital_settlement_id, ids))
+            .with_for_update())).all()
         return {row.hospital_settlement_id: Known(row.id, row.fingerprint, row.status) for row in rows}
 
     async def add(self, settlements: Sequence[Settlement]) -> None:
@@ -98,8 +98,7 @@ class SettlementRepository:
     async def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Settlement]:
         """The settlements of these ids that exist, locked until the commit."""
         rows = (await self.session.execute(
-            select(*_STATE).where(col(SettlementRow.id) == text("ANY(CAST(:ids AS uuid[]))")).with_for_update(),
-            {"ids": list(ids)})).all()
+            select(*_STATE).where(in_array(SETTLEMENT_TABLE.c.id, list(ids))).with_for_update())).all()
         return {row.id: _settlement(row) for row in rows}
 
     async def save(self, settlements: Sequence[Settlement]) -> None:
