@@ -3,11 +3,13 @@
 python -m bench [--registry 100000] [--screening 20000] [--pipeline 5000] [--consented 2000] [--seed 7]
 
 Runs, on the local Kafka and PostgreSQL, with every service as its own process (bench databases, a fresh
-topic prefix, bench-only auto-approval):
+topic prefix, bench-only auto-approval), exporting spans to a stand-in collector (bench/trace_sink.py) with
+the production sampler (ADR 0029):
   1. baseline   raw aiokafka produce -> consume of messages the size of a settlement event
   2. screening  settlements over HTTP (batches, concurrent), acceptance -> eligibility decided
-  3. pipeline   acceptance -> bank call, p50/p95/p99
+  3. pipeline   acceptance -> bank call at saturation, then p50/p95/p99 at 60% of that rate
   4. peak RSS of each service process
+  5. the saturated pipeline again with every settlement traced (the services restarted with that sampler)
 Prints one table and writes it as JSON under bench/results/. Fails only if a settlement is lost or
 duplicated (count in = count out), never on a figure.
 """
@@ -41,11 +43,25 @@ from shared.contracts.topics import (
 )
 from shared.security.staff_auth import mint_dev_token
 from shared.settings import ServiceSettings
-from shared.testing import ServiceProcess, stack_available, start_services, unique_prefix
+from shared.testing import ServiceProcess, free_port, stack_available, start_services, unique_prefix
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"screening_per_s": 3000, "pipeline_per_s": 1000, "registry_persons_per_s": 10000, "pipeline_p99_ms": 500,
          "rss_mb": 200}
+PACED_SHARE = 0.6  # the paced run offers this share of the saturation just measured
+EVERY_SETTLEMENT = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+
+
+def production_tracing(ratio: float) -> dict[str, str]:
+    """The production sampler's settings (deploy/k8s values, docker-compose.yml): ADR 0029."""
+    return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+
+
+def describe(tracing: dict[str, str]) -> str:
+    sampler = tracing["OTEL_TRACES_SAMPLER"]
+    arg = tracing.get("OTEL_TRACES_SAMPLER_ARG")
+    kept = "errors and spans >= {}ms kept".format(os.environ.get("TRACES_KEEP_SLOW_MS", "1000"))
+    return f"{sampler} {arg}, {kept}" if arg else f"{sampler}, {kept}"
 
 
 class TopicWatch:
@@ -127,9 +143,10 @@ def _process_cpu(stat: str) -> tuple[str, float]:
     return name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-def cpu_seconds(processes: list[ServiceProcess]) -> dict[str, float]:
-    """CPU time used so far by each service process, the broker, the database, this client and the machine."""
-    services = {p.pid: p.module.split(".")[-1] for p in processes}
+def cpu_seconds(processes: list[ServiceProcess], sink: ServiceProcess) -> dict[str, float]:
+    """CPU time used so far by each service process, the broker, the database, the trace collector, this client
+    and the machine."""
+    services = {p.pid: p.module.split(".")[-1] for p in processes} | {sink.pid: "trace collector"}
     used = dict.fromkeys([*services.values(), "kafka", "postgres", "bench client"], 0.0)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -171,6 +188,26 @@ def per_settlement(before: dict[str, float], after: dict[str, float], settlement
     per = {name: round((after[name] - before.get(name, 0.0)) / settlements, 2) for name in after}
     per["all services"] = round(sum(per.values()), 2)
     return per
+
+
+async def spans_exported(sink: ServiceProcess) -> dict[str, int]:
+    """Spans and traces the collector has received so far."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        counts: dict[str, int] = (await client.get(f"{sink.url}/counts")).json()
+        return counts
+
+
+async def spans_settled(sink: ServiceProcess, before: dict[str, int], settlements: int) -> dict[str, float]:
+    """Spans and traces exported per settlement since `before`, once the exporters have flushed (the batch
+    processors send every 5 s: wait until the count stops moving)."""
+    last = await spans_exported(sink)
+    while True:
+        await asyncio.sleep(6)
+        now = await spans_exported(sink)
+        if now == last:
+            break
+        last = now
+    return {k: round((now[k] - before[k]) / settlements, 2) for k in ("spans", "traces")}
 
 
 def peak_rss_mb(process: ServiceProcess) -> float:
@@ -263,9 +300,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if not await stack_available(settings):
         raise SystemExit("PostgreSQL is not reachable: run `make up` (make bench does it)")
     print(f"bench: registry={args.registry} screening={args.screening} pipeline={args.pipeline} seed={args.seed}")
+    tracing = production_tracing(args.sampler_ratio)
+    sink = ServiceProcess("bench.trace_sink", {}, free_port()).start()
+    await sink.wait_ready(30)
     urls, processes = await timed("start services", start_services(
-        prefix, "bench", env={"LOG_LEVEL": "WARNING"},
+        prefix, "bench", env={"LOG_LEVEL": "WARNING", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, **tracing},
         per_service={"approval": {"BENCH_AUTO_APPROVE": "true"}, "bank": {"BANK_SIM_SETTLE_DELAY_MS": "20"}}))
+    print(f"  tracing: {describe(tracing)}")
     secret = ServiceSettings().jwt_secret.get_secret_value()
     officer = httpx.AsyncClient(base_url=urls["eligibility"], timeout=300, headers={
         "Authorization": f"Bearer {mint_dev_token(secret, 'bench', 'registry_officer')}"})
@@ -330,14 +371,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return out
 
         screening_feed = feed_of(args.screening, 0.05, "SCR")
-        cpu_before = cpu_seconds(processes)
+        cpu_before = cpu_seconds(processes, sink)
         accepted = await timed(f"screening: push {args.screening}", push(hospitals, screening_feed, 500, 6))
         ids = {sid for sid, _ in accepted.values()}
         await timed("screening: wait for every decision",
                     wait_until(lambda: ids <= decided.seen.keys(), 600, "screening decisions"))
         first_accept = min(t for _, t in accepted.values())
         screening_rate = len(ids) / (max(decided.seen[i] for i in ids) - first_accept)
-        screening_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes), len(ids))
+        screening_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes, sink), len(ids))
         screening_lost = len(ids - decided.seen.keys())
 
         bank = httpx.AsyncClient(base_url=urls["bank"], timeout=120)
@@ -381,11 +422,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             return throughput, latencies, len(pids), len(case_of)
 
-        cpu_before, sql_before = cpu_seconds(processes), await statements(processes)
+        cpu_before, sql_before = cpu_seconds(processes, sink), await statements(processes)
+        spans_before = await spans_exported(sink)
         pipeline_rate, _, saturated_n, saturated_cases = await through_the_pipeline("SAT", args.pipeline, None)
-        pipeline_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes), saturated_n)
+        pipeline_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes, sink), saturated_n)
         pipeline_sql = per_settlement(sql_before, await statements(processes), saturated_n)
-        _, latencies, paced_n, paced_cases = await through_the_pipeline("PACE", args.paced, args.pipeline_rate)
+        pipeline_spans = await spans_settled(sink, spans_before, saturated_n)
+        # Latency at a load the system sustains: a share of the saturation just measured, unless forced.
+        paced_rate = args.pipeline_rate or round(max(PACED_SHARE * pipeline_rate, 1.0), 1)
+        _, latencies, paced_n, paced_cases = await through_the_pipeline("PACE", args.paced, paced_rate)
+        rss = {p.module.split(".")[-1]: round(peak_rss_mb(p), 1) for p in processes}
+
+        # The same saturated pipeline with every settlement traced: what sampling saves.
+        traced_n = args.traced if args.traced is not None else args.pipeline // 2
+        traced: dict[str, Any] = {}
+        if traced_n:
+            services = [p for p in processes if not p.module.startswith("simulators")]
+            for p in services:
+                p.restart(EVERY_SETTLEMENT)
+            await timed("restart services with every settlement traced",
+                        asyncio.gather(*(p.wait_ready(120) for p in services)))
+            # Fresh processes warm up (connections, prepared statements, first-call paths) off the clock, as the
+            # headline's processes did in the screening.
+            _, _, warm_n, warm_cases = await through_the_pipeline("WARM", min(200, traced_n), None)
+            cpu_before, spans_before = cpu_seconds(processes, sink), await spans_exported(sink)
+            traced_rate, _, traced_n, traced_cases = await through_the_pipeline("TRACED", traced_n, None)
+            traced = {"sampler": describe(EVERY_SETTLEMENT), "settlements": traced_n,
+                      "pipeline_per_s": round(traced_rate, 1),
+                      "cpu_ms_per_settlement": cpu_ms_per_settlement(cpu_before, cpu_seconds(processes, sink),
+                                                                     traced_n),
+                      "spans_per_settlement": await spans_settled(sink, spans_before, traced_n)}
+            saturated_cases += warm_cases + traced_cases
+            saturated_n += warm_n + traced_n
         # Count in = count out over the whole run (the screening's eligible 5% went all the way too).
         all_cases = {c["case_id"] for c in cases.payloads.values()}
         per_case: dict[str, int] = {}
@@ -400,7 +468,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.5)
         paid_twice = sum(1 for n in per_case.values() if n > 1)
         bank_calls = len(all_cases & per_case.keys())
-        rss = {p.module.split(".")[-1]: round(peak_rss_mb(p), 1) for p in processes}
         await bank.aclose()
     finally:
         await decided.stop()
@@ -411,22 +478,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await h.aclose()
         for p in processes:
             p.stop()
+        sink.stop()
 
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "sizes": {"registry": args.registry, "screening": args.screening, "pipeline": args.pipeline,
                   "consented": args.consented, "paced": args.paced, "pipeline_rate": args.pipeline_rate,
-                  "seed": args.seed},
+                  "traced": args.traced, "sampler_ratio": args.sampler_ratio, "seed": args.seed},
+        "sampler": describe(tracing),
         "baseline_msgs_per_s": round(base, 1),
         "registry_persons_per_s": round(registry_rate, 1),
         "screening_per_s": round(screening_rate, 1),
         "pipeline_per_s": round(pipeline_rate, 1),
+        "paced_offered_per_s": paced_rate,
         "pipeline_latency_ms": {"p50": round(percentile(latencies, 50), 1), "p95": round(percentile(latencies, 95), 1),
                                 "p99": round(percentile(latencies, 99), 1)} if latencies else {},
         "pipeline_stage_ms": {label: {p: round(percentile(values, p), 1) for p in (50, 95, 99)}
                               for label, values in stages.get("PACE", {}).items() if values},
         "cpu_ms_per_settlement": {"screening": screening_cpu, "pipeline": pipeline_cpu},
         "statements_per_settlement": pipeline_sql,
+        "spans_per_settlement": pipeline_spans,
+        "every_settlement_tracing": traced,
         "peak_rss_mb": rss,
         "checks": {"screening_lost": screening_lost, "screening_duplicate_decisions": decided.duplicates,
                    "pipeline_settlements": saturated_n + paced_n, "pipeline_cases": saturated_cases + paced_cases,
@@ -450,6 +522,7 @@ def settlement_event_sample() -> Any:
 
 def report(result: dict[str, Any]) -> None:
     base = result["baseline_msgs_per_s"]
+    traced = result["every_settlement_tracing"]
     rows = [
         ("raw Kafka produce->consume (msgs/s)", base, 1.0, "-"),
         ("screening: accepted -> decided (/s)", result["screening_per_s"], result["screening_per_s"] / base,
@@ -459,13 +532,20 @@ def report(result: dict[str, Any]) -> None:
         ("registry import (persons/s)", result["registry_persons_per_s"], result["registry_persons_per_s"] / base,
          f">= {GOALS['registry_persons_per_s']}"),
     ]
-    rate = result["sizes"]["pipeline_rate"]
+    if traced:
+        rows.insert(3, ("  the same, every settlement traced (/s)", traced["pipeline_per_s"],
+                        traced["pipeline_per_s"] / base, "-"))
+    rate = result["paced_offered_per_s"]
     for p in ("p50", "p95", "p99"):
         value = result["pipeline_latency_ms"].get(p, float("nan"))
         goal = f"<= {GOALS['pipeline_p99_ms']}" if p == "p99" else "-"
         rows.append((f"latency {p} at {rate:.0f}/s offered (ms)", value, None, goal))
     for name, mb in result["peak_rss_mb"].items():
         rows.append((f"peak RSS {name} (MB)", mb, None, f"<= {GOALS['rss_mb']}"))
+    print(f"\ntracing: {result['sampler']} (figures below, unless they say every settlement traced)")
+    print(f"paced run offered {rate:.1f}/s: "
+          + ("forced by --pipeline-rate" if result["sizes"]["pipeline_rate"] else
+             f"{PACED_SHARE:.0%} of the saturated pipeline's {result['pipeline_per_s']:.1f}/s"))
     print(f"\n{'figure':<44} {'value':>10} {'x baseline':>11}  goal")
     for label, value, ratio, goal in rows:
         print(f"{label:<44} {value:>10.1f} {'' if ratio is None else f'{ratio:.3f}':>11}  {goal}")
@@ -473,9 +553,16 @@ def report(result: dict[str, Any]) -> None:
     for label, ps in result["pipeline_stage_ms"].items():
         print(f"{label:<44} {ps[50]:>10.1f} {ps[95]:>11.1f} {ps[99]:>8.1f}")
     cpu = result["cpu_ms_per_settlement"]
-    print(f"\n{'CPU ms per settlement':<44} {'screening':>10} {'pipeline':>11}")
+    every = traced.get("cpu_ms_per_settlement", {})
+    print(f"\n{'CPU ms per settlement':<44} {'screening':>10} {'pipeline':>11} {'every settlement traced':>24}")
     for name in cpu["screening"]:
-        print(f"{name:<44} {cpu['screening'][name]:>10.3f} {cpu['pipeline'][name]:>11.3f}")
+        all_traced = f"{every[name]:.3f}" if name in every else ""
+        print(f"{name:<44} {cpu['screening'][name]:>10.3f} {cpu['pipeline'][name]:>11.3f} {all_traced:>24}")
+    spans = result["spans_per_settlement"]
+    every_spans = traced.get("spans_per_settlement", {})
+    for what in ("spans", "traces"):
+        print(f"{what + ' exported per settlement':<44} {'':>10} {spans[what]:>11.2f} "
+              f"{every_spans.get(what, ''):>24}")
     print(f"\n{'SQL statements per settlement (pipeline)':<44} {'':>10}")
     for name, n in result.get("statements_per_settlement", {}).items():
         print(f"{name:<44} {n:>10.2f}")
@@ -489,8 +576,14 @@ def main() -> None:
     parser.add_argument("--screening", type=int, default=20_000)
     parser.add_argument("--pipeline", type=int, default=5_000)
     parser.add_argument("--paced", type=int, default=3_000, help="settlements for the latency figure")
-    parser.add_argument("--pipeline-rate", type=float, default=100.0,
-                        help="settlements/s offered to the full pipeline (latency is measured at this load)")
+    parser.add_argument("--pipeline-rate", type=float, default=None,
+                        help="settlements/s offered for the latency figure (default: 60%% of the saturation "
+                             "just measured)")
+    parser.add_argument("--traced", type=int, default=None,
+                        help="settlements for the saturated pipeline with every settlement traced "
+                             "(default: half of --pipeline; 0 skips it)")
+    parser.add_argument("--sampler-ratio", type=float, default=0.1,
+                        help="the production sampler's ratio of new traces (OTEL_TRACES_SAMPLER_ARG)")
     parser.add_argument("--baseline", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
