@@ -190,6 +190,20 @@ def per_settlement(before: dict[str, float], after: dict[str, float], settlement
     return per
 
 
+async def quiet(processes: list[ServiceProcess], sink: ServiceProcess, timeout: float = 120) -> None:
+    """Wait until the services have finished earlier work (under a quarter of a core in all, idle loops use about
+    a tenth), so that a measurement's CPU is its own and not the tail of the step before."""
+    names = {p.module.split(".")[-1] for p in processes}
+    deadline = time.monotonic() + timeout
+    last = cpu_seconds(processes, sink)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        now = cpu_seconds(processes, sink)
+        if sum(now[n] - last[n] for n in names) < 0.25:
+            return
+        last = now
+
+
 async def spans_exported(sink: ServiceProcess) -> dict[str, int]:
     """Spans and traces the collector has received so far."""
     async with httpx.AsyncClient(timeout=10) as client:
@@ -422,6 +436,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             return throughput, latencies, len(pids), len(case_of)
 
+        await quiet(processes, sink)
         cpu_before, sql_before = cpu_seconds(processes, sink), await statements(processes)
         spans_before = await spans_exported(sink)
         pipeline_rate, _, saturated_n, saturated_cases = await through_the_pipeline("SAT", args.pipeline, None)
@@ -445,6 +460,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # Fresh processes warm up (connections, prepared statements, first-call paths) off the clock, as the
             # headline's processes did in the screening.
             _, _, warm_n, warm_cases = await through_the_pipeline("WARM", min(200, traced_n), None)
+            await quiet(processes, sink)
             cpu_before, spans_before = cpu_seconds(processes, sink), await spans_exported(sink)
             traced_rate, _, traced_n, traced_cases = await through_the_pipeline("TRACED", traced_n, None)
             traced = {"sampler": describe(EVERY_SETTLEMENT), "settlements": traced_n,
