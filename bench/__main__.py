@@ -449,7 +449,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         rss = {p.module.split(".")[-1]: round(peak_rss_mb(p), 1) for p in processes}
 
         # The same saturated pipeline with every settlement traced: what sampling saves.
-        traced_n = args.traced if args.traced is not None else args.pipeline // 2
+        traced_n = args.traced if args.traced is not None else args.pipeline
         traced: dict[str, Any] = {}
         if traced_n:
             services = [p for p in processes if not p.module.startswith("simulators")]
@@ -597,7 +597,7 @@ def main() -> None:
                              "just measured)")
     parser.add_argument("--traced", type=int, default=None,
                         help="settlements for the saturated pipeline with every settlement traced "
-                             "(default: half of --pipeline; 0 skips it)")
+                             "(default: as many as --pipeline; 0 skips it)")
     parser.add_argument("--sampler-ratio", type=float, default=0.1,
                         help="the production sampler's ratio of new traces (OTEL_TRACES_SAMPLER_ARG)")
     parser.add_argument("--baseline", type=int, default=50_000)
