@@ -280,11 +280,11 @@ async def consumed(settings: ServiceSettings, wanted: dict[str, tuple[int, list[
     deadline = time.monotonic() + timeout
     try:
         while True:
-            await consumer.topics()  # fresh metadata
             done = True
             for topic, (at_least, groups) in wanted.items():
-                parts = [TopicPartition(settings.topic(topic), p)
-                         for p in consumer.partitions_for_topic(settings.topic(topic)) or ()]
+                described = await admin.describe_topics([settings.topic(topic)])  # the consumer's metadata is stale
+                parts = [TopicPartition(settings.topic(topic), p["partition"])
+                         for t in described for p in t["partitions"]]
                 end = await consumer.end_offsets(parts) if parts else {}
                 done = done and sum(end.values()) >= at_least
                 for group in groups if done else ():
