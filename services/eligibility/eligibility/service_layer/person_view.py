@@ -4,25 +4,30 @@ Approval keeps the latest `PersonRecorded` per person (ADR 0014), so no reviewer
 The name and national ID are re-encrypted from the at-rest key to the case-view transport key.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import orjson
 
 from eligibility.config import Keys
+from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
 from shared.contracts.events import CategoryPeriod, ConsentPeriod, PersonRecorded
 from shared.contracts.topics import REGISTRY_PERSON
 
 
-async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: Collection[str]) -> int:
-    """One PersonRecorded per registered person among `refs` (three queries in all); returns how many."""
+async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: Collection[str],
+                                 imported: Mapping[str, RegistryRecordIn] | None = None) -> int:
+    """One PersonRecorded per registered person among `refs` (three queries in all); returns how many. The
+    identity of a person in `imported` (records just stored) is taken from the record, not decrypted again."""
     if not refs:
         return 0
     records = await uow.registry.records(refs)
     for person in records.persons:
         ref = person.person_ref
-        identity = orjson.dumps({"name": keys.at_rest.decrypt(person.name_enc, ref),
-                                 "national_id": keys.at_rest.decrypt(person.national_id_enc, ref)}).decode()
+        record = imported.get(ref) if imported else None
+        name, national_id = (record.name, record.national_id) if record else (
+            keys.at_rest.decrypt(person.name_enc, ref), keys.at_rest.decrypt(person.national_id_enc, ref))
+        identity = orjson.dumps({"name": name, "national_id": national_id}).decode()
         periods = [CategoryPeriod(category=p.category, valid_from=p.valid_from, valid_to=p.valid_to)
                    for p in records.periods.get(ref, [])]
         consents = [ConsentPeriod(signed_on=c.signed_on, revoked_on=c.revoked_on)
