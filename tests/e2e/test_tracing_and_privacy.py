@@ -62,7 +62,9 @@ async def test_one_settlement_is_one_trace_from_hospital_to_bank(staff: Staff, o
                      ("disbursement", "bank transfer")]:
         assert expected in edges, f"{expected} missing from the trace: {sorted(set(edges))}"
     bank_transfer = next(s for s in spans if s["name"] == "bank transfer")
-    bank_requests = [s for s in spans if s["parent_span_id"] == bank_transfer["span_id"]]
+    # the payment's transfer span holds the batch's one bank call ("bank batch"), which holds the HTTP requests
+    [bank_batch] = [s for s in spans if s["parent_span_id"] == bank_transfer["span_id"] and s["name"] == "bank batch"]
+    bank_requests = [s for s in spans if s["parent_span_id"] == bank_batch["span_id"]]
     assert bank_requests and all(s["kind"] == 3 for s in bank_requests), "the bank HTTP call is a client span"  # CLIENT
     span_ids = {s["span_id"] for s in spans}
     orphans = [s for s in spans if s["kind"] == CONSUMER and s["parent_span_id"] not in span_ids]

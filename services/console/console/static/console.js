@@ -370,7 +370,10 @@ async function route() {
   else if (hash === "#/ops") await opsPage();
   else if (hash === "#/sign-in") await signInPage();
   else await queuePage();
-  $("#main").focus({ preventScroll: true });
+  // the page's content takes the focus, unless the user is already working in it: a page whose data arrives
+  // while a filter is being typed must not take the keys away from it
+  const main = $("#main");
+  if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
 }
 
 window.addEventListener("hashchange", () => { alertBox(""); route(); });
