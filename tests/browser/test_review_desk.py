@@ -128,6 +128,9 @@ async def test_the_review_desk_from_sign_in_to_payment(desk: tuple[Endpoints, st
 
     # Back in the queue: batch-approve three, each with its own result.
     await page.locator("a[href='#/queue']").first.click()
+    # the queue comes back with the clerk's filter, and the large case has left the clerk's queue
+    await expect(page.locator("input[name=amount_min]")).to_have_value("5000")
+    await expect(page.locator("[data-summary]")).to_contain_text("共 0 件")
     await page.locator("input[name=amount_min]").fill("")
     await page.locator("input[name=amount_min]").press("Enter")
     await expect(rows).to_have_count(4)
