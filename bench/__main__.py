@@ -43,7 +43,14 @@ from shared.contracts.topics import (
 )
 from shared.security.staff_auth import mint_dev_token
 from shared.settings import ServiceSettings
-from shared.testing import ServiceProcess, free_port, stack_available, start_services, unique_prefix
+from shared.testing import (
+    ServiceProcess,
+    free_port,
+    join_stack_sessions,
+    stack_available,
+    start_services,
+    unique_prefix,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = {"screening_per_s": 3000, "pipeline_per_s": 1000, "registry_persons_per_s": 10000, "pipeline_p99_ms": 500,
@@ -603,6 +610,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    join_stack_sessions()  # a test session starting meanwhile must not delete this run's topics
     result = asyncio.run(run(args))
     report(result)
     RESULTS.mkdir(exist_ok=True)

@@ -1,6 +1,7 @@
 """Helpers for integration tests: isolated topics and a fresh database per test run, on the real stack."""
 
 import asyncio
+import fcntl
 import os
 import re
 import subprocess
@@ -49,6 +50,25 @@ def production_secrets(settings_class: type[ServiceSettings]) -> dict[str, Any]:
 def unique_prefix(label: str) -> str:
     """A topic prefix no other run uses, so tests never see each other's messages."""
     return f"{label}-{uuid.uuid4().hex[:8]}."
+
+
+_stack_sessions: list[int] = []  # the open lock file, held until the process ends
+
+
+def join_stack_sessions() -> bool:
+    """Hold the run folder's session lock (shared) for the rest of this process's life: a test session or a benchmark
+    on this stack. True when nothing else held it, so the run topics left on the broker belong to nobody alive."""
+    run_dir = Path(os.environ.get("MEDASSIST_RUN_DIR", Path(__file__).resolve().parent.parent / ".run"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / "test-sessions.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    _stack_sessions.append(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = True
+    except BlockingIOError:
+        alone = False
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return alone
 
 
 _RUN_TOPIC = re.compile(r"^[a-z0-9]+-[0-9a-f]{8}\.")  # a topic under a unique_prefix
