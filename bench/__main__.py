@@ -443,7 +443,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             return throughput, latencies, len(pids), len(case_of)
 
-        await quiet(processes, sink)
+        peak_rss: dict[str, float] = {}
+        warmed = [0, 0]  # settlements, cases of the warm-ups
+
+        async def fresh_services(tracing_env: dict[str, str], tag: str) -> None:
+            """Restart the services with a sampler, warm them up off the clock (connections, prepared statements,
+            first-call paths) and wait until they are quiet: each saturated measurement starts from the same
+            state, so the two samplers' figures compare."""
+            for p in processes:
+                peak_rss[p.module.split(".")[-1]] = max(peak_rss.get(p.module.split(".")[-1], 0.0), peak_rss_mb(p))
+            services = [p for p in processes if not p.module.startswith("simulators")]
+            for p in services:
+                p.restart(tracing_env)
+            await timed(f"restart services: {describe(tracing_env)}",
+                        asyncio.gather(*(p.wait_ready(120) for p in services)))
+            _, _, n, c = await through_the_pipeline(tag, min(200, args.pipeline), None)
+            warmed[0] += n
+            warmed[1] += c
+            await quiet(processes, sink)
+
+        await fresh_services(tracing, "WARM1")
         cpu_before, sql_before = cpu_seconds(processes, sink), await statements(processes)
         spans_before = await spans_exported(sink)
         pipeline_rate, _, saturated_n, saturated_cases = await through_the_pipeline("SAT", args.pipeline, None)
@@ -453,21 +472,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Latency at a load the system sustains: a share of the saturation just measured, unless forced.
         paced_rate = args.pipeline_rate or round(max(PACED_SHARE * pipeline_rate, 1.0), 1)
         _, latencies, paced_n, paced_cases = await through_the_pipeline("PACE", args.paced, paced_rate)
-        rss = {p.module.split(".")[-1]: round(peak_rss_mb(p), 1) for p in processes}
 
         # The same saturated pipeline with every settlement traced: what sampling saves.
         traced_n = args.traced if args.traced is not None else args.pipeline
         traced: dict[str, Any] = {}
         if traced_n:
-            services = [p for p in processes if not p.module.startswith("simulators")]
-            for p in services:
-                p.restart(EVERY_SETTLEMENT)
-            await timed("restart services with every settlement traced",
-                        asyncio.gather(*(p.wait_ready(120) for p in services)))
-            # Fresh processes warm up (connections, prepared statements, first-call paths) off the clock, as the
-            # headline's processes did in the screening.
-            _, _, warm_n, warm_cases = await through_the_pipeline("WARM", min(200, traced_n), None)
-            await quiet(processes, sink)
+            await fresh_services(EVERY_SETTLEMENT, "WARM2")
             cpu_before, spans_before = cpu_seconds(processes, sink), await spans_exported(sink)
             traced_rate, _, traced_n, traced_cases = await through_the_pipeline("TRACED", traced_n, None)
             traced = {"sampler": describe(EVERY_SETTLEMENT), "settlements": traced_n,
@@ -475,8 +485,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       "cpu_ms_per_settlement": cpu_ms_per_settlement(cpu_before, cpu_seconds(processes, sink),
                                                                      traced_n),
                       "spans_per_settlement": await spans_settled(sink, spans_before, traced_n)}
-            saturated_cases += warm_cases + traced_cases
-            saturated_n += warm_n + traced_n
+            saturated_cases += traced_cases
+            saturated_n += traced_n
+        saturated_n += warmed[0]
+        saturated_cases += warmed[1]
+        rss = {p.module.split(".")[-1]: round(max(peak_rss.get(p.module.split(".")[-1], 0.0), peak_rss_mb(p)), 1)
+               for p in processes}
         # Count in = count out over the whole run (the screening's eligible 5% went all the way too).
         all_cases = {c["case_id"] for c in cases.payloads.values()}
         per_case: dict[str, int] = {}
