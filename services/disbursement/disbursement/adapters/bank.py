@@ -170,6 +170,8 @@ class HttpBank(ABC):
     """What both wire formats share: the traced session, the bounded retries, how a bank answer is classified
     (5xx/429: try again; a refusal; not known), and the submission that asks before it re-sends."""
 
+    inquiry_max: int  # keys per status inquiry the bank takes
+
     def __init__(self, base_url: str, timeout_s: float, max_attempts: int, backoff_initial_s: float,
                  backoff_max_s: float) -> None:
         self._base_url, self._timeout_s = base_url, timeout_s
@@ -260,11 +262,27 @@ class HttpBank(ABC):
         """What the bank knows of one attempt, or None when it never received it."""
         return (await self.statuses([idempotency_key]))[idempotency_key]
 
-    @abstractmethod
-    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer: ...
+    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+        return await self.send_batch(instructions, self.send, self._statuses)
+
+    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        """What the bank knows of many attempts (None: it never received one), retried as a whole."""
+        return await self.retrying(lambda: self._statuses(keys))
+
+    async def _statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
+        found: dict[str, BankResult | None] = dict.fromkeys(keys)
+        for chunk in range(0, len(keys), self.inquiry_max):
+            answered = await self.inquire(keys[chunk:chunk + self.inquiry_max])
+            found.update((k, r) for k, r in answered.items() if k in found)
+        return found
 
     @abstractmethod
-    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]: ...
+    async def send(self, batch: Sequence[PaymentInstruction]) -> BatchAnswer:
+        """One batch call in the bank's format, not retried (`send_batch` does), its answer per transfer."""
+
+    @abstractmethod
+    async def inquire(self, keys: Sequence[str]) -> dict[str, BankResult]:
+        """One status inquiry of at most `inquiry_max` keys, not retried: the attempts the bank knows of."""
 
 
 async def _classify(response: aiohttp.ClientResponse,

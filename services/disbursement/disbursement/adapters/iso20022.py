@@ -143,37 +143,28 @@ def parse_camt053(xml: bytes) -> list[StatementLine]:
 class Iso20022BankGateway(HttpBank):
     """Sends pain.001 documents to the bank's ISO 20022 endpoint and reads its pain.002 reports."""
 
+    inquiry_max = INQUIRY_MAX
+
     def __init__(self, base_url: str, debtor_account: str, debtor_name: str, timeout_s: float = 5.0,
                  max_attempts: int = 4, backoff_initial_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
         super().__init__(base_url, timeout_s, max_attempts, backoff_initial_s, backoff_max_s)
         self._debtor_account, self._debtor_name = debtor_account, debtor_name
 
-    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+    async def send(self, batch: Sequence[PaymentInstruction]) -> BatchAnswer:
         """One pain.001 for many attempts, one pain.002 back with a status per transaction; the bank
         deduplicates by EndToEndId, so a re-sent batch books nothing twice."""
-        async def send(batch: Sequence[PaymentInstruction]) -> BatchAnswer:
-            _, document = build_pain001(batch, debtor_name=self._debtor_name, debtor_account=self._debtor_account)
+        _, document = build_pain001(batch, debtor_name=self._debtor_name, debtor_account=self._debtor_account)
 
-            async def read(response: aiohttp.ClientResponse) -> BatchAnswer:
-                return classify([i.idempotency_key for i in batch], pain002_items(await response.read()))
+        async def read(response: aiohttp.ClientResponse) -> BatchAnswer:
+            return classify([i.idempotency_key for i in batch], pain002_items(await response.read()))
 
-            return await self.call("POST", "/iso20022/pain.001", read, refused=_http_status, data=document,
-                                   headers={"Content-Type": "application/xml"})
+        return await self.call("POST", "/iso20022/pain.001", read, refused=_http_status, data=document,
+                               headers={"Content-Type": "application/xml"})
 
-        return await self.send_batch(instructions, send, self._statuses)
-
-    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
-        """One pain.002 status report on many EndToEndIds (None: the bank never received that one)."""
-        return await self.retrying(lambda: self._statuses(keys))
-
-    async def _statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
-        found: dict[str, BankResult | None] = dict.fromkeys(keys)
-        for chunk in range(0, len(keys), INQUIRY_MAX):
-            asked = [("end_to_end_id", end_to_end_id(k)) for k in keys[chunk:chunk + INQUIRY_MAX]]
-
-            report = await self.ask_once("/iso20022/pain.002", _read_pain002, params=asked)
-            found.update((k, r) for k, r in (report or {}).items() if k in found)
-        return found
+    async def inquire(self, keys: Sequence[str]) -> dict[str, BankResult]:
+        """One pain.002 status report on many EndToEndIds."""
+        asked = [("end_to_end_id", end_to_end_id(k)) for k in keys]
+        return await self.ask_once("/iso20022/pain.002", _read_pain002, params=asked) or {}
 
     async def statement(self, day: date) -> list[StatementLine]:
         async def read(response: aiohttp.ClientResponse) -> list[StatementLine]:

@@ -32,41 +32,33 @@ async def _read_result(response: aiohttp.ClientResponse) -> BankResult:
 
 
 class RestBankGateway(HttpBank):
+    inquiry_max = INQUIRY_MAX
+
     def __init__(self, base_url: str, timeout_s: float = 2.0, max_attempts: int = 4, backoff_initial_s: float = 0.2,
                  backoff_max_s: float = 5.0) -> None:
         super().__init__(base_url, timeout_s, max_attempts, backoff_initial_s, backoff_max_s)
 
-    async def submit_batch(self, instructions: Sequence[PaymentInstruction]) -> BatchAnswer:
+    async def send(self, batch: Sequence[PaymentInstruction]) -> BatchAnswer:
         """POST /v1/transfers/batch: many transfers, each under its own Idempotency key, answered per transfer."""
-        async def send(batch: Sequence[PaymentInstruction]) -> BatchAnswer:
-            body = {"callback_url": batch[0].callback_url, "transfers": [
-                {"idempotency_key": i.idempotency_key, "amount": f"{i.amount:.2f}", "currency": "CNY",
-                 "creditor_account": i.creditor_account, "creditor_name": i.creditor_name,
-                 "remittance_info": i.remittance_info} for i in batch]}
+        body = {"callback_url": batch[0].callback_url, "transfers": [
+            {"idempotency_key": i.idempotency_key, "amount": f"{i.amount:.2f}", "currency": "CNY",
+             "creditor_account": i.creditor_account, "creditor_name": i.creditor_name,
+             "remittance_info": i.remittance_info} for i in batch]}
 
-            async def read(response: aiohttp.ClientResponse) -> BatchAnswer:
-                return classify([i.idempotency_key for i in batch], [
-                    (t["idempotency_key"], t["status"], t.get("bank_reference"), t.get("reason"))
-                    for t in (await response.json())["transfers"]])
+        async def read(response: aiohttp.ClientResponse) -> BatchAnswer:
+            return classify([i.idempotency_key for i in batch], [
+                (t["idempotency_key"], t["status"], t.get("bank_reference"), t.get("reason"))
+                for t in (await response.json())["transfers"]])
 
-            return await self.call("POST", "/v1/transfers/batch", read, refused=_reason, json=body)
+        return await self.call("POST", "/v1/transfers/batch", read, refused=_reason, json=body)
 
-        return await self.send_batch(instructions, send, self._statuses)
+    async def inquire(self, keys: Sequence[str]) -> dict[str, BankResult]:
+        """POST /v1/transfers/status: what the bank knows of many attempts."""
+        async def read(response: aiohttp.ClientResponse) -> list[BankResult]:
+            return [_result(t) for t in (await response.json())["transfers"]]
 
-    async def statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
-        """POST /v1/transfers/status: what the bank knows of many attempts (None: it never received one)."""
-        return await self.retrying(lambda: self._statuses(keys))
-
-    async def _statuses(self, keys: Sequence[str]) -> dict[str, BankResult | None]:
-        found: dict[str, BankResult | None] = dict.fromkeys(keys)
-        for chunk in range(0, len(keys), INQUIRY_MAX):
-            async def read(response: aiohttp.ClientResponse) -> list[BankResult]:
-                return [_result(t) for t in (await response.json())["transfers"]]
-
-            answered = await self.call("POST", "/v1/transfers/status", read,
-                                       json={"idempotency_keys": list(keys[chunk:chunk + INQUIRY_MAX])})
-            found.update((r.idempotency_key, r) for r in answered if r.idempotency_key in found)
-        return found
+        answered = await self.call("POST", "/v1/transfers/status", read, json={"idempotency_keys": list(keys)})
+        return {r.idempotency_key: r for r in answered}
 
     async def recall(self, idempotency_key: str) -> BankResult | None:
         """POST /v1/transfers/{key}/recall: the bank stops an accepted transfer (it becomes failed, 'recalled');
