@@ -96,6 +96,10 @@ async def test_a_paid_settlement_trace_in_the_zipkin_ui(stack: Endpoints, zipkin
     await page.wait_for_url(f"**/traces/{trace_id}")
 
     await page.get_by_text(f"Trace ID{trace_id}", exact=False).or_(page.get_by_text(trace_id)).first.wait_for()
+    # The span table draws only the rows in view: a tall window shows the whole trace; each row is waited for.
+    await page.set_viewport_size({"width": 1600, "height": 6000})
+    for service, span in SPANS:
+        await page.get_by_text(f"{service}: {span}").first.wait_for()
     body = await page.locator("body").inner_text()
     shown = re.search(r"Services\s+(\d+)", body)
     # The five on the settlement's path, and notification, which follows the same events.
