@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, ColumnElement, Text, any_, cast, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -25,7 +25,7 @@ from eligibility.adapters.tables import (
 from eligibility.domain.rules import Consent, Facts, PersonArea, PolicyTerms, RegistryPeriod, Screening
 from shared.contracts.events import PolicyPublished
 from shared.contracts.types import ConsentLookback
-from shared.db import LOCK_PERSON, lock_keys
+from shared.db import LOCK_PERSON, in_array, lock_keys
 
 _CHUNK = 1000  # rows per statement: PostgreSQL takes at most 32767 parameters in one
 
@@ -51,12 +51,6 @@ _SAVE_PERSONS = text(_unnest_upsert("person", _PERSON_COLUMNS, "(person_ref)", l
 _PERIOD_COLUMNS = {"person_ref": "text", "category": "text", "valid_from": "date", "valid_to": "date"}
 _SAVE_PERIODS = text(_unnest_upsert("registry_period", _PERIOD_COLUMNS, "ON CONSTRAINT uq_registry_period",
                                     ["valid_to"]))
-
-
-def _any(refs: list[str]) -> ColumnElement[Any]:
-    """`= ANY(<one text[] parameter>)`: the same statement for any number of persons (`IN` renders one
-    parameter per value, so each batch size is a new statement to compile and prepare)."""
-    return any_(cast(refs, ARRAY(Text)))
 
 
 def _arrays(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> dict[str, list[Any]]:
@@ -160,18 +154,18 @@ class RegistryRepository:
         persons = [PersonEntry(*row) for row in (await self.session.execute(
             select(col(PersonRow.person_ref), col(PersonRow.national_id_enc), col(PersonRow.name_enc),
                    col(PersonRow.district_code), col(PersonRow.subdistrict_code), col(PersonRow.account_version))
-            .where(col(PersonRow.person_ref) == _any(refs)))).all()]
+            .where(in_array(col(PersonRow.person_ref), refs)))).all()]
         periods: dict[str, list[RegistryPeriod]] = {}
         for ref, category, valid_from, valid_to in (await self.session.execute(
                 select(col(RegistryPeriodRow.person_ref), col(RegistryPeriodRow.category),
                        col(RegistryPeriodRow.valid_from), col(RegistryPeriodRow.valid_to))
-                .where(col(RegistryPeriodRow.person_ref) == _any(refs))
+                .where(in_array(col(RegistryPeriodRow.person_ref), refs))
                 .order_by(col(RegistryPeriodRow.valid_from)))).all():
             periods.setdefault(ref, []).append(RegistryPeriod(category, valid_from, valid_to))
         consents: dict[str, list[Consent]] = {}
         for ref, signed_on, revoked_on in (await self.session.execute(
                 select(col(ConsentRow.person_ref), col(ConsentRow.signed_on), col(ConsentRow.revoked_on))
-                .where(col(ConsentRow.person_ref) == _any(refs))
+                .where(in_array(col(ConsentRow.person_ref), refs))
                 .order_by(col(ConsentRow.signed_on)))).all():
             consents.setdefault(ref, []).append(Consent(signed_on, revoked_on))
         return PersonRecords(persons, periods, consents)
