@@ -3,21 +3,24 @@
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, _get_from_env_or_default
-from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
-from opentelemetry.util.types import Attributes
+from opentelemetry.util.types import AnyValue, Attributes
 
 _configured = False
 # The environment names setup_telemetry reads (besides the exporters' own OTEL_EXPORTER_* and OTEL_BSP_*).
@@ -135,17 +138,22 @@ class KeepErrorsAndSlow(SpanProcessor):
             for exporter in self._exporters:
                 exporter.on_end(span)
             return
-        slow = span.end_time is not None and span.start_time is not None and (
-            span.end_time - span.start_time >= self._slow_ns)
-        if not (slow or span.status.status_code is StatusCode.ERROR):
+        duration = span.end_time - span.start_time if span.end_time is not None and span.start_time is not None else 0
+        if not self.admits(span.status.status_code is StatusCode.ERROR, duration):
             return
-        if not self._take_token():
-            self.dropped += 1
-            return
-        self.kept += 1
         kept = _as_sampled(span, context)
         for exporter in self._exporters:
             exporter.on_end(kept)
+
+    def admits(self, error: bool, duration_ns: int) -> bool:
+        """Whether an unsampled entry span that ended so is kept: it failed or ran slow, and the cap allows it."""
+        if not (error or duration_ns >= self._slow_ns):
+            return False
+        if not self._take_token():
+            self.dropped += 1
+            return False
+        self.kept += 1
+        return True
 
     def _take_token(self) -> bool:
         with self._lock:
@@ -204,11 +212,13 @@ def setup_telemetry(service_name: str, log_level: str = "INFO") -> None:
         from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
         exporters.append(BatchSpanProcessor(ZipkinExporter()))
+    keep = None
     if exporters:
-        provider.add_span_processor(KeepErrorsAndSlow(
-            exporters, slow_ms=float(os.environ.get("TRACES_KEEP_SLOW_MS", "1000")),
-            max_per_s=float(os.environ.get("TRACES_KEEP_MAX_PER_S", "50"))))
+        keep = KeepErrorsAndSlow(exporters, slow_ms=float(os.environ.get("TRACES_KEEP_SLOW_MS", "1000")),
+                                 max_per_s=float(os.environ.get("TRACES_KEEP_MAX_PER_S", "50")))
+        provider.add_span_processor(keep)
     trace.set_tracer_provider(provider)
+    entry_spans.use(provider, keep)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service_name))
     root = logging.getLogger()
@@ -227,6 +237,190 @@ def traceparent_of(span: trace.Span) -> str | None:
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}" if ctx.is_valid else None
 
 
+def trace_headers(span: trace.Span | None) -> dict[str, str]:
+    """The W3C headers (traceparent, and tracestate when there is one) that continue `span`'s trace in the next
+    service: what the TraceContext propagator writes, without building a Context for it."""
+    if span is None:
+        return {}
+    traceparent = traceparent_of(span)
+    if traceparent is None:
+        return {}
+    state = span.get_span_context().trace_state
+    return {"traceparent": traceparent, "tracestate": state.to_header()} if state else {"traceparent": traceparent}
+
+
+# W3C Trace Context, as OpenTelemetry's TraceContext propagator reads it.
+_TRACEPARENT = re.compile(r"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*")
+_NO_TRACE_ID, _NO_SPAN_ID = "0" * 32, "0" * 16
+_TRACESTATE_MAX_LENGTH = 512
+
+
+def parse_traceparent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
+    """The remote parent a traceparent (and tracestate) header names, or None when it is missing or invalid.
+
+    The TraceContext propagator's rules (version ff and a version 00 with extra fields refused, all-zero ids
+    refused, an over-long tracestate ignored), without the Context, the composite propagator and the baggage
+    it would also look for: a Kafka message or a stored row carries only these two."""
+    if not traceparent:
+        return None
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == _NO_TRACE_ID or span_id == _NO_SPAN_ID:
+        return None
+    state = TraceState.from_header([tracestate]) if tracestate and len(tracestate) <= _TRACESTATE_MAX_LENGTH else None
+    return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True, trace_flags=TraceFlags(int(flags, 16)),
+                       trace_state=state)
+
+
 def context_from(traceparent: str | None) -> Context:
     """The trace context a stored traceparent continues (an empty context when there is none)."""
-    return propagate.extract({"traceparent": traceparent} if traceparent else {})
+    parent = parse_traceparent(traceparent)
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent else Context()
+
+
+class EntrySpans:
+    """Starts entry spans (where a trace enters this process: a new settlement, a consumed message) at the price
+    of their sampling decision (ADR 0029).
+
+    A sampled entry span is an ordinary SDK span. An unsampled one is an `UnsampledEntry`: ids, attributes and
+    status in plain fields, which becomes a real span only if it ends in error or slow and `KeepErrorsAndSlow`
+    admits it. The spans the `RecordUnsampledEntries` sampler makes record-only cost 9 µs each through the
+    SDK; most unsampled messages fail at nothing and are never slow, so they need not pay for it.
+    A remote parent's decision is followed (the services' samplers are parent-based); a new trace asks the
+    provider's sampler, with the trace id it will have.
+    """
+
+    def __init__(self) -> None:
+        self._sdk: SdkTracer | None = None
+        self._keep: KeepErrorsAndSlow | None = None
+        self._random_ids = True
+
+    def use(self, provider: TracerProvider, keep: KeepErrorsAndSlow | None) -> None:
+        """Start spans with `provider` (its sampler, ids and processors); unsampled ones are judged by `keep`
+        (None: no exporter, nothing unsampled is ever kept)."""
+        sdk = provider.get_tracer("medassist")
+        assert isinstance(sdk, SdkTracer)
+        self._sdk, self._keep = sdk, keep
+        self._random_ids = sdk.id_generator.is_trace_id_random()
+
+    def start(self, name: str, parent: SpanContext | None = None, *, kind: SpanKind = SpanKind.INTERNAL,
+              attributes: Mapping[str, AnyValue] | None = None, links: Sequence[Link] = (),
+              start_time: int | None = None) -> trace.Span:
+        """An entry span continuing the remote `parent`, or the root of a new trace when `parent` is None."""
+        sdk = self._sdk
+        if sdk is None:  # telemetry not set up: the API's tracer (no-op unless a provider was set otherwise)
+            return tracer.start_span(name, context=_context_of(parent), kind=kind, attributes=attributes,
+                                     links=links, start_time=start_time)
+        if parent is not None and parent.trace_flags.sampled:
+            return sdk.start_span(name, context=_context_of(parent), kind=kind, attributes=attributes, links=links,
+                                  start_time=start_time)
+        if parent is None:
+            trace_id = sdk.id_generator.generate_trace_id()
+            decided = sdk.sampler.should_sample(None, trace_id, name, kind, attributes, links)
+            flags = TraceFlags.RANDOM_TRACE_ID if self._random_ids else TraceFlags.DEFAULT
+            if decided.decision is Decision.RECORD_AND_SAMPLE:
+                context = SpanContext(trace_id, sdk.id_generator.generate_span_id(), False,
+                                      TraceFlags(flags | TraceFlags.SAMPLED), decided.trace_state)
+                return _recorded(sdk, name, context, None, kind, decided.attributes, links, start_time)
+            context = SpanContext(trace_id, sdk.id_generator.generate_span_id(), False, TraceFlags(flags),
+                                  decided.trace_state)
+        else:
+            context = SpanContext(parent.trace_id, sdk.id_generator.generate_span_id(), False,
+                                  TraceFlags(parent.trace_flags & TraceFlags.RANDOM_TRACE_ID), parent.trace_state)
+        return UnsampledEntry(sdk, self._keep, name, context, parent, kind, attributes, links,
+                              start_time or time.time_ns())
+
+
+class UnsampledEntry(trace.Span):
+    """The entry span of an unsampled trace, until it ends: what a record-only span would record, in plain fields.
+
+    Its ids travel on like any span's (traceparent with the unsampled flag, so downstream stays unsampled). When
+    it ends with status ERROR or after at least the keep threshold, and `KeepErrorsAndSlow` admits it (the
+    per-second cap), it is made into an SDK span with the same ids, times, attributes, events and status, flagged
+    sampled, and goes through the provider's processors to the exporters. Otherwise it is forgotten.
+    """
+
+    __slots__ = ("_sdk", "_keep", "_name", "_context", "_parent", "_kind", "_attributes", "_links", "_start",
+                 "_status", "_events", "_ended")
+
+    def __init__(self, sdk: SdkTracer, keep: KeepErrorsAndSlow | None, name: str, context: SpanContext,
+                 parent: SpanContext | None, kind: SpanKind, attributes: Mapping[str, AnyValue] | None,
+                 links: Sequence[Link], start_time: int) -> None:
+        self._sdk, self._keep, self._name, self._context, self._parent = sdk, keep, name, context, parent
+        self._kind, self._links, self._start = kind, links, start_time
+        self._attributes: dict[str, AnyValue] = dict(attributes) if attributes else {}
+        self._status = _UNSET
+        self._events: list[tuple[str, BaseException | None, Attributes, int]] = []
+        self._ended = False
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return not self._ended
+
+    def set_attribute(self, key: str, value: AnyValue) -> None:
+        self._attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, AnyValue]) -> None:
+        self._attributes.update(attributes)
+
+    def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
+        self._events.append((name, None, attributes, timestamp or time.time_ns()))
+
+    def record_exception(self, exception: BaseException, attributes: Attributes = None,
+                         timestamp: int | None = None, escaped: bool = False) -> None:
+        self._events.append(("exception", exception, attributes, timestamp or time.time_ns()))
+
+    def update_name(self, name: str) -> None:
+        self._name = name
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self._status = status if isinstance(status, Status) else Status(status, description)
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        end = end_time or time.time_ns()
+        if self._keep is None or not self._keep.admits(self._status.status_code is StatusCode.ERROR, end - self._start):
+            return
+        ctx = self._context
+        kept = SpanContext(ctx.trace_id, ctx.span_id, False, TraceFlags(ctx.trace_flags | TraceFlags.SAMPLED),
+                           ctx.trace_state)
+        span = _recorded(self._sdk, self._name, kept, self._parent, self._kind, self._attributes, self._links,
+                         self._start)
+        for name, exception, attributes, timestamp in self._events:
+            if exception is None:
+                span.add_event(name, attributes, timestamp)
+            else:
+                span.record_exception(exception, attributes, timestamp)
+        span.set_status(self._status)
+        span.end(end)
+
+
+_UNSET = Status(StatusCode.UNSET)
+_SCOPE = InstrumentationScope("medassist")
+_LIMITS = SpanLimits()
+
+
+class _ChosenIds(Span):
+    """An SDK span whose ids were chosen before it was made (a tracer draws its own)."""
+
+
+def _recorded(sdk: SdkTracer, name: str, context: SpanContext, parent: SpanContext | None, kind: SpanKind,
+              attributes: Attributes, links: Sequence[Link], start_time: int | None) -> Span:
+    span = _ChosenIds(name, context, parent, sampler=sdk.sampler, resource=sdk.resource, attributes=attributes,
+                      span_processor=sdk.span_processor, kind=kind, links=links, limits=_LIMITS,
+                      instrumentation_scope=_SCOPE)
+    span.start(start_time)
+    return span
+
+
+def _context_of(parent: SpanContext | None) -> Context:
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent else Context()
+
+
+entry_spans = EntrySpans()

@@ -13,14 +13,15 @@ with the error, and the partition keeps flowing.
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
-from opentelemetry import propagate
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import (
     AsyncRetrying,
@@ -40,7 +41,7 @@ from shared.messaging.kafka import KafkaProducer, Message, create_consumer
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_DUPLICATE, HANDLER_RETRIES
 from shared.retry import until_up
 from shared.settings import ServiceSettings
-from shared.telemetry import tracer
+from shared.telemetry import entry_spans, parse_traceparent
 from shared.unit_of_work import U, UnitOfWorkFactory, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,17 @@ def is_transient(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {getattr(exc, 'orig', '')}"
     return any(s in text for s in ("SerializationError", "DeadlockDetected", "ConnectionDoesNotExist",
                                    "CannotConnectNow", "TooManyConnections"))
+
+
+def _parent_of(record: ConsumerRecord) -> SpanContext | None:
+    """The trace a message continues: its W3C headers (invalid ones are ignored, and the message starts a trace)."""
+    traceparent = tracestate = None
+    for key, value in record.headers or ():
+        if key == "traceparent":
+            traceparent = value.decode(errors="replace")
+        elif key == "tracestate":
+            tracestate = value.decode(errors="replace")
+    return parse_traceparent(traceparent, tracestate)
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its base class is Any
@@ -115,6 +127,10 @@ class ConsumerRunner(Generic[U]):
         self._service = settings.service_name
         self.ready = asyncio.Event()
         self._lag_recorded_at = 0.0
+        # Per topic, made once: a metric's labels() and a span name cost a lookup and a string per event.
+        self._span_names = {t: f"{t} process" for t in topics}
+        self._consumed = {t: EVENTS_CONSUMED.labels(self._service, t) for t in topics}
+        self._duplicate = {t: EVENTS_DUPLICATE.labels(self._service, t) for t in topics}
 
     async def run(self) -> None:
         """Consume until `stop()`; a graceful stop finishes the batch in hand and commits it."""
@@ -149,8 +165,9 @@ class ConsumerRunner(Generic[U]):
             if events:
                 await self._apply_with_retries(events)
         finally:
+            ended = time.time_ns()  # one batch, one end: each span lasted the whole batch
             for event in events:
-                event.span.end()
+                event.span.end(ended)
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
         try:
             await self._consumer.commit(offsets)
@@ -162,21 +179,17 @@ class ConsumerRunner(Generic[U]):
     def _decode(self, records: list[ConsumerRecord]) -> tuple[list[Event], list[tuple[ConsumerRecord, Exception]]]:
         events: list[Event] = []
         bad: list[tuple[ConsumerRecord, Exception]] = []
+        started = time.time_ns()  # one batch, one start
         for record in records:
             topic = self._physical_to_logical.get(record.topic, record.topic)
-            carrier = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-            span = tracer.start_span(
-                f"{topic} process",
-                context=propagate.extract(carrier),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": record.topic,
-                    "messaging.kafka.partition": record.partition,
-                    "messaging.kafka.offset": record.offset,
-                    "messaging.consumer.group.name": self._group,
-                },
-            )
+            name = self._span_names.get(topic) or f"{topic} process"
+            span = entry_spans.start(name, _parent_of(record), kind=SpanKind.CONSUMER, start_time=started, attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.partition": record.partition,
+                "messaging.kafka.offset": record.offset,
+                "messaging.consumer.group.name": self._group,
+            })
             try:
                 envelope = Envelope.from_bytes(record.value)
                 data = envelope.payload()
@@ -185,9 +198,8 @@ class ConsumerRunner(Generic[U]):
                 span.end()
                 bad.append((record, exc))
                 continue
-            span.set_attribute("event.id", str(envelope.event_id))
-            span.set_attribute("event.type", envelope.event_type)
-            span.set_attribute("person_ref", envelope.person_ref)
+            span.set_attributes({"event.id": str(envelope.event_id), "event.type": envelope.event_type,
+                                 "person_ref": envelope.person_ref})
             events.append(Event(topic, envelope, data, record, span))
         return events, bad
 
@@ -195,16 +207,19 @@ class ConsumerRunner(Generic[U]):
         async with unit_of_work(self._db, self._unit_of_work) as uow:
             fresh_ids = await claim_new(uow.session, self._group, [e.envelope.event_id for e in events])
             fresh: list[Event] = []
+            duplicates: Counter[str] = Counter()
             for event in events:
                 if event.envelope.event_id in fresh_ids:
                     fresh_ids.discard(event.envelope.event_id)  # a duplicate inside one batch counts once
                     fresh.append(event)
                 else:
-                    EVENTS_DUPLICATE.labels(self._service, event.topic).inc()
+                    duplicates[event.topic] += 1
             if fresh:
                 await self._handler(uow, fresh)
-        for event in fresh:
-            EVENTS_CONSUMED.labels(self._service, event.topic).inc()
+        for topic, count in duplicates.items():
+            (self._duplicate.get(topic) or EVENTS_DUPLICATE.labels(self._service, topic)).inc(count)
+        for topic, count in Counter(event.topic for event in fresh).items():
+            (self._consumed.get(topic) or EVENTS_CONSUMED.labels(self._service, topic)).inc(count)
 
     async def _apply_with_retries(self, events: list[Event]) -> None:
         try:

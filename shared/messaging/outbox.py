@@ -5,7 +5,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.trace import Span
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,7 @@ from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST, OUTBOX_PUBLISHED
 from shared.settings import ServiceSettings
+from shared.telemetry import trace_headers
 from shared.worker import Wakeup, run_worker
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,6 @@ class Outgoing:
     cause: Span | None = None
 
 
-def _trace_headers(cause: Span | None) -> dict[str, str]:
-    carrier: dict[str, str] = {}
-    context = trace.set_span_in_context(cause) if cause is not None else None
-    propagate.inject(carrier, context=context)
-    return carrier
-
-
 async def add_events(session: AsyncSession, settings: ServiceSettings, events: Sequence[Outgoing]) -> None:
     """Write events to the outbox in the caller's transaction (one bulk INSERT). Nothing is sent here."""
     if not events:
@@ -50,7 +44,7 @@ async def add_events(session: AsyncSession, settings: ServiceSettings, events: S
             "topic": settings.topic(e.topic),
             "key": e.envelope.person_ref,
             "payload": e.envelope.to_bytes(),
-            "headers": _trace_headers(e.cause),
+            "headers": trace_headers(e.cause or trace.get_current_span()),
         }
         for e in events
     ]

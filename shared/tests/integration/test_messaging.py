@@ -10,13 +10,20 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 
 from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
+from shared.messaging import consumer
 from shared.messaging.consumer import ConsumerRunner
 from shared.messaging.inbox import claim_new
 from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.outbox import OutboxRelay
+from shared.telemetry import EntrySpans, KeepErrorsAndSlow, NoParentlessQueries, RecordUnsampledEntries
 from shared.testing import ROOT, statements_sent
 from shared.tests.integration.helpers import (
     committed_total,
@@ -218,3 +225,62 @@ async def test_the_inbox_claims_each_id_once_with_one_statement_text_for_any_bat
             assert await claim_new(session, "other group", seen[:1]) == set(seen[:1])  # per consumer group
             assert await claim_new(session, "probe", []) == set()
     assert len(sent) == 3 and len(set(sent)) == 1, sent  # one statement each, prepared once whatever the size
+
+
+@pytest.mark.parametrize(("slow_ms", "handler_delay_s"), [(600_000, 0.0), (500, 1.0)])
+async def test_unsampled_messages_leave_their_consumer_span_only_when_dead_lettered_or_slow(
+        probe_settings, db, producer, monkeypatch, slow_ms: int, handler_delay_s: float) -> None:
+    # The production sampler at a ratio of 0 (ADR 0029): only a message's traceparent says sampled or not.
+    exported = InMemorySpanExporter()
+    keep = KeepErrorsAndSlow([SimpleSpanProcessor(exported)], slow_ms=slow_ms, max_per_s=1000)
+    provider = TracerProvider(sampler=NoParentlessQueries(RecordUnsampledEntries(ParentBased(TraceIdRatioBased(0)))))
+    provider.add_span_processor(keep)
+    spans = EntrySpans()
+    spans.use(provider, keep)
+    monkeypatch.setattr(consumer, "entry_spans", spans)
+    topic = probe_settings.topic(SETTLEMENT_RECEIVED)
+    traces: dict[str, str] = {}  # trace id -> what the message is
+
+    async def send(what: str, value: bytes, key: str, flags: str) -> None:
+        trace_id, span_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+        traces[trace_id] = what
+        await producer.send_and_wait(topic, value, key=key, headers={"traceparent": f"00-{trace_id}-{span_id}-{flags}"})
+
+    good = [settlement_event(i) for i in range(4)]
+    for i, e in enumerate(good):
+        await send("sampled" if i == 0 else "unsampled", e.to_bytes(), e.person_ref, "01" if i == 0 else "00")
+    poison = settlement_event(9, hospital_id="POISON")
+    await send("handler failure", poison.to_bytes(), poison.person_ref, "00")
+    await send("undecodable", b"{not json", poison.person_ref, "00")
+    expected = {"sampled", "handler failure", "undecodable"} | ({"unsampled"} if handler_delay_s else set())
+
+    def kept() -> dict[str, list[Any]]:
+        by_kind: dict[str, list[Any]] = {}
+        for span in exported.get_finished_spans():
+            by_kind.setdefault(traces[f"{span.context.trace_id:032x}"], []).append(span)
+        return by_kind
+
+    async with running(runner(probe_settings, db, producer, delay=handler_delay_s)):
+        async def done() -> bool:
+            return (await effects(db))[0] == len(good) and set(kept()) >= expected
+
+        await wait_until(done, 60, "the good events applied and the kept spans exported")
+    spans_by = kept()
+    print(f"\nunsampled messages, slow threshold {slow_ms} ms: kept "
+          f"{ {k: len(v) for k, v in sorted(spans_by.items())} }, keep.kept={keep.kept}")
+    assert set(spans_by) == expected, "a quick unsampled message that did nothing wrong leaves no span"
+    assert len(spans_by.get("unsampled", [])) == (3 if handler_delay_s else 0)
+    for kind_spans in spans_by.values():
+        for span in kind_spans:
+            assert span.name == "settlement.received process" and span.context.trace_flags.sampled
+            assert span.parent is not None and span.parent.is_remote, "under the producer's span, in its trace"
+            assert span.attributes["messaging.destination.name"] == topic
+    [dead] = spans_by["handler failure"]
+    assert (dead.status.status_code, dead.status.description) == (StatusCode.ERROR, "dead-lettered")
+    assert [e.attributes["exception.type"] for e in dead.events] == ["ValueError"]
+    assert dead.attributes["event.id"] == str(poison.event_id) and dead.attributes["person_ref"] == poison.person_ref
+    [unreadable] = spans_by["undecodable"]
+    assert (unreadable.status.status_code, unreadable.status.description) == (StatusCode.ERROR, "undecodable")
+    for span in spans_by.get("unsampled", []):
+        assert span.status.status_code is StatusCode.UNSET
+        assert span.end_time - span.start_time >= slow_ms * 1_000_000, "kept because its batch was slow"

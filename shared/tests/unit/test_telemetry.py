@@ -12,12 +12,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.telemetry import (
+    EntrySpans,
     KeepErrorsAndSlow,
     NoParentlessQueries,
     RecordUnsampledEntries,
+    UnsampledEntry,
     context_from,
+    parse_traceparent,
+    trace_headers,
     traceparent_of,
 )
 
@@ -39,12 +44,26 @@ def test_parentless_queries_are_dropped_and_queries_inside_a_trace_are_kept() ->
 # entry spans it leaves out recorded (not exported) so that errors and slow ones can still be kept.
 def production(ratio: float, slow_ms: float = 1000, max_per_s: float = 1000) -> tuple[Any, InMemorySpanExporter,
                                                                                        KeepErrorsAndSlow]:
+    provider, exported, keep = production_provider(ratio, slow_ms, max_per_s)
+    return provider.get_tracer("test"), exported, keep
+
+
+def production_provider(ratio: float, slow_ms: float = 1000, max_per_s: float = 1000) -> tuple[
+        TracerProvider, InMemorySpanExporter, KeepErrorsAndSlow]:
     exported = InMemorySpanExporter()
     keep = KeepErrorsAndSlow([SimpleSpanProcessor(exported)], slow_ms=slow_ms, max_per_s=max_per_s)
     provider = TracerProvider(sampler=NoParentlessQueries(RecordUnsampledEntries(
         ParentBased(TraceIdRatioBased(ratio)))))
     provider.add_span_processor(keep)
-    return provider.get_tracer("test"), exported, keep
+    return provider, exported, keep
+
+
+def production_entries(ratio: float, max_per_s: float = 1000) -> tuple[EntrySpans, InMemorySpanExporter,
+                                                                        KeepErrorsAndSlow]:
+    provider, exported, keep = production_provider(ratio, max_per_s=max_per_s)
+    spans = EntrySpans()
+    spans.use(provider, keep)
+    return spans, exported, keep
 
 
 def remote(sampled: bool) -> Context:
@@ -113,3 +132,126 @@ def test_kept_unsampled_spans_are_capped_per_second() -> None:
         span.end()
     assert len(out.get_finished_spans()) == keep.kept
     assert 3 <= keep.kept <= 4 and keep.kept + keep.dropped == 10  # the bucket refills while the loop runs
+
+
+# Entry spans at the price of their sampling decision (shared.telemetry.EntrySpans): a sampled one is an SDK span,
+# an unsampled one is kept in plain fields and becomes a span only when it ends in error or slow.
+PARENT = f"00-{'ab' * 16}-{'cd' * 8}"
+
+
+@pytest.mark.parametrize(("ratio", "flags", "error", "duration_ms", "exported"), [
+    (0.0, "01", False, 1, True),        # a sampled settlement: exported whatever the ratio
+    (1.0, "00", False, 1, False),       # unsampled, quick and fine: nothing leaves the process
+    (1.0, "00", True, 1, True),         # unsampled, ended in error (a dead letter): kept
+    (1.0, "00", False, 1500, True),     # unsampled, a slow batch: kept
+    (1.0, "00", False, 999, False),     # just under the threshold: not kept
+])
+def test_consumer_entry_spans_follow_their_parent_and_unsampled_ones_are_kept_only_when_failed_or_slow(
+        ratio: float, flags: str, error: bool, duration_ms: int, exported: bool) -> None:
+    spans, out, _ = production_entries(ratio)
+    start = time.time_ns()
+    parent = parse_traceparent(f"{PARENT}-{flags}")
+    span = spans.start("case.decided process", parent, kind=trace.SpanKind.CONSUMER, start_time=start,
+                       attributes={"messaging.kafka.offset": 7})
+    assert isinstance(span, UnsampledEntry) is (flags == "00"), "only unsampled spans skip the SDK"
+    assert span.get_span_context().trace_id == int("ab" * 16, 16), "one trace across services"
+    assert (traceparent_of(span) or "")[-2:] == flags, "the parent's decision travels on"
+    span.set_attribute("case.id", "c-1")  # set by a handler after the span started
+    if error:
+        span.record_exception(RuntimeError("bank unavailable"))
+        span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+    span.end(start + duration_ms * 1_000_000)
+    finished = out.get_finished_spans()
+    assert len(finished) == int(exported)
+    if exported:
+        [kept] = finished
+        assert kept.context is not None and kept.context.trace_flags.sampled
+        assert (kept.context.trace_id, kept.context.span_id) == (span.get_span_context().trace_id,
+                                                                 span.get_span_context().span_id)
+        assert kept.parent is not None and kept.parent.span_id == int("cd" * 8, 16)
+        assert (kept.name, kept.kind) == ("case.decided process", trace.SpanKind.CONSUMER)
+        assert (kept.start_time, kept.end_time) == (start, start + duration_ms * 1_000_000)
+        assert dict(kept.attributes or {}) == {"messaging.kafka.offset": 7, "case.id": "c-1"}
+        assert kept.status.status_code is (StatusCode.ERROR if error else StatusCode.UNSET)
+        assert [e.name for e in kept.events] == (["exception"] if error else [])
+        if error:
+            assert kept.status.description == "dead-lettered"
+            assert (kept.events[0].attributes or {})["exception.message"] == "bank unavailable"
+
+
+@pytest.mark.parametrize(("ratio", "sampled"), [(1.0, True), (0.0, False)])
+def test_new_traces_follow_the_ratio_on_the_trace_id_they_get(ratio: float, sampled: bool) -> None:
+    spans, out, _ = production_entries(ratio)
+    request = trace.SpanContext(int("12" * 16, 16), int("34" * 8, 16), False, trace.TraceFlags(1))
+    span = spans.start("settlement accepted", links=[trace.Link(request)], attributes={"settlement.id": "s-1"})
+    context = span.get_span_context()
+    assert context.is_valid and context.trace_id != request.trace_id, "a new trace, linked to the request"
+    assert context.trace_flags.sampled is sampled
+    span.end()
+    finished = out.get_finished_spans()
+    assert len(finished) == int(sampled), "an unsampled new trace that did nothing wrong leaves nothing"
+    if sampled:
+        [root] = finished
+        assert root.parent is None and root.context is not None
+        assert (root.context.trace_id, root.context.span_id) == (context.trace_id, context.span_id)
+        assert [link.context.span_id for link in root.links] == [request.span_id]
+        assert dict(root.attributes or {}) == {"settlement.id": "s-1"}
+
+
+def test_spans_under_an_unsampled_entry_span_are_not_recorded() -> None:
+    spans, out, _ = production_entries(1.0)
+    entry = spans.start("settlement.received process", parse_traceparent(f"{PARENT}-00"))
+    child = production(1.0)[0].start_span("INSERT", context=trace.set_span_in_context(entry),
+                                          attributes={"db.system": "postgresql"})
+    assert not child.is_recording()
+
+
+def test_kept_unsampled_entry_spans_are_capped_per_second() -> None:
+    spans, out, keep = production_entries(1.0, max_per_s=3)
+    for _ in range(10):
+        span = spans.start("settlement.received process", parse_traceparent(f"{PARENT}-00"))
+        span.set_status(Status(StatusCode.ERROR, "undecodable"))
+        span.end()
+    assert len(out.get_finished_spans()) == keep.kept
+    assert 3 <= keep.kept <= 4 and keep.kept + keep.dropped == 10
+
+
+@pytest.mark.parametrize(("traceparent", "tracestate", "parsed"), [
+    (f"{PARENT}-01", None, (int("ab" * 16, 16), int("cd" * 8, 16), 1, "")),
+    (f"{PARENT}-00", "vendor=x,other=y", (int("ab" * 16, 16), int("cd" * 8, 16), 0, "vendor=x,other=y")),
+    (f" \t{PARENT}-01 ", None, (int("ab" * 16, 16), int("cd" * 8, 16), 1, "")),   # surrounding blanks allowed
+    (f"01{PARENT[2:]}-01-future", None, (int("ab" * 16, 16), int("cd" * 8, 16), 1, "")),  # a later version's extra
+    (f"{PARENT}-01", "x" * 513, (int("ab" * 16, 16), int("cd" * 8, 16), 1, "")),   # an over-long tracestate: dropped
+    (f"{PARENT}-01-extra", None, None),                          # version 00 has exactly four fields
+    (f"ff{PARENT[2:]}-01", None, None),                          # version ff is invalid
+    (f"00-{'0' * 32}-{'cd' * 8}-01", None, None),                # all-zero trace id
+    (f"00-{'ab' * 16}-{'0' * 16}-01", None, None),               # all-zero span id
+    (f"00-{'AB' * 16}-{'cd' * 8}-01", None, None),               # upper case is not W3C
+    (f"00-{'ab' * 15}-{'cd' * 8}-01", None, None),               # short trace id
+    ("garbage", None, None),
+    ("", None, None),
+    (None, None, None),
+])
+def test_traceparent_headers_are_read_as_w3c_trace_context_and_invalid_ones_ignored(
+        traceparent: str | None, tracestate: str | None, parsed: tuple[int, int, int, str] | None) -> None:
+    context = parse_traceparent(traceparent, tracestate)
+    if parsed is None:
+        assert context is None
+        return
+    assert context is not None and context.is_remote
+    assert (context.trace_id, context.span_id, int(context.trace_flags), context.trace_state.to_header()) == parsed
+    # the propagator the SDK ships reads the same
+    standard = trace.get_current_span(TraceContextTextMapPropagator().extract(
+        {"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})})).get_span_context()
+    assert (standard.trace_id, standard.span_id, standard.trace_flags) == parsed[:3]
+
+
+def test_trace_headers_continue_the_span_they_name() -> None:
+    state = trace.TraceState([("vendor", "x")])
+    span = trace.NonRecordingSpan(trace.SpanContext(5, 6, False, trace.TraceFlags(1), state))
+    headers = trace_headers(span)
+    assert headers == {"traceparent": f"00-{5:032x}-{6:016x}-01", "tracestate": "vendor=x"}
+    assert parse_traceparent(headers["traceparent"], headers["tracestate"]) == trace.SpanContext(
+        5, 6, True, trace.TraceFlags(1), state)
+    assert trace_headers(None) == {} and trace_headers(trace.INVALID_SPAN) == {}
+    assert context_from(headers["traceparent"]) is not None
