@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import trace
-from opentelemetry.context import Context
 
 from intake.adapters.metrics import SETTLEMENTS_ACCEPTED, SETTLEMENTS_DUPLICATE, SETTLEMENTS_REVERSED
 from intake.dependencies import IntakeDeps
@@ -18,7 +17,7 @@ from shared.contracts.envelope import Envelope
 from shared.contracts.topics import SETTLEMENT_RECEIVED
 from shared.errors import NotFound
 from shared.messaging.outbox import Outgoing
-from shared.telemetry import tracer
+from shared.telemetry import entry_spans, tracer
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,11 @@ async def accept_settlements(uow: IntakeUnitOfWork, deps: IntakeDeps, hospital_i
 
 def _emit_received(uow: IntakeUnitOfWork, settlements: Iterable[Settlement]) -> None:
     request = trace.get_current_span().get_span_context()
-    request_link = [trace.Link(request)] if request.is_valid else None
+    request_link = [trace.Link(request)] if request.is_valid else ()
     for settlement in settlements:
-        # One trace per settlement, from here to the bank: a new root, linked to the hospital's request.
-        span = tracer.start_span("settlement accepted", context=Context(), links=request_link,
+        # One trace per settlement, from here to the bank: a new root, linked to the hospital's request (an
+        # unsampled one costs its sampling decision, shared.telemetry.EntrySpans).
+        span = entry_spans.start("settlement accepted", links=request_link,
                                  attributes={"settlement.id": str(settlement.id), "person_ref": settlement.person_ref,
                                              "hospital.id": settlement.hospital_id})
         uow.emit(*_outgoing(settlement, span))
