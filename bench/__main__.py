@@ -34,6 +34,7 @@ from simulators.hospital.client import IntakeClient
 from simulators.hospital.feed import Patient, national_id, settlement
 
 from shared.contracts.envelope import Envelope
+from shared.contracts.events import PERSONS_PER_EVENT
 from shared.contracts.topics import (
     ASSISTANCE_CALCULATED,
     CASE_DECIDED,
@@ -371,14 +372,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await asyncio.gather(*(consent(p) for p in consented))
 
-        registry_start = time.perf_counter()
+        def events(persons: int) -> int:  # at least this many registry events (ADR 0033): 5,000 a request
+            return sum(-(-min(5000, persons - start) // PERSONS_PER_EVENT) for start in range(0, persons, 5000))
+
+        registry_start, registry_cpu_before = time.perf_counter(), cpu_seconds(processes, sink)
         await timed(f"registry: import {args.registry} people", import_registry())
         registry_rate = args.registry / (time.perf_counter() - registry_start)
+        payees = {REGISTRY_PAYEE: (events(len(consented)), ["disbursement", "notification"])}
+        await timed("registry: wait until the import's events are consumed", consumed(settings, {
+            REGISTRY_PERSON: (events(args.registry), ["approval"]), **payees}, 1800))
+        registry_cpu = cpu_ms_per_settlement(registry_cpu_before, cpu_seconds(processes, sink),
+                                            max(1, args.registry // 1000))
         await timed(f"registry: {args.consented} consents", sign_consents())
-        persons = len({p.national_id for p in consented} | set(other_ids))
         await timed("registry: wait until its events are consumed", consumed(settings, {
-            REGISTRY_PERSON: (persons + len(consented), ["approval"]),
-            REGISTRY_PAYEE: (len(consented), ["disbursement", "notification"])}, 1800))
+            REGISTRY_PERSON: (events(args.registry) + len(consented), ["approval"]), **payees}, 1800))
         await decided.start()
         await cases.start()
         await calculated.start()
@@ -533,6 +540,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline_stage_ms": {label: {p: round(percentile(values, p), 1) for p in (50, 95, 99)}
                               for label, values in stages.get("PACE", {}).items() if values},
         "cpu_ms_per_settlement": {"screening": screening_cpu, "pipeline": pipeline_cpu},
+        "registry_cpu_ms_per_1000_persons": registry_cpu,
         "statements_per_settlement": pipeline_sql,
         "spans_per_settlement": pipeline_spans,
         "every_settlement_tracing": traced,
@@ -595,6 +603,9 @@ def report(result: dict[str, Any]) -> None:
     for name in cpu["screening"]:
         all_traced = f"{every[name]:.3f}" if name in every else ""
         print(f"{name:<44} {cpu['screening'][name]:>10.3f} {cpu['pipeline'][name]:>11.3f} {all_traced:>24}")
+    print(f"\n{'CPU ms per 1,000 persons imported and consumed':<44} {'registry':>10}")
+    for name, ms in result["registry_cpu_ms_per_1000_persons"].items():
+        print(f"{name:<44} {ms:>10.1f}")
     spans = result["spans_per_settlement"]
     every_spans = traced.get("spans_per_settlement", {})
     for what in ("spans", "traces"):

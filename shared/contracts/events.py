@@ -3,13 +3,14 @@
 Privacy: no national ID, name, bank account or phone number appears here in plaintext, ever.
 """
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.contracts.types import Category, ConsentLookback, Money, Ratio, VisitType
+from shared.contracts.types import PERSON_REF_PATTERN, Category, ConsentLookback, Money, Ratio, VisitType
 
 
 class EventData(BaseModel):
@@ -188,7 +189,8 @@ class TransferSettled(EventData):
 
 
 class PayeeAccountUpdated(EventData):
-    """The registry has a (new) bank account for a person (topic registry.payee).
+    """The registry has a (new) bank account for a person (topic registry.payee). Eligibility publishes these in
+    PayeeAccountsUpdated (many persons an event); an event of this one-person shape is still read.
 
     The account and name travel only encrypted (AES-GCM under the payee transport key shared by
     eligibility and disbursement); `account_masked` is for display.
@@ -213,9 +215,11 @@ class ConsentPeriod(EventData):
 class PersonRecorded(EventData):
     """The registry's entry for a person as it now stands (topic registry.person), for the reviewer's case view.
 
-    Published by eligibility after every registry import and consent change. Name and national ID travel only
-    encrypted (AES-GCM under the case-view transport key that only eligibility and approval hold, the
-    person_ref as associated data); the bank account does not travel here at all, only its version.
+    Eligibility publishes these entries in PersonsRecorded (many persons an event) after every registry import
+    and consent change; an event of this one-person shape, keyed by the person, is still read. Name and
+    national ID travel only encrypted (AES-GCM under the case-view transport key that only eligibility and
+    approval hold, the person_ref as associated data); the bank account does not travel here at all, only its
+    version.
     """
 
     identity_ciphertext: str
@@ -224,9 +228,42 @@ class PersonRecorded(EventData):
     periods: list[CategoryPeriod] = Field(max_length=100)
     consents: list[ConsentPeriod] = Field(max_length=100)
     account_version: int = Field(ge=0)
+
+
+PERSONS_PER_EVENT = 500
+"""The most persons, accounts or contacts one registry event carries (docs/decisions/0033); fewer when the event
+would pass MAX_REGISTRY_EVENT_BYTES."""
+MAX_REGISTRY_EVENT_BYTES = 256 * 1024
+"""A registry event's envelope stays under this many bytes: a quarter of Kafka's 1 MiB message limit."""
+
+
+class RegistryChunk(EventData):
+    """An event about many persons at once (one per import chunk, docs/decisions/0033). It travels under
+    `topics.REGISTRY_KEY`, so every event of its topic stays in one partition and in order; each entry names its
+    person. The per-person event it replaces is still read (`per_person`)."""
+
+    def entries(self) -> Sequence[tuple[str, EventData]]:
+        raise NotImplementedError
+
+
+class RecordedPerson(PersonRecorded):
+    """One person's entry in PersonsRecorded."""
+
+    person_ref: str = Field(pattern=PERSON_REF_PATTERN)
+
+
+class PersonsRecorded(RegistryChunk):
+    """The registry's entries as they now stand for many persons (topic registry.person): what PersonRecorded
+    says of one person, for up to PERSONS_PER_EVENT of them."""
+
+    persons: list[RecordedPerson] = Field(min_length=1, max_length=PERSONS_PER_EVENT)
+
+    def entries(self) -> Sequence[tuple[str, EventData]]:
+        return [(p.person_ref, p) for p in self.persons]
 class ContactUpdated(EventData):
     """How a person can be told about their case changed (topic registry.contact): a new phone number from the
     registry, or the SMS opt-out recorded with their consent. Always the whole current state, versioned.
+    Eligibility publishes these in ContactsUpdated (many persons an event); this one-person shape is still read.
 
     The phone number travels only encrypted (AES-GCM under the contact transport key shared by eligibility
     and notification, the person_ref as associated data); `phone_masked` is for display.
@@ -236,3 +273,41 @@ class ContactUpdated(EventData):
     phone_ciphertext: str | None = None
     phone_masked: str | None = Field(default=None, max_length=16)
     sms_opt_out: bool = False
+
+
+class UpdatedPayeeAccount(PayeeAccountUpdated):
+    """One person's new account in PayeeAccountsUpdated (encrypted with the person_ref as associated data)."""
+
+    person_ref: str = Field(pattern=PERSON_REF_PATTERN)
+
+
+class PayeeAccountsUpdated(RegistryChunk):
+    """New bank accounts for many persons (topic registry.payee): what PayeeAccountUpdated says of one person,
+    for up to PERSONS_PER_EVENT of them."""
+
+    accounts: list[UpdatedPayeeAccount] = Field(min_length=1, max_length=PERSONS_PER_EVENT)
+
+    def entries(self) -> Sequence[tuple[str, EventData]]:
+        return [(a.person_ref, a) for a in self.accounts]
+
+
+class UpdatedContact(ContactUpdated):
+    """One person's contact in ContactsUpdated (the phone encrypted with the person_ref as associated data)."""
+
+    person_ref: str = Field(pattern=PERSON_REF_PATTERN)
+
+
+class ContactsUpdated(RegistryChunk):
+    """Changed contacts of many persons (topic registry.contact): what ContactUpdated says of one person, for up
+    to PERSONS_PER_EVENT of them."""
+
+    contacts: list[UpdatedContact] = Field(min_length=1, max_length=PERSONS_PER_EVENT)
+
+    def entries(self) -> Sequence[tuple[str, EventData]]:
+        return [(c.person_ref, c) for c in self.contacts]
+
+
+def per_person(key: str, data: EventData) -> Sequence[tuple[str, EventData]]:
+    """A registry event's facts person by person: a chunk's entries, or the one fact of an event in the earlier
+    per-person shape (PersonRecorded, PayeeAccountUpdated, ContactUpdated), whose key is the person's ref."""
+    return data.entries() if isinstance(data, RegistryChunk) else [(key, data)]

@@ -14,12 +14,23 @@ from typing import Any
 import yaml
 
 from shared.contracts.envelope import Envelope
-from shared.contracts.topics import POLICY_PUBLISHED, TOPIC_EVENTS, dlq
+from shared.contracts.topics import (
+    POLICY_PUBLISHED,
+    REGISTRY_CONTACT,
+    REGISTRY_PAYEE,
+    REGISTRY_PERSON,
+    TOPIC_EVENTS,
+    dlq,
+)
 from shared.contracts.types import PERSON_REF_PATTERN
 from shared.contracts.versions import EARLIER_VERSIONS
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
-KEYS = {POLICY_PUBLISHED: "the region's key, region_key(region_code) (in the envelope's person_ref field)"}
+_REGISTRY = ("REGISTRY_KEY, one key for the whole topic (in the envelope's person_ref field), so every event is in "
+             "one partition and in order; each entry names its person. An event of the earlier per-person shape "
+             "has the person's person_ref")
+KEYS = {POLICY_PUBLISHED: "the region's key, region_key(region_code) (in the envelope's person_ref field)",
+        REGISTRY_PERSON: _REGISTRY, REGISTRY_PAYEE: _REGISTRY, REGISTRY_CONTACT: _REGISTRY}
 SERVICES = ("intake", "eligibility", "calculation", "approval", "disbursement", "notification")
 
 

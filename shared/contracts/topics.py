@@ -20,10 +20,10 @@ TOPIC_EVENTS: dict[str, tuple[type[ev.EventData], ...]] = {
     ASSISTANCE_CALCULATED: (ev.AssistanceCalculated, ev.AssistanceReversed, ev.RecoveryOpened),
     CASE_DECIDED: (ev.CaseDecided,),
     TRANSFER_SETTLED: (ev.TransferSettled,),
-    REGISTRY_PAYEE: (ev.PayeeAccountUpdated,),
-    REGISTRY_PERSON: (ev.PersonRecorded,),
+    REGISTRY_PAYEE: (ev.PayeeAccountsUpdated, ev.PayeeAccountUpdated),
+    REGISTRY_PERSON: (ev.PersonsRecorded, ev.PersonRecorded),
     POLICY_PUBLISHED: (ev.PolicyPublished,),
-    REGISTRY_CONTACT: (ev.ContactUpdated,),
+    REGISTRY_CONTACT: (ev.ContactsUpdated, ev.ContactUpdated),
 }
 
 EVENT_TYPES: dict[str, type[ev.EventData]] = {
@@ -35,6 +35,12 @@ def region_key(region_code: str) -> str:
     """The key of events about a region rather than a person (policy.published), in the envelope's `person_ref`
     field: shaped like a pseudonym, never equal to one (a national ID is never `region:<code>`)."""
     return hashlib.sha256(f"region:{region_code}".encode()).hexdigest()
+
+
+REGISTRY_KEY = hashlib.sha256(b"registry").hexdigest()
+"""The key of the registry's events about many persons (ev.RegistryChunk), in the envelope's `person_ref` field:
+every event of a registry topic goes to one partition, so one person's entries stay in the order they were
+written (docs/decisions/0033). Shaped like a pseudonym, never equal to one."""
 
 
 def dlq(topic: str) -> str:

@@ -59,6 +59,13 @@ SAMPLES: list[ev.EventData] = [
                       periods=[ev.CategoryPeriod(category="subsistence", valid_from=date(2026, 1, 1))],
                       consents=[ev.ConsentPeriod(signed_on=date(2026, 1, 5))], account_version=1),
     ev.ContactUpdated(contact_version=1, phone_ciphertext="c1:abc", phone_masked="138****5678"),
+    ev.PersonsRecorded(persons=[ev.RecordedPerson(
+        person_ref=PERSON, identity_ciphertext="v1:abc", district_code="310110", subdistrict_code="310110001",
+        periods=[ev.CategoryPeriod(category="subsistence", valid_from=date(2026, 1, 1))],
+        consents=[ev.ConsentPeriod(signed_on=date(2026, 1, 5))], account_version=1)]),
+    ev.PayeeAccountsUpdated(accounts=[ev.UpdatedPayeeAccount(
+        person_ref=PERSON, account_version=1, payee_ciphertext="k1:abc", account_masked="****1234")]),
+    ev.ContactsUpdated(contacts=[ev.UpdatedContact(person_ref=PERSON, contact_version=1, sms_opt_out=True)]),
 ]
 
 

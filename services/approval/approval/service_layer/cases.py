@@ -36,7 +36,7 @@ def case_not_found() -> NotFound:
 
 async def handle_events(uow: ApprovalUnitOfWork, rules: ApprovalRules, events: Sequence[Event]) -> None:
     """Consumer handler for assistance.calculated, transfer.settled and registry.person (one batch)."""
-    await record_people(uow.people, [e for e in events if isinstance(e.data, ev.PersonRecorded)])
+    await record_people(uow.people, [e for e in events if isinstance(e.data, ev.PersonsRecorded | ev.PersonRecorded)])
     calculated = [e for e in events if isinstance(e.data, ev.AssistanceCalculated)]
     await record_calculations(uow.calculations, calculated)
     await _open(uow, rules, [e for e in calculated

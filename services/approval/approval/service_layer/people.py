@@ -4,6 +4,7 @@ Both are read models fed in the consumer's transaction, in bulk: a reviewer's pa
 """
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from approval.adapters.repositories import CalculationRepository, PersonRepository
@@ -12,27 +13,28 @@ from shared.messaging.consumer import Event
 
 
 async def record_people(people: PersonRepository, events: Sequence[Event]) -> None:
-    """Keep each person's latest registry entry; a higher account version than the one kept is an account change."""
-    if not events:
+    """Keep each person's latest registry entry (PersonsRecorded, many persons an event, or the earlier
+    PersonRecorded of one); a higher account version than the one kept is an account change."""
+    latest: dict[str, tuple[ev.PersonRecorded, datetime]] = {}
+    for event in events:  # the registry's events arrive in the order written: a person's last one is the entry now
+        for ref, data in ev.per_person(event.envelope.person_ref, event.data):
+            assert isinstance(data, ev.PersonRecorded)
+            latest[ref] = (data, event.envelope.occurred_at)
+    if not latest:
         return
-    latest: dict[str, Event] = {}
-    for event in events:  # one person's events arrive in order: the last one is the entry now
-        latest[event.envelope.person_ref] = event
     known = await people.locked(list(latest))
     rows: list[dict[str, Any]] = []
-    for ref, event in latest.items():
-        data = event.data
-        assert isinstance(data, ev.PersonRecorded)
+    for ref, (data, occurred_at) in latest.items():
         old = known.get(ref)
-        changed_at = old.account_changed_at if old else None
-        if old and old.account_version >= 1 and data.account_version > old.account_version:
-            changed_at = event.envelope.occurred_at
+        old_version, changed_at = (old.account_version, old.account_changed_at) if old else (0, None)
+        if old_version >= 1 and data.account_version > old_version:
+            changed_at = occurred_at
         rows.append({"person_ref": ref, "identity_enc": data.identity_ciphertext,
                      "district_code": data.district_code, "subdistrict_code": data.subdistrict_code,
                      "periods": [p.model_dump(mode="json") for p in data.periods],
                      "consents": [c.model_dump(mode="json") for c in data.consents],
-                     "account_version": max(data.account_version, old.account_version if old else 0),
-                     "account_changed_at": changed_at, "recorded_at": event.envelope.occurred_at})
+                     "account_version": max(data.account_version, old_version),
+                     "account_changed_at": changed_at, "recorded_at": occurred_at})
     await people.upsert(rows)
 
 

@@ -11,8 +11,15 @@ import httpx
 import orjson
 import pytest
 
-from shared.contracts.events import CategoryPeriod, ConsentPeriod, PersonRecorded, TransferSettled
-from shared.contracts.topics import REGISTRY_PERSON, TRANSFER_SETTLED
+from shared.contracts.events import (
+    CategoryPeriod,
+    ConsentPeriod,
+    PersonRecorded,
+    PersonsRecorded,
+    RecordedPerson,
+    TransferSettled,
+)
+from shared.contracts.topics import REGISTRY_KEY, REGISTRY_PERSON, TRANSFER_SETTLED
 from shared.security.crypto import FieldCipher
 
 # the approval service under test, as the approval tests start it
@@ -61,6 +68,7 @@ async def test_who_arrives_as_an_event_and_the_flags_follow_the_person(approval:
         assert flag_codes((await clerk.get(f"/v1/cases/{big_id}/review")).json()) == {"large_amount"}
         assert (await reviewer.get(f"/v1/cases/{small_id}/personal-data-reads")).json() == []  # nothing decrypted
 
+        # an entry of the earlier one-person shape, keyed by the person, as a deployed topic may still hold
         await approval.send(REGISTRY_PERSON, recorded(approval, ref, sub, 1), ref)
         view = await review_until(reviewer, small_id, lambda v: v["who"]["known"])
         who = view["who"]
@@ -69,12 +77,16 @@ async def test_who_arrives_as_an_event_and_the_flags_follow_the_person(approval:
             "2026-01-01", "2026-12-31", "2026-02-01")
         assert flag_codes(view) == set()  # the first account is no change
 
-        await approval.send(REGISTRY_PERSON, recorded(approval, ref, sub, 2), ref)
+        other = person()  # then many persons an event, as eligibility publishes them (ADR 0033)
+        await approval.send(REGISTRY_PERSON, PersonsRecorded(persons=[
+            RecordedPerson(person_ref=p, **recorded(approval, p, sub, version).model_dump())
+            for p, version in ((other, 1), (ref, 2))]), REGISTRY_KEY)
         await approval.send(TRANSFER_SETTLED, TransferSettled(
             payment_id=uuid.uuid4(), case_id=uuid.UUID(big_id), calculation_id=big.calculation_id,
             settlement_id=big.settlement_id, status="failed", reason="account_closed", amount=Decimal("6000.00")), ref)
-        await review_until(reviewer, small_id,
-                           lambda v: flag_codes(v) == {"account_changed_recently", "payment_failed_before"})
+        view = await review_until(reviewer, small_id,
+                                  lambda v: flag_codes(v) == {"account_changed_recently", "payment_failed_before"})
+        assert view["who"]["name"] == NAME  # the entry from the chunk, decrypted under this person's ref
         flagged = (await clerk.get("/v1/cases", params={"flag": ["account_changed_recently", "payment_failed_before"],
                                                         "subdistrict_code": sub})).json()
         assert {c["case_id"] for c in flagged["items"]} == {big_id, small_id}

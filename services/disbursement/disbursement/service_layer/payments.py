@@ -43,24 +43,24 @@ def _now() -> datetime:
 
 async def handle_events(uow: DisbursementUnitOfWork, events: Sequence[Event]) -> None:
     """Consumer handler for case.decided and registry.payee: one statement per table for the whole batch."""
-    payees = [e for e in events if isinstance(e.data, ev.PayeeAccountUpdated)]
+    payees = [(ref, data) for e in events if isinstance(e.data, ev.PayeeAccountsUpdated | ev.PayeeAccountUpdated)
+              for ref, data in ev.per_person(e.envelope.person_ref, e.data)]  # one person or many (ADR 0033)
     await _store_payees(uow, payees)
     approved = [e for e in events if isinstance(e.data, ev.CaseDecided) and e.data.decision == "approved"]
     await _open_payments(uow, approved)
     await _cancel(uow, [e for e in events if isinstance(e.data, ev.CaseDecided) and e.data.decision == "cancelled"])
     if payees:
-        await _account_arrived(uow, {e.envelope.person_ref for e in payees})
+        await _account_arrived(uow, {ref for ref, _ in payees})
     if payees or approved:
         uow.wake_sender()
 
 
-async def _store_payees(uow: DisbursementUnitOfWork, events: list[Event]) -> None:
+async def _store_payees(uow: DisbursementUnitOfWork, payees: list[tuple[str, ev.EventData]]) -> None:
     latest: dict[str, PayeeAccount] = {}
-    for e in events:
-        assert isinstance(e.data, ev.PayeeAccountUpdated)
-        ref = e.envelope.person_ref
-        if ref not in latest or e.data.account_version > latest[ref].version:
-            latest[ref] = PayeeAccount(ref, e.data.payee_ciphertext, e.data.account_version, e.data.account_masked)
+    for ref, data in payees:
+        assert isinstance(data, ev.PayeeAccountUpdated)
+        if ref not in latest or data.account_version > latest[ref].version:
+            latest[ref] = PayeeAccount(ref, data.payee_ciphertext, data.account_version, data.account_masked)
     await uow.payees.store(latest.values(), _now())
 
 

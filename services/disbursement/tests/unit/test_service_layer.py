@@ -19,7 +19,7 @@ from opentelemetry.trace import INVALID_SPAN
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
-from shared.contracts.topics import CASE_DECIDED, REGISTRY_PAYEE, TRANSFER_SETTLED
+from shared.contracts.topics import CASE_DECIDED, REGISTRY_KEY, REGISTRY_PAYEE, TRANSFER_SETTLED
 from shared.messaging.consumer import Event
 
 P, A = PaymentStatus, AttemptStatus
@@ -248,7 +248,9 @@ async def test_a_pass_sends_its_batch_in_one_call_and_confirms_a_batch_of_callba
         store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
     refs = [f"{i:x}".rjust(64, "a") for i in range(5)]
     cases = [approved(f"{i + 1}.00") for i in range(5)]
-    await consume(store, deps, *[event(REGISTRY_PAYEE, payee(deps, r), r) for r in refs],
+    accounts = ev.PayeeAccountsUpdated(accounts=[  # the five accounts in one registry event (ADR 0033)
+        ev.UpdatedPayeeAccount(person_ref=r, **payee(deps, r).model_dump()) for r in refs])
+    await consume(store, deps, event(REGISTRY_PAYEE, accounts, REGISTRY_KEY),
                   *[event(CASE_DECIDED, c, r) for c, r in zip(cases, refs, strict=True)])
     run = passes(store, deps)
     await run["payment sender"]()

@@ -1,7 +1,8 @@
 """What the reviewer's case view needs from the registry, published as the person's entry now stands.
 
-Approval keeps the latest `PersonRecorded` per person (ADR 0014), so no reviewer's page calls eligibility.
-The name and national ID are re-encrypted from the at-rest key to the case-view transport key.
+Approval keeps the latest entry per person (ADR 0014), so no reviewer's page calls eligibility. The entries go
+many to an event (`PersonsRecorded`, ADR 0033). The name and national ID are re-encrypted from the at-rest key
+to the case-view transport key.
 """
 
 from collections.abc import Collection, Mapping
@@ -11,17 +12,19 @@ import orjson
 from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
-from shared.contracts.events import CategoryPeriod, ConsentPeriod, PersonRecorded
+from shared.contracts.events import CategoryPeriod, ConsentPeriod, PersonsRecorded, RecordedPerson
 from shared.contracts.topics import REGISTRY_PERSON
 
 
 async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: Collection[str],
                                  imported: Mapping[str, RegistryRecordIn] | None = None) -> int:
-    """One PersonRecorded per registered person among `refs` (three queries in all); returns how many. The
-    identity of a person in `imported` (records just stored) is taken from the record, not decrypted again."""
+    """The entry of every registered person among `refs`, in PersonsRecorded events (three queries in all);
+    returns how many persons. The identity of a person in `imported` (records just stored) is taken from the
+    record, not decrypted again."""
     if not refs:
         return 0
     records = await uow.registry.records(refs)
+    entries = []
     for person in records.persons:
         ref = person.person_ref
         record = imported.get(ref) if imported else None
@@ -32,8 +35,9 @@ async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: C
                    for p in records.periods.get(ref, [])]
         consents = [ConsentPeriod(signed_on=c.signed_on, revoked_on=c.revoked_on)
                     for c in records.consents.get(ref, [])]
-        uow.publish(REGISTRY_PERSON, ref, PersonRecorded(
-            identity_ciphertext=keys.case_view.encrypt(identity, ref), district_code=person.district_code,
-            subdistrict_code=person.subdistrict_code, periods=periods[-100:], consents=consents[-100:],
-            account_version=person.account_version))
-    return len(records.persons)
+        entries.append(RecordedPerson(
+            person_ref=ref, identity_ciphertext=keys.case_view.encrypt(identity, ref),
+            district_code=person.district_code, subdistrict_code=person.subdistrict_code, periods=periods[-100:],
+            consents=consents[-100:], account_version=person.account_version))
+    uow.publish_chunked(REGISTRY_PERSON, entries, lambda part: PersonsRecorded(persons=part))
+    return len(entries)

@@ -19,7 +19,7 @@ from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.person_view import publish_person_records
 from eligibility.service_layer.screening import rescreen_parked
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
-from shared.contracts.events import ContactUpdated, PayeeAccountUpdated
+from shared.contracts.events import ContactsUpdated, PayeeAccountsUpdated, UpdatedContact, UpdatedPayeeAccount
 from shared.contracts.topics import REGISTRY_CONTACT, REGISTRY_PAYEE
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.security.crypto import mask_account, mask_phone, person_ref
@@ -55,7 +55,8 @@ def _fingerprint(pepper: bytes, account: str, name: str) -> str:
 
 async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Principal,
                           records: Sequence[RegistryRecordIn]) -> ImportResult:
-    """Upsert persons and category periods; publish changed bank accounts (encrypted); re-screen parked.
+    """Upsert persons and category periods; publish changed bank accounts (encrypted) and the entries, many
+    persons to an event; re-screen parked.
 
     One statement per table for the whole import, whatever its size (docs/decisions/0031)."""
     refs = [person_ref(keys.pepper, r.national_id) for r in records]
@@ -63,13 +64,13 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
     await _inside_area(uow, officer, refs, records)
     await uow.registry.lock(by_ref)  # imports of the same persons at once take turns
     on_file = await uow.registry.accounts_locked(list(by_ref))
-    now, person_rows, payee_updates = datetime.now(UTC), [], 0
+    now, person_rows, payees = datetime.now(UTC), [], []
     for ref, r in by_ref.items():
         row, payee = _person_row(keys, ref, r, on_file.get(ref), now)
         person_rows.append(row)
         if payee is not None:
-            uow.publish(REGISTRY_PAYEE, ref, payee)
-            payee_updates += 1
+            payees.append(payee)
+    uow.publish_chunked(REGISTRY_PAYEE, payees, lambda part: PayeeAccountsUpdated(accounts=part))
     await uow.registry.save_persons(person_rows)
     period_rows = list({(ref, r.category.value, r.valid_from): {
         "person_ref": ref, "category": r.category.value, "valid_from": r.valid_from, "valid_to": r.valid_to}
@@ -78,12 +79,12 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
     await publish_person_records(uow, keys, by_ref, imported=by_ref)
     contacts = await update_contacts(uow, keys, phones={ref: r.phone for ref, r in by_ref.items() if r.phone})
     rescreened = await rescreen_parked(uow, by_ref)
-    return ImportResult(len(records), len(by_ref.keys() - on_file.keys()), len(period_rows), payee_updates,
+    return ImportResult(len(records), len(by_ref.keys() - on_file.keys()), len(period_rows), len(payees),
                         rescreened, contacts)
 
 
 def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: AccountOnFile | None, now: datetime
-                ) -> tuple[dict[str, Any], PayeeAccountUpdated | None]:
+                ) -> tuple[dict[str, Any], UpdatedPayeeAccount | None]:
     """The person's entry as the record has it (identity encrypted), and the new account to publish (under
     the payee key, versioned) when the record changes it."""
     row: dict[str, Any] = {
@@ -108,7 +109,7 @@ def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: AccountOnFile | 
     row["account_masked"] = mask_account(r.bank_account)
     row["account_version"] = int(row["account_version"]) + 1
     payload = orjson.dumps({"account": r.bank_account, "name": r.name, "bank": r.bank_name}).decode()
-    return row, PayeeAccountUpdated(account_version=row["account_version"],
+    return row, UpdatedPayeeAccount(person_ref=ref, account_version=row["account_version"],
                                     payee_ciphertext=keys.payee.encrypt(payload, ref),
                                     account_masked=row["account_masked"])
 
@@ -132,14 +133,15 @@ async def _inside_area(uow: EligibilityUnitOfWork, officer: Principal, refs: Seq
 
 async def update_contacts(uow: EligibilityUnitOfWork, keys: Keys, *,
                           phones: dict[str, str] | None = None, opt_outs: dict[str, bool] | None = None) -> int:
-    """Store new phone numbers (encrypted) and SMS opt-outs; publish each changed contact, whole and versioned,
-    with the phone only under the contact transport key (docs/decisions/0022). Returns how many changed."""
+    """Store new phone numbers (encrypted) and SMS opt-outs; publish the changed contacts, each whole and
+    versioned, with the phone only under the contact transport key (docs/decisions/0022), many to an event
+    (docs/decisions/0033). Returns how many changed."""
     phones, opt_outs = phones or {}, opt_outs or {}
     refs = sorted(set(phones) | set(opt_outs))
     if not refs:
         return 0
     existing = await uow.contacts.locked(refs)
-    rows = []
+    rows, changed = [], []
     for ref in refs:
         old = existing.get(ref) or ContactRow(person_ref=ref, updated_at=datetime.now(UTC))
         phone_enc, fingerprint, masked, plain = old.phone_enc, old.phone_fingerprint, old.phone_masked, None
@@ -155,9 +157,10 @@ async def update_contacts(uow: EligibilityUnitOfWork, keys: Keys, *,
         rows.append({"person_ref": ref, "phone_enc": phone_enc, "phone_fingerprint": fingerprint,
                      "phone_masked": masked, "sms_opt_out": opt_out, "version": version,
                      "updated_at": datetime.now(UTC)})
-        data = ContactUpdated(contact_version=version, phone_masked=masked, sms_opt_out=opt_out,
-                              phone_ciphertext=keys.contact.encrypt(plain, ref) if plain else None)
-        uow.publish(REGISTRY_CONTACT, ref, data)
+        changed.append(UpdatedContact(person_ref=ref, contact_version=version, phone_masked=masked,
+                                      sms_opt_out=opt_out,
+                                      phone_ciphertext=keys.contact.encrypt(plain, ref) if plain else None))
+    uow.publish_chunked(REGISTRY_CONTACT, changed, lambda part: ContactsUpdated(contacts=part))
     await uow.contacts.save(rows)
     return len(rows)
 

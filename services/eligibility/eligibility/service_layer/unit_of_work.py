@@ -1,5 +1,8 @@
 """Eligibility's unit of work: one transaction, its repositories, and the events the change emits."""
 
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
 from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,12 +13,14 @@ from eligibility.adapters.repositories import (
     ScreeningRepository,
 )
 from shared.contracts.envelope import Envelope
-from shared.contracts.events import EventData
+from shared.contracts.events import MAX_REGISTRY_EVENT_BYTES, PERSONS_PER_EVENT, EventData, RegistryChunk
+from shared.contracts.topics import REGISTRY_KEY
 from shared.messaging.outbox import Outgoing
 from shared.settings import ServiceSettings
 from shared.unit_of_work import UnitOfWork
 
 PRODUCER = "eligibility"
+T = TypeVar("T")
 
 
 class EligibilityUnitOfWork(UnitOfWork):
@@ -29,3 +34,18 @@ class EligibilityUnitOfWork(UnitOfWork):
     def publish(self, topic: str, person_ref: str, data: EventData, cause: Span | None = None) -> None:
         """Emit one of eligibility's events about a person (or region) at commit."""
         self.emit(Outgoing(topic, Envelope.wrap(data, person_ref=person_ref, producer=PRODUCER), cause))
+
+    def publish_chunked(self, topic: str, entries: Sequence[T], chunk: Callable[[list[T]], RegistryChunk]) -> int:
+        """Emit many persons' registry facts in as few events as fit (docs/decisions/0033): at most
+        PERSONS_PER_EVENT each, halved while an envelope would pass MAX_REGISTRY_EVENT_BYTES, all under
+        REGISTRY_KEY so the topic keeps one order. Returns how many events."""
+        return sum(self._emit_chunk(topic, list(entries[start:start + PERSONS_PER_EVENT]), chunk)
+                   for start in range(0, len(entries), PERSONS_PER_EVENT))
+
+    def _emit_chunk(self, topic: str, part: list[T], chunk: Callable[[list[T]], RegistryChunk]) -> int:
+        envelope = Envelope.wrap(chunk(part), person_ref=REGISTRY_KEY, producer=PRODUCER)
+        if len(part) > 1 and len(envelope.to_bytes()) > MAX_REGISTRY_EVENT_BYTES:
+            half = len(part) // 2
+            return self._emit_chunk(topic, part[:half], chunk) + self._emit_chunk(topic, part[half:], chunk)
+        self.emit(Outgoing(topic, envelope))
+        return 1

@@ -30,7 +30,7 @@ from simulators.hospital.feed import national_id
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
-from shared.contracts.topics import region_key
+from shared.contracts.topics import REGISTRY_KEY, region_key
 from shared.contracts.types import ConsentLookback
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.messaging.consumer import Event
@@ -181,6 +181,10 @@ class FakeUnitOfWork(EligibilityUnitOfWork):
     def published(self, event_type: str) -> list:  # type: ignore[type-arg]
         return [o.envelope.payload() for o in self.pending if o.envelope.event_type == event_type]
 
+    def entries(self, chunk_type: str) -> list[tuple[str, ev.EventData]]:
+        """Every person's fact in the registry events of `chunk_type`, in the order published."""
+        return [entry for chunk in self.published(chunk_type) for entry in chunk.entries()]
+
     def decisions(self, settlement_id: uuid.UUID) -> list[ev.EligibilityDecided]:
         return [d for d in self.published("EligibilityDecided") if d.settlement.settlement_id == settlement_id]
 
@@ -287,8 +291,9 @@ async def test_an_import_publishes_the_account_only_when_it_changes() -> None:
     nid, ref = await registered(uow)
     await import_registry(uow, KEYS, OFFICER, [record(nid)])
     await import_registry(uow, KEYS, OFFICER, [record(nid, bank_account="6222020200999999")])
-    assert [p.account_version for p in uow.published("PayeeAccountUpdated")] == [1, 2]
-    assert len(uow.published("PersonRecorded")) == 3
+    assert [(r, p.account_version) for r, p in uow.entries("PayeeAccountsUpdated")] == [(ref, 1), (ref, 2)]
+    assert [r for r, _ in uow.entries("PersonsRecorded")] == [ref] * 3
+    assert {o.envelope.person_ref for o in uow.pending if o.topic.startswith("registry.")} == {REGISTRY_KEY}
     assert b"6222020200999999" not in b"".join(o.envelope.to_bytes() for o in uow.pending)
 
 
@@ -334,3 +339,30 @@ async def test_a_revocation_counts_from_its_date_and_not_before_the_signing() ->
     assert revoked.consent.revoked_on == date(2026, 6, 1)
     later = await revoke_consent(uow, KEYS, CLERK, consent.id, date(2026, 7, 1))
     assert later.consent.revoked_on == date(2026, 6, 1), "a later date does not undo an earlier revocation"
+
+
+async def test_an_import_publishes_its_persons_and_accounts_many_to_an_event() -> None:
+    uow = FakeUnitOfWork()
+    nids = [national_id(rng) for _ in range(ev.PERSONS_PER_EVENT * 2 + 1)]
+    await import_registry(uow, KEYS, OFFICER, [
+        record(nid, bank_account=f"6222{i:012d}", phone=f"1380000{i:04d}") for i, nid in enumerate(nids)])
+    refs = [person_ref(KEYS.pepper, nid) for nid in nids]
+    for chunk_type in ("PersonsRecorded", "PayeeAccountsUpdated", "ContactsUpdated"):
+        assert [len(c.entries()) for c in uow.published(chunk_type)] == [ev.PERSONS_PER_EVENT] * 2 + [1]
+        assert sorted(r for r, _ in uow.entries(chunk_type)) == sorted(refs)
+    assert not uow.published("PersonRecorded") and not uow.published("PayeeAccountUpdated")
+    sent = b"".join(o.envelope.to_bytes() for o in uow.pending)
+    assert not any(secret.encode() in sent for secret in (nids[7], f"6222{7:012d}", f"1380000{7:04d}"))
+
+
+def test_a_registry_event_is_split_until_its_envelope_fits_the_bound() -> None:
+    uow = FakeUnitOfWork()
+    periods = [ev.CategoryPeriod(category="subsistence", valid_from=date(2026, 1, 1), valid_to=date(2026, 12, 31))]
+    consents = [ev.ConsentPeriod(signed_on=date(2026, 1, 5), revoked_on=date(2026, 6, 1))]
+    largest = [ev.RecordedPerson(person_ref=f"{i:064x}", identity_ciphertext="v1:" + "x" * 400,
+                                 district_code=DISTRICT, subdistrict_code=SUBDISTRICT, periods=periods * 100,
+                                 consents=consents * 100, account_version=9) for i in range(60)]
+    events = uow.publish_chunked("registry.person", largest, lambda part: ev.PersonsRecorded(persons=part))
+    sizes = [len(o.envelope.to_bytes()) for o in uow.pending]
+    assert events == len(sizes) > 1 and max(sizes) <= ev.MAX_REGISTRY_EVENT_BYTES
+    assert [r for c in uow.published("PersonsRecorded") for r, _ in c.entries()] == [p.person_ref for p in largest]

@@ -75,13 +75,15 @@ async def _store_contacts(uow: NotificationUnitOfWork, events: Sequence[Event], 
     accounts: dict[str, str] = {}
     versions: dict[tuple[str, int], str] = {}
     for e in events:
-        ref = e.envelope.person_ref
-        if isinstance(e.data, ev.ContactUpdated) and (
-                ref not in latest or e.data.contact_version > latest[ref].contact_version):
-            latest[ref] = e.data
-        elif isinstance(e.data, ev.PayeeAccountUpdated):
-            accounts[ref] = e.data.account_masked  # only the masked form is kept: the texts need no more
-            versions[(ref, e.data.account_version)] = e.data.account_masked
+        if not isinstance(e.data, ev.RegistryChunk | ev.ContactUpdated | ev.PayeeAccountUpdated):
+            continue
+        for ref, data in ev.per_person(e.envelope.person_ref, e.data):  # one person or many (ADR 0033)
+            if isinstance(data, ev.ContactUpdated) and (
+                    ref not in latest or data.contact_version > latest[ref].contact_version):
+                latest[ref] = data
+            elif isinstance(data, ev.PayeeAccountUpdated):
+                accounts[ref] = data.account_masked  # only the masked form is kept: the texts need no more
+                versions[(ref, data.account_version)] = data.account_masked
     await uow.recipients.store(latest, versions, accounts, now)
 
 

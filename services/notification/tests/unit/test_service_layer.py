@@ -25,6 +25,7 @@ from opentelemetry import trace
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
+from shared.contracts.topics import REGISTRY_KEY
 from shared.http_client import PartnerUnavailable
 from shared.messaging.consumer import Event
 from shared.service import Runtime
@@ -165,13 +166,28 @@ def contact(opt_out: bool = False, version: int = 1) -> ev.ContactUpdated:
                              sms_opt_out=opt_out)
 
 
-async def test_each_moment_is_one_message_in_the_order_things_happened_and_a_redelivery_writes_none() -> None:
+def registry_events(chunked: bool) -> list[Event]:
+    """REF's contact and account, as one-person events or many persons an event (ADR 0033)."""
+    account = ev.PayeeAccountUpdated(account_version=2, payee_ciphertext="p1:x", account_masked="6222****4321")
+    if not chunked:
+        return [event(contact()), event(account)]
+    other = "9" * 64
+    return [event(ev.ContactsUpdated(contacts=[ev.UpdatedContact(person_ref=r, **contact().model_dump())
+                                               for r in (other, REF)]), REGISTRY_KEY),
+            event(ev.PayeeAccountsUpdated(accounts=[
+                ev.UpdatedPayeeAccount(person_ref=other, account_version=1, payee_ciphertext="p9:x",
+                                       account_masked="6222****9999"),
+                ev.UpdatedPayeeAccount(person_ref=REF, **account.model_dump())]), REGISTRY_KEY)]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_each_moment_is_one_message_in_the_order_things_happened_and_a_redelivery_writes_none(
+        chunked: bool) -> None:
     d, uow, sid = deps(), FakeUnitOfWork(), uuid.uuid4()
     t0 = datetime.now(UTC)
     calculated, approved, paid = (event(e, at=t0 + timedelta(seconds=i)) for i, e in enumerate(journey(sid)))
     handler = events_handler(runtime(d))
-    account = ev.PayeeAccountUpdated(account_version=2, payee_ciphertext="p1:x", account_masked="6222****4321")
-    await handler(uow, [paid, event(contact()), event(account), approved, calculated])  # topics in any order
+    await handler(uow, [paid, *registry_events(chunked), approved, calculated])  # topics in any order
     rows = list(uow.messages.rows.values())
     assert [r["moment"] for r in rows] == ["assistance_calculated", "case_approved", "transfer_settled"]
     assert all(r["status"] == "pending" and r["template_version"] == d.wording.templates.version for r in rows)
