@@ -7,6 +7,7 @@ through `Journey.advance`) or is reversed by its hospital (`reverse`), which is 
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from intake.domain.journey import Journey, advance
@@ -40,6 +41,20 @@ class Known:
     status: str
 
 
+# SettlementReceived's fields taken from the submission's canonical body, in the event's field order.
+_RECEIVED_FROM_BODY = ("hospital_settlement_id", "hospital_level", "visit_type", "admission_date", "discharge_date",
+                       "total_amount", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid")
+
+
+@dataclass(frozen=True)
+class Announced:
+    """An event whose payload is already in its JSON form: `SettlementReceived`, made from the submission the
+    request validated, so each settlement is one pydantic model, not two (tests hold it to the contract)."""
+
+    event_type: type[EventData]
+    data: dict[str, Any]
+
+
 @dataclass
 class Settlement:
     """One hospital settlement and where it is; `steps` and `events` are what changed since it was loaded."""
@@ -56,21 +71,19 @@ class Settlement:
     sealed: Sealed | None = None
     fingerprint: str | None = None
     steps: list[Step] = field(default_factory=list)
-    events: list[EventData] = field(default_factory=list)
+    events: list[EventData | Announced] = field(default_factory=list)
 
     @classmethod
-    def receive(cls, settlement_id: UUID, hospital_id: str, item: SettlementIn, fingerprint: str, person_ref: str,
-                sealed: Sealed) -> "Settlement":
-        """A settlement seen for the first time: `received`, announced without any personal data."""
+    def receive(cls, settlement_id: UUID, hospital_id: str, item: SettlementIn, canonical: dict[str, Any],
+                fingerprint: str, person_ref: str, sealed: Sealed) -> "Settlement":
+        """A settlement seen for the first time: `received`, announced without any personal data.
+
+        `canonical` is `item.canonical()`, `fingerprint` its hash (`submission.fingerprint`)."""
         settlement = cls(settlement_id, hospital_id, item.hospital_settlement_id, person_ref, Journey.RECEIVED,
                          content=item, sealed=sealed, fingerprint=fingerprint, steps=[Step(Journey.RECEIVED)])
-        settlement.events.append(SettlementReceived(
-            settlement_id=settlement_id, hospital_id=hospital_id, hospital_settlement_id=item.hospital_settlement_id,
-            hospital_level=item.hospital_level, visit_type=item.visit_type, admission_date=item.admission_date,
-            discharge_date=item.discharge_date, total_amount=Decimal(item.total_amount),
-            policy_scope_amount=Decimal(item.policy_scope_amount),
-            basic_insurance_paid=Decimal(item.basic_insurance_paid),
-            critical_illness_paid=Decimal(item.critical_illness_paid)))
+        data = {"settlement_id": str(settlement_id), "hospital_id": hospital_id}
+        data.update((key, canonical[key]) for key in _RECEIVED_FROM_BODY)
+        settlement.events.append(Announced(SettlementReceived, data))
         return settlement
 
     def learn(self, status: Journey, reason: str | None = None, assistance: Decimal | None = None) -> None:

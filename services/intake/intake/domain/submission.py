@@ -12,6 +12,7 @@ from shared.contracts.types import IsoDate, NationalId, VisitType
 
 MAX_AMOUNT = Decimal("10000000.00")
 HOSPITAL_SETTLEMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+AMOUNTS = ("total_amount", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid")
 
 Amount = Annotated[
     str,
@@ -64,12 +65,19 @@ class SettlementIn(BaseModel):
             raise ValueError("insurance paid exceeds total_amount")
         return self
 
-    def fingerprint(self) -> str:
-        """A hash of the canonical body: the same id with a different body is a conflict, not a retry."""
-        canonical: dict[str, Any] = self.model_dump(mode="json")
-        for key in ("total_amount", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid"):
-            canonical[key] = f"{Decimal(canonical[key]):.2f}"
-        return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    def canonical(self) -> dict[str, Any]:
+        """The body as JSON values in one canonical form (amounts with two places): what `fingerprint` hashes,
+        and what `SettlementReceived` carries of it, so each settlement is dumped once."""
+        body: dict[str, Any] = self.model_dump(mode="json")
+        for key in AMOUNTS:
+            body[key] = f"{Decimal(body[key]):.2f}"
+        return body
+
+
+def fingerprint(canonical: dict[str, Any]) -> str:
+    """A hash of a settlement's canonical body (`SettlementIn.canonical`): the same id with a different body is a
+    conflict, not a retry."""
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class SettlementBatchIn(BaseModel):

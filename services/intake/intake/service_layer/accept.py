@@ -10,10 +10,11 @@ from opentelemetry import trace
 from intake.adapters.metrics import SETTLEMENTS_ACCEPTED, SETTLEMENTS_DUPLICATE, SETTLEMENTS_REVERSED
 from intake.dependencies import IntakeDeps
 from intake.domain.journey import Journey
-from intake.domain.settlement import Settlement, refuse_conflicts
-from intake.domain.submission import SettlementIn
+from intake.domain.settlement import Announced, Settlement, refuse_conflicts
+from intake.domain.submission import SettlementIn, fingerprint
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from shared.contracts.envelope import Envelope
+from shared.contracts.events import EventData
 from shared.contracts.topics import SETTLEMENT_RECEIVED
 from shared.errors import NotFound
 from shared.messaging.outbox import Outgoing
@@ -40,19 +41,20 @@ async def accept_settlements(uow: IntakeUnitOfWork, deps: IntakeDeps, hospital_i
 
     The same hospital_settlement_id with a different body refuses the whole request (Conflict): nothing is written.
     """
-    fingerprints = [item.fingerprint() for item in items]
+    bodies = [item.canonical() for item in items]
+    fingerprints = [fingerprint(body) for body in bodies]
     known = await uow.settlements.lock_known(hospital_id, (item.hospital_settlement_id for item in items))
     refuse_conflicts(items, fingerprints, known)
     results: list[Accepted] = []
     created: dict[str, Settlement] = {}
-    for index, (item, fingerprint) in enumerate(zip(items, fingerprints, strict=True)):
+    for index, (item, body, hashed) in enumerate(zip(items, bodies, fingerprints, strict=True)):
         sid = item.hospital_settlement_id
         if sid in known:
             results.append(Accepted(index, known[sid].id, sid, "duplicate", known[sid].status))
         elif sid in created:
             results.append(Accepted(index, created[sid].id, sid, "duplicate", Journey.RECEIVED))
         else:
-            settlement = Settlement.receive(uuid.uuid4(), hospital_id, item, fingerprint,
+            settlement = Settlement.receive(uuid.uuid4(), hospital_id, item, body, hashed,
                                             deps.person_ref(item.patient.national_id),
                                             deps.seal(item.patient.national_id, item.patient.name,
                                                       f"{hospital_id}/{sid}"))
@@ -79,10 +81,16 @@ def _emit_received(uow: IntakeUnitOfWork, settlements: Iterable[Settlement]) -> 
 
 
 def _outgoing(settlement: Settlement, cause: trace.Span) -> list[Outgoing]:
-    events = [Outgoing(SETTLEMENT_RECEIVED, Envelope.wrap(data, person_ref=settlement.person_ref, producer="intake"),
-                       cause) for data in settlement.events]
+    events = [Outgoing(SETTLEMENT_RECEIVED, _envelope(event, settlement.person_ref), cause)
+              for event in settlement.events]
     settlement.events = []
     return events
+
+
+def _envelope(event: EventData | Announced, person_ref: str) -> Envelope:
+    if isinstance(event, Announced):
+        return Envelope.wrap_json(event.event_type, event.data, person_ref=person_ref, producer="intake")
+    return Envelope.wrap(event, person_ref=person_ref, producer="intake")
 
 
 async def reverse_settlement(uow: IntakeUnitOfWork, hospital_id: str, hospital_settlement_id: str,

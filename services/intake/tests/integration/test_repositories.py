@@ -13,7 +13,7 @@ from intake.config import IntakeSettings
 from intake.dependencies import IntakeDeps
 from intake.domain.journey import Journey
 from intake.domain.settlement import Settlement
-from intake.domain.submission import SettlementIn
+from intake.domain.submission import SettlementIn, fingerprint
 from intake.service_layer.accept import accept_settlements
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from sqlalchemy import text
@@ -40,8 +40,9 @@ def received(deps: IntakeDeps, sid: str) -> Settlement:
         "admission_date": "2026-02-20", "discharge_date": "2026-03-02",
         "patient": {"national_id": "310110198001011236", "name": "王芳"}, "total_amount": "9000.00",
         "policy_scope_amount": "8000.00", "basic_insurance_paid": "5000.00", "critical_illness_paid": "1000.00"})
-    return Settlement.receive(uuid.uuid4(), "H001", item, item.fingerprint(), deps.person_ref("310110198001011236"),
-                              deps.seal("310110198001011236", "王芳", f"H001/{sid}"))
+    body, person = item.canonical(), item.patient
+    return Settlement.receive(uuid.uuid4(), "H001", item, body, fingerprint(body), deps.person_ref(person.national_id),
+                              deps.seal(person.national_id, person.name, f"H001/{sid}"))
 
 
 async def test_settlements_are_added_found_locked_and_saved_with_their_steps(db: Database) -> None:
