@@ -2,7 +2,8 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from intake.domain.journey import Journey
@@ -51,9 +52,15 @@ def _json_body(request: Request) -> Any:
     return parsed_json(request)
 
 
-def _out(a: Accepted) -> AcceptedOut:
-    return AcceptedOut(index=a.index, settlement_id=str(a.settlement_id),
-                       hospital_settlement_id=a.hospital_settlement_id, outcome=a.outcome, status=a.status)
+def _out(a: Accepted) -> dict[str, object]:
+    """`AcceptedOut` as JSON values, made directly: the answer is written by orjson, not built as pydantic models
+    and serialized again (`response_model` still documents it)."""
+    return {"index": a.index, "settlement_id": str(a.settlement_id), "hospital_settlement_id": a.hospital_settlement_id,
+            "outcome": a.outcome, "status": a.status}
+
+
+def _answer(document: dict[str, object]) -> Response:
+    return Response(orjson.dumps(document), status_code=202, media_type="application/json")
 
 
 async def _accept(runtime: IntakeRuntime, hospital_id: str, items: list[SettlementIn]) -> list[Accepted]:
@@ -64,10 +71,10 @@ async def _accept(runtime: IntakeRuntime, hospital_id: str, items: list[Settleme
 @router.post("/settlements", status_code=202, response_model=AcceptedOut,
              openapi_extra=request_body({"application/json": SettlementIn},
                                         examples={"application/json": SETTLEMENT_EXAMPLE}))
-async def push_settlement(request: Request, runtime: IntakeRuntime, hospital_id: HospitalId) -> AcceptedOut:
+async def push_settlement(request: Request, runtime: IntakeRuntime, hospital_id: HospitalId) -> Response:
     """Push one settlement. Retrying the same body is safe; the same id with another body is a 409."""
     item = validated(SettlementIn, _json_body(request))
-    return _out((await _accept(runtime, hospital_id, [item]))[0])
+    return _answer(_out((await _accept(runtime, hospital_id, [item]))[0]))
 
 
 @router.post("/settlements:batch", status_code=202, response_model=BatchOut,
@@ -75,17 +82,20 @@ async def push_settlement(request: Request, runtime: IntakeRuntime, hospital_id:
                  "type": "object", "additionalProperties": False, "required": ["items"],
                  "properties": {"items": {"type": "array", "minItems": 1, "items": inline_schema(SettlementIn)}}}},
                  examples={"application/json": {"items": [SETTLEMENT_EXAMPLE]}}))
-async def push_settlement_batch(request: Request, runtime: IntakeRuntime, hospital_id: HospitalId) -> BatchOut:
+async def push_settlement_batch(request: Request, runtime: IntakeRuntime, hospital_id: HospitalId) -> Response:
     """Push up to `max_batch_items` settlements: all are accepted, or none (errors name the item index)."""
     batch = validated(SettlementBatchIn, _json_body(request))
     limit = runtime.deps.settings.max_batch_items
     if len(batch.items) > limit:
         raise ProblemError(413, "batch_too_large", f"a batch holds at most {limit} settlements", field="items")
     items = validated_items(SettlementIn, batch.items, field="items")
-    results = await _accept(runtime, hospital_id, items)
+    return _batch_answer(await _accept(runtime, hospital_id, items))
+
+
+def _batch_answer(results: list[Accepted]) -> Response:
     created = sum(r.outcome == "created" for r in results)
-    return BatchOut(accepted=len(results), created=created, duplicates=len(results) - created,
-                    results=[_out(r) for r in results])
+    return _answer({"accepted": len(results), "created": created, "duplicates": len(results) - created,
+                    "results": [_out(r) for r in results]})
 
 
 @router.post("/settlements/{hospital_settlement_id}/reversal", response_model=SettlementStatusOut,
