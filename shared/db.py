@@ -6,7 +6,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ColumnElement, any_, bindparam, event, func, inspect, select, text, tuple_
+from sqlalchemy import ColumnElement, Table, TextClause, any_, bindparam, event, func, inspect, select, text, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped
@@ -71,6 +72,25 @@ def in_arrays(columns: Sequence[Column], rows: Collection[Sequence[Any]]) -> Col
     arrays = [bindparam(None, [row[i] for row in rows], type_=ARRAY(e.type)) for i, e in enumerate(elements)]
     keys = func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(columns)))).render_derived()
     return tuple_(*elements).in_(select(*keys.c))
+
+
+def unnest_arrays(table: Table, columns: Sequence[str]) -> str:
+    """`unnest` of one array parameter per column (named like it), each typed like its column."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect __init__ is unannotated
+    return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"
+
+
+def insert_arrays(table: Table, columns: Sequence[str]) -> TextClause:
+    """An INSERT of every row in one execution, bound as one array per column (`as_arrays`), in the arrays' order
+    (a serial id follows it). An executemany instead runs the statement once per row on the server, and the
+    client binds each row apart; this statement's text is the same for one row or thousands."""
+    return text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
+                f"{unnest_arrays(table, columns)} WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY n")
+
+
+def as_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """The parameters of `insert_arrays` (or any statement over `unnest_arrays`): one list per column."""
+    return {c: [row[c] for row in rows] for c in columns}
 
 
 class Database:

@@ -5,14 +5,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from shared.contracts.envelope import Envelope
-from shared.db import Database, in_array, signal_after_commit
+from shared.db import Database, as_arrays, in_array, insert_arrays, signal_after_commit
 from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST, OUTBOX_PUBLISHED
@@ -23,6 +24,9 @@ from shared.worker import Wakeup, run_worker
 log = logging.getLogger(__name__)
 _RELAY_LOCK_KEY = 0x6D656473  # one relay per database publishes at a time, which keeps per-key order
 OUTBOX_WRITTEN = "outbox.written"
+_OUTBOX_COLUMNS = ("event_id", "topic", "key", "payload", "headers")
+# In the events' order, so the relay publishes them in it (a serial id follows the arrays' order).
+_INSERT_OUTBOX = insert_arrays(OUTBOX_TABLE, _OUTBOX_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class Outgoing:
 
 
 async def add_events(session: AsyncSession, settings: ServiceSettings, events: Sequence[Outgoing]) -> None:
-    """Write events to the outbox in the caller's transaction (one bulk INSERT). Nothing is sent here."""
+    """Write events to the outbox in the caller's transaction (one INSERT over arrays, in order). Nothing is sent here."""
     if not events:
         return
     rows = [
@@ -44,11 +48,11 @@ async def add_events(session: AsyncSession, settings: ServiceSettings, events: S
             "topic": settings.topic(e.topic),
             "key": e.envelope.person_ref,
             "payload": e.envelope.to_bytes(),
-            "headers": trace_headers(e.cause or trace.get_current_span()),
+            "headers": orjson.dumps(trace_headers(e.cause or trace.get_current_span())).decode(),
         }
         for e in events
     ]
-    await session.execute(insert(OUTBOX_TABLE), rows)
+    await session.execute(_INSERT_OUTBOX, as_arrays(rows, _OUTBOX_COLUMNS))
     signal_after_commit(session, OUTBOX_WRITTEN)
 
 

@@ -12,8 +12,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Table, TextClause, delete, select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -21,7 +20,7 @@ from sqlmodel import col
 from intake.adapters.tables import JOURNEY_TABLE, NONCE_TABLE, SETTLEMENT_TABLE, RequestNonce, SettlementRow
 from intake.domain.journey import Journey
 from intake.domain.settlement import Known, Settlement
-from shared.db import LOCK_SETTLEMENT_ID, in_array, lock_keys
+from shared.db import LOCK_SETTLEMENT_ID, as_arrays, in_array, insert_arrays, lock_keys, unnest_arrays
 
 # What the aggregate is loaded from: its state, not the personal data or the amounts.
 _STATE = [SETTLEMENT_TABLE.c[name] for name in ("id", "hospital_id", "hospital_settlement_id", "person_ref", "status",
@@ -30,29 +29,11 @@ _NEW = ("id", "hospital_id", "hospital_settlement_id", "fingerprint", "person_re
         "hospital_level", "visit_type", "admission_date", "discharge_date", "total_amount", "policy_scope_amount",
         "basic_insurance_paid", "critical_illness_paid", "status")
 _STEP = ("settlement_id", "status", "reason")
-
-
-def _arrays(table: Table, columns: Sequence[str]) -> str:
-    """`unnest` of one array parameter per column (named like it), typed like the column."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect __init__ is unannotated
-    return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"
-
-
-def _insert_arrays(table: Table, columns: Sequence[str]) -> TextClause:
-    """INSERT of every row in one execution, in the arrays' order (a serial id follows it)."""
-    return text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
-                f"{_arrays(table, columns)} WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY n")
-
-
-_INSERT_SETTLEMENTS = _insert_arrays(SETTLEMENT_TABLE, _NEW)
-_INSERT_STEPS = _insert_arrays(JOURNEY_TABLE, _STEP)
+_INSERT_SETTLEMENTS = insert_arrays(SETTLEMENT_TABLE, _NEW)
+_INSERT_STEPS = insert_arrays(JOURNEY_TABLE, _STEP)
 _SAVED = ("id", "status", "status_reason", "eligibility_reason", "assistance")
 _SAVE = text(f"UPDATE settlement AS s SET {', '.join(f'{c} = v.{c}' for c in _SAVED[1:])}, updated_at = now() "
-             f"FROM {_arrays(SETTLEMENT_TABLE, _SAVED)} AS v({', '.join(_SAVED)}) WHERE s.id = v.id")
-
-
-def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
-    return {c: [row[c] for row in rows] for c in columns}
+             f"FROM {unnest_arrays(SETTLEMENT_TABLE, _SAVED)} AS v({', '.join(_SAVED)}) WHERE s.id = v.id")
 
 
 def _settlement(row: Any) -> Settlement:
@@ -85,7 +66,7 @@ class SettlementRepository:
         """Store new settlements and their first step: one INSERT per table (the hot path of intake)."""
         if not settlements:
             return
-        await self.session.execute(_INSERT_SETTLEMENTS, _columns([_new_row(s) for s in settlements], _NEW))
+        await self.session.execute(_INSERT_SETTLEMENTS, as_arrays([_new_row(s) for s in settlements], _NEW))
         await self._add_steps(settlements)
 
     async def get(self, hospital_id: str, hospital_settlement_id: str) -> Settlement | None:
@@ -106,7 +87,7 @@ class SettlementRepository:
         changed = [s for s in settlements if s.steps]
         if not changed:
             return
-        await self.session.execute(_SAVE, _columns([
+        await self.session.execute(_SAVE, as_arrays([
             {"id": s.id, "status": s.status.value, "status_reason": s.status_reason, "assistance": s.assistance,
              "eligibility_reason": s.eligibility_reason} for s in changed], _SAVED))
         await self._add_steps(changed)
@@ -115,7 +96,7 @@ class SettlementRepository:
         steps = [{"settlement_id": s.id, "status": step.status.value, "reason": step.reason}
                  for s in settlements for step in s.steps]
         if steps:
-            await self.session.execute(_INSERT_STEPS, _columns(steps, _STEP))
+            await self.session.execute(_INSERT_STEPS, as_arrays(steps, _STEP))
         for s in settlements:
             s.steps = []
 
