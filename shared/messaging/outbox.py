@@ -39,7 +39,7 @@ class Outgoing:
 
 
 async def add_events(session: AsyncSession, settings: ServiceSettings, events: Sequence[Outgoing]) -> None:
-    """Write events to the outbox in the caller's transaction (one INSERT over arrays, in order). Nothing is sent here."""
+    """Write events to the outbox in the caller's transaction, in order (one INSERT over arrays); nothing is sent."""
     if not events:
         return
     rows = [
