@@ -6,11 +6,10 @@ of the messages. A message's id is derived from its event and person, so a redel
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
 
 from notification.adapters.metrics import MESSAGES_WRITTEN
 from notification.adapters.repositories import ViewFacts
-from notification.adapters.tables import Recipient, ResidentSettlement
+from notification.adapters.tables import Recipient
 from notification.dependencies import Wording
 from notification.domain.messages import NewMessage, one_per_event
 from notification.domain.moments import Place, notice_for, settlement_of
@@ -30,12 +29,13 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     accounts = await uow.recipients.accounts({(e.envelope.person_ref, e.data.account_version) for e in events
                                               if isinstance(e.data, ev.TransferSettled)
                                               and e.data.account_version is not None})
-    view = await uow.view.get_many({sid for e in events if (sid := settlement_of(e.data)) is not None})
+    places = await uow.view.places({sid for e in events if (sid := settlement_of(e.data)) is not None})
     notices, causes = [], {}
     # One batch mixes topics (partitions are not ordered among each other): write the person's messages in
     # the order things happened, so a payment's message never goes before its approval's.
     for event in sorted(events, key=lambda e: e.envelope.occurred_at):
-        notice = notice_for(event.envelope, event.data, _place(settlement_of(event.data), view),
+        sid = settlement_of(event.data)
+        notice = notice_for(event.envelope, event.data, places.get(sid, Place()) if sid else Place(),
                             _account(event, contacts, accounts), wording.hospital_names)
         if notice is not None:
             notices.append(notice)
@@ -53,11 +53,6 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     ) for n in notices]
     for moment in await uow.messages.add(messages, now):
         MESSAGES_WRITTEN.labels(moment).inc()
-
-
-def _place(sid: UUID | None, view: dict[UUID, ResidentSettlement]) -> Place:
-    row = view.get(sid) if sid else None
-    return Place(row.hospital_id, row.discharge_date) if row else Place()
 
 
 def _account(event: Event, contacts: dict[str, Recipient], accounts: dict[tuple[str, int], str]) -> str | None:

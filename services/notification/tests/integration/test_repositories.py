@@ -9,10 +9,12 @@ from typing import Any, cast
 
 import pytest
 from notification.adapters.repositories import ViewFacts
+from notification.adapters.tables import ResidentSettlement
 from notification.bootstrap import MIGRATIONS, events_handler
 from notification.config import NotificationSettings
 from notification.dependencies import NotificationDeps, Wording
 from notification.domain.messages import NewMessage, Outcome
+from notification.domain.moments import Place
 from notification.domain.templates import Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from opentelemetry import trace
@@ -91,7 +93,8 @@ async def test_the_view_takes_each_kind_of_fact_in_any_order(db: Database) -> No
             reversed={sid: {**base, "reversed": True, "recovery": True}}))
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
         await uow.view.apply(ViewFacts(reversed={sid: {**base, "reversed": True, "recovery": False}}))
-        row = (await uow.view.get_many({sid, uuid.uuid4()}))[sid]
+        assert await uow.view.places({sid, uuid.uuid4()}) == {sid: Place("H001", date(2026, 3, 2))}
+        row = await uow.session.get_one(ResidentSettlement, sid)
     assert (row.review_state, row.assistance, row.district_code, row.subdistrict_code) == (
         "approved", Decimal("9.00"), "310110", "310110001")
     assert (row.payment_status, row.payment_attempt, row.paid_amount) == ("settled", 2, Decimal("9.00"))

@@ -17,6 +17,7 @@ from notification.bootstrap import events_handler
 from notification.config import NotificationSettings
 from notification.dependencies import NotificationDeps, Wording
 from notification.domain.messages import Claimed, NewMessage, Outcome
+from notification.domain.moments import Place
 from notification.domain.schedule import QuietHours
 from notification.service_layer.reports import record_delivery_report
 from notification.service_layer.sender import Sender
@@ -67,8 +68,9 @@ class FakeView:
         for sid, row in facts.decided.items():
             self.rows[sid] = ResidentSettlement(**row)
 
-    async def get_many(self, settlement_ids: set[uuid.UUID]) -> dict[uuid.UUID, ResidentSettlement]:
-        return {s: self.rows[s] for s in settlement_ids if s in self.rows}
+    async def places(self, settlement_ids: set[uuid.UUID]) -> dict[uuid.UUID, Place]:
+        return {s: Place(self.rows[s].hospital_id, self.rows[s].discharge_date) for s in settlement_ids
+                if s in self.rows}
 
 
 class FakeMessages:
