@@ -80,12 +80,15 @@ def unnest_arrays(table: Table, columns: Sequence[str]) -> str:
     return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"
 
 
-def insert_arrays(table: Table, columns: Sequence[str]) -> TextClause:
+def insert_arrays(table: Table, columns: Sequence[str], then: str = "") -> TextClause:
     """An INSERT of every row in one execution, bound as one array per column (`as_arrays`), in the arrays' order
-    (a serial id follows it). An executemany instead runs the statement once per row on the server, and the
-    client binds each row apart; this statement's text is the same for one row or thousands."""
+    (a serial id follows it); `then` is the rest of the statement (`ON CONFLICT ...`, `RETURNING ...`). An
+    executemany instead runs the statement once per row on the server, and the client binds each row apart; this
+    statement's text is the same for one row or thousands, so built once it is prepared once per connection (an
+    `insert()` built per call also rebuilt its column collections, `excluded`, every time)."""
     return text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
-                f"{unnest_arrays(table, columns)} WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY n")
+                f"{unnest_arrays(table, columns)} WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY n {then}"
+                .rstrip())
 
 
 def as_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+from sqlmodel import SQLModel, col
 
 from eligibility.adapters.tables import (
     ConsentRow,
@@ -25,7 +25,7 @@ from eligibility.adapters.tables import (
 from eligibility.domain.rules import Consent, Facts, PersonArea, PolicyTerms, RegistryPeriod, Screening
 from shared.contracts.events import PolicyPublished
 from shared.contracts.types import ConsentLookback
-from shared.db import LOCK_PERSON, in_array, lock_keys
+from shared.db import LOCK_PERSON, as_arrays, in_array, insert_arrays, lock_keys
 
 _CHUNK = 1000  # rows per statement: PostgreSQL takes at most 32767 parameters in one
 
@@ -36,13 +36,12 @@ def _chunks(rows: list[dict[str, Any]], size: int = _CHUNK) -> list[list[dict[st
 
 def _unnest_upsert(table: str, columns: dict[str, str], conflict: str, update_columns: Iterable[str]) -> str:
     """One INSERT of every row, each column an array parameter (named as the column, of the given type), upserted
-    on `conflict` (no update columns: a row already there is kept): the statement text is the same for one row or
-    5,000, so it is prepared once per connection and costs no per-row compiling or parameters (a multi-row VALUES
-    cost ~60 us a row in SQLAlchemy)."""
+    on `conflict`: the statement text is the same for one row or 5,000, so it is prepared once per connection
+    and costs no per-row compiling or parameters (a multi-row VALUES cost ~60 us a row in SQLAlchemy)."""
     arrays = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in columns.items())
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in update_columns)
     return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT {conflict} {f'DO UPDATE SET {updates}' if updates else 'DO NOTHING'}")
+            f"ON CONFLICT {conflict} DO UPDATE SET {updates}")
 
 
 _PERSON_COLUMNS = {"person_ref": "text", "national_id_enc": "text", "name_enc": "text", "district_code": "text",
@@ -239,21 +238,21 @@ def _row(s: Screening) -> dict[str, Any]:
     }
 
 
-_SCREENING_COLUMNS = {"settlement_id": "uuid", "person_ref": "text", "discharge_date": "date",
-                      "settlement": "jsonb", "eligible": "bool", "reason": "text", "category": "text",
-                      "parked": "bool", "consent_lookback": "text", "lookback_policy_id": "text",
-                      "lookback_policy_version": "int", "decided_at": "timestamptz"}
+_SCREENING = SQLModel.metadata.tables[ScreeningRow.__tablename__]
+_SCREENING_COLUMNS = ("settlement_id", "person_ref", "discharge_date", "settlement", "eligible", "reason", "category",
+                      "parked", "consent_lookback", "lookback_policy_id", "lookback_policy_version", "decided_at")
 # Arrays, not rows: the ORM's bulk INSERT split a batch into one statement per run of rows with the same None
-# columns (eligible and parked decisions alternate), and a multi-row VALUES is a new statement per batch size.
-_ADD_SCREENINGS = text(_unnest_upsert("screening", _SCREENING_COLUMNS, "(settlement_id)", ())
-                       + " RETURNING settlement_id")
-_REDECIDE = text(_unnest_upsert("screening", _SCREENING_COLUMNS, "(settlement_id)", _DECISION))
+# columns (eligible and parked decisions alternate).
+_ADD_SCREENINGS = insert_arrays(_SCREENING, _SCREENING_COLUMNS,
+                                "ON CONFLICT (settlement_id) DO NOTHING RETURNING settlement_id")
+_REDECIDE = insert_arrays(_SCREENING, _SCREENING_COLUMNS, "ON CONFLICT (settlement_id) DO UPDATE SET "
+                          + ", ".join(f"{c} = EXCLUDED.{c}" for c in _DECISION))
 
 
 def _screening_arrays(screenings: Sequence[Screening]) -> dict[str, list[Any]]:
     now = datetime.now(UTC)
-    rows = [{**_row(s), "settlement": s.settlement.model_dump_json(), "decided_at": now} for s in screenings]
-    return _arrays(rows, _SCREENING_COLUMNS)
+    return as_arrays([{**_row(s), "settlement": s.settlement.model_dump_json(), "decided_at": now} for s in screenings],
+                     _SCREENING_COLUMNS)
 
 
 class ScreeningRepository:

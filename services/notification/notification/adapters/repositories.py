@@ -19,13 +19,14 @@ from notification.adapters.tables import (
     ACCOUNTS,
     MESSAGES,
     RECIPIENTS,
+    VIEW,
     PayeeAccount,
     Recipient,
 )
 from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
 from notification.domain.moments import Place
 from shared.contracts.events import ContactUpdated
-from shared.db import in_array, in_arrays, signal_after_commit
+from shared.db import as_arrays, in_array, in_arrays, insert_arrays, signal_after_commit
 
 MESSAGES_DUE = "messages.due"
 """Raised by a commit that wrote messages: wakes the sender."""
@@ -88,24 +89,16 @@ class RecipientRepository:
         return {(a.person_ref, a.account_version): a.account_masked for a in rows.scalars()}
 
 
-_VIEW_TYPES = {"settlement_id": "uuid", "person_ref": "text", "updated_at": "timestamptz", "hospital_id": "text",
-               "visit_type": "text", "discharge_date": "date", "district_code": "text", "subdistrict_code": "text",
-               "eligible": "bool", "eligibility_reason": "text", "assistance": "numeric", "review_state": "text",
-               "review_reason": "text", "payment_status": "text", "payment_reason": "text", "payment_attempt": "int",
-               "paid_amount": "numeric", "paid_on": "date", "reversed": "bool", "recovery": "bool"}
 _PAID = ("payment_status", "payment_reason", "payment_attempt", "paid_amount", "paid_on")
 
 
 def _view_upsert(columns: Sequence[str], **sets: str) -> tuple[TextClause, tuple[str, ...]]:
-    """One upsert of a kind of fact for every settlement of a batch: the row's key and time and the kind's own
-    `columns`, each an array parameter, so the statement is built and prepared once whatever the batch (built per
-    call, its column collections cost ~9 % of the service's CPU). An existing row takes each column as `sets`
-    says, by default the new value."""
+    """One upsert of a kind of fact for every settlement of a batch (`shared.db.insert_arrays`): the row's key
+    and time and the kind's own `columns`, built at import (built per call, its column collections were ~9 % of
+    the service's CPU). An existing row takes each column as `sets` says, by default the new value."""
     names = ("settlement_id", "person_ref", "updated_at", *columns)
-    arrays = ", ".join(f"CAST(:{c} AS {_VIEW_TYPES[c]}[])" for c in names)
     updates = ", ".join(f"{c} = {sets.get(c, f'EXCLUDED.{c}')}" for c in names[2:])
-    return text(f"INSERT INTO resident_settlement ({', '.join(names)}) SELECT * FROM unnest({arrays}) "
-                f"ON CONFLICT (settlement_id) DO UPDATE SET {updates}"), names
+    return insert_arrays(VIEW, names, f"ON CONFLICT (settlement_id) DO UPDATE SET {updates}"), names
 
 
 _UPSERT_DECIDED = _view_upsert(("hospital_id", "visit_type", "discharge_date", "district_code", "subdistrict_code",
@@ -143,7 +136,7 @@ class ViewRepository:
                                          (facts.reviewed, _UPSERT_REVIEWED), (facts.paid, _UPSERT_PAID),
                                          (facts.reversed, _UPSERT_REVERSED)):
             if rows:
-                await self.session.execute(statement, {c: [r[c] for r in rows.values()] for c in names})
+                await self.session.execute(statement, as_arrays(list(rows.values()), names))
 
 
 # Suppress what an opt-out now covers; put back what a crash left `sending`. Then claim the due messages whose
