@@ -372,8 +372,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             await asyncio.gather(*(consent(p) for p in consented))
 
-        def events(persons: int) -> int:  # at least this many registry events (ADR 0033): 5,000 a request
-            return sum(-(-min(5000, persons - start) // PERSONS_PER_EVENT) for start in range(0, persons, 5000))
+        def events(records: int) -> int:
+            """How many registry events the first `records` records make at least (ADR 0033): a request's
+            distinct persons (a drawn ID may repeat), PERSONS_PER_EVENT to an event."""
+            def persons(start: int, stop: int) -> int:
+                return len({p.national_id for p in consented[start:stop]}
+                           | set(other_ids[max(start - len(consented), 0):max(stop - len(consented), 0)]))
+            return sum(-(-persons(start, min(start + 5000, records)) // PERSONS_PER_EVENT)
+                       for start in range(0, records, 5000))
 
         registry_start, registry_cpu_before = time.perf_counter(), cpu_seconds(processes, sink)
         await timed(f"registry: import {args.registry} people", import_registry())
