@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -240,4 +241,9 @@ def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrati
     if command == "migrate":
         return
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]  # its __init__ is unannotated
-    run_http(app_factory(), host=settings.http_host, port=settings.http_port, timeout_graceful_shutdown=20)
+    app = app_factory()
+    # What is loaded by now (modules, models, schemas) lives as long as the process: frozen, the collector's
+    # full passes no longer walk it. A 5,000-person registry import spent a third of eligibility's CPU in them.
+    gc.collect()
+    gc.freeze()
+    run_http(app, host=settings.http_host, port=settings.http_port, timeout_graceful_shutdown=20)

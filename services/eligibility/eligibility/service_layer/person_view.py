@@ -6,13 +6,14 @@ to the case-view transport key.
 """
 
 from collections.abc import Collection, Mapping
+from typing import Any
 
 import orjson
 
 from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
-from shared.contracts.events import CategoryPeriod, ConsentPeriod, PersonsRecorded, RecordedPerson
+from shared.contracts.events import PersonsRecorded
 from shared.contracts.topics import REGISTRY_PERSON
 
 
@@ -24,20 +25,20 @@ async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: C
     if not refs:
         return 0
     records = await uow.registry.records(refs)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for person in records.persons:
         ref = person.person_ref
         record = imported.get(ref) if imported else None
         name, national_id = (record.name, record.national_id) if record else (
             keys.at_rest.decrypt(person.name_enc, ref), keys.at_rest.decrypt(person.national_id_enc, ref))
         identity = orjson.dumps({"name": name, "national_id": national_id}).decode()
-        periods = [CategoryPeriod(category=p.category, valid_from=p.valid_from, valid_to=p.valid_to)
+        periods = [{"category": p.category, "valid_from": p.valid_from, "valid_to": p.valid_to}
                    for p in records.periods.get(ref, [])]
-        consents = [ConsentPeriod(signed_on=c.signed_on, revoked_on=c.revoked_on)
-                    for c in records.consents.get(ref, [])]
-        entries.append(RecordedPerson(
-            person_ref=ref, identity_ciphertext=keys.case_view.encrypt(identity, ref),
-            district_code=person.district_code, subdistrict_code=person.subdistrict_code, periods=periods[-100:],
-            consents=consents[-100:], account_version=person.account_version))
-    uow.publish_chunked(REGISTRY_PERSON, entries, lambda part: PersonsRecorded(persons=part))
+        consents = [{"signed_on": c.signed_on, "revoked_on": c.revoked_on} for c in records.consents.get(ref, [])]
+        entries.append({"person_ref": ref, "identity_ciphertext": keys.case_view.encrypt(identity, ref),
+                        "district_code": person.district_code, "subdistrict_code": person.subdistrict_code,
+                        "periods": periods[-100:], "consents": consents[-100:],
+                        "account_version": person.account_version})
+    # plain entries, validated once an event (one call for its 500 persons instead of three models a person)
+    uow.publish_chunked(REGISTRY_PERSON, entries, lambda part: PersonsRecorded.model_validate({"persons": part}))
     return len(entries)
