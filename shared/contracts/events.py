@@ -242,6 +242,9 @@ class RegistryChunk(EventData):
     `topics.REGISTRY_KEY`, so every event of its topic stays in one partition and in order; each entry names its
     person. The per-person event it replaces is still read (`per_person`)."""
 
+    ENTRIES: ClassVar[str]
+    """The field that lists the entries."""
+
     def entries(self) -> Sequence[tuple[str, EventData]]:
         raise NotImplementedError
 
@@ -256,6 +259,7 @@ class PersonsRecorded(RegistryChunk):
     """The registry's entries as they now stand for many persons (topic registry.person): what PersonRecorded
     says of one person, for up to PERSONS_PER_EVENT of them."""
 
+    ENTRIES: ClassVar[str] = "persons"
     persons: list[RecordedPerson] = Field(min_length=1, max_length=PERSONS_PER_EVENT)
 
     def entries(self) -> Sequence[tuple[str, EventData]]:
@@ -285,6 +289,7 @@ class PayeeAccountsUpdated(RegistryChunk):
     """New bank accounts for many persons (topic registry.payee): what PayeeAccountUpdated says of one person,
     for up to PERSONS_PER_EVENT of them."""
 
+    ENTRIES: ClassVar[str] = "accounts"
     accounts: list[UpdatedPayeeAccount] = Field(min_length=1, max_length=PERSONS_PER_EVENT)
 
     def entries(self) -> Sequence[tuple[str, EventData]]:
@@ -301,6 +306,7 @@ class ContactsUpdated(RegistryChunk):
     """Changed contacts of many persons (topic registry.contact): what ContactUpdated says of one person, for up
     to PERSONS_PER_EVENT of them."""
 
+    ENTRIES: ClassVar[str] = "contacts"
     contacts: list[UpdatedContact] = Field(min_length=1, max_length=PERSONS_PER_EVENT)
 
     def entries(self) -> Sequence[tuple[str, EventData]]:

@@ -32,13 +32,13 @@ async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: C
         name, national_id = (record.name, record.national_id) if record else (
             keys.at_rest.decrypt(person.name_enc, ref), keys.at_rest.decrypt(person.national_id_enc, ref))
         identity = orjson.dumps({"name": name, "national_id": national_id}).decode()
-        periods = [{"category": p.category, "valid_from": p.valid_from, "valid_to": p.valid_to}
-                   for p in records.periods.get(ref, [])]
-        consents = [{"signed_on": c.signed_on, "revoked_on": c.revoked_on} for c in records.consents.get(ref, [])]
+        periods = [{"category": p.category, "valid_from": p.valid_from.isoformat(),
+                    "valid_to": p.valid_to and p.valid_to.isoformat()} for p in records.periods.get(ref, [])]
+        consents = [{"signed_on": c.signed_on.isoformat(), "revoked_on": c.revoked_on and c.revoked_on.isoformat()}
+                    for c in records.consents.get(ref, [])]
         entries.append({"person_ref": ref, "identity_ciphertext": keys.case_view.encrypt(identity, ref),
                         "district_code": person.district_code, "subdistrict_code": person.subdistrict_code,
                         "periods": periods[-100:], "consents": consents[-100:],
                         "account_version": person.account_version})
-    # plain entries, validated once an event (one call for its 500 persons instead of three models a person)
-    uow.publish_chunked(REGISTRY_PERSON, entries, lambda part: PersonsRecorded.model_validate({"persons": part}))
+    uow.publish_chunked(REGISTRY_PERSON, PersonsRecorded, entries)
     return len(entries)

@@ -19,7 +19,7 @@ from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.person_view import publish_person_records
 from eligibility.service_layer.screening import rescreen_parked
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
-from shared.contracts.events import ContactsUpdated, PayeeAccountsUpdated, UpdatedContact, UpdatedPayeeAccount
+from shared.contracts.events import ContactsUpdated, PayeeAccountsUpdated
 from shared.contracts.topics import REGISTRY_CONTACT, REGISTRY_PAYEE
 from shared.errors import Forbidden, Invalid, NotFound
 from shared.security.crypto import mask_account, mask_phone, person_ref
@@ -70,7 +70,7 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
         person_rows.append(row)
         if payee is not None:
             payees.append(payee)
-    uow.publish_chunked(REGISTRY_PAYEE, payees, lambda part: PayeeAccountsUpdated(accounts=part))
+    uow.publish_chunked(REGISTRY_PAYEE, PayeeAccountsUpdated, payees)
     await uow.registry.save_persons(person_rows)
     period_rows = list({(ref, r.category.value, r.valid_from): {
         "person_ref": ref, "category": r.category.value, "valid_from": r.valid_from, "valid_to": r.valid_to}
@@ -84,9 +84,9 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
 
 
 def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: AccountOnFile | None, now: datetime
-                ) -> tuple[dict[str, Any], UpdatedPayeeAccount | None]:
+                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The person's entry as the record has it (identity encrypted), and the new account to publish (under
-    the payee key, versioned) when the record changes it."""
+    the payee key, versioned; an UpdatedPayeeAccount as JSON) when the record changes it."""
     row: dict[str, Any] = {
         "person_ref": ref,
         "national_id_enc": keys.at_rest.encrypt(r.national_id, ref),
@@ -109,9 +109,8 @@ def _person_row(keys: Keys, ref: str, r: RegistryRecordIn, old: AccountOnFile | 
     row["account_masked"] = mask_account(r.bank_account)
     row["account_version"] = int(row["account_version"]) + 1
     payload = orjson.dumps({"account": r.bank_account, "name": r.name, "bank": r.bank_name}).decode()
-    return row, UpdatedPayeeAccount(person_ref=ref, account_version=row["account_version"],
-                                    payee_ciphertext=keys.payee.encrypt(payload, ref),
-                                    account_masked=row["account_masked"])
+    return row, {"person_ref": ref, "account_version": row["account_version"],
+                 "payee_ciphertext": keys.payee.encrypt(payload, ref), "account_masked": row["account_masked"]}
 
 
 async def _inside_area(uow: EligibilityUnitOfWork, officer: Principal, refs: Sequence[str],
@@ -157,10 +156,9 @@ async def update_contacts(uow: EligibilityUnitOfWork, keys: Keys, *,
         rows.append({"person_ref": ref, "phone_enc": phone_enc, "phone_fingerprint": fingerprint,
                      "phone_masked": masked, "sms_opt_out": opt_out, "version": version,
                      "updated_at": datetime.now(UTC)})
-        changed.append(UpdatedContact(person_ref=ref, contact_version=version, phone_masked=masked,
-                                      sms_opt_out=opt_out,
-                                      phone_ciphertext=keys.contact.encrypt(plain, ref) if plain else None))
-    uow.publish_chunked(REGISTRY_CONTACT, changed, lambda part: ContactsUpdated(contacts=part))
+        changed.append({"person_ref": ref, "contact_version": version, "phone_masked": masked, "sms_opt_out": opt_out,
+                        "phone_ciphertext": keys.contact.encrypt(plain, ref) if plain else None})
+    uow.publish_chunked(REGISTRY_CONTACT, ContactsUpdated, changed)
     await uow.contacts.save(rows)
     return len(rows)
 

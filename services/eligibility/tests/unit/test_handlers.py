@@ -179,7 +179,11 @@ class FakeUnitOfWork(EligibilityUnitOfWork):
         self.screenings = FakeScreenings(self.registry)
 
     def published(self, event_type: str) -> list:  # type: ignore[type-arg]
-        return [o.envelope.payload() for o in self.pending if o.envelope.event_type == event_type]
+        payloads = [(o.envelope.payload(), o.envelope.data) for o in self.pending
+                    if o.envelope.event_type == event_type]
+        # registry entries are written as JSON without their models: what is sent is what the model would write
+        assert all(payload.model_dump(mode="json") == data for payload, data in payloads)
+        return [payload for payload, _ in payloads]
 
     def entries(self, chunk_type: str) -> list[tuple[str, ev.EventData]]:
         """Every person's fact in the registry events of `chunk_type`, in the order published."""
@@ -351,6 +355,9 @@ async def test_an_import_publishes_its_persons_and_accounts_many_to_an_event() -
         assert [len(c.entries()) for c in uow.published(chunk_type)] == [ev.PERSONS_PER_EVENT] * 2 + [1]
         assert sorted(r for r, _ in uow.entries(chunk_type)) == sorted(refs)
     assert not uow.published("PersonRecorded") and not uow.published("PayeeAccountUpdated")
+    await sign_consent(uow, KEYS, OFFICER, nids[3], date(2026, 2, 1), "counter")  # a consent: a chunk of one
+    (consented,) = uow.published("PersonsRecorded")[-1].persons
+    assert (consented.person_ref, consented.consents) == (refs[3], [ev.ConsentPeriod(signed_on=date(2026, 2, 1))])
     sent = b"".join(o.envelope.to_bytes() for o in uow.pending)
     assert not any(secret.encode() in sent for secret in (nids[7], f"6222{7:012d}", f"1380000{7:04d}"))
 
@@ -362,7 +369,7 @@ def test_a_registry_event_is_split_until_its_envelope_fits_the_bound() -> None:
     largest = [ev.RecordedPerson(person_ref=f"{i:064x}", identity_ciphertext="v1:" + "x" * 400,
                                  district_code=DISTRICT, subdistrict_code=SUBDISTRICT, periods=periods * 100,
                                  consents=consents * 100, account_version=9) for i in range(60)]
-    events = uow.publish_chunked("registry.person", largest, lambda part: ev.PersonsRecorded(persons=part))
+    events = uow.publish_chunked("registry.person", ev.PersonsRecorded, [p.model_dump(mode="json") for p in largest])
     sizes = [len(o.envelope.to_bytes()) for o in uow.pending]
     assert events == len(sizes) > 1 and max(sizes) <= ev.MAX_REGISTRY_EVENT_BYTES
     assert [r for c in uow.published("PersonsRecorded") for r, _ in c.entries()] == [p.person_ref for p in largest]
