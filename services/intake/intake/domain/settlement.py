@@ -41,11 +41,6 @@ class Known:
     status: str
 
 
-# SettlementReceived's fields taken from the submission's canonical body, in the event's field order.
-_RECEIVED_FROM_BODY = ("hospital_settlement_id", "hospital_level", "visit_type", "admission_date", "discharge_date",
-                       "total_amount", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid")
-
-
 @dataclass(frozen=True)
 class Announced:
     """An event whose payload is already in its JSON form: `SettlementReceived`, made from the submission the
@@ -81,9 +76,15 @@ class Settlement:
         `canonical` is `item.canonical()`, `fingerprint` its hash (`submission.fingerprint`)."""
         settlement = cls(settlement_id, hospital_id, item.hospital_settlement_id, person_ref, Journey.RECEIVED,
                          content=item, sealed=sealed, fingerprint=fingerprint, steps=[Step(Journey.RECEIVED)])
-        data = {"settlement_id": str(settlement_id), "hospital_id": hospital_id}
-        data.update((key, canonical[key]) for key in _RECEIVED_FROM_BODY)
-        settlement.events.append(Announced(SettlementReceived, data))
+        # SettlementReceived's fields in its order; all but the first two from the submission's canonical body.
+        settlement.events.append(Announced(SettlementReceived, {
+            "settlement_id": str(settlement_id), "hospital_id": hospital_id,
+            "hospital_settlement_id": canonical["hospital_settlement_id"],
+            "hospital_level": canonical["hospital_level"], "visit_type": canonical["visit_type"],
+            "admission_date": canonical["admission_date"], "discharge_date": canonical["discharge_date"],
+            "total_amount": canonical["total_amount"], "policy_scope_amount": canonical["policy_scope_amount"],
+            "basic_insurance_paid": canonical["basic_insurance_paid"],
+            "critical_illness_paid": canonical["critical_illness_paid"]}))
         return settlement
 
     def learn(self, status: Journey, reason: str | None = None, assistance: Decimal | None = None) -> None:
