@@ -7,7 +7,9 @@
   signed or not, makes the service buffer more than the limit;
 - JSON is parsed strictly: duplicate keys are refused (400 `duplicate_key`: otherwise one reader takes the
   first and another the last), and so is nesting deeper than `max_depth` (400 `too_deep`), before the
-  parser's recursion could fail. The parsed document is kept for the handler (`parsed_json`).
+  parser's recursion could fail. The parsed document is kept for the handler (`parsed_json`). orjson reads
+  first; the standard parser decides whenever orjson's document is not proven free of repeated keys
+  (`parse_json`, docs/decisions/0034).
 
 Routes that authenticate the raw bytes themselves (hospital signatures, bank callbacks) are listed as
 `signed_prefixes`: for them a JSON problem is not answered at once but by `parsed_json`, which the handler calls
