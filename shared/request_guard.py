@@ -70,31 +70,37 @@ def _depth_and_keys(document: Any, limit: int) -> int | None:
 
 
 _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
+# orjson reads an integer beyond 64 bits as a float; one of 18 digits never is. Runs of digits are found as runs
+# of zeros once every digit is a zero (a regular expression scans several times slower).
+_DIGITS_AS_ZERO, _19_DIGITS = bytes.maketrans(b"123456789", b"000000000"), b"0" * 19
 
 
-def _no_key_lost(body: bytes, keys: int) -> bool:
-    """Whether the text holds no more object keys than the parsed document (`keys`): then none was written twice.
+def _orjson_agrees(body: bytes, keys: int) -> bool:
+    """Whether orjson's document (with `keys` keys in all) is the one the strict parser would return.
 
-    Proven only for text in which no quote is followed by whitespace (compact JSON, as clients write it); False
-    otherwise. Then every key's closing quote is followed by its colon, so `":` occurs at least once per key
-    written (more often when a string holds or starts with a colon); if it occurs as often as the parsed
-    document has keys, the parser dropped no repeated key."""
-    return _QUOTE_THEN_SPACE.search(body) is None and body.count(b'":') == keys
+    orjson keeps the last of repeated keys instead of refusing them, and reads an integer beyond 64 bits (19
+    digits or more) as a float. So its document is taken only for text without a run of 19 digits, in which no
+    quote is followed by whitespace (compact JSON, as clients write it), and which holds no more keys than the
+    document: there every key's closing quote is followed by its colon, so `":` occurs at least once per key
+    written (more often when a string holds or starts with a colon); if it occurs as often as the document has
+    keys, no key was written twice. False otherwise, and the strict parser decides."""
+    return (body.count(b'":') == keys and _QUOTE_THEN_SPACE.search(body) is None
+            and _19_DIGITS not in body.translate(_DIGITS_AS_ZERO))
 
 
 def parse_json(body: bytes, max_depth: int) -> Any:
     """The document; ValueError subclasses for malformed JSON, duplicate keys or nesting beyond `max_depth`.
 
     orjson parses first (a quarter of the standard parser's CPU, which calls back into Python for every object
-    to see its keys); when it fails, or its answer is not proven free of repeated keys (`_no_key_lost`), the
-    strict standard parser decides, so every refusal and its reason are the strict parser's."""
+    to see its keys); when it fails, or its document is not proven to be the strict parser's (`_orjson_agrees`),
+    the standard parser decides, so every document, every refusal and its reason are the strict parser's."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     else:
         keys = _depth_and_keys(document, max_depth)
-        if keys is not None and _no_key_lost(body, keys):
+        if keys is not None and _orjson_agrees(body, keys):
             return document
     try:
         document = json.loads(body, object_pairs_hook=_no_duplicates)

@@ -48,7 +48,7 @@ JSON = {"Content-Type": "application/json"}
     ("/csv", b"a,b\n", {"Content-Type": "text/csv"}, 200, None),
     ("/json", b'{"a": 1, "a": 2}', JSON, 400, "duplicate_key"),
     ("/json", b'{"a": {"b": 1, "b": 1}}', JSON, 400, "duplicate_key"),
-    # compact JSON, which the fast parser reads (shared.request_guard._no_key_lost), refused all the same:
+    # compact JSON, which orjson reads first (shared.request_guard._orjson_agrees), refused all the same:
     ("/json", b'{"a":1,"a":2}', JSON, 400, "duplicate_key"),
     ("/json", b'{"a":{"b":1,"b":1}}', JSON, 400, "duplicate_key"),
     ("/json", b'{"a":1,"a" :2}', JSON, 400, "duplicate_key"),
@@ -88,11 +88,13 @@ def test_a_chunked_body_is_counted_as_it_streams() -> None:
 @pytest.mark.parametrize("body", [
     b'{"items":[{"a":"1","b":{"c":2}},{"a":"x\\u738b:"}]}', b'{"a": 1, "b": [1, 2, {"c": null}]}', b'[]', b'"s"',
     b'{"a":":"}', b'{"\\"":1}', b'{"a":1.5e3,"b":-0,"c":true}', "{\"名\":\"王芳\"}".encode(),
+    b'{"a":-9223372036854775809,"b":18446744073709551616,"c":999999999999999999}', b'{"a":"6222021234567890123"}',
 ])
 def test_both_parsers_read_the_same_document(body: bytes) -> None:
     import json
 
-    assert parse_json(body, max_depth=32) == json.loads(body)
+    parsed, strict = parse_json(body, max_depth=32), json.loads(body)
+    assert parsed == strict and repr(parsed) == repr(strict)  # the same values of the same types
 
 
 def test_the_parser_fails_cleanly_far_beyond_its_recursion_limit() -> None:
