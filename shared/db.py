@@ -6,11 +6,26 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ColumnElement, Table, TextClause, any_, bindparam, event, func, inspect, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Enum,
+    String,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Mapped
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from shared.metrics import DB_STATEMENTS
 from shared.settings import ServiceSettings
@@ -75,9 +90,17 @@ def in_arrays(columns: Sequence[Column], rows: Collection[Sequence[Any]]) -> Col
 
 
 def unnest_arrays(table: Table, columns: Sequence[str]) -> str:
-    """`unnest` of one array parameter per column (named like it), each typed like its column."""
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect __init__ is unannotated
-    return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"
+    """`unnest` of one array parameter per column (named like it), each typed like its column, except that a
+    bounded string travels as text: an explicit cast to `varchar(n)` cuts a longer value short without a word,
+    where storing it in the column refuses it (`value too long`)."""
+    return "unnest(" + ", ".join(f"CAST(:{c} AS {_array_element(table.c[c].type)}[])" for c in columns) + ")"
+
+
+def _array_element(sql_type: TypeEngine[Any]) -> str:
+    stored = sql_type.impl_instance if isinstance(sql_type, TypeDecorator) else sql_type  # SQLModel's AutoString
+    if isinstance(stored, String) and not isinstance(stored, Enum):
+        return "TEXT"
+    return sql_type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]  # unannotated __init__
 
 
 def insert_arrays(table: Table, columns: Sequence[str], then: str = "") -> TextClause:

@@ -12,11 +12,12 @@ from intake.bootstrap import MIGRATIONS
 from intake.config import IntakeSettings
 from intake.dependencies import IntakeDeps
 from intake.domain.journey import Journey
-from intake.domain.settlement import Settlement
+from intake.domain.settlement import Settlement, Step
 from intake.domain.submission import SettlementIn, fingerprint
 from intake.service_layer.accept import accept_settlements
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from shared.db import Database
 from shared.testing import prepare, statements_sent, unique_prefix
@@ -43,6 +44,18 @@ def received(deps: IntakeDeps, sid: str) -> Settlement:
     body, person = item.canonical(), item.patient
     return Settlement.receive(uuid.uuid4(), "H001", item, body, fingerprint(body), deps.person_ref(person.national_id),
                               deps.seal(person.national_id, person.name, f"H001/{sid}"))
+
+
+async def test_a_value_longer_than_its_column_is_refused_not_cut_short(db: Database) -> None:
+    # The rows travel as arrays (shared.db.insert_arrays): a cast to varchar(64)[] would cut the reason to 64.
+    deps = IntakeDeps.build(IntakeSettings())
+    settlement = received(deps, f"R-{uuid.uuid4().hex[:8]}")
+    settlement.steps = [Step(Journey.RECEIVED, "x" * 65)]
+    with pytest.raises(DBAPIError, match="value too long"):
+        async with unit_of_work(db, IntakeUnitOfWork) as uow:
+            await uow.settlements.add([settlement])
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        assert await uow.settlements.lock_known("H001", [settlement.hospital_settlement_id]) == {}, "nothing stored"
 
 
 async def test_settlements_are_added_found_locked_and_saved_with_their_steps(db: Database) -> None:
