@@ -1,7 +1,7 @@
 """Database access: one async engine per service, sessions that only the unit of work commits."""
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -109,12 +109,13 @@ def insert_arrays(table: Table, columns: Sequence[str], then: str = "") -> TextC
     executemany instead runs the statement once per row on the server, and the client binds each row apart; this
     statement's text is the same for one row or thousands, so built once it is prepared once per connection (an
     `insert()` built per call also rebuilt its column collections, `excluded`, every time)."""
-    return text(f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
+    name = postgresql.dialect().identifier_preparer.format_table(table)  # type: ignore[no-untyped-call]  # unannotated
+    return text(f"INSERT INTO {name} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM "
                 f"{unnest_arrays(table, columns)} WITH ORDINALITY AS v({', '.join(columns)}, n) ORDER BY n {then}"
                 .rstrip())
 
 
-def as_arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+def as_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
     """The parameters of `insert_arrays` (or any statement over `unnest_arrays`): one list per column."""
     return {c: [row[c] for row in rows] for c in columns}
 

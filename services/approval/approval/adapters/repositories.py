@@ -1,11 +1,12 @@
 """Approval's repositories: cases with their audit trail, and the case view's read models, in bulk SQL.
 
-One statement per table per batch: a batch of cases is inserted, updated and audited with one statement each
-(executemany), however many cases it holds. Nothing here commits; the unit of work does.
+One statement per table per batch: a batch of cases is inserted, updated and audited with one statement each,
+however many cases it holds. Nothing here commits; the unit of work does.
 
-Bulk inserts go through the Core tables: the ORM's bulk INSERT leaves a None out of a row and groups rows by
-the columns they have, so a batch mixing, say, an audit entry with a from_state and one without became one
-statement per run of alike rows (2 per case under the bench's auto-approval) instead of one.
+Bulk inserts bind one array per column (`shared.db.insert_arrays`, built at import): the ORM's bulk INSERT leaves
+a None out of a row and groups rows by the columns they have, so a batch mixing, say, an audit entry with a
+from_state and one without became one statement per run of alike rows (2 per case under the bench's
+auto-approval), and a RETURNING executemany is a multi-row VALUES, a new statement to prepare per batch size.
 """
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -13,14 +14,15 @@ from dataclasses import fields
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+import orjson
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from approval.adapters.tables import AuditRecord, CaseRecord, PersonCalculation, PersonView
 from approval.domain.case import Action, Case, CaseState
-from shared.db import in_array
+from shared.db import as_arrays, in_array, insert_arrays, unnest_arrays
 from shared.security.roles import Role
 
 _NEW = ("created_at", "updated_at", "payment_status", "payment_failures")  # the database's defaults
@@ -28,6 +30,18 @@ _MOVED = ("state", "updated_at", "recovery_id", "recovery_amount", "recovery_ope
 _COLUMNS = [f.name for f in fields(Case) if f.name in CaseRecord.model_fields]  # the rest is the aggregate's own
 _CASES, _AUDIT, _PEOPLE, _CALCULATIONS = (SQLModel.metadata.tables[t.__tablename__] for t in (
     CaseRecord, AuditRecord, PersonView, PersonCalculation))  # the Core tables of the bulk writes
+_ADD_COLUMNS = [c for c in CaseRecord.model_fields if c not in _NEW]
+_ADD_CASES = insert_arrays(_CASES, _ADD_COLUMNS, "ON CONFLICT (calculation_id) DO NOTHING RETURNING id")
+_AUDIT_COLUMNS = ("case_id", "actor", "role", "action", "from_state", "to_state", "reason", "comment", "at")
+_ADD_AUDIT = insert_arrays(_AUDIT, _AUDIT_COLUMNS)  # in the cases' and their entries' order: the ids follow it
+_CALCULATION_COLUMNS = ("calculation_id", "settlement_id", "person_ref", "year", "hospital_id",
+                        "hospital_settlement_id", "discharge_date", "deductible_applied", "assistance", "deductible",
+                        "cap")
+_SAVE_MOVES = text(f'UPDATE "case" AS c SET {", ".join(f"{m} = v.{m}" for m in _MOVED)} '
+                   f'FROM {unnest_arrays(_CASES, ("id", *_MOVED))} AS v(id, {", ".join(_MOVED)}) WHERE c.id = v.id')
+_SAVE_PAYMENTS = text(f'UPDATE "case" AS c SET payment_status = v.payment_status FROM '
+                      f'{unnest_arrays(_CASES, ("id", "payment_status"))} AS v(id, payment_status) WHERE c.id = v.id')
+_ADD_CALCULATIONS = insert_arrays(_CALCULATIONS, _CALCULATION_COLUMNS, "ON CONFLICT (calculation_id) DO NOTHING")
 
 
 def _case(record: CaseRecord, approvals: tuple[tuple[str, Role], ...] = ()) -> Case:
@@ -50,10 +64,8 @@ class CaseRepository:
         """Insert new cases with their audit entries; the ones inserted (a calculation opens one case, ever)."""
         if not cases:
             return []
-        columns = [c for c in CaseRecord.model_fields if c not in _NEW]
-        opened = set((await self.session.execute(
-            pg_insert(_CASES).on_conflict_do_nothing(index_elements=["calculation_id"])
-            .returning(_CASES.c.id), [_row(c, columns) for c in cases])).scalars())
+        rows = [{**_row(c, _ADD_COLUMNS), "calculation": orjson.dumps(c.calculation).decode()} for c in cases]
+        opened = set((await self.session.execute(_ADD_CASES, as_arrays(rows, _ADD_COLUMNS))).scalars())
         new = [c for c in cases if c.id in opened]
         await self._append_audit(new)
         return new
@@ -84,7 +96,8 @@ class CaseRepository:
         changed = [c for c in cases if c.changed]
         if not changed:
             return
-        await self.session.execute(update(CaseRecord), [{"id": c.id, **_row(c, _MOVED)} for c in changed])
+        await self.session.execute(_SAVE_MOVES, as_arrays([{"id": c.id, **_row(c, _MOVED)} for c in changed],
+                                                           ("id", *_MOVED)))
         await self._append_audit(changed)
         for case in changed:
             case.changed = False
@@ -93,7 +106,7 @@ class CaseRepository:
         """The bank's final word on each case's payment; a failure is counted (the reviewer's flag)."""
         if not statuses:
             return
-        await self.session.execute(update(CaseRecord), [{"id": i, "payment_status": s} for i, s in statuses.items()])
+        await self.session.execute(_SAVE_PAYMENTS, {"id": list(statuses), "payment_status": list(statuses.values())})
         failed = [i for i, s in statuses.items() if s == "failed"]
         if failed:
             await self.session.execute(update(CaseRecord).where(in_array(col(CaseRecord.id), failed))
@@ -106,7 +119,7 @@ class CaseRepository:
         for case in cases:
             case.audit.clear()
         if rows:
-            await self.session.execute(insert(_AUDIT), rows)
+            await self.session.execute(_ADD_AUDIT, as_arrays(rows, _AUDIT_COLUMNS))
 
 
 class PersonRepository:
@@ -141,7 +154,7 @@ class CalculationRepository:
     async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Keep the calculations (one INSERT for the batch; one seen before is kept as it was)."""
         if rows:
-            await self.session.execute(pg_insert(_CALCULATIONS).on_conflict_do_nothing(), list(rows))
+            await self.session.execute(_ADD_CALCULATIONS, as_arrays(rows, _CALCULATION_COLUMNS))
 
     async def release(self, calculation_ids: Collection[UUID]) -> None:
         """A rejected case, or a settlement reversed before payment, gives its share of the year back."""
