@@ -29,25 +29,29 @@ class Wakeup:
         await self._event.wait()
 
 
-async def sleep_unless(stopping: asyncio.Event, seconds: float, *wakeups: Wakeup) -> None:
-    """Sleep `seconds`, returning early when `stopping` or any of `wakeups` is set."""
+async def sleep_unless(stopping: asyncio.Event, seconds: float, *wakeups: Wakeup) -> bool:
+    """Sleep `seconds`, returning early when `stopping` or any of `wakeups` is set; True when it returned early."""
     waiters = [asyncio.ensure_future(stopping.wait()), *(asyncio.ensure_future(w.wait()) for w in wakeups)]
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED), timeout=seconds)
+            return True
+        return False
     finally:
         for waiter in waiters:
             waiter.cancel()
 
 
 async def run_worker(name: str, step: Callable[[], Awaitable[bool]], stopping: asyncio.Event, *,
-                     idle_s: float, wakeup: Wakeup | None = None, backoff_initial_s: float = 0.1,
-                     backoff_max_s: float = 5.0) -> None:
+                     idle_s: float, wakeup: Wakeup | None = None, idle_max_s: float | None = None,
+                     backoff_initial_s: float = 0.1, backoff_max_s: float = 5.0) -> None:
     """Run `step` until `stopping` is set.
 
     `step` returns True when there may be more work right away (a full batch), False when it is idle; then the
     loop sleeps `idle_s` or until `wakeup` is set. The wakeup is cleared before each pass, so work made during a
-    pass wakes the next one.
+    pass wakes the next one. With `idle_max_s`, each idle pass in a row that nothing woke doubles the sleep, up
+    to `idle_max_s`: a poll for work that the clock (not a signal) makes due costs a transaction a pass, so an
+    idle service polls less; a busy pass or a wake-up starts again from `idle_s`.
     """
     wakeups = (wakeup,) if wakeup else ()
 
@@ -59,6 +63,7 @@ async def run_worker(name: str, step: Callable[[], Awaitable[bool]], stopping: a
     async def pause(seconds: float) -> None:
         await sleep_unless(stopping, seconds)
 
+    sleep_s = idle_s
     while not stopping.is_set():
         if wakeup:
             wakeup.clear()
@@ -71,5 +76,9 @@ async def run_worker(name: str, step: Callable[[], Awaitable[bool]], stopping: a
                 if stopping.is_set():
                     return
                 busy = await step()
-        if not busy:
-            await sleep_unless(stopping, idle_s, *wakeups)
+        if busy:
+            sleep_s = idle_s
+        elif await sleep_unless(stopping, sleep_s, *wakeups):
+            sleep_s = idle_s
+        elif idle_max_s is not None:
+            sleep_s = min(sleep_s * 2, idle_max_s)

@@ -32,6 +32,8 @@ from shared.service import ConsumerSpec, Runtime, ServiceSpec, build_app
 from shared.worker import Wakeup, run_worker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+IDLE_MAX_S = 2.0
+"""The longest the sender and the resolver sleep between passes that found nothing (shared.worker)."""
 
 
 def bank_gateway(settings: DisbursementSettings) -> BankGateway:
@@ -56,16 +58,18 @@ class Worker:
     step: Callable[[], Awaitable[bool]]
     idle_s: float
     wakeup: Wakeup | None = None
+    idle_max_s: float | None = None
 
 
 def workers(units: Units, deps: DisbursementDeps) -> list[Worker]:
     """Every background pass of the service, as the worker loop runs it."""
     settings = deps.settings
     return [
-        # new payments wake the sender at once; retries fall due by the clock
-        Worker("payment sender", Sender(units, deps).step, settings.worker_idle_s, deps.due),
-        # callbacks and cancellations wake the resolver; the rest it polls
-        Worker("payment resolver", Resolver(units, deps).step, 1.0, deps.resolver),
+        # new payments wake the sender at once; retries fall due by the clock (polled less while none is due:
+        # a retry goes at most IDLE_MAX_S late, against a resend backoff of seconds)
+        Worker("payment sender", Sender(units, deps).step, settings.worker_idle_s, deps.due, IDLE_MAX_S),
+        # callbacks and cancellations wake the resolver; the rest it polls, less while it finds nothing to ask
+        Worker("payment resolver", Resolver(units, deps).step, 1.0, deps.resolver, IDLE_MAX_S),
         Worker("payment gauges", partial(refresh_payment_gauges, units), REFRESH_S),
         Worker("statement reconciliation", partial(reconcile_yesterday, units, deps), settings.statement_check_s),
     ]
@@ -86,7 +90,8 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
         deps = runtime.deps
         runtime.db.on_commit(PAYMENTS_DUE, deps.due.set)
         runtime.db.on_commit(PAYMENTS_CANCELLING, deps.resolver.set)
-        await asyncio.gather(*(run_worker(w.name, w.step, stopping, idle_s=w.idle_s, wakeup=w.wakeup)
+        await asyncio.gather(*(run_worker(w.name, w.step, stopping, idle_s=w.idle_s, wakeup=w.wakeup,
+                                          idle_max_s=w.idle_max_s)
                                for w in workers(units_of(runtime.db), deps)))
 
     async def on_stop(runtime: Runtime[DisbursementDeps]) -> None:
