@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from disbursement.adapters.bank import BankResult
@@ -32,7 +33,7 @@ from shared.contracts.envelope import Envelope
 from shared.contracts.topics import TRANSFER_SETTLED
 from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing
-from shared.telemetry import context_from, traceparent_of, tracer
+from shared.telemetry import entry_spans, parse_traceparent, traceparent_of
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,8 @@ async def _publish(uow: DisbursementUnitOfWork, payment: Payment, span: Span | N
             case TransferSettled():
                 PAYMENTS.labels(event.status).inc()
                 PAYMENT_CENTS.labels(event.status).inc(int(payment.amount * 100))
-                with tracer.start_as_current_span(f"transfer {event.status}",
-                                                  context=context_from(payment.traceparent)) as own:
+                with trace.use_span(entry_spans.start(f"transfer {event.status}",
+                                                      parse_traceparent(payment.traceparent)), end_on_exit=True) as own:
                     own.set_attribute("payment.id", str(payment.id))
                     own.set_attribute("settlement.id", str(payment.settlement_id))
                     uow.emit(transfer_settled(payment, event, own))

@@ -19,7 +19,7 @@ from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import BankWord, Payment
 from disbursement.service_layer.payments import Answer, apply_bank_answers
 from disbursement.service_layer.unit_of_work import Units
-from shared.telemetry import context_from, tracer
+from shared.telemetry import entry_spans, parse_traceparent, tracer
 
 log = logging.getLogger(__name__)
 GATHER_S = 0.05
@@ -91,9 +91,9 @@ class Sender:
     async def _send(self, payments: list[Payment], instructions: list[PaymentInstruction]) -> BatchAnswer:
         """The batch in one bank call. Each payment keeps its own client span in its settlement's trace; the
         call itself runs under the first sampled one, linked to the others."""
-        spans = [tracer.start_span("bank transfer", context=context_from(p.traceparent), kind=SpanKind.CLIENT)
+        spans = [entry_spans.start("bank transfer", parse_traceparent(p.traceparent), kind=SpanKind.CLIENT)
                  for p in payments]
-        sampled = [span for span in spans if span.is_recording()]
+        sampled = [span for span in spans if span.get_span_context().trace_flags.sampled]
         for p, span in zip(payments, spans, strict=True):
             if span.is_recording():  # the attributes only for spans that are kept
                 span.set_attributes({"payment.id": str(p.id), "case.id": str(p.case_id),

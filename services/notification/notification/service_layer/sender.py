@@ -6,6 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from notification.adapters.metrics import MESSAGE_OUTCOMES, MESSAGES_SENT, MESSAGES_WAITING
@@ -16,7 +17,7 @@ from notification.domain.messages import Claimed, Outcome
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from shared.http_client import PartnerUnavailable
 from shared.service import Runtime
-from shared.telemetry import context_from, tracer
+from shared.telemetry import entry_spans, parse_traceparent
 from shared.unit_of_work import unit_of_work
 from shared.worker import Wakeup, run_worker
 
@@ -61,8 +62,8 @@ class Sender:
     async def _send(self, message: Claimed) -> Outcome:
         phone = self.deps.contact_cipher.decrypt(message.phone_ciphertext, message.person_ref)
         sms = Sms(str(message.id), phone, message.body, self.callback_url)
-        with tracer.start_as_current_span("sms send", context=context_from(message.traceparent),
-                                          kind=SpanKind.CLIENT) as span:
+        with trace.use_span(entry_spans.start("sms send", parse_traceparent(message.traceparent),
+                                              kind=SpanKind.CLIENT), end_on_exit=True) as span:
             span.set_attribute("message.id", str(message.id))
             span.set_attribute("message.moment", message.moment)
             span.set_attribute("person_ref", message.person_ref)
