@@ -378,7 +378,8 @@ class UnsampledEntry(trace.Span):
         self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        self._status = status if isinstance(status, Status) else Status(status, description)
+        if self._status.status_code is not StatusCode.OK:  # as in the SDK, OK is final
+            self._status = status if isinstance(status, Status) else Status(status, description)
 
     def end(self, end_time: int | None = None) -> None:
         if self._ended:

@@ -255,3 +255,17 @@ def test_trace_headers_continue_the_span_they_name() -> None:
         5, 6, True, trace.TraceFlags(1), state)
     assert trace_headers(None) == {} and trace_headers(trace.INVALID_SPAN) == {}
     assert context_from(headers["traceparent"]) is not None
+
+
+def test_an_unsampled_entry_span_keeps_the_sdk_status_rules() -> None:
+    spans, out, _ = production_entries(1.0)
+    span = spans.start("sms send", parse_traceparent(f"{PARENT}-00"))
+    span.set_status(Status(StatusCode.OK))
+    span.set_status(Status(StatusCode.ERROR, "too late"))  # OK is final, as on an SDK span
+    span.end()
+    assert out.get_finished_spans() == ()
+    with pytest.raises(RuntimeError), trace.use_span(spans.start("sms send", parse_traceparent(f"{PARENT}-00")),
+                                                     end_on_exit=True):
+        raise RuntimeError("partner down")  # an exception through use_span: recorded, status ERROR, kept
+    [kept] = out.get_finished_spans()
+    assert kept.status.status_code is StatusCode.ERROR and [e.name for e in kept.events] == ["exception"]
