@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from shared.contracts.topics import all_topics
+from shared.messaging.partitioner import partition_for
 from shared.retry import until_up
 from shared.settings import ServiceSettings
 
@@ -44,6 +45,7 @@ class KafkaProducer:
             linger_ms=5,
             max_batch_size=256 * 1024,
             request_timeout_ms=30000,
+            partitioner=partition_for,  # Kafka's murmur2, word by word (shared/messaging/partitioner.py)
         )
 
     async def start(self) -> None:
