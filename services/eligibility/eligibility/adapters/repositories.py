@@ -226,11 +226,12 @@ _DECISION = ("eligible", "reason", "category", "parked", "consent_lookback", "lo
              "lookback_policy_version", "decided_at")
 
 
-def _row(s: Screening) -> dict[str, Any]:
+def _row(s: Screening, settlement: Any) -> dict[str, Any]:
+    """The screening row, with the settlement in the form the caller binds (JSON text for the arrays)."""
     d, terms = s.decision, s.terms
     return {
         "settlement_id": s.settlement.settlement_id, "person_ref": s.person_ref,
-        "discharge_date": s.settlement.discharge_date, "settlement": s.settlement.model_dump(mode="json"),
+        "discharge_date": s.settlement.discharge_date, "settlement": settlement,
         "eligible": d.eligible, "reason": d.reason.value, "category": d.category.value if d.category else None,
         "parked": d.parked, "consent_lookback": d.lookback.value if d.lookback else None,
         "lookback_policy_id": terms.policy_id if terms else None,
@@ -251,7 +252,7 @@ _REDECIDE = insert_arrays(_SCREENING, _SCREENING_COLUMNS, "ON CONFLICT (settleme
 
 def _screening_arrays(screenings: Sequence[Screening]) -> dict[str, list[Any]]:
     now = datetime.now(UTC)
-    return as_arrays([{**_row(s), "settlement": s.settlement.model_dump_json(), "decided_at": now} for s in screenings],
+    return as_arrays([{**_row(s, s.settlement.model_dump_json()), "decided_at": now} for s in screenings],
                      _SCREENING_COLUMNS)
 
 

@@ -148,12 +148,12 @@ class FakeScreenings(ScreeningRepository):
     async def add(self, screenings):  # type: ignore[no-untyped-def]
         new = {s.settlement.settlement_id: s for s in screenings if s.settlement.settlement_id not in self.rows}
         for sid, s in new.items():
-            self.rows[sid] = ScreeningRow(**_row(s))
+            self.rows[sid] = ScreeningRow(**_row(s, s.settlement.model_dump(mode="json")))
         return set(new)
 
     async def redecide(self, screenings):  # type: ignore[no-untyped-def]
         for s in screenings:
-            self.rows[s.settlement.settlement_id] = ScreeningRow(**_row(s))
+            self.rows[s.settlement.settlement_id] = ScreeningRow(**_row(s, s.settlement.model_dump(mode="json")))
 
     async def reverse(self, settlement_id):  # type: ignore[no-untyped-def]
         if settlement_id in self.rows:
