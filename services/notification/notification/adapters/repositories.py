@@ -162,6 +162,13 @@ _CLAIM = text("""
 _WAITING = text("SELECT count(*) FROM message WHERE status IN ('pending', 'sending')")
 
 
+_MESSAGE_COLUMNS = ("id", "event_id", "person_ref", "settlement_id", "moment", "template_version", "body", "status",
+                    "occurred_at", "not_before", "traceparent", "attempts", "created_at", "updated_at")
+# One statement text for every batch (a RETURNING executemany went as a multi-row VALUES, new per batch size), in
+# the batch's order: `seq` follows it.
+_ADD_MESSAGES = insert_arrays(MESSAGES, _MESSAGE_COLUMNS, "ON CONFLICT (id) DO NOTHING RETURNING moment")
+
+
 class MessageRepository:
     """The messages: written once per (event, person), claimed by the sender, moved by the gateway's word."""
 
@@ -174,9 +181,7 @@ class MessageRepository:
             return []
         rows = [{**vars(m), "moment": m.moment.value, "attempts": 0, "created_at": now, "updated_at": now}
                 for m in messages]
-        written = list((await self.session.execute(
-            insert(MESSAGES).on_conflict_do_nothing(index_elements=["id"]).returning(MESSAGES.c.moment), rows)
-        ).scalars())
+        written = list((await self.session.execute(_ADD_MESSAGES, as_arrays(rows, _MESSAGE_COLUMNS))).scalars())
         if written:
             signal_after_commit(self.session, MESSAGES_DUE)
         return written

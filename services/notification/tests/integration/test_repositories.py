@@ -32,7 +32,7 @@ from shared.contracts.events import (
 from shared.db import Database
 from shared.messaging.consumer import Event
 from shared.service import Runtime
-from shared.testing import prepare, statements_sent, unique_prefix
+from shared.testing import migrated_database, statements_sent
 from shared.unit_of_work import unit_of_work
 
 pytestmark = pytest.mark.integration
@@ -40,12 +40,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 async def db() -> AsyncIterator[Database]:
-    settings = NotificationSettings(topic_prefix=unique_prefix("note-repo"),
-                                    database_name="test_notification_repositories")
-    await prepare(settings, MIGRATIONS)
-    database = Database(settings)
-    yield database
-    await database.dispose()
+    settings = NotificationSettings(database_name="test_notification_repositories")
+    async with migrated_database(settings, MIGRATIONS) as database:  # the database only: no topics needed
+        yield database
 
 
 def contact(version: int, ciphertext: str, masked: str, opt_out: bool) -> ContactUpdated:
