@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
@@ -20,7 +20,7 @@ from calculation.domain.money_rule import LedgerPosition
 from calculation.domain.policy import Policy
 from shared.contracts.events import SettlementReceived
 from shared.contracts.types import Category
-from shared.db import as_arrays, in_array, insert_arrays
+from shared.db import as_arrays, in_array, in_bound_array, insert_arrays
 
 # Calculating takes this lock shared, publishing takes it alone: a settlement is either calculated with the new
 # policy in sight, or recorded as no_policy before the publication, which then finds and calculates it.
@@ -131,6 +131,15 @@ _ADD_COLUMNS = ("id", "settlement_id", "person_ref", "year", "category", "distri
 _ADD = insert_arrays(SQLModel.metadata.tables[CalculationRow.__tablename__], _ADD_COLUMNS)
 
 
+# The reads of every batch, built once (a statement built per call cost 0.1-0.3 ms of CPU to build and key).
+_KNOWN = select(col(CalculationRow.settlement_id)).where(in_bound_array(col(CalculationRow.settlement_id), "ids"))
+_LOCK_IDS = select(*_STATE).where(in_bound_array(col(CalculationRow.id), "ids")).order_by(
+    col(CalculationRow.id)).with_for_update()
+_LOCK_SETTLEMENT = select(*_STATE).where(col(CalculationRow.settlement_id) == bindparam("settlement_id")).order_by(
+    col(CalculationRow.id)).with_for_update()
+_RECOVERED = select(col(RecoveryRow.calculation_id)).where(in_bound_array(col(RecoveryRow.calculation_id), "ids"))
+
+
 class CalculationRepository:
     """Calculations, with the recovery each may have."""
 
@@ -141,8 +150,7 @@ class CalculationRepository:
         """Which of these settlements have a calculation already."""
         if not settlement_ids:
             return set()
-        return set((await self.session.execute(select(col(CalculationRow.settlement_id)).where(
-            in_array(col(CalculationRow.settlement_id), settlement_ids)))).scalars())
+        return set((await self.session.execute(_KNOWN, {"ids": list(settlement_ids)})).scalars())
 
     async def add(self, calculations: Collection[Calculation]) -> None:
         """Store new calculations (one multi-row INSERT)."""
@@ -175,16 +183,15 @@ class CalculationRepository:
         """The calculations of these ids (or of one settlement), locked, and whether each has a recovery (two
         statements: the recoveries are read after the lock, so a recovery committed meanwhile is seen)."""
         if settlement_id is not None:
-            where = col(CalculationRow.settlement_id) == settlement_id
+            rows = await self.session.execute(_LOCK_SETTLEMENT, {"settlement_id": settlement_id})
         elif ids:
-            where = in_array(col(CalculationRow.id), ids)
+            rows = await self.session.execute(_LOCK_IDS, {"ids": list(ids)})
         else:
             return []
-        calculations = [_aggregate(r) for r in (await self.session.execute(
-            select(*_STATE).where(where).order_by(col(CalculationRow.id)).with_for_update())).all()]
+        calculations = [_aggregate(r) for r in rows.all()]
         if calculations:
-            recovered = set((await self.session.execute(select(col(RecoveryRow.calculation_id)).where(
-                in_array(col(RecoveryRow.calculation_id), [c.calculation_id for c in calculations])))).scalars())
+            recovered = set((await self.session.execute(_RECOVERED, {
+                "ids": [c.calculation_id for c in calculations]})).scalars())
             for calc in calculations:
                 calc.recovered = calc.calculation_id in recovered
         return calculations
