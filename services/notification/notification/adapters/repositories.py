@@ -26,7 +26,7 @@ from notification.adapters.tables import (
 from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
 from notification.domain.moments import Place
 from shared.contracts.events import ContactUpdated
-from shared.db import as_arrays, in_array, in_arrays, insert_arrays, signal_after_commit
+from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit
 
 MESSAGES_DUE = "messages.due"
 """Raised by a commit that wrote messages: wakes the sender."""
@@ -42,6 +42,9 @@ class ViewFacts:
     reviewed: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     paid: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     reversed: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+
+
+_RECIPIENTS = select(Recipient).where(in_bound_array(col(Recipient.person_ref), "refs"))  # every batch: built once
 
 
 class RecipientRepository:
@@ -77,7 +80,7 @@ class RecipientRepository:
                 for ref, masked in accounts.items()])
 
     async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
-        rows = (await self.session.execute(select(Recipient).where(in_array(col(Recipient.person_ref), list(refs)))))
+        rows = await self.session.execute(_RECIPIENTS, {"refs": list(refs)})
         return {r.person_ref: r for r in rows.scalars()}
 
     async def accounts(self, versions: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
