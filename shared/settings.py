@@ -45,6 +45,12 @@ class ServiceSettings(BaseSettings):
     kafka_session_timeout_ms: int = 10000
     consumer_batch_max: int = 500
     consumer_poll_timeout_ms: int = 200
+    consumer_fetch_max_wait_ms: int = Field(
+        default=50, description="How long the broker holds a fetch that finds nothing new; data arriving meanwhile "
+        "answers it at once. Lower: fewer waits behind a fetch in flight, more fetches while idle.")
+    producer_linger_ms: int = Field(
+        default=0, description="How long the producer waits for more messages before sending a batch. The relay "
+        "hands a whole outbox batch over at once, so waiting adds nothing to the batch: 5 ms cost each hop 6-7 ms.")
     handler_max_attempts: int = 4
     handler_backoff_initial_s: float = 0.05
     handler_backoff_max_s: float = 2.0

@@ -42,7 +42,7 @@ class KafkaProducer:
             client_id=f"{self._settings.service_name}-producer",
             enable_idempotence=True,
             acks="all",
-            linger_ms=5,
+            linger_ms=self._settings.producer_linger_ms,
             max_batch_size=256 * 1024,
             request_timeout_ms=30000,
             partitioner=partition_for,  # Kafka's murmur2, word by word (shared/messaging/partitioner.py)
@@ -128,7 +128,7 @@ def create_consumer(settings: ServiceSettings, group_id: str, topics: list[str])
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=settings.consumer_batch_max,
-        fetch_max_wait_ms=50,
+        fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=max(1000, settings.kafka_session_timeout_ms // 3),
         max_poll_interval_ms=300000,
