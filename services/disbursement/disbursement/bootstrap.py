@@ -59,15 +59,19 @@ class Worker:
     idle_s: float
     wakeup: Wakeup | None = None
     idle_max_s: float | None = None
+    drain: Callable[[], Awaitable[None]] | None = None
+    """What a pass left going on in the background, awaited on a graceful stop."""
 
 
 def workers(units: Units, deps: DisbursementDeps) -> list[Worker]:
     """Every background pass of the service, as the worker loop runs it."""
     settings = deps.settings
+    sender = Sender(units, deps)
     return [
         # new payments wake the sender at once; retries fall due by the clock (polled less while none is due:
-        # a retry goes at most IDLE_MAX_S late, against a resend backoff of seconds)
-        Worker("payment sender", Sender(units, deps).step, settings.worker_idle_s, deps.due, IDLE_MAX_S),
+        # a retry goes at most IDLE_MAX_S late, against a resend backoff of seconds); its bank calls go on in the
+        # background
+        Worker("payment sender", sender.step, settings.worker_idle_s, deps.due, IDLE_MAX_S, sender.drain),
         # callbacks and cancellations wake the resolver; the rest it polls, less while it finds nothing to ask
         Worker("payment resolver", Resolver(units, deps).step, 1.0, deps.resolver, IDLE_MAX_S),
         Worker("payment gauges", partial(refresh_payment_gauges, units), REFRESH_S),
@@ -90,9 +94,11 @@ def create_app(settings: DisbursementSettings | None = None) -> FastAPI:
         deps = runtime.deps
         runtime.db.on_commit(PAYMENTS_DUE, deps.due.set)
         runtime.db.on_commit(PAYMENTS_CANCELLING, deps.resolver.set)
+        passes = workers(units_of(runtime.db), deps)
         await asyncio.gather(*(run_worker(w.name, w.step, stopping, idle_s=w.idle_s, wakeup=w.wakeup,
                                           idle_max_s=w.idle_max_s)
-                               for w in workers(units_of(runtime.db), deps)))
+                               for w in passes))
+        await asyncio.gather(*(w.drain() for w in passes if w.drain))
 
     async def on_stop(runtime: Runtime[DisbursementDeps]) -> None:
         await runtime.deps.bank.aclose()

@@ -19,6 +19,9 @@ class DisbursementSettings(ServiceSettings):
     bank_callback_secret: SecretStr = SecretStr("dev-bank-callback-secret")
     worker_batch: int = Field(200, ge=1, le=1000)
     """Payments per sender pass, handed to the bank in one call (a bank batch holds up to 1,000 transfers)."""
+    sender_passes: int = Field(4, ge=1, le=32)
+    """Bank calls of the sender under way at once: a pass hands its batch over and claims again while the bank
+    answers, so a payment falling due meanwhile does not wait for those answers. One waits for the others."""
     worker_idle_s: float = 0.5
     """How often the sender looks for payments falling due by the clock (retries); new ones wake it at once."""
     poll_after_s: float = 5.0

@@ -63,11 +63,17 @@ class Sender:
     """Claims due payments in batches and hands each batch to the bank in one call, recording every answer.
 
     A re-issued attempt goes only after the bank confirms every earlier attempt of the payment final and unpaid.
+    A pass ends once its batch is handed over: the bank call and the recording of its answers go on in the
+    background, at most `sender_passes` at once, so payments falling due meanwhile go in the next pass instead of
+    waiting for those answers. Each pass claims its own payments (as `sending`, committed before any bank call),
+    so no two calls ever carry the same payment.
     """
 
     def __init__(self, units: Units, deps: DisbursementDeps) -> None:
         self.units, self.deps = units, deps
         self.callback_url = f"{deps.settings.callback_base_url}/v1/bank/callbacks"
+        self._slots = asyncio.Semaphore(deps.settings.sender_passes)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     async def _held(self, due: list[Payment], earlier: dict[UUID, list[str]]) -> set[str]:
         """Keys of re-issued attempts that may not go yet: the bank's own word on every earlier attempt first
@@ -119,6 +125,40 @@ class Sender:
         return answer
 
     async def step(self) -> bool:
+        """Claim due payments and hand them to the bank (in the background); True when it handed some over."""
+        await self._slots.acquire()  # no claim while every bank call allowed is still out: what is due waits unclaimed
+        try:
+            batch = await self._claim()
+        except BaseException:
+            self._slots.release()
+            raise
+        if batch is None:
+            self._slots.release()
+            return False
+        if not batch[0]:
+            self._slots.release()
+            return True
+        delivery = asyncio.create_task(self._deliver(*batch))
+        self._in_flight.add(delivery)
+        delivery.add_done_callback(self._delivered)
+        return True
+
+    def _delivered(self, delivery: "asyncio.Task[None]") -> None:
+        self._in_flight.discard(delivery)
+        self._slots.release()
+        if not delivery.cancelled() and (exc := delivery.exception()) is not None:
+            # its attempts are `unknown`, handed over: the resolver asks the bank about them by key
+            log.error("a bank call or the recording of its answers failed (%s); the resolver asks the bank",
+                      type(exc).__name__, exc_info=exc)
+
+    async def drain(self) -> None:
+        """Wait until every bank call under way has been answered and its answers recorded (a graceful stop)."""
+        while self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _claim(self) -> tuple[list[Payment], list[PaymentInstruction]] | None:
+        """Due payments claimed and handed over (recorded as possibly at the bank), with their instructions;
+        None when nothing was due."""
         settings, now = self.deps.settings, _now()
         async with self.units() as uow:
             claimed = await uow.payments.claim_due(settings.worker_batch, now)
@@ -126,7 +166,7 @@ class Sender:
             due = [d for d in claimed if d.ciphertext is not None]
             earlier = await uow.payments.earlier_keys([d.payment for d in due])
         if not due:
-            return False
+            return None
         held = await self._held([d.payment for d in due], earlier)
         cipher = self.deps.payee_cipher
         to_send, instructions, handed = [], [], {}
@@ -146,8 +186,11 @@ class Sender:
         async with self.units() as uow:
             await uow.payments.hand_over(handed, _now())
             await uow.payments.send_later(sorted(held), later, _now())
-        if not to_send:
-            return True
+        return to_send, instructions
+
+    async def _deliver(self, to_send: list[Payment], instructions: list[PaymentInstruction]) -> None:
+        """The bank call for a handed-over batch, and its answers recorded."""
+        settings = self.deps.settings
         answer = await self._send(to_send, instructions)
         answers = [Answer.of(k, r) for k, r in answer.results.items()]
         answers += [Answer.of(k, BankResult(k, None, BankStatus.FAILED, why)) for k, why in answer.refused.items()]
@@ -158,7 +201,6 @@ class Sender:
                     seconds=settings.resend_backoff_s), _now())
         for left_over in left:  # the resolver asks again (as "accepted": never counted as unconfirmed)
             self.deps.hints.report(BankResult(left_over.key, None, BankStatus.ACCEPTED))
-        return True
 
 
 def confirmed(said: BankStatus, answer: BankWord) -> bool:

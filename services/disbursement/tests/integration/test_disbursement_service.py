@@ -143,14 +143,16 @@ class Disbursement(ServiceUnderTest):
 
 
 @asynccontextmanager
-async def running(adapter: str = "rest", bank_db: str = "") -> AsyncIterator[Disbursement]:
-    """The bank simulator and disbursement (with this bank adapter) as processes on free ports."""
+async def running(adapter: str = "rest", bank_db: str = "", env: dict[str, str] | None = None,
+                  label: str | None = None) -> AsyncIterator[Disbursement]:
+    """The bank simulator and disbursement (with this bank adapter, and `env` added to its settings) as processes
+    on free ports; `label` names its database (default: the adapter's)."""
     bank_port, port = free_port(), free_port()
     # One database per checkout: several checkouts test on one PostgreSQL, and a sender of another checkout's
     # run must never claim this run's payments.
     checkout = CHECKOUT
     settings = DisbursementSettings(topic_prefix=unique_prefix("pay"),
-                                    database_name=f"test_disbursement_{adapter}_{checkout}",
+                                    database_name=f"test_disbursement_{label or adapter}_{checkout}",
                                     bank_adapter=adapter)
     bank = ServiceProcess("simulators.bank", {"BANK_SIM_PORT": str(bank_port), "BANK_SIM_SETTLE_DELAY_MS": "30",
                                               "BANK_SIM_DB_PATH": bank_db}, bank_port).start()
@@ -159,7 +161,7 @@ async def running(adapter: str = "rest", bank_db: str = "") -> AsyncIterator[Dis
         process = await start_service("disbursement", settings, MIGRATIONS, {
             "BANK_ADAPTER": adapter, "BANK_BASE_URL": bank.url, "CALLBACK_BASE_URL": f"http://127.0.0.1:{port}",
             "BANK_TIMEOUT_S": "0.5", "POLL_AFTER_S": "1", "RESEND_BACKOFF_S": "0.5", "SENDING_STALE_S": "8",
-            "BANK_BACKOFF_INITIAL_S": "0.05", "BANK_BACKOFF_MAX_S": "0.2"}, port)
+            "BANK_BACKOFF_INITIAL_S": "0.05", "BANK_BACKOFF_MAX_S": "0.2", **(env or {})}, port)
     except BaseException:
         bank.stop()
         raise
@@ -597,3 +599,32 @@ async def test_a_callback_for_a_payment_waiting_for_its_account_holds_up_no_othe
     assert [(await service.payment(c.case_id, is_final, timeout=20))["status"] for _, c in others] == ["settled"] * 3
     still = await service.payment(waiting.case_id, lambda p: True)
     assert (still["status"], still["attempts"][0]["status"]) == ("awaiting_account", "open")
+
+
+async def test_a_payment_falling_due_while_the_bank_holds_a_call_goes_in_a_call_of_its_own() -> None:
+    """The sender does not wait for one batch's answers before it claims again: a payment approved while the bank
+    still holds the call with another goes out in a second call, under way at the same time. Each is booked once."""
+    async with running(env={"BANK_TIMEOUT_S": "60"}, label="overlap") as service:
+
+        async def calls_held(count: int) -> None:
+            deadline = asyncio.get_running_loop().time() + 30
+            while (await service.bank_stats()).get("calls_held", 0) != count:
+                assert asyncio.get_running_loop().time() < deadline, f"the bank never held {count} calls at once"
+                await asyncio.sleep(0.1)
+
+        cases = []
+        await service.faults(hold_calls=True)
+        try:
+            for amount in ("10.00", "20.00"):
+                ref, case = person(), approved(amount)
+                await service.payee(ref, good_account(), 1)
+                await service.send(CASE_DECIDED, case, ref)
+                cases.append(case)
+                await calls_held(len(cases))
+        finally:
+            await service.faults()
+        for case in cases:
+            payment = await service.payment(case.case_id, is_final)
+            assert (payment["status"], payment["attempt"]) == ("settled", 1)
+            booked = await service.transfers(case.case_id)
+            assert [t["idempotency_key"] for t in booked] == [f"{payment['payment_id']}-1"], "booked once"

@@ -55,7 +55,15 @@ async def consume(store: FakeStore, deps: DisbursementDeps, *events: Event) -> N
 
 
 def passes(store: FakeStore, deps: DisbursementDeps) -> dict[str, Any]:
-    return {w.name: w.step for w in bootstrap.workers(store.units, deps)}
+    """Each worker's pass, run to its end: what the sender's pass leaves going on (its bank call) awaited too."""
+    def whole(worker: bootstrap.Worker) -> Any:
+        async def run() -> bool:
+            busy = await worker.step()
+            if worker.drain:
+                await worker.drain()
+            return busy
+        return run
+    return {w.name: whole(w) for w in bootstrap.workers(store.units, deps)}
 
 
 def outcomes(store: FakeStore) -> list[tuple[str, str, int]]:

@@ -172,9 +172,18 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
         book_late([o for o in orders if o[0] not in books.transfers and o[0] not in books.late
                    and books.chance(books.faults.late_booking_rate)])
 
+    released = asyncio.Event()  # cleared while the faults hold calls
+    released.set()
+
     async def latency() -> None:
         if books.faults.latency_ms:
             await asyncio.sleep(books.faults.latency_ms / 1000)
+        if not released.is_set():  # counted while held: how many calls a client has under way at once
+            books.stats["calls_held"] += 1
+            try:
+                await released.wait()
+            finally:
+                books.stats["calls_held"] -= 1
 
     async def faults_before_booking() -> Response | None:
         await latency()
@@ -323,6 +332,10 @@ def create_app(settings: BankSettings | None = None) -> FastAPI:
     @app.put("/admin/faults")
     async def set_faults(faults: Faults) -> Faults:
         books.faults = faults
+        if faults.hold_calls:
+            released.clear()
+        else:
+            released.set()
         return faults
 
     @app.post("/admin/entries", status_code=201)

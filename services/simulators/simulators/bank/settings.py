@@ -7,6 +7,8 @@ class Faults(BaseModel):
     compromised) bank is one setting; rates are chances per transfer, drawn from the seeded random."""
 
     latency_ms: int = Field(0, ge=0)
+    # Transfer calls are taken and not answered (nor booked) until this is cleared: calls under way at once.
+    hold_calls: bool = False
     # Not booked: a 503 (a REST batch answers that transfer `unavailable`; an ISO document fails whole).
     error_rate: float = Field(0.0, ge=0, le=1)
     # Book, then answer too late: an ambiguous failure (for the whole call carrying the transfer).
