@@ -45,6 +45,9 @@ class ServiceSettings(BaseSettings):
     kafka_session_timeout_ms: int = 10000
     consumer_batch_max: int = 500
     consumer_poll_timeout_ms: int = 200
+    consumer_gather_ms: int = Field(
+        default=5, description="After a poll returns what was fetched in advance, how long it waits for what reached "
+        "the broker meanwhile to join the same batch (0: not at all).")
     consumer_fetch_max_wait_ms: int = Field(
         default=50, description="How long the broker holds a fetch that finds nothing new; data arriving meanwhile "
         "answers it at once. Lower: fewer waits behind a fetch in flight, more fetches while idle.")
