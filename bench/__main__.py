@@ -41,6 +41,7 @@ from shared.contracts.topics import (
     ELIGIBILITY_DECIDED,
     REGISTRY_PAYEE,
     REGISTRY_PERSON,
+    SETTLEMENT_RECEIVED,
 )
 from shared.security.staff_auth import mint_dev_token
 from shared.settings import ServiceSettings
@@ -73,10 +74,12 @@ def describe(tracing: dict[str, str]) -> str:
 
 
 class TopicWatch:
-    """Reads a topic from the start in the background, recording when each event was seen."""
+    """Reads a topic from the start in the background, recording when each event was seen, and when it was
+    published (its record's CreateTime: the moment the service's outbox relay handed it to the producer)."""
 
     def __init__(self, settings: ServiceSettings, topic: str, key: Callable[[Envelope], str | None]) -> None:
         self.seen: dict[str, float] = {}
+        self.published: dict[str, float] = {}
         self.duplicates = 0
         self.payloads: dict[str, Any] = {}
         self._consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -103,6 +106,7 @@ class TopicWatch:
                         self.duplicates += 1
                     else:
                         self.seen[key] = now
+                        self.published[key] = record.timestamp / 1000
                         self.payloads[key] = envelope.data
 
     async def stop(self) -> None:
@@ -333,6 +337,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     officer = httpx.AsyncClient(base_url=urls["eligibility"], timeout=300, headers={
         "Authorization": f"Bearer {mint_dev_token(secret, 'bench', 'registry_officer')}"})
     hospitals = [IntakeClient(urls["intake"], h, f"dev-secret-{h}", timeout=300) for h in ("H001", "H002", "H003")]
+    received = TopicWatch(settings, SETTLEMENT_RECEIVED, lambda e: (
+        e.data["settlement_id"] if e.event_type == "SettlementReceived" else None))
     decided = TopicWatch(settings, ELIGIBILITY_DECIDED, lambda e: (
         e.data["settlement"]["settlement_id"] if e.event_type == "EligibilityDecided" else None))
     cases = TopicWatch(settings, CASE_DECIDED, lambda e: e.data["settlement_id"])
@@ -392,6 +398,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await timed(f"registry: {args.consented} consents", sign_consents())
         await timed("registry: wait until its events are consumed", consumed(settings, {
             REGISTRY_PERSON: (events(args.registry) + len(consented), ["approval"]), **payees}, 1800))
+        await received.start()
         await decided.start()
         await cases.start()
         await calculated.start()
@@ -417,6 +424,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         bank = httpx.AsyncClient(base_url=urls["bank"], timeout=120)
         stages: dict[str, dict[str, list[float]]] = {}
+        hops: dict[str, dict[str, list[float]]] = {}
 
         async def through_the_pipeline(tag: str, n: int, rate: float | None) -> tuple[float, list[float], int, int]:
             """Push n settlements of consented people (at `rate`/s, or as fast as accepted); returns
@@ -454,6 +462,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 label: [(after[s] - before[s]) * 1000 for s in paid]
                 for (label, before), (_, after) in zip(marks, marks[1:], strict=False)
             }
+            # The same path by service: from the event it consumes being published to its own being published
+            # (Kafka's delivery, the wait for its batch, the batch, the commit and its relay), the bank call last.
+            published = [("intake: accepted -> published", pids),
+                         ("eligibility: -> eligibility.decided published", received.published),
+                         ("calculation: -> assistance.calculated published", decided.published),
+                         ("approval: -> case.decided published", calculated.published),
+                         ("disbursement: -> bank call", cases.published), ("", bank_call)]
+            hops[tag] = {
+                label: [(after[s] - before[s]) * 1000 for s in paid if s in before and s in after]
+                for (label, before), (_, after) in zip(published, published[1:], strict=False)
+            }
             return throughput, latencies, len(pids), len(case_of)
 
         peak_rss: dict[str, float] = {}
@@ -482,8 +501,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pipeline_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes, sink), saturated_n)
         pipeline_sql = per_settlement(sql_before, await statements(processes), saturated_n)
         pipeline_spans = await spans_settled(sink, spans_before, saturated_n)
-        # Latency at a load the system sustains: a share of the saturation just measured, unless forced.
+        # Latency at a load the system sustains: a share of the saturation just measured, unless forced; from a
+        # quiet system, not behind the saturated run's follow-up events (payments settling) still in the queues.
         paced_rate = args.pipeline_rate or round(max(PACED_SHARE * pipeline_rate, 1.0), 1)
+        await quiet(processes, sink)
         _, latencies, paced_n, paced_cases = await through_the_pipeline("PACE", args.paced, paced_rate)
 
         # The same saturated pipeline with every settlement traced: what sampling saves.
@@ -520,6 +541,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bank_calls = len(all_cases & per_case.keys())
         await bank.aclose()
     finally:
+        await received.stop()
         await decided.stop()
         await cases.stop()
         await calculated.stop()
@@ -545,6 +567,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                 "p99": round(percentile(latencies, 99), 1)} if latencies else {},
         "pipeline_stage_ms": {label: {p: round(percentile(values, p), 1) for p in (50, 95, 99)}
                               for label, values in stages.get("PACE", {}).items() if values},
+        "pipeline_hop_ms": {label: {p: round(percentile(values, p), 1) for p in (50, 95, 99)}
+                            for label, values in hops.get("PACE", {}).items() if values},
         "cpu_ms_per_settlement": {"screening": screening_cpu, "pipeline": pipeline_cpu},
         "registry_cpu_ms_per_1000_persons": registry_cpu,
         "statements_per_settlement": pipeline_sql,
@@ -603,6 +627,9 @@ def report(result: dict[str, Any]) -> None:
     print(f"\n{'stage at ' + format(rate, '.0f') + '/s offered (ms)':<44} {'p50':>10} {'p95':>11} {'p99':>8}")
     for label, ps in result["pipeline_stage_ms"].items():
         print(f"{label:<44} {ps[50]:>10.1f} {ps[95]:>11.1f} {ps[99]:>8.1f}")
+    print(f"\n{'by service, published -> published (ms)':<48} {'p50':>6} {'p95':>11} {'p99':>8}")
+    for label, ps in result["pipeline_hop_ms"].items():
+        print(f"{label:<48} {ps[50]:>6.1f} {ps[95]:>11.1f} {ps[99]:>8.1f}")
     cpu = result["cpu_ms_per_settlement"]
     every = traced.get("cpu_ms_per_settlement", {})
     print(f"\n{'CPU ms per settlement':<44} {'screening':>10} {'pipeline':>11} {'every settlement traced':>24}")
