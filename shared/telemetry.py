@@ -403,7 +403,10 @@ class UnsampledEntry(trace.Span):
 
 
 _UNSET = Status(StatusCode.UNSET)
-_SCOPE = InstrumentationScope("medassist")
+# What the SDK's get_tracer("medassist") gives its spans: a version of "" when none is named, never None. The
+# Zipkin exporter writes the scope's version as a tag, and Zipkin refuses a whole batch with a null tag value (every
+# span of the batch is lost, not only this one).
+_SCOPE = InstrumentationScope("medassist", "")
 _LIMITS = SpanLimits()
 
 

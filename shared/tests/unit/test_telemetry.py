@@ -269,3 +269,19 @@ def test_an_unsampled_entry_span_keeps_the_sdk_status_rules() -> None:
         raise RuntimeError("partner down")  # an exception through use_span: recorded, status ERROR, kept
     [kept] = out.get_finished_spans()
     assert kept.status.status_code is StatusCode.ERROR and [e.name for e in kept.events] == ["exception"]
+
+
+@pytest.mark.parametrize("flags", ["01", "00"])
+def test_entry_spans_carry_the_tracers_own_scope_so_every_exporter_accepts_them(flags: str) -> None:
+    # Zipkin refuses a whole batch when a tag is null: a scope without a version made every batch holding an
+    # entry span (and the other spans in it) vanish from the trace viewer.
+    spans, out, keep = production_entries(1.0)
+    span = spans.start("case.decided process", parse_traceparent(f"{PARENT}-{flags}"), kind=trace.SpanKind.CONSUMER)
+    span.set_status(Status(StatusCode.ERROR, "dead-lettered"))  # so the unsampled one is kept too
+    span.end()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(plain := InMemorySpanExporter()))
+    provider.get_tracer("medassist").start_span("ordinary").end()
+    [kept], [ordinary] = out.get_finished_spans(), plain.get_finished_spans()
+    assert kept.instrumentation_scope == ordinary.instrumentation_scope
+    assert kept.instrumentation_scope is not None and kept.instrumentation_scope.version == ""
