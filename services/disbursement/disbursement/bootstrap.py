@@ -72,8 +72,10 @@ def workers(units: Units, deps: DisbursementDeps) -> list[Worker]:
         # a retry goes at most IDLE_MAX_S late, against a resend backoff of seconds); its bank calls go on in the
         # background
         Worker("payment sender", sender.step, settings.worker_idle_s, deps.due, IDLE_MAX_S, sender.drain),
-        # callbacks and cancellations wake the resolver; the rest it polls, less while it finds nothing to ask
-        Worker("payment resolver", Resolver(units, deps).step, 1.0, deps.resolver, IDLE_MAX_S),
+        # callbacks and cancellations wake the resolver; the rest it polls every second, never backed off: an
+        # attempt the bank has not settled may say two words in a few seconds (failed, then settled after all),
+        # and each must be heard; a poll that finds nothing costs one statement
+        Worker("payment resolver", Resolver(units, deps).step, 1.0, deps.resolver),
         Worker("payment gauges", partial(refresh_payment_gauges, units), REFRESH_S),
         Worker("statement reconciliation", partial(reconcile_yesterday, units, deps), settings.statement_check_s),
     ]
