@@ -11,7 +11,7 @@ from uuid import UUID
 
 import orjson
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from disbursement.adapters.bank import BankResult, BankStatus, BatchAnswer, PaymentInstruction
 from disbursement.adapters.metrics import CALLBACKS_UNCONFIRMED
@@ -111,16 +111,22 @@ class Sender:
             with tracer.start_as_current_span("bank batch", context=parent, attributes={"bank.batch_size": len(
                     payments)}, links=[Link(span.get_span_context()) for span in sampled[1:]]):
                 answer = await self.deps.bank.submit_batch(instructions)
-        except BaseException:
+        except BaseException as exc:
             for span in spans:
+                if isinstance(exc, Exception):  # not a cancellation (a stop): the call failed
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, "bank call failed"))
                 span.end()
             raise
         for payment, span in zip(payments, spans, strict=True):
-            if span.is_recording():
-                if payment.idempotency_key in answer.refused:
-                    span.set_attribute("payment.rejected", True)
-                elif payment.idempotency_key in answer.retry:
-                    span.set_attribute("payment.retry_later", True)
+            # A refused transfer and one the bank could not take are failed transfer spans: kept even when the
+            # settlement is unsampled (ADR 0029), within the per-second cap.
+            if payment.idempotency_key in answer.refused:
+                span.set_attribute("payment.rejected", True)
+                span.set_status(Status(StatusCode.ERROR, "refused by the bank"))
+            elif payment.idempotency_key in answer.retry:
+                span.set_attribute("payment.retry_later", True)
+                span.set_status(Status(StatusCode.ERROR, "bank unavailable, sent again later"))
             span.end()
         return answer
 

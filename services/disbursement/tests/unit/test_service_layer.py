@@ -271,3 +271,34 @@ async def test_a_pass_sends_its_batch_in_one_call_and_confirms_a_batch_of_callba
     assert bank.calls == ["submit", "statuses"], "five callbacks, one status call"
     assert set(attempts(store).values()) == {A.SETTLED}
     assert sorted(outcomes(store)) == sorted((str(c.case_id), "settled", 1) for c in cases)
+
+
+async def test_a_transfer_the_bank_could_not_take_leaves_its_failed_span_though_its_settlement_is_unsampled(
+        store: FakeStore, deps: DisbursementDeps, bank: FakeBank, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0029: a failed bank transfer span is kept when its settlement was not sampled; a good one is not."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+    from opentelemetry.trace import StatusCode
+
+    from shared import telemetry
+
+    exported = InMemorySpanExporter()
+    keep = telemetry.KeepErrorsAndSlow([SimpleSpanProcessor(exported)], slow_ms=60_000, max_per_s=1000)
+    provider = TracerProvider(sampler=telemetry.RecordUnsampledEntries(ParentBased(TraceIdRatioBased(0.0))))
+    provider.add_span_processor(keep)
+    for name in ("_sdk", "_keep", "_random_ids"):  # put back after the test: the services' one EntrySpans
+        monkeypatch.setattr(telemetry.entry_spans, name, getattr(telemetry.entry_spans, name))
+    telemetry.entry_spans.use(provider, keep)
+    ref = "e" * 64
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, approved(), ref))
+    bank.unavailable = True
+    assert await passes(store, deps)["payment sender"]() is True
+    [failed] = exported.get_finished_spans()
+    assert failed.name == "bank transfer" and failed.status.status_code is StatusCode.ERROR
+    assert (failed.attributes or {})["payment.retry_later"] is True
+    bank.unavailable = False
+    only_payment(store).next_attempt_at = datetime.now(UTC)  # due again now
+    assert await passes(store, deps)["payment sender"]() is True
+    assert len(exported.get_finished_spans()) == 1, "the transfer the bank took leaves nothing (unsampled)"
