@@ -123,7 +123,7 @@ def insert_arrays(table: Table, columns: Sequence[str], then: str = "") -> TextC
                 .rstrip())
 
 
-def as_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+def as_arrays(rows: Sequence[Mapping[str, Any]], columns: Iterable[str]) -> dict[str, list[Any]]:
     """The parameters of `insert_arrays` (or any statement over `unnest_arrays`): one list per column."""
     return {c: [row[c] for row in rows] for c in columns}
 

@@ -276,8 +276,7 @@ def parse_traceparent(traceparent: str | None, tracestate: str | None = None) ->
 
 def context_from(traceparent: str | None) -> Context:
     """The trace context a stored traceparent continues (an empty context when there is none)."""
-    parent = parse_traceparent(traceparent)
-    return trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent else Context()
+    return _context_of(parse_traceparent(traceparent))
 
 
 class EntrySpans:

@@ -53,10 +53,6 @@ _SAVE_PERIODS = text(_unnest_upsert("registry_period", _PERIOD_COLUMNS, "ON CONS
                                     ["valid_to"]))
 
 
-def _arrays(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> dict[str, list[Any]]:
-    return {c: [r[c] for r in rows] for c in columns}
-
-
 # Screening's facts of a batch's persons in one round trip, a row per fact: kind, person (a policy's id for
 # terms), two texts, two dates, a number. Four statements (person, period, consent, terms) cost ~4x the
 # driver's and the server's per-statement work for the same rows.
@@ -136,13 +132,13 @@ class RegistryRepository:
     async def save_persons(self, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert whole entries (every column of `person`; one row per person): one statement."""
         if rows:
-            await self.session.execute(_SAVE_PERSONS, _arrays(rows, _PERSON_COLUMNS))
+            await self.session.execute(_SAVE_PERSONS, as_arrays(rows, _PERSON_COLUMNS))
 
     async def save_periods(self, rows: Sequence[dict[str, Any]]) -> None:
         """Upsert category periods (one per person, category and start; a later end date replaces the last):
         one statement, for rows distinct in (person, category, start)."""
         if rows:
-            await self.session.execute(_SAVE_PERIODS, _arrays(rows, _PERIOD_COLUMNS))
+            await self.session.execute(_SAVE_PERIODS, as_arrays(rows, _PERIOD_COLUMNS))
 
     async def facts(self, refs: Iterable[str]) -> Facts:
         """What screening needs of these persons, in one statement (`_FACTS`): their areas, periods and consents,
