@@ -29,7 +29,7 @@ from shared.contracts.events import ContactUpdated
 from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit
 
 MESSAGES_DUE = "messages.due"
-"""Raised by a commit that wrote messages: wakes the sender."""
+"""Raised by a commit that made messages `pending` (written or released): wakes the sender."""
 FINAL_REVIEW = ("approved", "rejected", "cancelled")
 
 
@@ -142,12 +142,22 @@ class ViewRepository:
                 await self.session.execute(statement, as_arrays(list(rows.values()), names))
 
 
-# Suppress what an opt-out now covers; put back what a crash left `sending`. Then claim the due messages whose
-# person has a phone, each the person's earliest unsent one (so a person's messages arrive in the order things
-# happened; a message waits `sms_hold_s` after it is written, for an earlier event still on another topic).
-_SUPPRESS = text("""
-    UPDATE message m SET status = 'suppressed', updated_at = now()
-    FROM recipient c WHERE c.person_ref = m.person_ref AND c.sms_opt_out AND m.status = 'pending'""")
+# A message not yet handed over follows its person's contact: `suppressed` after an opt-out, `held` while no
+# phone is known, `pending` (due) once one is. Run for the persons whose contact a batch brought, and now and
+# then for every unsent message (`settle_all`): a message written while another instance stored its person's
+# contact (neither transaction saw the other) is set right there.
+_FOLLOW = """
+    UPDATE message m SET status = c.status, updated_at = now()
+    FROM (SELECT person_ref, CASE WHEN sms_opt_out THEN 'suppressed' WHEN phone_ciphertext IS NULL THEN 'held'
+                                  ELSE 'pending' END AS status FROM recipient {where}) c
+    WHERE m.person_ref = c.person_ref AND m.status IN ('pending', 'held') AND m.status <> c.status
+    RETURNING m.status"""
+_FOLLOW_CONTACTS = text(_FOLLOW.format(where="WHERE person_ref = ANY(CAST(:refs AS varchar[]))"))
+_FOLLOW_ALL = text(_FOLLOW.format(where=""))
+# Put back what a crash left `sending`. Then claim the due messages (a person's message is `pending` only with a
+# phone and no opt-out; the join holds that once more), each the person's earliest unsent one (so a person's
+# messages arrive in the order things happened; a message waits `sms_hold_s` after it is written, for an
+# earlier event still on another topic).
 _UNSTICK = text("""
     UPDATE message SET status = 'pending', updated_at = now()
     WHERE status = 'sending' AND updated_at < now() - make_interval(secs => :stale)""")
@@ -158,7 +168,8 @@ _CLAIM = text("""
         WHERE m.status = 'pending' AND m.not_before <= now()
           AND c.phone_ciphertext IS NOT NULL AND NOT c.sms_opt_out
           AND NOT EXISTS (SELECT 1 FROM message e WHERE e.person_ref = m.person_ref
-                          AND (e.occurred_at, e.seq) < (m.occurred_at, m.seq) AND e.status IN ('pending', 'sending'))
+                          AND (e.occurred_at, e.seq) < (m.occurred_at, m.seq)
+                          AND e.status IN ('pending', 'sending', 'held'))
         ORDER BY m.occurred_at, m.seq LIMIT :limit FOR UPDATE OF m SKIP LOCKED)
     RETURNING id, person_ref, moment, body, traceparent,
         (SELECT phone_ciphertext FROM recipient c WHERE c.person_ref = message.person_ref) AS phone_ciphertext""")
@@ -169,7 +180,7 @@ _MESSAGE_COLUMNS = ("id", "event_id", "person_ref", "settlement_id", "moment", "
                     "occurred_at", "not_before", "traceparent", "attempts", "created_at", "updated_at")
 # One statement text for every batch (a RETURNING executemany went as a multi-row VALUES, new per batch size), in
 # the batch's order: `seq` follows it.
-_ADD_MESSAGES = insert_arrays(MESSAGES, _MESSAGE_COLUMNS, "ON CONFLICT (id) DO NOTHING RETURNING moment")
+_ADD_MESSAGES = insert_arrays(MESSAGES, _MESSAGE_COLUMNS, "ON CONFLICT (id) DO NOTHING RETURNING moment, status")
 
 
 class MessageRepository:
@@ -184,14 +195,24 @@ class MessageRepository:
             return []
         rows = [{**vars(m), "moment": m.moment.value, "attempts": 0, "created_at": now, "updated_at": now}
                 for m in messages]
-        written = list((await self.session.execute(_ADD_MESSAGES, as_arrays(rows, _MESSAGE_COLUMNS))).scalars())
-        if written:
+        written = (await self.session.execute(_ADD_MESSAGES, as_arrays(rows, _MESSAGE_COLUMNS))).all()
+        self._released(status for _, status in written)  # a held or suppressed message gives the sender nothing
+        return [moment for moment, _ in written]
+
+    async def follow_contacts(self, refs: Sequence[str]) -> None:
+        """Bring these persons' unsent messages in line with their contact as stored now."""
+        self._released((await self.session.execute(_FOLLOW_CONTACTS, {"refs": list(refs)})).scalars())
+
+    async def settle_all(self) -> None:
+        """Every unsent message in line with its person's contact (the sender's occasional sweep)."""
+        self._released((await self.session.execute(_FOLLOW_ALL)).scalars())
+
+    def _released(self, statuses: Iterable[str]) -> None:
+        if "pending" in statuses:
             signal_after_commit(self.session, MESSAGES_DUE)
-        return written
 
     async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
         """Mark up to `limit` due messages `sending` and return them (in id order: locks taken alike)."""
-        await self.session.execute(_SUPPRESS)
         await self.session.execute(_UNSTICK, {"stale": stale_s})
         rows = (await self.session.execute(_CLAIM, {"limit": limit})).mappings().all()
         return sorted((Claimed(**row) for row in rows), key=lambda c: str(c.id))

@@ -40,14 +40,16 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
 
     id: UUID = Field(primary_key=True)
-    seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), nullable=False, unique=True))
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), nullable=False))
     event_id: UUID
-    person_ref: str = Field(max_length=64, index=True)
+    person_ref: str = Field(max_length=64)  # indexed with the order (migration 0004: every index and why)
     settlement_id: UUID | None = None
     moment: str = Field(max_length=32)
     template_version: int
     body: str
     status: str = Field(max_length=16)
+    """held (no phone yet) | pending (due at not_before) | sending | sent | delivered | failed | undeliverable |
+    suppressed (opted out)."""
     attempts: int = 0
     occurred_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     """When the event happened: a person's messages go (and are listed) in this order, whatever the topics'."""

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
+from typing import Protocol
 
 from notification.domain.templates import Facts, Moment
 
@@ -29,8 +31,9 @@ class Notice:
     facts: Facts
     settlement_id: uuid.UUID | None = None
 
-    @property
+    @cached_property
     def message_id(self) -> uuid.UUID:
+        """Derived once per notice (a batch asks for it several times; uuid5 hashes each time)."""
         return message_id(self.event_id, self.person_ref)
 
 
@@ -45,9 +48,24 @@ def one_per_event(notices: Iterable[Notice]) -> list[Notice]:
     return kept
 
 
+class Contact(Protocol):
+    """What a message's first state depends on: whether the person can be and wants to be texted."""
+
+    phone_ciphertext: str | None
+    sms_opt_out: bool
+
+
+def initial_status(contact: Contact | None) -> str:
+    """`suppressed` for a person who opted out (an opt-out is honoured from the moment it is known: recorded,
+    never sent), `held` while no phone number is known (released when one comes), otherwise `pending`."""
+    if contact is not None and contact.sms_opt_out:
+        return "suppressed"
+    return "pending" if contact is not None and contact.phone_ciphertext else "held"
+
+
 @dataclass(frozen=True)
 class NewMessage:
-    """A message as it is first written: rendered, and `pending` (or `suppressed` for a person who opted out)."""
+    """A message as it is first written: rendered, and `pending`, `held` or `suppressed` (`initial_status`)."""
 
     id: uuid.UUID
     event_id: uuid.UUID

@@ -11,7 +11,7 @@ from notification.adapters.metrics import MESSAGES_WRITTEN
 from notification.adapters.repositories import ViewFacts
 from notification.adapters.tables import Recipient
 from notification.dependencies import Wording
-from notification.domain.messages import NewMessage, one_per_event
+from notification.domain.messages import NewMessage, initial_status, one_per_event
 from notification.domain.moments import Place, notice_for, settlement_of
 from notification.domain.schedule import LOCAL_TIME
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
@@ -23,7 +23,8 @@ from shared.telemetry import traceparent_of
 async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: Sequence[Event]) -> None:
     """Consumer handler for the settlement topics, registry.contact and registry.payee."""
     now = datetime.now(UTC)
-    await _store_contacts(uow, events, now)
+    if changed := await _store_contacts(uow, events, now):
+        await uow.messages.follow_contacts(changed)  # an opt-out suppresses, a first phone releases
     await uow.view.apply(_view_facts(events, now))
     contacts = await uow.recipients.get_many({e.envelope.person_ref for e in events})
     accounts = await uow.recipients.accounts({(e.envelope.person_ref, e.data.account_version) for e in events
@@ -44,13 +45,13 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     if not notices:
         return
     not_before = wording.quiet.next_allowed(now + timedelta(seconds=wording.hold_s))
-    messages = [NewMessage(
-        n.message_id, n.event_id, n.person_ref, n.settlement_id, n.moment, wording.templates.version,
-        wording.templates.render(n.moment, n.facts),
-        # An opt-out is honoured from the moment it is known: the message is recorded, never sent.
-        "suppressed" if n.person_ref in contacts and contacts[n.person_ref].sms_opt_out else "pending",
-        causes[n.message_id].envelope.occurred_at, not_before, traceparent_of(causes[n.message_id].span),
-    ) for n in notices]
+    messages = []
+    for n in notices:
+        cause = causes[n.message_id]
+        messages.append(NewMessage(
+            n.message_id, n.event_id, n.person_ref, n.settlement_id, n.moment, wording.templates.version,
+            wording.templates.render(n.moment, n.facts), initial_status(contacts.get(n.person_ref)),
+            cause.envelope.occurred_at, not_before, traceparent_of(cause.span)))
     for moment in await uow.messages.add(messages, now):
         MESSAGES_WRITTEN.labels(moment).inc()
 
@@ -65,7 +66,8 @@ def _account(event: Event, contacts: dict[str, Recipient], accounts: dict[tuple[
     return f"****{masked[-4:]}" if masked else None
 
 
-async def _store_contacts(uow: NotificationUnitOfWork, events: Sequence[Event], now: datetime) -> None:
+async def _store_contacts(uow: NotificationUnitOfWork, events: Sequence[Event], now: datetime) -> list[str]:
+    """Store the batch's contacts and accounts; the persons whose contact came."""
     latest: dict[str, ev.ContactUpdated] = {}
     accounts: dict[str, str] = {}
     versions: dict[tuple[str, int], str] = {}
@@ -80,6 +82,7 @@ async def _store_contacts(uow: NotificationUnitOfWork, events: Sequence[Event], 
                 accounts[ref] = data.account_masked  # only the masked form is kept: the texts need no more
                 versions[(ref, data.account_version)] = data.account_masked
     await uow.recipients.store(latest, versions, accounts, now)
+    return list(latest)
 
 
 def _view_facts(events: Sequence[Event], now: datetime) -> ViewFacts:

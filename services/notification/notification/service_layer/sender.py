@@ -25,6 +25,10 @@ OpenUnitOfWork = Callable[[], AbstractAsyncContextManager[NotificationUnitOfWork
 GAUGE_EVERY_S = 5.0
 """How often a pass also counts the waiting messages for the gauge: a count over the backlog in every pass
 (woken by every commit that wrote messages) is work that grows with the backlog, not with what the pass sends."""
+SETTLE_EVERY_S = 60.0
+"""How often a pass also brings every unsent message in line with its person's contact (`settle_all`): the
+consumer does it for the persons whose contact it stores, so this only catches a message written while another
+instance stored that person's contact, and it scans every held message: not every pass."""
 
 
 class Sender:
@@ -35,7 +39,7 @@ class Sender:
         self.deps, self.open_uow = deps, open_uow
         self.semaphore = asyncio.Semaphore(deps.settings.sms_concurrency)
         self.callback_url = f"{deps.settings.sms_callback_base_url}/v1/sms/delivery-reports"
-        self._counted_at = float("-inf")
+        self._counted_at = self._settled_at = float("-inf")
 
     async def send_due(self) -> bool:
         """One pass; True when it sent something (there may be more at once), False when idle or quiet."""
@@ -43,8 +47,11 @@ class Sender:
         if self.deps.wording.quiet.is_quiet(datetime.now(UTC)):
             return False  # nothing goes out at night; what is written meanwhile waits
         async with self.open_uow() as uow:
+            if (now := time.monotonic()) - self._settled_at >= SETTLE_EVERY_S:
+                await uow.messages.settle_all()
+                self._settled_at = now
             claimed = await uow.messages.claim_due(settings.worker_batch, settings.sms_sending_stale_s)
-            if (now := time.monotonic()) - self._counted_at >= GAUGE_EVERY_S:
+            if now - self._counted_at >= GAUGE_EVERY_S:
                 MESSAGES_WAITING.set(await uow.messages.waiting())
                 self._counted_at = now
         if not claimed:

@@ -1,10 +1,11 @@
-"""Quiet hours by China time, and one message per event and person."""
+"""Quiet hours by China time, one message per event and person, and the state a message is written in."""
 
 import uuid
 from datetime import UTC, datetime, time
 
 import pytest
-from notification.domain.messages import Notice, message_id, one_per_event
+from notification.adapters.tables import Recipient
+from notification.domain.messages import Notice, initial_status, message_id, one_per_event
 from notification.domain.schedule import QuietHours
 from notification.domain.templates import Facts, Moment
 
@@ -68,3 +69,15 @@ def test_a_batch_holding_an_event_twice_writes_one_message() -> None:
                           notice(first, "d" * 64)])
     assert [(n.event_id, n.person_ref, n.moment) for n in kept] == [
         (first, ref, Moment.APPROVED), (second, ref, Moment.PAID), (first, "d" * 64, Moment.APPROVED)]
+
+
+@pytest.mark.parametrize(("contact", "status"), [
+    (None, "held"),  # nothing known about the person yet: waits for a phone
+    (Recipient(person_ref="a", contact_version=0, account_masked="6222****0001"), "held"),  # an account only
+    (Recipient(person_ref="a", contact_version=1, phone_ciphertext="c:x"), "pending"),
+    (Recipient(person_ref="a", contact_version=2, phone_ciphertext="c:x", sms_opt_out=True), "suppressed"),
+    (Recipient(person_ref="a", contact_version=2, sms_opt_out=True), "suppressed"),
+])
+def test_a_message_is_written_pending_only_for_a_person_who_can_and_wants_to_be_texted(
+        contact: Recipient | None, status: str) -> None:
+    assert initial_status(contact) == status

@@ -79,11 +79,19 @@ class FakeMessages:
         self.due: list[Claimed] = []
         self.outcomes: list[Outcome] = []
         self.reports: list[tuple[uuid.UUID, str]] = []
+        self.followed: list[str] = []
+        self.settled = 0
 
     async def add(self, messages: Sequence[NewMessage], now: datetime) -> list[str]:
         new = [{**vars(m), "created_at": now} for m in messages if m.id not in self.rows]
         self.rows.update((r["id"], r) for r in new)
         return [r["moment"] for r in new]
+
+    async def follow_contacts(self, refs: Sequence[str]) -> None:
+        self.followed += refs
+
+    async def settle_all(self) -> None:
+        self.settled += 1
 
     async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
         claimed, self.due = self.due[:limit], self.due[limit:]
@@ -216,6 +224,16 @@ async def test_opt_outs_and_quiet_hours_decide_how_a_message_is_written(quiet: s
     assert quiet_hours.is_quiet(row["not_before"] - timedelta(seconds=1)) is waits_for_morning
 
 
+async def test_a_message_for_someone_without_a_phone_is_held_and_their_contact_brings_it_in_line() -> None:
+    d, uow = deps(), FakeUnitOfWork()
+    handler = events_handler(runtime(d))
+    await handler(uow, [event(journey(uuid.uuid4())[0])])
+    [row] = uow.messages.rows.values()
+    assert row["status"] == "held" and uow.messages.followed == []
+    await handler(uow, [event(contact())])
+    assert uow.messages.followed == [REF], "the stored contact releases (or suppresses) what waits for it"
+
+
 def claimed(text: str) -> Claimed:
     return Claimed(uuid.uuid4(), REF, "case_approved", text, None, "")
 
@@ -245,6 +263,7 @@ async def test_the_sender_records_what_the_gateway_said_and_sends_nothing_in_qui
     night = Sender(replace(d, wording=replace(d.wording, quiet=QuietHours.parse("00:00-23:59"))), open_uow)
     messages.due = [claimed("ok")]
     assert await night.send_due() is False and len(messages.due) == 1
+    assert messages.settled == 1, "the sweep over every unsent message runs now and then, not every pass"
 
 
 async def test_a_delivery_report_moves_only_a_message_still_open_to_it() -> None:
