@@ -78,7 +78,7 @@ def in_array(column: Column, values: Collection[Any]) -> ColumnElement[bool]:
     (asyncpg caches prepared statements by their text), which costs a round trip and the server a parse and plan.
     """
     element = _element(column)
-    return element == any_(bindparam(None, list(values), type_=ARRAY(element.type)))
+    return element == any_(bindparam(None, list(values), type_=_array_of(element.type)))
 
 
 def in_bound_array(column: Column, name: str) -> ColumnElement[bool]:
@@ -86,13 +86,24 @@ def in_bound_array(column: Column, name: str) -> ColumnElement[bool]:
     Building a statement and its cache key costs more than running it (0.1-2 ms of CPU for the repositories'
     reads and claims); a statement built once has its key memoized."""
     element = _element(column)
-    return element == any_(bindparam(name, type_=ARRAY(element.type)))
+    return element == any_(bindparam(name, type_=_array_of(element.type)))
+
+
+def _array_of(sql_type: TypeEngine[Any]) -> ARRAY[Any]:
+    """The type of an array bound against a column: a bounded string without its bound, since a cast to
+    `varchar(n)[]` cuts a longer value short, and the cut value could match a row the full one does not."""
+    return ARRAY(String() if _is_string(sql_type) else sql_type)
+
+
+def _is_string(sql_type: TypeEngine[Any]) -> bool:
+    stored = sql_type.impl_instance if isinstance(sql_type, TypeDecorator) else sql_type  # SQLModel's AutoString
+    return isinstance(stored, String) and not isinstance(stored, Enum)
 
 
 def in_arrays(columns: Sequence[Column], rows: Collection[Sequence[Any]]) -> ColumnElement[bool]:
     """`(a, b) IN (SELECT * FROM unnest(:as, :bs))`: `in_array` for composite keys (one array per column)."""
     elements = [_element(c) for c in columns]
-    arrays = [bindparam(None, [row[i] for row in rows], type_=ARRAY(e.type)) for i, e in enumerate(elements)]
+    arrays = [bindparam(None, [row[i] for row in rows], type_=_array_of(e.type)) for i, e in enumerate(elements)]
     keys = func.unnest(*arrays).table_valued(*(f"k{i}" for i in range(len(columns)))).render_derived()
     return tuple_(*elements).in_(select(*keys.c))
 
@@ -105,8 +116,7 @@ def unnest_arrays(table: Table, columns: Sequence[str]) -> str:
 
 
 def _array_element(sql_type: TypeEngine[Any]) -> str:
-    stored = sql_type.impl_instance if isinstance(sql_type, TypeDecorator) else sql_type  # SQLModel's AutoString
-    if isinstance(stored, String) and not isinstance(stored, Enum):
+    if _is_string(sql_type):
         return "TEXT"
     return sql_type.compile(dialect=postgresql.dialect())  # type: ignore[no-untyped-call]  # unannotated __init__
 

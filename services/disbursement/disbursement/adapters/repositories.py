@@ -1,18 +1,20 @@
 """Typed repositories over disbursement's tables: bulk SQL, one statement per table per batch.
 
 They load `domain.payment.Payment` aggregates (plain objects the session does not track) and write back what
-the aggregates changed with executemany statements. The few transitions that must hold against a concurrent
-worker without a lock on the payment (claiming due payments, stamping an attempt as handed over, queueing a
-send again) are guarded bulk UPDATEs whose WHERE is the domain's rule.
+the aggregates changed in one statement per table over bound arrays (`shared.db.insert_arrays`,
+`unnest_arrays`), built once at import: an executemany would run one server statement per row. The few
+transitions that must hold against a concurrent worker without a lock on the payment (claiming due payments,
+stamping an attempt as handed over, queueing a send again) are guarded bulk UPDATEs whose WHERE is the domain's
+rule.
 """
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Row, Table, TextClause, bindparam, case, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +29,7 @@ from disbursement.domain.payment import (
     PaymentStatus,
 )
 from disbursement.domain.reconciliation import DayTally, Tally
+from shared.db import as_arrays, in_bound_array, insert_arrays, unnest_arrays
 
 PAYEE: Table = tables.PaymentRow.metadata.tables["payee"]
 PAYMENT: Table = tables.PaymentRow.metadata.tables["payment"]
@@ -103,9 +106,49 @@ class PayeeRepository:
                 for r in rows}
 
 
+# The statements, built once with their values bound per call: building one of these and its cache key cost
+# 0.1-2 ms of CPU, every pass of the sender and the resolver (busy or idle); prebuilt, the key is memoized. The
+# writes bind one array per column: one server statement per batch, where an executemany runs one per row.
+_ADD_PAYMENTS = insert_arrays(PAYMENT, (*_PAYMENT_FIELDS, "status", "updated_at"),
+                              "ON CONFLICT (case_id) DO NOTHING RETURNING id")
+_ATTEMPT_NEW = ("idempotency_key", "payment_id", "attempt", "status")
+_ADD_ATTEMPTS = insert_arrays(ATTEMPT, _ATTEMPT_NEW)
 
-# The passes' statements, built once with their values bound per pass: building one of these and its cache key
-# cost ~2 ms of CPU, every pass of the sender and the resolver (busy or idle); prebuilt, the key is memoized.
+
+def _update_arrays(table: Table, key: str, columns: tuple[str, ...], *, where: str = "", **fixed: str) -> TextClause:
+    """One UPDATE of every row of a batch: `columns` from one bound array each (named like the column), matched
+    on `key`; `fixed`: columns set to the same expression (a parameter) in every row; `where`: a further guard on
+    the row updated."""
+    sets = ", ".join([f"{c} = v.{c}" for c in columns] + [f"{c} = {e}" for c, e in fixed.items()])
+    names = ", ".join((key, *columns))
+    return text(f"UPDATE {table.name} AS t SET {sets} FROM {unnest_arrays(table, (key, *columns))} AS v({names}) "
+                f"WHERE t.{key} = v.{key}{where}")
+
+
+_PAYMENT_SAVED = ("status", "attempt", "idempotency_key", "bank_reference", "failure_reason", "next_attempt_at")
+_SAVE_PAYMENTS = _update_arrays(PAYMENT, "id", _PAYMENT_SAVED, updated_at=":now")
+_ATTEMPT_SAVED = ("status", "reason", "bank_reference", "settled_at")
+_SAVE_ATTEMPTS = _update_arrays(ATTEMPT, "idempotency_key", _ATTEMPT_SAVED)
+_HANDED_OVER = ("account_fingerprint", "account_version")
+_HAND_OVER = _update_arrays(
+    ATTEMPT, "idempotency_key", _HANDED_OVER, status=f"'{AttemptStatus.UNKNOWN.value}'", sent_at=":now",
+    # an attempt already answered (or no longer sendable) is left as it is
+    where=" AND t.status IN (" + ", ".join(sorted(f"'{s.value}'" for s in HANDED_OVER_FROM)) + ")")
+
+# The aggregates' reads (`PaymentRepository._load`): the payments, then their attempts (bound `ids`).
+_PAYMENTS = select(PAYMENT).order_by(PAYMENT.c.id)
+_OF_CASES = _PAYMENTS.where(in_bound_array(PAYMENT.c.case_id, "cases")).with_for_update()
+_WAITING = _PAYMENTS.where(in_bound_array(PAYMENT.c.person_ref, "refs"), PAYMENT.c.status.in_([literal_column(
+    f"'{s.value}'") for s in (PaymentStatus.AWAITING_ACCOUNT, PaymentStatus.FAILED)])).with_for_update()
+_OF_KEYS = _PAYMENTS.where(PAYMENT.c.id.in_(select(ATTEMPT.c.payment_id).where(
+    in_bound_array(ATTEMPT.c.idempotency_key, "keys"))))
+_ANSWERED = _OF_KEYS.with_for_update()
+_CURRENT_ATTEMPTS = select(ATTEMPT).join(PAYMENT, (PAYMENT.c.id == ATTEMPT.c.payment_id) & (
+    PAYMENT.c.idempotency_key == ATTEMPT.c.idempotency_key)).where(in_bound_array(ATTEMPT.c.payment_id, "ids"))
+_EVERY_ATTEMPT = select(ATTEMPT).where(in_bound_array(ATTEMPT.c.payment_id, "ids"))
+_ASKED_ATTEMPTS = _EVERY_ATTEMPT.where(in_bound_array(ATTEMPT.c.idempotency_key, "keys")
+                                       | (ATTEMPT.c.status == AttemptStatus.SETTLED.value))
+
 _CLAIMED = PAYMENT.alias("claimed")
 _PICKED = (select(_CLAIMED.c.id, PAYEE.c.account_version, PAYEE.c.payee_ciphertext)
            .select_from(_CLAIMED.outerjoin(PAYEE, PAYEE.c.person_ref == _CLAIMED.c.person_ref))
@@ -141,92 +184,86 @@ class PaymentRepository:
         returns those that were new."""
         if not payments:
             return []
-        opened = set((await self.session.execute(
-            pg_insert(PAYMENT).on_conflict_do_nothing(index_elements=["case_id"]).returning(PAYMENT.c.id),
-            [{**{f: getattr(p, f) for f in _PAYMENT_FIELDS}, "status": p.status.value,
-              "updated_at": p.next_attempt_at} for p in payments])).scalars())
+        arrays = {f: [getattr(p, f) for p in payments] for f in _PAYMENT_FIELDS}
+        arrays["status"] = [p.status.value for p in payments]
+        arrays["updated_at"] = arrays["next_attempt_at"]
+        opened = set((await self.session.execute(_ADD_PAYMENTS, arrays)).scalars())
         new = [p for p in payments if p.id in opened]
         await self._insert_attempts([a for p in new for a in p.added])
         return new
 
     async def _insert_attempts(self, attempts: Sequence[Attempt]) -> None:
         if attempts:
-            await self.session.execute(insert(ATTEMPT), [
+            await self.session.execute(_ADD_ATTEMPTS, as_arrays([
                 {"idempotency_key": a.key, "payment_id": a.payment_id, "attempt": a.number,
-                 "status": a.status.value} for a in attempts])
+                 "status": a.status.value} for a in attempts], _ATTEMPT_NEW))
 
-    async def _load(self, where: Any, attempts: Callable[[list[Payment]], Any], *, lock: bool = True
-                    ) -> list[Payment]:
-        """Payments matching `where`, locked (in id order: two writers never deadlock), each with its attempts
-        that match `attempts(payments)`, and every settled key among them."""
-        query = select(PAYMENT).where(where).order_by(PAYMENT.c.id)
-        payments = [_payment(r) for r in (await self.session.execute(query.with_for_update() if lock else query))]
-        if not payments:
+    async def _load(self, payments: Any, attempts: Any, params: dict[str, Any]) -> list[Payment]:
+        """Payments of the statement `payments` (locked, in id order: two writers never deadlock, when it locks),
+        each with its attempts of the statement `attempts` (bound `ids`: the payments' ids), and every settled key
+        among them."""
+        found = [_payment(r) for r in (await self.session.execute(payments, params))]
+        if not found:
             return []
-        by_id = {p.id: p for p in payments}
-        for row in await self.session.execute(select(ATTEMPT).where(attempts(payments))):
+        by_id = {p.id: p for p in found}
+        for row in await self.session.execute(attempts, {**params, "ids": list(by_id)}):
             attempt = _attempt(row)
             owner = by_id[attempt.payment_id]
             owner.attempts[attempt.key] = attempt
             if attempt.status is AttemptStatus.SETTLED:
                 owner.settled_keys.add(attempt.key)
-        return payments
+        return found
 
     async def of_cases(self, case_ids: Collection[UUID]) -> dict[UUID, Payment]:
         """The cases' payments, locked, each with its current attempt."""
         if not case_ids:
             return {}
-        return {p.case_id: p for p in await self._load(PAYMENT.c.case_id.in_(list(case_ids)), _current)}
+        return {p.case_id: p for p in await self._load(_OF_CASES, _CURRENT_ATTEMPTS, {"cases": list(case_ids)})}
 
     async def waiting_for_an_account(self, refs: Collection[str]) -> list[Payment]:
         """The persons' payments an account can move (awaiting one, or failed), locked, with every attempt."""
         if not refs:
             return []
-        return await self._load(PAYMENT.c.person_ref.in_(list(refs)) & PAYMENT.c.status.in_(
-            [PaymentStatus.AWAITING_ACCOUNT.value, PaymentStatus.FAILED.value]), _every)
+        return await self._load(_WAITING, _EVERY_ATTEMPT, {"refs": list(refs)})
 
     async def answered(self, keys: Collection[str]) -> dict[str, Payment]:
         """Per attempt key, its payment (locked) with that attempt loaded and every settled key known.
 
         The payments are locked first, then their attempts read: every writer of an attempt's bank word holds
         its payment's lock, so what is read is the latest word, never one a concurrent pass just replaced."""
-        return await self._by_keys(keys, lock=True)
+        return await self._by_keys(keys, _ANSWERED)
 
     async def by_keys(self, keys: Collection[str]) -> dict[str, Payment]:
         """Per attempt key, its payment with that attempt (not locked: for matching a statement)."""
-        return await self._by_keys(keys, lock=False)
+        return await self._by_keys(keys, _OF_KEYS)
 
-    async def _by_keys(self, keys: Collection[str], *, lock: bool) -> dict[str, Payment]:
+    async def _by_keys(self, keys: Collection[str], payments: Any) -> dict[str, Payment]:
         if not keys:
             return {}
-        asked = ATTEMPT.c.idempotency_key.in_(list(keys))
-        payments = await self._load(PAYMENT.c.id.in_(select(ATTEMPT.c.payment_id).where(asked)), lambda ps: (
-            ATTEMPT.c.payment_id.in_([p.id for p in ps]) & (asked | (ATTEMPT.c.status == AttemptStatus.SETTLED.value))
-        ), lock=lock)
-        return {key: p for p in payments for key in p.attempts if key in keys}
+        keys = set(keys)
+        found = await self._load(payments, _ASKED_ATTEMPTS, {"keys": list(keys)})
+        return {key: p for p in found for key in p.attempts if key in keys}
 
     async def save(self, payments: Iterable[Payment], now: datetime) -> None:
-        """Write what the aggregates changed: one executemany per table, not a round trip per payment."""
+        """Write what the aggregates changed: one statement per table for all of them."""
         payments = list(payments)
         changed = [p for p in payments if p.changed]
         if changed:
-            await self.session.execute(update(PAYMENT).where(PAYMENT.c.id == bindparam("pid")).values(
-                status=bindparam("status"), attempt=bindparam("number"), idempotency_key=bindparam("key"),
-                bank_reference=bindparam("ref"), failure_reason=bindparam("reason"),
-                next_attempt_at=bindparam("next_at"), updated_at=now), [
-                {"pid": p.id, "status": p.status.value, "number": p.attempt, "key": p.idempotency_key,
-                 "ref": p.bank_reference, "reason": p.failure_reason, "next_at": p.next_attempt_at}
-                for p in changed])
+            await self.session.execute(_SAVE_PAYMENTS, {
+                "id": [p.id for p in changed], "status": [p.status.value for p in changed],
+                "attempt": [p.attempt for p in changed], "idempotency_key": [p.idempotency_key for p in changed],
+                "bank_reference": [p.bank_reference for p in changed],
+                "failure_reason": [p.failure_reason for p in changed],
+                "next_attempt_at": [p.next_attempt_at for p in changed], "now": now})
         added = [a for p in payments for a in p.added]
         await self._insert_attempts(added)
         new = {a.key for a in added}
         attempts = [p.attempts[k] for p in payments for k in p.changed_attempts if k not in new]
         if attempts:
-            await self.session.execute(update(ATTEMPT).where(ATTEMPT.c.idempotency_key == bindparam("key")).values(
-                status=bindparam("status"), reason=bindparam("reason"), bank_reference=bindparam("ref"),
-                settled_at=bindparam("settled")), [
-                {"key": a.key, "status": a.status.value, "reason": a.reason, "ref": a.bank_reference,
-                 "settled": a.settled_at} for a in attempts])
+            await self.session.execute(_SAVE_ATTEMPTS, {
+                "idempotency_key": [a.key for a in attempts], "status": [a.status.value for a in attempts],
+                "reason": [a.reason for a in attempts], "bank_reference": [a.bank_reference for a in attempts],
+                "settled_at": [a.settled_at for a in attempts]})
         for p in payments:
             p.changed, p.added = False, []
             p.changed_attempts.clear()
@@ -261,13 +298,9 @@ class PaymentRepository:
         the bank may hold them (`unknown`), so none is cancelled without asking. Each keeps the account it went
         to, so its answer, even a late one after a re-issue, names that account."""
         if attempts:
-            await self.session.execute(update(ATTEMPT).where(
-                ATTEMPT.c.idempotency_key == bindparam("key"),
-                # (an IN list cannot be an executemany parameter)
-                *[_any_of(ATTEMPT.c.status, HANDED_OVER_FROM)],
-            ).values(status=AttemptStatus.UNKNOWN.value, sent_at=now, account_fingerprint=bindparam("fingerprint"),
-                     account_version=bindparam("version")),
-                [{"key": k, "fingerprint": f, "version": v} for k, (f, v) in attempts.items()])
+            await self.session.execute(_HAND_OVER, {
+                "idempotency_key": list(attempts), "account_fingerprint": [f for f, _ in attempts.values()],
+                "account_version": [v for _, v in attempts.values()], "now": now})
 
     async def send_later(self, keys: Collection[str], at: datetime, now: datetime) -> None:
         """Payments still `sending` under these keys go back to `pending`, due at `at` (same key)."""
@@ -329,22 +362,6 @@ class PaymentRepository:
         twice = select(ATTEMPT.c.payment_id).where(ATTEMPT.c.status == AttemptStatus.SETTLED.value).group_by(
             ATTEMPT.c.payment_id).having(func.count() > 1).subquery()
         return int(await self.session.scalar(select(func.count()).select_from(twice)) or 0)
-
-
-def _current(payments: list[Payment]) -> Any:
-    return ATTEMPT.c.idempotency_key.in_([p.idempotency_key for p in payments])
-
-
-def _every(payments: list[Payment]) -> Any:
-    return ATTEMPT.c.payment_id.in_([p.id for p in payments])
-
-
-def _any_of(column: Any, statuses: Iterable[AttemptStatus]) -> Any:
-    """`column IN (...)` written as ORs, which an executemany statement can carry."""
-    condition = None
-    for status in sorted(s.value for s in statuses):
-        condition = column == status if condition is None else condition | (column == status)
-    return condition
 
 
 class AlarmRepository:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from disbursement.adapters.repositories import PayeeAccount
 from disbursement.bootstrap import MIGRATIONS
 from disbursement.config import DisbursementSettings
@@ -173,6 +174,68 @@ async def test_guarded_moves_never_overwrite_the_banks_word(units: Units) -> Non
         stored = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
     assert stored.status is P.ACCEPTED, "send_later moves only what is still sending"
     assert stored.attempts[payment.idempotency_key].status is A.ACCEPTED, "hand_over moves only open/unknown"
+
+
+async def test_a_batch_is_written_in_one_server_statement_per_table_and_hand_over_guards_each_row(
+        db: Database, units: Units) -> None:
+    """An executemany runs one server statement per row: each write of a batch binds arrays instead."""
+    payments = [new_payment() for _ in range(40)]
+    executemany: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, _params: object, _context: object,
+               many: bool) -> None:
+        if many:
+            executemany.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        now = datetime.now(UTC)
+        with statements_sent(db) as sent:
+            async with units() as uow:
+                assert len(await uow.payments.add(payments)) == 40
+            answered_first = payments[0].idempotency_key
+            async with units() as uow:  # the bank's word on one attempt came before its hand-over was stamped
+                loaded = (await uow.payments.answered({answered_first}))[answered_first]
+                loaded.hear(answered_first, BankWord.ACCEPTED, "REF-0", None, now=now, quiet_before=now)
+                await uow.payments.save([loaded], now)
+            async with units() as uow:
+                await uow.payments.hand_over({p.idempotency_key: (f"{i:064x}", i) for i, p in enumerate(payments)},
+                                             now)
+            async with units() as uow:
+                answered = await uow.payments.answered({p.idempotency_key for p in payments})
+                for i, p in enumerate(payments[1:], 1):
+                    assert answered[p.idempotency_key].hear(
+                        p.idempotency_key, BankWord.SETTLED if i % 2 else BankWord.FAILED, f"REF-{i}",
+                        None if i % 2 else "account_closed", now=now, quiet_before=now - timedelta(seconds=60))
+                await uow.payments.save(answered.values(), now)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert executemany == [], executemany
+    assert len(sent) == 2 + 4 + 1 + 4, sent  # add; answered + save (two tables each); hand_over; answered + save
+    async with units() as uow:
+        stored = await uow.payments.by_keys({p.idempotency_key for p in payments})
+    first = stored[answered_first].attempts[answered_first]
+    assert (first.status, first.sent_at, first.account_fingerprint) == (A.ACCEPTED, None, None), \
+        "an attempt the bank already answered is not handed over again"
+    assert stored[answered_first].status is P.ACCEPTED
+    for i, p in enumerate(payments[1:], 1):
+        got, attempt = stored[p.idempotency_key], stored[p.idempotency_key].attempts[p.idempotency_key]
+        assert (got.status, got.bank_reference if i % 2 else got.failure_reason) == (
+            (P.SETTLED, f"REF-{i}") if i % 2 else (P.FAILED, "account_closed"))
+        assert (attempt.status, attempt.account_fingerprint, attempt.account_version, attempt.sent_at) == (
+            A.SETTLED if i % 2 else A.FAILED, f"{i:064x}", i, now)
+        assert (attempt.settled_at is not None) == bool(i % 2)
+
+
+async def test_a_longer_value_never_matches_a_row_it_starts_with(units: Units) -> None:
+    """Arrays are bound as unbounded strings: a cast to varchar(64)[] would cut the value to a row's key."""
+    payment = new_payment(has_account=False)
+    assert len(payment.person_ref) == 64
+    async with units() as uow:
+        await uow.payments.add([payment])
+    async with units() as uow:
+        assert await uow.payments.waiting_for_an_account({payment.person_ref + "0"}) == []
+        assert [p.id for p in await uow.payments.waiting_for_an_account({payment.person_ref})] == [payment.id]
 
 
 async def test_the_resolver_is_asked_about_each_unresolved_attempt_once_per_pass(units: Units) -> None:
