@@ -10,12 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
 from disbursement.adapters.repositories import PayeeAccount
 from disbursement.bootstrap import MIGRATIONS
 from disbursement.config import DisbursementSettings
 from disbursement.domain.payment import AttemptStatus, BankWord, Payment, PaymentStatus
 from disbursement.service_layer.unit_of_work import Units, units_of
+from sqlalchemy import event
 
 from shared.db import Database
 from shared.testing import migrated_database, statements_sent
