@@ -132,3 +132,22 @@ async def test_a_request_or_a_batch_costs_the_same_statements_for_one_settlement
         await uow.settlements.save(list(settlements.values()))
 
     assert [await statements(lambda uow, batch=batch: follow(uow, batch)) for batch in (one, hundred)] == [3, 3]
+
+
+async def test_the_status_view_rewrites_a_settlement_in_its_own_page(db: Database) -> None:
+    """Migration 0005: no index holds a column the status view writes, and a page keeps room for the new
+    versions of its settlements, so each status update is HOT (no new index entries, a short WAL record)."""
+    deps = IntakeDeps.build(IntakeSettings())
+    settlements = [received(deps, f"H-{uuid.uuid4().hex[:12]}") for _ in range(200)]
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        await uow.settlements.add(settlements)
+    counters = text("SELECT pg_stat_get_xact_tuples_updated('settlement'::regclass), "
+                    "pg_stat_get_xact_tuples_hot_updated('settlement'::regclass)")  # this session's, not flushed
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        loaded = await uow.settlements.get_many(s.id for s in settlements)
+        for settlement in loaded.values():
+            settlement.learn(Journey.ELIGIBLE, "eligible")
+        before = (await uow.session.execute(counters)).one()
+        await uow.settlements.save(list(loaded.values()))
+        after = (await uow.session.execute(counters)).one()
+    assert (after[0] - before[0], after[1] - before[1]) == (200, 200), "every status update stays on its page"
