@@ -67,6 +67,7 @@ class ResidentSettlement(SQLModel, table=True):
     """The resident's view of one settlement, fed by the events: decision, assistance, review, payment."""
 
     __tablename__ = "resident_settlement"
+    __table_args__ = {"postgresql_with": {"fillfactor": 50}}  # room for its updates on the page (migration 0005)
 
     settlement_id: UUID = Field(primary_key=True)
     person_ref: str = Field(max_length=64, index=True)
