@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -194,6 +195,25 @@ async def statements(processes: list[ServiceProcess]) -> dict[str, float]:
             sent[name] = sent.get(name, 0.0) + sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                                                    if line.startswith("medassist_db_statements_total{"))
     return sent
+
+
+async def wal_written(settings: ServiceSettings) -> tuple[int, int, int]:
+    """WAL records, full-page images and bytes the whole PostgreSQL cluster has written so far (pg_stat_wal):
+    every database in it counts, the bench's and anyone else's, and the background writers' too."""
+    conn = await asyncpg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
+                                 password=settings.pg_password.get_secret_value(), database="postgres")
+    try:
+        row = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["wal_records"]), int(row["wal_fpi"]), int(row["wal_bytes"])
+
+
+def wal_per_settlement(before: tuple[int, int, int], after: tuple[int, int, int], settlements: int) -> dict[str, float]:
+    records, fpi, written = (a - b for a, b in zip(after, before, strict=True))
+    return {"records": round(records / settlements, 1), "full_page_images": round(fpi / settlements, 2),
+            "bytes": round(written / settlements)}
 
 
 def per_settlement(before: dict[str, float], after: dict[str, float], settlements: int) -> dict[str, float]:
@@ -496,10 +516,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         await fresh_services(tracing, "WARM1")
         cpu_before, sql_before = cpu_seconds(processes, sink), await statements(processes)
+        wal_before = await wal_written(settings)
         spans_before = await spans_exported(sink)
         pipeline_rate, _, saturated_n, saturated_cases = await through_the_pipeline("SAT", args.pipeline, None)
         pipeline_cpu = cpu_ms_per_settlement(cpu_before, cpu_seconds(processes, sink), saturated_n)
         pipeline_sql = per_settlement(sql_before, await statements(processes), saturated_n)
+        pipeline_wal = wal_per_settlement(wal_before, await wal_written(settings), saturated_n)
         pipeline_spans = await spans_settled(sink, spans_before, saturated_n)
         # Latency at a load the system sustains: a share of the saturation just measured, unless forced; from a
         # quiet system, not behind the saturated run's follow-up events (payments settling) still in the queues.
@@ -572,6 +594,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms_per_settlement": {"screening": screening_cpu, "pipeline": pipeline_cpu},
         "registry_cpu_ms_per_1000_persons": registry_cpu,
         "statements_per_settlement": pipeline_sql,
+        "wal_per_settlement": pipeline_wal,
         "spans_per_settlement": pipeline_spans,
         "every_settlement_tracing": traced,
         "peak_rss_mb": rss,
@@ -647,6 +670,11 @@ def report(result: dict[str, Any]) -> None:
     print(f"\n{'SQL statements per settlement (pipeline)':<44} {'':>10}")
     for name, n in result.get("statements_per_settlement", {}).items():
         print(f"{name:<44} {n:>10.2f}")
+    wal = result["wal_per_settlement"]
+    print(f"\n{'WAL per settlement (pipeline, whole cluster)':<44} {'':>10}")
+    print(f"{'records':<44} {wal['records']:>10.1f}")
+    print(f"{'full-page images':<44} {wal['full_page_images']:>10.2f}")
+    print(f"{'bytes':<44} {wal['bytes']:>10.0f}")
     print(f"\nchecks: {result['checks']}")
 
 
