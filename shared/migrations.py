@@ -99,6 +99,21 @@ def create_messaging_tables() -> None:
     op.create_index("ix_inbox_received_at", "inbox", ["received_at"])
 
 
+def delete_published_outbox_rows() -> None:
+    """The relay deletes what it published in its own transaction instead of marking it (published_at) for a
+    later purge: the column and the partial index of unpublished rows go, the primary key orders the relay's
+    reads. For one migration per service, after `create_messaging_tables`."""
+    op.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.drop_column("outbox", "published_at")
+
+
+def mark_published_outbox_rows() -> None:
+    """The downgrade of `delete_published_outbox_rows`: every row left is unpublished."""
+    op.add_column("outbox", sa.Column("published_at", sa.DateTime(timezone=True)))
+    op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
+
+
 def create_append_only_trigger(table: str) -> None:
     """Refuse UPDATE, DELETE and TRUNCATE on `table` from any role, the owner included (for a migration)."""
     name = quote_ident(table)

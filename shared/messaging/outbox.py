@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from shared.contracts.envelope import Envelope
-from shared.db import Database, as_arrays, in_array, insert_arrays, signal_after_commit
+from shared.db import Database, as_arrays, insert_arrays, signal_after_commit
 from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.tables import OUTBOX_TABLE, InboxEntry, OutboxMessage
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST, OUTBOX_PUBLISHED
@@ -27,6 +27,18 @@ OUTBOX_WRITTEN = "outbox.written"
 _OUTBOX_COLUMNS = ("event_id", "topic", "key", "payload", "headers")
 # In the events' order, so the relay publishes them in it (a serial id follows the arrays' order).
 _INSERT_OUTBOX = insert_arrays(OUTBOX_TABLE, _OUTBOX_COLUMNS)
+# The relay's pass in one round trip: the lock (an InitPlan, evaluated once before any row is read: a relay that
+# is not the leader reads nothing) and the next batch by the primary key, deleted and returned. `= ANY(ARRAY(..))`
+# keeps the delete an index scan however long the outbox (`IN (..)` planned a seq scan and a hash join). Deleting
+# instead of marking writes no new row version (payload and index entries again) and leaves nothing to purge.
+# Another relay of the database takes the lock only once the leader has committed or rolled back; a row its
+# snapshot still shows but the leader deleted is then skipped by its DELETE, so two relays never publish at once
+# and a key's events go out in id order.
+_TAKE = text(
+    f"DELETE FROM {OUTBOX_TABLE.name} WHERE id = ANY(ARRAY(SELECT id FROM {OUTBOX_TABLE.name} "
+    f"WHERE (SELECT pg_try_advisory_xact_lock({_RELAY_LOCK_KEY})) ORDER BY id LIMIT :limit)) "
+    "RETURNING id, topic, key, payload, headers"
+).columns(*(OUTBOX_TABLE.c[c] for c in ("id", "topic", "key", "payload", "headers")))
 
 
 @dataclass(frozen=True)
@@ -57,9 +69,12 @@ async def add_events(session: AsyncSession, settings: ServiceSettings, events: S
 
 
 class OutboxRelay:
-    """Publishes unsent outbox rows in id order, then marks them sent.
+    """Publishes unsent outbox rows in id order, deleting them in the same transaction.
 
-    A crash after publishing and before marking re-publishes on restart: consumers dedupe by event_id.
+    One statement a pass takes the relay lock and deletes the next batch, returning it (`_TAKE`); the rows are
+    published and the transaction commits only once Kafka has acknowledged all of them. A failed publish rolls
+    the delete back, and a crash after publishing and before the commit leaves the rows to be published again
+    (consumers dedupe by event_id). Every row still in the outbox is therefore one not yet known to be published.
     It is woken by every local commit that wrote outbox rows; `outbox_idle_poll_s` is the fallback that finds
     rows written by other replicas of the service (or left by a crash).
     """
@@ -79,41 +94,18 @@ class OutboxRelay:
     async def publish_once(self) -> int:
         """Publish one batch; returns how many rows were published."""
         async with self._db.transaction() as session:
-            leader = await session.scalar(select(text(f"pg_try_advisory_xact_lock({_RELAY_LOCK_KEY})")))
-            if not leader:
-                return 0
-            rows = (
-                await session.execute(
-                    select(col(OutboxMessage.id), col(OutboxMessage.topic), col(OutboxMessage.key),
-                           col(OutboxMessage.payload), col(OutboxMessage.headers))
-                    .where(col(OutboxMessage.published_at).is_(None))
-                    .order_by(col(OutboxMessage.id))
-                    .limit(self._settings.outbox_batch_max)
-                )
-            ).all()
+            rows = sorted((await session.execute(_TAKE, {"limit": self._settings.outbox_batch_max})).all(),
+                          key=lambda row: int(row.id))
             if not rows:
                 return 0
             await self._producer.publish([Message(row.topic, row.payload, row.key, row.headers) for row in rows],
                                          self._settings.outbox_publish_timeout_s)
-            await self._mark_published(session, [row.id for row in rows])
         OUTBOX_PUBLISHED.labels(self._settings.service_name).inc(len(rows))
         return len(rows)
 
-    async def _mark_published(self, session: AsyncSession, ids: list[int]) -> None:
-        await session.execute(
-            update(OutboxMessage)
-            .where(in_array(col(OutboxMessage.id), ids))
-            .values(published_at=text("now()"))
-        )
-
-    async def purge(self, published_older_than_s: int = 3600, inbox_older_than_days: int = 7) -> None:
-        """Forget published outbox rows and old inbox entries (redeliveries older than that cannot happen)."""
+    async def purge(self, inbox_older_than_days: int = 7) -> None:
+        """Forget old inbox entries (redeliveries older than that cannot happen) and gauge the outbox's backlog."""
         async with self._db.transaction() as session:
-            await session.execute(
-                delete(OutboxMessage).where(
-                    col(OutboxMessage.published_at) < text(f"now() - interval '{int(published_older_than_s)} seconds'")
-                )
-            )
             await session.execute(
                 delete(InboxEntry).where(
                     col(InboxEntry.received_at) < text(f"now() - interval '{int(inbox_older_than_days)} days'")
@@ -121,7 +113,7 @@ class OutboxRelay:
             )
             backlog, oldest_s = (await session.execute(
                 select(text("count(*)"), text("coalesce(extract(epoch from now() - min(created_at)), 0)"))
-                .select_from(OutboxMessage).where(col(OutboxMessage.published_at).is_(None))
+                .select_from(OutboxMessage)
             )).one()
         OUTBOX_BACKLOG.labels(self._settings.service_name).set(backlog or 0)
         OUTBOX_OLDEST.labels(self._settings.service_name).set(float(oldest_s or 0))

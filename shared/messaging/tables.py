@@ -3,18 +3,16 @@
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, String, Table, func, text
+from sqlalchemy import Column, DateTime, LargeBinary, String, Table, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
 class OutboxMessage(SQLModel, table=True):
-    """An event written in the same transaction as the state change it describes; the relay publishes it."""
+    """An event written in the same transaction as the state change it describes; the relay publishes it and
+    deletes it in one transaction, so every row is an event not yet known to be published (read in `id` order)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (
-        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-    )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: UUID = Field(unique=True, nullable=False)
@@ -25,7 +23,6 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now())
     )
-    published_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 
 
 class InboxEntry(SQLModel, table=True):

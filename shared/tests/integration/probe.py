@@ -1,6 +1,6 @@
 """A minimal service for the messaging tests, run as its own process so it can be SIGKILLed.
 
-python shared/tests/integration/probe.py consume|relay [--die-before-mark] [--handler-delay S]
+python shared/tests/integration/probe.py consume|relay [--die-before-commit] [--handler-delay S]
 Reads SERVICE_NAME, TOPIC_PREFIX, DATABASE_NAME like a real service.
 """
 
@@ -11,13 +11,12 @@ import signal
 from collections.abc import Sequence
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts.events import SettlementReceived
 from shared.contracts.topics import SETTLEMENT_RECEIVED
 from shared.db import Database
 from shared.messaging.consumer import ConsumerRunner, Event
-from shared.messaging.kafka import KafkaProducer
+from shared.messaging.kafka import KafkaProducer, Message
 from shared.messaging.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.unit_of_work import UnitOfWork
@@ -44,17 +43,18 @@ def probe_handler(delay: float = 0.0):
     return handle
 
 
-class DyingRelay(OutboxRelay):
-    """Publishes, then dies before it can mark the rows sent: the crash the outbox must survive."""
+class DyingProducer(KafkaProducer):
+    """Publishes, then dies before the relay can commit the rows' delete: the crash the outbox must survive."""
 
-    async def _mark_published(self, session: AsyncSession, ids: list[int]) -> None:
+    async def publish(self, messages: Sequence[Message], timeout_s: float) -> None:
+        await super().publish(messages, timeout_s)
         os._exit(9)
 
 
 async def main(args: argparse.Namespace) -> None:
     settings = ServiceSettings()
     db = Database(settings)
-    producer = KafkaProducer(settings)
+    producer = (DyingProducer if args.die_before_commit else KafkaProducer)(settings)
     await producer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -65,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
                                 topics=[SETTLEMENT_RECEIVED], handler=probe_handler(args.handler_delay),
                                 unit_of_work=UnitOfWork)
     else:
-        worker = (DyingRelay if args.die_before_mark else OutboxRelay)(db, producer, settings)
+        worker = OutboxRelay(db, producer, settings)
     task = asyncio.create_task(worker.run())
     await stop.wait()
     worker.stop()
@@ -77,6 +77,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["consume", "relay"])
-    parser.add_argument("--die-before-mark", action="store_true")
+    parser.add_argument("--die-before-commit", action="store_true")
     parser.add_argument("--handler-delay", type=float, default=0.0)
     asyncio.run(main(parser.parse_args()))

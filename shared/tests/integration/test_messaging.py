@@ -17,8 +17,9 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 
+from shared.contracts.envelope import Envelope
 from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
-from shared.messaging import consumer
+from shared.messaging import consumer, outbox
 from shared.messaging.consumer import ConsumerRunner
 from shared.messaging.inbox import claim_new
 from shared.messaging.kafka import KafkaProducer, Message
@@ -104,22 +105,22 @@ async def test_consumer_sigkilled_mid_batch_loses_nothing_and_applies_once(probe
     assert (applied, most) == (3_000, 1)
 
 
-async def test_relay_killed_after_publish_before_marking_republishes_and_applies_once(
+async def test_relay_killed_after_publish_before_its_commit_republishes_and_applies_once(
     probe_settings, db, producer
 ) -> None:
     await write_outbox(db, probe_settings, [settlement_event(i) for i in range(200)])
-    dying = spawn_probe(probe_settings, "relay", "--die-before-mark")
+    dying = spawn_probe(probe_settings, "relay", "--die-before-commit")
     assert dying.wait(60) == 9, "the relay should have died right after publishing"
     async with db.transaction() as session:
-        unmarked = await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
-    assert unmarked == 200, "the crash came before the rows were marked sent"
+        unpublished = await session.scalar(text("SELECT count(*) FROM outbox"))
+    assert unpublished == 200, "the crash came before the rows' delete was committed"
     relay = spawn_probe(probe_settings, "relay")
     try:
-        async def all_marked() -> bool:
+        async def all_published() -> bool:
             async with db.transaction() as session:
-                return await session.scalar(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")) == 0
+                return await session.scalar(text("SELECT count(*) FROM outbox")) == 0
 
-        await wait_until(all_marked, 60, "the restarted relay to publish")
+        await wait_until(all_published, 60, "the restarted relay to publish")
     finally:
         relay.terminate()
         relay.wait(20)
@@ -211,6 +212,41 @@ async def test_a_producer_whose_batch_is_never_confirmed_is_renewed_and_sends_ag
         await producer.publish([Message(probe_settings.topic(SETTLEMENT_RECEIVED), b"x", "k")], timeout_s=30)
     finally:
         await producer.stop()
+
+
+async def test_the_relay_publishes_only_while_it_holds_the_lock_one_statement_a_pass_in_id_order(
+        probe_settings, db, producer) -> None:
+    envelopes = [settlement_event(i, person=i % 3) for i in range(30)]  # three keys, ten events each
+    await write_outbox(db, probe_settings, envelopes)
+    relay = OutboxRelay(db, producer, probe_settings.model_copy(update={"outbox_batch_max": 12}))
+    count = text("SELECT count(*) FROM outbox")
+    async with db.transaction() as other:  # another relay of this database, in its pass
+        await other.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": outbox._RELAY_LOCK_KEY})
+        assert await relay.publish_once() == 0, "a relay that is not the leader publishes nothing"
+        assert await other.scalar(count) == 30
+    with statements_sent(db) as sent:
+        assert await relay.publish_once() == 12
+    assert len(sent) == 1, sent  # the lock, the read and the delete in one round trip
+    assert [await relay.publish_once() for _ in range(3)] == [12, 6, 0]
+    async with db.transaction() as session:
+        assert await session.scalar(count) == 0, "what was published is gone"
+    topic = AIOKafkaConsumer(probe_settings.topic(SETTLEMENT_RECEIVED),
+                             bootstrap_servers=probe_settings.kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    await topic.start()
+    try:
+        records: list[Any] = []  # aiokafka ConsumerRecords (untyped library)
+        while len(records) < 30:
+            batch = await topic.getmany(timeout_ms=5000)
+            assert batch, f"expected 30 events, got {len(records)}"
+            records += [r for rs in batch.values() for r in rs]
+    finally:
+        await topic.stop()
+    by_key: dict[str, list[str]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_key.setdefault(r.key.decode(), []).append(Envelope.from_bytes(r.value).event_id)
+    assert by_key == {e.person_ref: [x.event_id for x in envelopes if x.person_ref == e.person_ref]
+                      for e in envelopes}, "each event once, a key's events in the order written"
 
 
 async def test_the_inbox_claims_each_id_once_with_one_statement_text_for_any_batch_size(probe_settings, db) -> None:
