@@ -242,7 +242,7 @@ async def test_the_relay_publishes_only_while_it_holds_the_lock_one_statement_a_
             records += [r for rs in batch.values() for r in rs]
     finally:
         await topic.stop()
-    by_key: dict[str, list[str]] = {}
+    by_key: dict[str, list[uuid.UUID]] = {}
     for r in sorted(records, key=lambda r: (r.partition, r.offset)):
         by_key.setdefault(r.key.decode(), []).append(Envelope.from_bytes(r.value).event_id)
     assert by_key == {e.person_ref: [x.event_id for x in envelopes if x.person_ref == e.person_ref]
