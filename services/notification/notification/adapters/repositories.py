@@ -10,8 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import TextClause, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import TextClause, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -26,7 +25,7 @@ from notification.adapters.tables import (
 from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
 from notification.domain.moments import Place
 from shared.contracts.events import ContactUpdated
-from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit
+from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit, unnest_arrays
 
 MESSAGES_DUE = "messages.due"
 """Raised by a commit that made messages `pending` (written or released): wakes the sender."""
@@ -45,6 +44,18 @@ class ViewFacts:
 
 
 _RECIPIENTS = select(Recipient).where(in_bound_array(col(Recipient.person_ref), "refs"))  # every batch: built once
+# One statement per kind whatever the batch (an executemany ran once per row on the server: a registry chunk is
+# hundreds of persons).
+_CONTACT = ("contact_version", "phone_ciphertext", "phone_masked", "sms_opt_out", "updated_at")
+_UPSERT_CONTACTS = insert_arrays(
+    RECIPIENTS, ("person_ref", *_CONTACT),
+    f"ON CONFLICT (person_ref) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in _CONTACT)} "
+    "WHERE recipient.contact_version < EXCLUDED.contact_version")
+_ADD_ACCOUNT_VERSIONS = insert_arrays(ACCOUNTS, ("person_ref", "account_version", "account_masked"),
+                                      "ON CONFLICT (person_ref, account_version) DO NOTHING")
+_UPSERT_LATEST_ACCOUNTS = insert_arrays(
+    RECIPIENTS, ("person_ref", "contact_version", "account_masked", "updated_at"),
+    "ON CONFLICT (person_ref) DO UPDATE SET account_masked = EXCLUDED.account_masked")
 
 
 class RecipientRepository:
@@ -56,28 +67,21 @@ class RecipientRepository:
     async def store(self, contacts: dict[str, ContactUpdated], versions: dict[tuple[str, int], str],
                     accounts: dict[str, str], now: datetime) -> None:
         """Upsert each person's contact (an older version arriving late never overwrites a newer one), every
-        masked account version, and each person's latest masked account (`accounts`)."""
-        rows = [{"person_ref": ref, "contact_version": c.contact_version, "phone_ciphertext": c.phone_ciphertext,
-                 "phone_masked": c.phone_masked, "sms_opt_out": c.sms_opt_out, "updated_at": now}
-                for ref, c in contacts.items()]
-        # executemany forms (rows as parameters, not .values(rows)): one statement text whatever the batch size
-        if rows:
-            stmt = insert(RECIPIENTS)
-            await self.session.execute(stmt.on_conflict_do_update(
-                index_elements=["person_ref"],
-                set_={c: stmt.excluded[c] for c in ("contact_version", "phone_ciphertext", "phone_masked",
-                                                    "sms_opt_out", "updated_at")},
-                where=RECIPIENTS.c.contact_version < stmt.excluded.contact_version), rows)
+        masked account version, and each person's latest masked account (`accounts`): one statement each."""
+        if contacts:
+            await self.session.execute(_UPSERT_CONTACTS, {
+                "person_ref": list(contacts), "contact_version": [c.contact_version for c in contacts.values()],
+                "phone_ciphertext": [c.phone_ciphertext for c in contacts.values()],
+                "phone_masked": [c.phone_masked for c in contacts.values()],
+                "sms_opt_out": [c.sms_opt_out for c in contacts.values()], "updated_at": [now] * len(contacts)})
         if versions:
-            await self.session.execute(insert(ACCOUNTS).on_conflict_do_nothing(
-                index_elements=["person_ref", "account_version"]), [
-                {"person_ref": ref, "account_version": v, "account_masked": m} for (ref, v), m in versions.items()])
+            await self.session.execute(_ADD_ACCOUNT_VERSIONS, {
+                "person_ref": [ref for ref, _ in versions], "account_version": [v for _, v in versions],
+                "account_masked": list(versions.values())})
         if accounts:
-            stmt = insert(RECIPIENTS)
-            await self.session.execute(stmt.on_conflict_do_update(
-                index_elements=["person_ref"], set_={"account_masked": stmt.excluded.account_masked}), [
-                {"person_ref": ref, "contact_version": 0, "account_masked": masked, "updated_at": now}
-                for ref, masked in accounts.items()])
+            await self.session.execute(_UPSERT_LATEST_ACCOUNTS, {
+                "person_ref": list(accounts), "contact_version": [0] * len(accounts),
+                "account_masked": list(accounts.values()), "updated_at": [now] * len(accounts)})
 
     async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
         rows = await self.session.execute(_RECIPIENTS, {"refs": list(refs)})
@@ -173,6 +177,11 @@ _CLAIM = text("""
         ORDER BY m.occurred_at, m.seq LIMIT :limit FOR UPDATE OF m SKIP LOCKED)
     RETURNING id, person_ref, moment, body, traceparent,
         (SELECT phone_ciphertext FROM recipient c WHERE c.person_ref = message.person_ref) AS phone_ciphertext""")
+_OUTCOME = ("status", "gateway_id", "failure_reason", "not_before", "sent_at")
+_RECORD = text(f"""
+    UPDATE message m SET {', '.join(f'{c} = o.{c}' for c in _OUTCOME)}, updated_at = :now
+    FROM {unnest_arrays(MESSAGES, ("id", *_OUTCOME))} AS o(id, {', '.join(_OUTCOME)})
+    WHERE m.id = o.id AND m.status = 'sending'""")  # one statement for a pass's outcomes, not one per row
 _WAITING = text("SELECT count(*) FROM message WHERE status IN ('pending', 'sending')")
 
 
@@ -224,13 +233,12 @@ class MessageRepository:
     async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """What the gateway said, in one statement; only rows still `sending` (a delivery report may have come
         back before the gateway's answer did)."""
-        rows = [{"mid": o.message.id, "status": o.status, "gateway_id": o.gateway_id, "reason": o.reason,
-                 "not_before": o.not_before, "sent_at": o.sent_at} for o in outcomes]
-        if rows:
-            await self.session.execute(update(MESSAGES).where(MESSAGES.c.id == bindparam("mid"),
-                                                              MESSAGES.c.status == "sending").values(
-                status=bindparam("status"), gateway_id=bindparam("gateway_id"), failure_reason=bindparam("reason"),
-                not_before=bindparam("not_before"), sent_at=bindparam("sent_at"), updated_at=now), rows)
+        if outcomes:
+            await self.session.execute(_RECORD, {
+                "id": [o.message.id for o in outcomes], "status": [o.status for o in outcomes],
+                "gateway_id": [o.gateway_id for o in outcomes], "failure_reason": [o.reason for o in outcomes],
+                "not_before": [o.not_before for o in outcomes], "sent_at": [o.sent_at for o in outcomes],
+                "now": now})
 
     async def report(self, message_id: UUID, status: str, reason: str | None, now: datetime) -> bool:
         """A delivery report; False when the message is not one the report can still move."""
