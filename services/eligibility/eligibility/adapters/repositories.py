@@ -132,7 +132,7 @@ class RegistryRepository:
     async def districts(self, refs: Collection[str]) -> dict[str, str]:
         """Where the registry lists each of these persons now."""
         rows = await self.session.execute(select(col(PersonRow.person_ref), col(PersonRow.district_code))
-                                          .where(col(PersonRow.person_ref).in_(list(refs))))
+                                          .where(in_array(col(PersonRow.person_ref), refs)))
         return {ref: district for ref, district in rows.all()}
 
     async def save_persons(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -214,7 +214,7 @@ class ContactRepository:
 
     async def locked(self, refs: Collection[str]) -> dict[str, ContactRow]:
         return {c.person_ref: c for c in (await self.session.execute(
-            select(ContactRow).where(col(ContactRow.person_ref).in_(list(refs))).with_for_update())).scalars()}
+            select(ContactRow).where(in_array(col(ContactRow.person_ref), refs)).with_for_update())).scalars()}
 
     async def save(self, rows: list[dict[str, Any]]) -> None:
         for chunk in _chunks(rows):
@@ -283,7 +283,7 @@ class ScreeningRepository:
     async def parked(self, refs: Collection[str]) -> list[ScreeningRow]:
         """The persons' parked settlements, locked, by discharge date."""
         return list((await self.session.execute(
-            select(ScreeningRow).where(col(ScreeningRow.person_ref).in_(list(refs)), col(ScreeningRow.parked),
+            select(ScreeningRow).where(in_array(col(ScreeningRow.person_ref), refs), col(ScreeningRow.parked),
                                        ~col(ScreeningRow.reversed))
             .order_by(col(ScreeningRow.discharge_date)).with_for_update())).scalars())
 
