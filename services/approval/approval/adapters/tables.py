@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Numeric, func
+from sqlalchemy import JSON, Column, DateTime, Numeric, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -32,7 +32,7 @@ class CaseRecord(SQLModel, table=True):
     recovery_id: UUID | None = None  # set when the settlement was reversed after payment (calculation's recovery)
     recovery_amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2), nullable=True))
     recovery_opened_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
-    calculation: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    calculation: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))
 

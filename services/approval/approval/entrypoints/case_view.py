@@ -73,7 +73,7 @@ def _why(case: CaseRecord) -> dict[str, Any]:
     """Every figure as calculation sent it (one name each, ADR 0016), and the same in plain words."""
     calc = case.calculation
     words = explain(Figures.of(calc["figures"]))
-    stored = calc["figures"]  # JSONB keeps no key order: give the figures back in the money rule's order
+    stored = calc["figures"]  # rows once jsonb kept no key order: give the figures back in the money rule's order
     return {"policy_id": calc.get("policy_id"), "policy_version": calc.get("policy_version"),
             "figures": {name: stored[name] for name in AssistanceFigures.model_fields},
             "explanation_zh": words.zh, "explanation_en": words.en}

@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Numeric, func
+from sqlalchemy import JSON, Column, DateTime, Numeric, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -60,8 +60,8 @@ class CalculationRow(SQLModel, table=True):
     policy_version: int | None = None
     deductible_applied: Decimal = _money()
     assistance: Decimal = _money()
-    settlement: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
-    figures: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    settlement: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    figures: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     status: str = Field(max_length=32)
     released: bool = False
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, server_default=func.now()))

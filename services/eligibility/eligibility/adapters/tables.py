@@ -4,8 +4,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, UniqueConstraint, func
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
@@ -74,7 +73,7 @@ class ScreeningRow(SQLModel, table=True):
     settlement_id: UUID = Field(primary_key=True)
     person_ref: str = Field(max_length=64, index=True)
     discharge_date: date
-    settlement: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    settlement: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     eligible: bool
     reason: str = Field(max_length=32)
     category: str | None = Field(default=None, max_length=32)
