@@ -1,16 +1,15 @@
 """Intake's repositories: settlements (with their journey steps) and the signatures already used.
 
 Bulk SQL only, never a round trip per row: accepting a request is one statement per table, a consumer batch
-one SELECT ... FOR UPDATE, one UPDATE and one INSERT of steps. Each statement is one execution whatever the
-number of rows (arrays, `unnest`), not an executemany the server runs row by row, and its text does not
-depend on the number of rows, so it is prepared once per connection.
+one UPDATE (that decides in the row which status stands) and one INSERT of steps. Each statement is one
+execution whatever the number of rows (arrays, `unnest`), not an executemany the server runs row by row, and
+its text does not depend on the number of rows, so it is prepared once per connection.
 """
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as upsert
@@ -18,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from intake.adapters.tables import JOURNEY_TABLE, NONCE_TABLE, SETTLEMENT_TABLE, RequestNonce, SettlementRow
-from intake.domain.journey import Journey
-from intake.domain.settlement import Known, Settlement
+from intake.domain.journey import STAGE, Journey
+from intake.domain.settlement import Known, News, Settlement
 from shared.db import LOCK_SETTLEMENT_ID, as_arrays, in_array, insert_arrays, lock_keys, unnest_arrays
 
 # What the aggregate is loaded from: its state, not the personal data or the amounts.
@@ -34,6 +33,26 @@ _INSERT_STEPS = insert_arrays(JOURNEY_TABLE, _STEP)
 _SAVED = ("id", "status", "status_reason", "eligibility_reason", "assistance")
 _SAVE = text(f"UPDATE settlement AS s SET {', '.join(f'{c} = v.{c}' for c in _SAVED[1:])}, updated_at = now() "
              f"FROM {unnest_arrays(SETTLEMENT_TABLE, _SAVED)} AS v({', '.join(_SAVED)}) WHERE s.id = v.id")
+
+
+def _stage(status: str) -> str:
+    """The stage of `status` (an SQL expression), as `journey.STAGE` has it."""
+    whens = " ".join(f"WHEN '{journey.value}' THEN {stage}" for journey, stage in STAGE.items())
+    return f"CASE {status} {whens} END"
+
+
+# A batch's news (`News`), applied where the row is: `journey.wins` in SQL, on the row's latest version (the
+# UPDATE locks it; a reversal committed meanwhile is what it compares with), so nothing is read first.
+_WINS = f"s.status <> '{Journey.REVERSED.value}' AND v.stage >= {_stage('s.status')}"
+_LEARN = text(
+    f"UPDATE settlement AS s SET status = CASE WHEN {_WINS} THEN v.status ELSE s.status END, "
+    f"status_reason = CASE WHEN {_WINS} THEN v.status_reason ELSE s.status_reason END, "
+    "eligibility_reason = CASE WHEN v.screened THEN v.eligibility_reason ELSE s.eligibility_reason END, "
+    "assistance = COALESCE(v.assistance, s.assistance), updated_at = now() "
+    "FROM unnest(CAST(:id AS UUID[]), CAST(:status AS TEXT[]), CAST(:status_reason AS TEXT[]), "
+    "CAST(:screened AS BOOLEAN[]), CAST(:eligibility_reason AS TEXT[]), CAST(:assistance AS NUMERIC(14, 2)[]), "
+    "CAST(:stage AS SMALLINT[])) AS v(id, status, status_reason, screened, eligibility_reason, assistance, stage) "
+    "WHERE s.id = v.id RETURNING s.id")
 
 
 def _settlement(row: Any) -> Settlement:
@@ -76,11 +95,23 @@ class SettlementRepository:
             col(SettlementRow.hospital_settlement_id) == hospital_settlement_id).with_for_update())).one_or_none()
         return _settlement(row) if row is not None else None
 
-    async def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Settlement]:
-        """The settlements of these ids that exist, locked until the commit."""
-        rows = (await self.session.execute(
-            select(*_STATE).where(in_array(SETTLEMENT_TABLE.c.id, list(ids))).with_for_update())).all()
-        return {row.id: _settlement(row) for row in rows}
+    async def learn(self, news: Sequence[News]) -> list[News]:
+        """Apply a batch's news to the settlements it is about (`Settlement.learn_news`'s rule, in the UPDATE)
+        and record their steps: one UPDATE and one INSERT. Returns the news of the settlements that exist; the
+        rest (not ours) is dropped."""
+        if not news:
+            return []
+        found = set((await self.session.execute(_LEARN, {
+            "id": [n.settlement_id for n in news], "status": [n.status.value for n in news],
+            "status_reason": [n.reason for n in news], "screened": [n.screened for n in news],
+            "eligibility_reason": [n.eligibility_reason for n in news],
+            "assistance": [n.assistance for n in news], "stage": [STAGE[n.status] for n in news]})).scalars())
+        ours = [n for n in news if n.settlement_id in found]
+        steps = [{"settlement_id": n.settlement_id, "status": step.status.value, "reason": step.reason}
+                 for n in ours for step in n.steps]
+        if steps:
+            await self.session.execute(_INSERT_STEPS, as_arrays(steps, _STEP))
+        return ours
 
     async def save(self, settlements: Sequence[Settlement]) -> None:
         """Write the settlements' state and their new steps: one UPDATE and one INSERT for all of them."""

@@ -22,7 +22,7 @@ class Journey(StrEnum):
     REVERSED = "reversed"
 
 
-_STAGE = {
+STAGE = {  # the order of the journey; statuses of one stage replace each other (the latest stands)
     Journey.RECEIVED: 0,
     Journey.PARKED: 1,
     Journey.ELIGIBLE: 2,
@@ -37,8 +37,7 @@ _STAGE = {
 }
 
 
-def advance(current: Journey, new: Journey) -> Journey:
-    """The status after learning `new`: later stages win; a reversal is final."""
-    if current is Journey.REVERSED:
-        return current
-    return new if _STAGE[new] >= _STAGE[current] else current
+def wins(current: Journey, new: Journey) -> bool:
+    """Whether learning `new` replaces `current`: a later or the same stage does; nothing replaces a reversal.
+    The status view's UPDATE decides the same in SQL (`adapters.repositories`, built from `STAGE`)."""
+    return current is not Journey.REVERSED and STAGE[new] >= STAGE[current]

@@ -1,16 +1,17 @@
 """A settlement as intake keeps it: the aggregate that alone changes its status and raises its events.
 
 A new settlement is received once (`receive`); afterwards it only learns what happened downstream (`learn`,
-through `Journey.advance`) or is reversed by its hospital (`reverse`), which is final.
+through `journey.wins`; a batch's facts at once as `News`) or is reversed by its hospital (`reverse`), which is final.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from intake.domain.journey import Journey, advance
+from intake.domain.journey import Journey, wins
 from intake.domain.submission import SettlementIn
 from shared.contracts.events import EventData, SettlementReceived, SettlementReversed
 from shared.errors import Conflict
@@ -51,6 +52,46 @@ class Announced:
 
 
 @dataclass
+class News:
+    """What one batch of downstream facts says about one settlement, folded in event order (`hear`): the fact
+    that would stand after all of them (the latest of the highest stage), the latest screening's reason, the
+    latest assistance, and every fact as a step. Applying it to the settlement (`Settlement.learn_news`, or the
+    repository's `learn`, the same rule in one UPDATE) is the same as learning each fact in turn."""
+
+    settlement_id: UUID
+    status: Journey
+    reason: str | None
+    screened: bool = False
+    eligibility_reason: str | None = None
+    assistance: Decimal | None = None
+    steps: list[Step] = field(default_factory=list)
+
+    @classmethod
+    def fold(cls, facts: Iterable[tuple[UUID, Journey, str | None, Decimal | None]]) -> list["News"]:
+        """Each settlement's news from facts (settlement id, status, reason, assistance) in event order."""
+        news: dict[UUID, News] = {}
+        for settlement_id, status, reason, assistance in facts:
+            known = news.get(settlement_id)
+            if known is None:
+                known = news[settlement_id] = cls(settlement_id, status, reason)
+            known.hear(status, reason, assistance)
+        return list(news.values())
+
+    def hear(self, status: Journey, reason: str | None, assistance: Decimal | None) -> None:
+        if wins(self.status, status):  # never a reversal here: downstream facts do not reverse
+            self.status, self.reason = status, reason
+        if assistance is not None:
+            self.assistance = assistance
+        if status in SCREENED:
+            # Screening decisions arrive in order on one partition: the latest is the one that stands.
+            self.screened, self.eligibility_reason = True, reason
+        self.steps.append(Step(status, reason))
+
+
+SCREENED = (Journey.ELIGIBLE, Journey.PARKED)
+
+
+@dataclass
 class Settlement:
     """One hospital settlement and where it is; `steps` and `events` are what changed since it was loaded."""
 
@@ -88,18 +129,19 @@ class Settlement:
         return settlement
 
     def learn(self, status: Journey, reason: str | None = None, assistance: Decimal | None = None) -> None:
-        """A downstream fact: the status moves only forward (`advance`); the eligibility reason is kept apart
-        from the status, so later steps (calculated, approved, paid) do not erase it."""
-        new_status = advance(self.status, status)
-        if new_status == status:
-            self.status_reason = reason
-        self.status = new_status
-        if assistance is not None:
-            self.assistance = assistance
-        if status in (Journey.ELIGIBLE, Journey.PARKED):
-            # Screening decisions arrive in order on one partition: the latest is the one that stands.
-            self.eligibility_reason = reason
-        self.steps.append(Step(status, reason))
+        """A downstream fact: the status moves only forward (`journey.wins`); the eligibility reason is kept
+        apart from the status, so later steps (calculated, approved, paid) do not erase it."""
+        self.learn_news(News.fold([(self.id, status, reason, assistance)])[0])
+
+    def learn_news(self, news: "News") -> None:
+        """A batch's facts about this settlement at once: the same as learning each of them in turn."""
+        if wins(self.status, news.status):
+            self.status, self.status_reason = news.status, news.reason
+        if news.assistance is not None:
+            self.assistance = news.assistance
+        if news.screened:
+            self.eligibility_reason = news.eligibility_reason
+        self.steps += news.steps
 
     def reverse(self, reason: str | None, at: datetime) -> None:
         """Void the settlement at its hospital's request; a second reversal changes nothing."""

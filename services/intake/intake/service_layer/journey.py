@@ -5,6 +5,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from intake.domain.journey import Journey
+from intake.domain.settlement import News
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
 from shared.contracts import events as ev
 from shared.messaging.consumer import Event
@@ -28,13 +29,7 @@ def _status_of(data: ev.EventData) -> tuple[UUID, Journey, str | None, Decimal |
 
 
 async def follow_journey(uow: IntakeUnitOfWork, events: Sequence[Event]) -> None:
-    """Apply downstream facts to the settlements' status, in event order within the batch: one read of the
-    batch's settlements, one write of their state and one of their new steps."""
-    facts = [f for f in (_status_of(e.data) for e in events) if f is not None]
-    if not facts:
-        return
-    settlements = await uow.settlements.get_many({f[0] for f in facts})
-    for settlement_id, status, reason, assistance in facts:
-        if settlement_id in settlements:  # not one of ours: nothing to follow
-            settlements[settlement_id].learn(status, reason, assistance)
-    await uow.settlements.save(list(settlements.values()))
+    """Apply downstream facts to the settlements' status, in event order within the batch: each settlement's
+    facts folded into its news (`News.fold`), then one write of their state and one of their steps, with no
+    read first (a settlement not ours is skipped)."""
+    await uow.settlements.learn(News.fold(f for f in (_status_of(e.data) for e in events) if f is not None))

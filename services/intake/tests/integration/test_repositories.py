@@ -12,7 +12,7 @@ from intake.bootstrap import MIGRATIONS
 from intake.config import IntakeSettings
 from intake.dependencies import IntakeDeps
 from intake.domain.journey import Journey
-from intake.domain.settlement import Settlement, Step
+from intake.domain.settlement import News, Settlement, Step
 from intake.domain.submission import SettlementIn, fingerprint
 from intake.service_layer.accept import accept_settlements
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
@@ -71,17 +71,16 @@ async def test_settlements_are_added_found_locked_and_saved_with_their_steps(db:
         assert (known[one.hospital_settlement_id].id, known[one.hospital_settlement_id].fingerprint) == (
             one.id, one.fingerprint)
         assert await uow.settlements.lock_known("H002", [one.hospital_settlement_id]) == {}
-        loaded = await uow.settlements.get_many([one.id, two.id, uuid.uuid4()])
-        assert set(loaded) == {one.id, two.id}
-        loaded[one.id].learn(Journey.PARKED, "no_consent")
-        loaded[one.id].learn(Journey.ELIGIBLE, "eligible")
-        loaded[two.id].learn(Journey.CALCULATED, None, Decimal("12.30"))
-        await uow.settlements.save(list(loaded.values()))
+        learned = await uow.settlements.learn(News.fold([
+            (one.id, Journey.PARKED, "no_consent", None), (one.id, Journey.ELIGIBLE, "eligible", None),
+            (uuid.uuid4(), Journey.ELIGIBLE, "eligible", None), (two.id, Journey.CALCULATED, None, Decimal("12.30"))]))
+        assert [n.settlement_id for n in learned] == [one.id, two.id], "a settlement not ours is skipped"
     async with unit_of_work(db, IntakeUnitOfWork) as uow:
         again = await uow.settlements.get("H001", one.hospital_settlement_id)
         assert again is not None and (again.status, again.status_reason, again.eligibility_reason) == (
             Journey.ELIGIBLE, "eligible", "eligible")
-        assert (await uow.settlements.get_many([two.id]))[two.id].assistance == Decimal("12.30")
+        again_two = await uow.settlements.get("H001", two.hospital_settlement_id)
+        assert again_two is not None and again_two.assistance == Decimal("12.30")
         assert await uow.settlements.get("H002", one.hospital_settlement_id) is None
         steps = (await uow.session.execute(text(
             "SELECT status, reason FROM journey_step WHERE settlement_id = :id ORDER BY id"), {"id": one.id})).all()
@@ -106,7 +105,7 @@ async def test_a_signature_is_remembered_once_and_forgotten_when_its_window_has_
 
 async def test_a_request_or_a_batch_costs_the_same_statements_for_one_settlement_or_a_hundred(db: Database) -> None:
     """The hot path stays bulk: one statement per table per request (lock, read, two inserts, the outbox) and
-    per consumer batch (read, update, insert of steps), whatever the number of settlements."""
+    per consumer batch (update, insert of steps), whatever the number of settlements."""
     deps = IntakeDeps.build(IntakeSettings())
 
     async def statements(work: Callable[[IntakeUnitOfWork], Awaitable[object]]) -> int:
@@ -126,12 +125,11 @@ async def test_a_request_or_a_batch_costs_the_same_statements_for_one_settlement
         known = await uow.settlements.lock_known("H001", [i.hospital_settlement_id for i in one + hundred])
 
     async def follow(uow: IntakeUnitOfWork, batch: list[SettlementIn]) -> None:
-        settlements = await uow.settlements.get_many([known[i.hospital_settlement_id].id for i in batch])
-        for settlement in settlements.values():
-            settlement.learn(Journey.ELIGIBLE, "eligible")
-        await uow.settlements.save(list(settlements.values()))
+        learned = await uow.settlements.learn(News.fold(
+            (known[i.hospital_settlement_id].id, Journey.ELIGIBLE, "eligible", None) for i in batch))
+        assert len(learned) == len(batch)
 
-    assert [await statements(lambda uow, batch=batch: follow(uow, batch)) for batch in (one, hundred)] == [3, 3]
+    assert [await statements(lambda uow, batch=batch: follow(uow, batch)) for batch in (one, hundred)] == [2, 2]
 
 
 async def test_the_status_view_rewrites_a_settlement_in_its_own_page(db: Database) -> None:
@@ -144,10 +142,40 @@ async def test_the_status_view_rewrites_a_settlement_in_its_own_page(db: Databas
     counters = text("SELECT pg_stat_get_xact_tuples_updated('settlement'::regclass), "
                     "pg_stat_get_xact_tuples_hot_updated('settlement'::regclass)")  # this session's, not flushed
     async with unit_of_work(db, IntakeUnitOfWork) as uow:
-        loaded = await uow.settlements.get_many(s.id for s in settlements)
-        for settlement in loaded.values():
-            settlement.learn(Journey.ELIGIBLE, "eligible")
         before = (await uow.session.execute(counters)).one()
-        await uow.settlements.save(list(loaded.values()))
+        await uow.settlements.learn(News.fold((s.id, Journey.ELIGIBLE, "eligible", None) for s in settlements))
         after = (await uow.session.execute(counters)).one()
     assert (after[0] - before[0], after[1] - before[1]) == (200, 200), "every status update stays on its page"
+
+
+async def test_the_update_decides_which_status_stands_as_the_aggregate_does(db: Database) -> None:
+    """The status view's UPDATE applies `journey.wins` in SQL: from every stored status, news of every
+    downstream status leaves the row as `Settlement.learn_news` leaves the aggregate."""
+    deps = IntakeDeps.build(IntakeSettings())
+    downstream = [j for j in Journey if j not in (Journey.RECEIVED, Journey.REVERSED)]
+    cases = [(start, status, screened) for start in Journey for status in downstream for screened in (False, True)]
+    settlements = [received(deps, f"W-{uuid.uuid4().hex[:12]}") for _ in cases]
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        await uow.settlements.add(settlements)
+        await uow.session.execute(text(
+            "UPDATE settlement AS s SET status = v.status, status_reason = 'before', eligibility_reason = 'was', "
+            "assistance = 5 FROM unnest(CAST(:ids AS UUID[]), CAST(:statuses AS TEXT[])) AS v(id, status) "
+            "WHERE s.id = v.id"), {"ids": [s.id for s in settlements], "statuses": [c[0].value for c in cases]})
+    expected, news = [], []
+    for settlement, (start, status, screened) in zip(settlements, cases, strict=True):
+        one = News(settlement.id, status, f"why-{status.value}", screened, "now" if screened else None,
+                   Decimal("7.25") if status is Journey.CALCULATED else None, [Step(status, f"why-{status.value}")])
+        aggregate = Settlement(settlement.id, "H001", settlement.hospital_settlement_id, "ref", start, "before", "was",
+                               Decimal("5.00"))
+        aggregate.learn_news(one)
+        expected.append((aggregate.status.value, aggregate.status_reason, aggregate.eligibility_reason,
+                         aggregate.assistance))
+        news.append(one)
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        assert len(await uow.settlements.learn(news)) == len(cases)
+        rows = {row.id: (row.status, row.status_reason, row.eligibility_reason, row.assistance)
+                for row in (await uow.session.execute(text(
+                    "SELECT id, status, status_reason, eligibility_reason, assistance FROM settlement "
+                    "WHERE id = ANY(:ids)"), {"ids": [s.id for s in settlements]})).all()}
+    assert [rows[s.id] for s in settlements] == expected
+    assert {e[0] for e in expected} >= {"reversed", "paid", "parked"}, "kept, replaced and moved forward"

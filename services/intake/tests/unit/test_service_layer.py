@@ -12,7 +12,7 @@ from intake.bootstrap import journey_handler
 from intake.config import IntakeSettings
 from intake.dependencies import IntakeDeps
 from intake.domain.journey import Journey
-from intake.domain.settlement import Known, Settlement
+from intake.domain.settlement import Known, News, Settlement
 from intake.domain.submission import SettlementIn
 from intake.service_layer.accept import accept_settlements, reverse_settlement
 from intake.service_layer.unit_of_work import IntakeUnitOfWork
@@ -47,8 +47,12 @@ class FakeSettlements:
         return next((s for s in self.rows.values()
                      if (s.hospital_id, s.hospital_settlement_id) == (hospital_id, hospital_settlement_id)), None)
 
-    async def get_many(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Settlement]:
-        return {i: self.rows[i] for i in ids if i in self.rows}
+    async def learn(self, news: Sequence[News]) -> list[News]:
+        ours = [n for n in news if n.settlement_id in self.rows]
+        for n in ours:
+            self.rows[n.settlement_id].learn_news(n)
+        self._steps([self.rows[n.settlement_id] for n in ours])
+        return ours
 
     async def save(self, settlements: Sequence[Settlement]) -> None:
         self._steps(settlements)

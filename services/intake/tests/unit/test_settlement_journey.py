@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from intake.domain.journey import Journey
-from intake.domain.settlement import Settlement
+from intake.domain.settlement import News, Settlement
 
 J = Journey
 
@@ -47,3 +47,28 @@ def test_a_reversal_is_final_and_raised_once() -> None:
     settlement.learn(J.PAID)
     assert (settlement.status, settlement.status_reason) == (J.REVERSED, "reversed_by_hospital")
     assert [type(e).__name__ for e in settlement.events] == ["SettlementReversed"]
+
+
+DOWNSTREAM = [J.PARKED, J.ELIGIBLE, J.CALCULATED, J.NOTHING_TO_PAY, J.APPROVED, J.REJECTED, J.CANCELLED,
+              J.PAYMENT_FAILED, J.PAID]  # every status a downstream event can bring (service_layer.journey)
+
+
+def test_a_batch_of_facts_folded_into_news_is_the_same_as_learning_them_in_turn() -> None:
+    """The status view applies each settlement's facts of a batch at once (`News`): from every status, for every
+    sequence of up to three downstream facts, the outcome and the steps equal learning each fact by itself."""
+    sequences: list[list[Journey]] = [[a] for a in DOWNSTREAM]
+    sequences += [[*s, b] for s in sequences for b in DOWNSTREAM]
+    sequences += [[*s, c] for s in sequences if len(s) == 2 for c in DOWNSTREAM]
+    for start in Journey:
+        for sequence in sequences:
+            facts = [(status, f"why-{i}", Decimal(i + 1) if status is J.CALCULATED else None)
+                     for i, status in enumerate(sequence)]
+            one_by_one, at_once = (Settlement(uuid.uuid4(), "H001", "S-1", "ref", start, "before", "screened-before",
+                                              Decimal("5.00")) for _ in range(2))
+            for status, reason, assistance in facts:
+                one_by_one.learn(status, reason, assistance)
+            [news] = News.fold((at_once.id, *fact) for fact in facts)
+            at_once.learn_news(news)
+            assert (at_once.status, at_once.status_reason, at_once.eligibility_reason, at_once.assistance,
+                    at_once.steps) == (one_by_one.status, one_by_one.status_reason, one_by_one.eligibility_reason,
+                                       one_by_one.assistance, one_by_one.steps), (start, sequence)
