@@ -4,6 +4,7 @@ import asyncio
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from shared.db import Database, ensure_database
 from shared.migrations import apply_runtime_grants
@@ -77,3 +78,12 @@ async def test_replicas_preparing_one_database_together_all_succeed(probe_settin
         await asyncio.gather(*(ensure_database(fresh) for _ in range(8)))
     app = await connect(fresh)  # its runtime role was granted the database
     await app.close()
+
+
+async def test_service_connections_plan_without_parallel_workers(probe_settings: ServiceSettings) -> None:
+    db = Database(probe_settings)
+    try:
+        async with db.transaction() as session:
+            assert await session.scalar(text("SHOW max_parallel_workers_per_gather")) == "0"
+    finally:
+        await db.dispose()
