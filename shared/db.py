@@ -142,7 +142,7 @@ def as_arrays(rows: Sequence[Mapping[str, Any]], columns: Iterable[str]) -> dict
 # No parallel query: the services' statements are small, many run at once on few cores, and a plan with workers
 # pays for starting them on every execution. Eligibility's facts read of a 480-person batch, planned with a
 # parallel seq scan of registry_period by two workers, took 112-137 ms; without workers the planner takes the
-# person_ref index and the read took 24-49 ms (the same batch, the loaded 2-core machine).
+# person_ref index and the read took 24-49 ms (the same batch, the loaded 2-core machine). ADR 0038.
 SESSION_SETTINGS = {"max_parallel_workers_per_gather": "0"}
 
 
