@@ -149,12 +149,13 @@ class ViewRepository:
 # A message not yet handed over follows its person's contact: `suppressed` after an opt-out, `held` while no
 # phone is known, `pending` (due) once one is. Run for the persons whose contact a batch brought, and now and
 # then for every unsent message (`settle_all`): a message written while another instance stored its person's
-# contact (neither transaction saw the other) is set right there.
+# contact (neither transaction saw the other) is set right there. The status test is an OR so that each arm
+# matches its partial index (an IN matches neither: the sweep read the whole table).
 _FOLLOW = """
     UPDATE message m SET status = c.status, updated_at = now()
     FROM (SELECT person_ref, CASE WHEN sms_opt_out THEN 'suppressed' WHEN phone_ciphertext IS NULL THEN 'held'
                                   ELSE 'pending' END AS status FROM recipient {where}) c
-    WHERE m.person_ref = c.person_ref AND m.status IN ('pending', 'held') AND m.status <> c.status
+    WHERE m.person_ref = c.person_ref AND (m.status = 'pending' OR m.status = 'held') AND m.status <> c.status
     RETURNING m.status"""
 _FOLLOW_CONTACTS = text(_FOLLOW.format(where="WHERE person_ref = ANY(CAST(:refs AS varchar[]))"))
 _FOLLOW_ALL = text(_FOLLOW.format(where=""))
@@ -182,7 +183,8 @@ _RECORD = text(f"""
     UPDATE message m SET {', '.join(f'{c} = o.{c}' for c in _OUTCOME)}, updated_at = :now
     FROM {unnest_arrays(MESSAGES, ("id", *_OUTCOME))} AS o(id, {', '.join(_OUTCOME)})
     WHERE m.id = o.id AND m.status = 'sending'""")  # one statement for a pass's outcomes, not one per row
-_WAITING = text("SELECT count(*) FROM message WHERE status IN ('pending', 'sending')")
+# OR, not IN: each arm matches a partial index (IN matches neither, and the count read the whole table).
+_WAITING = text("SELECT count(*) FROM message WHERE status = 'pending' OR status = 'sending'")
 
 
 _MESSAGE_COLUMNS = ("id", "event_id", "person_ref", "settlement_id", "moment", "template_version", "body", "status",
