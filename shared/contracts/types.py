@@ -1,13 +1,15 @@
 """Field types used on the wire."""
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BeforeValidator, GetCoreSchemaHandler, WithJsonSchema
 from pydantic_core import PydanticCustomError
+from pydantic_core import core_schema as cs
 
 from shared.canonical import NotCanonical, canonical_national_id, iso_date
 from shared.money import to_money
@@ -17,34 +19,42 @@ _MONEY_PATTERN = re.compile(r"^-?[0-9]{1,12}\.[0-9]{2}$")
 _RATIO_PATTERN = re.compile(r"^[0-9](\.[0-9]{1,4})?$")
 
 
-def _money_in(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return to_money(value)
-    if not isinstance(value, str) or not _MONEY_PATTERN.match(value):
-        raise ValueError("money travels as a decimal string with two places, e.g. '123.45'")
-    return Decimal(value)
+class _WireDecimal:
+    """A decimal that travels as a string matching `pattern`, checked and parsed inside pydantic-core, with no
+    Python call a field (an AssistanceCalculated carries 19 of them; docs/decisions/0036). JSON input must be
+    such a string: a JSON number is refused. Python input may also be a Decimal, which `from_decimal` rounds
+    (None: taken as it is). It is written as `str()`: a value read from the wire has the pattern's places, and
+    `from_decimal` gives a Decimal its places, so `str()` is the pattern's form (never an exponent)."""
 
+    def __init__(self, pattern: re.Pattern[str], code: str, message: str,
+                 from_decimal: Callable[[Decimal], Decimal] | None = None) -> None:
+        self._pattern, self._code, self._message, self._from_decimal = pattern, code, message, from_decimal
 
-def _ratio_in(value: Any) -> Decimal:
-    if isinstance(value, Decimal):
-        return value
-    if not isinstance(value, str) or not _RATIO_PATTERN.match(value):
-        raise ValueError("a ratio travels as a decimal string, e.g. '0.85'")
-    return Decimal(value)
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> cs.CoreSchema:
+        wire = cs.chain_schema([cs.str_schema(pattern=self._pattern.pattern, strict=True), cs.decimal_schema()])
+        decimal: cs.CoreSchema = cs.is_instance_schema(Decimal)
+        if self._from_decimal is not None:
+            decimal = cs.no_info_after_validator_function(self._from_decimal, decimal)
+        return cs.json_or_python_schema(
+            json_schema=self._refused(wire), python_schema=self._refused(cs.union_schema([decimal, wire])),
+            serialization=cs.plain_serializer_function_ser_schema(str, return_schema=cs.str_schema()))
+
+    def _refused(self, schema: cs.CoreSchema) -> cs.CoreSchema:
+        """One error for the field with our code and message, whichever step refused it."""
+        return cs.custom_error_schema(schema, custom_error_type=self._code, custom_error_message=self._message)
 
 
 Money = Annotated[
     Decimal,
-    BeforeValidator(_money_in),
-    PlainSerializer(lambda d: f"{to_money(d):.2f}", return_type=str),
+    _WireDecimal(_MONEY_PATTERN, "invalid_money", "money travels as a decimal string with two places, e.g. '123.45'",
+                 to_money),
     WithJsonSchema({"type": "string", "pattern": _MONEY_PATTERN.pattern}),
 ]
 """Yuan with two places, as a string on the wire so no consumer parses it as a float."""
 
 Ratio = Annotated[
     Decimal,
-    BeforeValidator(_ratio_in),
-    PlainSerializer(lambda d: str(d), return_type=str),
+    _WireDecimal(_RATIO_PATTERN, "invalid_ratio", "a ratio travels as a decimal string, e.g. '0.85'"),
     WithJsonSchema({"type": "string", "pattern": _RATIO_PATTERN.pattern}),
 ]
 
