@@ -206,8 +206,7 @@ class ConsumerRunner(Generic[U]):
                 "messaging.consumer.group.name": self._group,
             })
             try:
-                envelope = Envelope.from_bytes(record.value)
-                data = envelope.payload()
+                envelope, data = Envelope.decode(record.value)
             except Exception as exc:  # any decoding failure makes the message poison, never the batch
                 span.set_status(Status(StatusCode.ERROR, "undecodable"))
                 span.end()

@@ -9,11 +9,13 @@ import jsonschema
 import orjson
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from shared.contracts import events as ev
-from shared.contracts.envelope import Envelope
+from shared.contracts.envelope import Envelope, UnknownEventType
 from shared.contracts.generate import CONTRACTS, asyncapi, event_schemas
 from shared.contracts.topics import TOPIC_EVENTS, all_topics
+from shared.contracts.versions import UnknownSchemaVersion
 
 PERSON = "ab" * 32
 SETTLEMENT = ev.SettlementReceived(
@@ -182,3 +184,79 @@ def test_an_eligibility_decision_of_version_1_reads_as_one_that_does_not_say_its
     read = Envelope.model_validate(wire).payload()
     assert isinstance(read, ev.EligibilityDecided) and read.eligible and read.settlement == SETTLEMENT
     assert (read.consent_lookback, read.lookback_policy_id, read.lookback_policy_version) == (None, None, None)
+
+
+def _decoded_in_two_steps(raw: bytes) -> tuple[Envelope, ev.EventData]:
+    envelope = Envelope.from_bytes(raw)
+    return envelope, envelope.payload()
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: type(s).__name__)
+def test_the_one_step_decode_reads_what_the_two_steps_read(sample: ev.EventData) -> None:
+    """The consumer's `decode` (one validation) gives the envelope and payload `from_bytes` and `payload` give."""
+    raw = Envelope.wrap(sample, person_ref=PERSON, producer="test").to_bytes()
+    envelope, data = Envelope.decode(raw)
+    assert (envelope, data) == _decoded_in_two_steps(raw) and data == sample and type(data) is type(sample)
+    assert envelope.data == json.loads(raw)["data"] and envelope.to_bytes() == raw
+    assert envelope.occurred_at.utcoffset() is not None
+    assert envelope.model_dump() == Envelope.from_bytes(raw).model_dump()
+
+
+@pytest.mark.parametrize(("event_type", "v1"), [
+    ("AssistanceCalculated", V1_CALCULATED),
+    ("EligibilityDecided", {"settlement": SETTLEMENT.model_dump(mode="json"), "eligible": False,
+                            "reason": "not_registered"}),
+])
+def test_the_one_step_decode_upcasts_an_earlier_version(event_type: str, v1: dict) -> None:  # type: ignore[type-arg]
+    raw = orjson.dumps({"event_id": str(uuid.uuid4()), "event_type": event_type, "schema_version": 1,
+                        "occurred_at": "2026-03-01T10:00:00Z", "producer": "test", "person_ref": PERSON, "data": v1})
+    envelope, data = Envelope.decode(raw)
+    assert (envelope, data) == _decoded_in_two_steps(raw) and envelope.schema_version == 1
+    assert type(data).schema_version == 2
+
+
+def _wire(**changes: object) -> dict:  # type: ignore[type-arg]
+    wire = json.loads(Envelope.wrap(SETTLEMENT, person_ref=PERSON, producer="test").to_bytes())
+    wire.update(changes)
+    return wire
+
+
+@pytest.mark.parametrize(("wire", "error"), [
+    (_wire(event_type="SettlementTeleported"), UnknownEventType),
+    (_wire(schema_version=2), UnknownSchemaVersion),
+    (_wire(schema_version=0), ValidationError),
+    (_wire(person_ref="not-a-ref"), ValidationError),
+    (_wire(occurred_at="yesterday"), ValidationError),
+    (_wire(extra="field"), ValidationError),
+    (_wire(data={**_wire()["data"], "total_amount": 12000.0}), ValidationError),
+    (_wire(data={**_wire()["data"], "national_id": "110101199003074578"}), ValidationError),
+    ([1, 2], ValidationError),
+])
+def test_the_one_step_decode_refuses_what_the_two_steps_refuse_and_says_why(wire: object, error: type) -> None:
+    raw = orjson.dumps(wire)
+    with pytest.raises(error) as one_step:
+        Envelope.decode(raw)
+    with pytest.raises(error) as two_steps:
+        _decoded_in_two_steps(raw)
+    assert str(one_step.value) == str(two_steps.value)
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"not json", b'{"event_id": 1e999999}'])
+def test_the_one_step_decode_refuses_bytes_that_are_not_json(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        Envelope.decode(raw)
+
+
+def test_a_defaulted_schema_version_reads_as_version_1() -> None:
+    wire = _wire()
+    del wire["schema_version"]
+    envelope, data = Envelope.decode(orjson.dumps(wire))
+    assert envelope.schema_version == 1 and data == SETTLEMENT
+
+
+def test_an_envelope_is_wrapped_only_under_a_pseudonym() -> None:
+    with pytest.raises(ValueError, match="person_ref"):
+        Envelope.wrap(SETTLEMENT, person_ref="310110198001011236", producer="test")
+    wrapped = Envelope.wrap(SETTLEMENT, person_ref=PERSON, producer="test")
+    assert Envelope.model_validate(wrapped.model_dump()) == wrapped
+    assert wrapped.model_fields_set == set(Envelope.model_fields)
