@@ -7,8 +7,9 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -342,7 +343,7 @@ class UnsampledEntry(trace.Span):
     """
 
     __slots__ = ("_sdk", "_keep", "_name", "_context", "_parent", "_kind", "_attributes", "_links", "_start",
-                 "_status", "_events", "_ended")
+                 "_status", "_events", "_ended", "_if_kept")
 
     def __init__(self, sdk: SdkTracer, keep: KeepErrorsAndSlow | None, name: str, context: SpanContext,
                  parent: SpanContext | None, kind: SpanKind, attributes: Mapping[str, AnyValue] | None,
@@ -353,6 +354,7 @@ class UnsampledEntry(trace.Span):
         self._status = _UNSET
         self._events: list[tuple[str, BaseException | None, Attributes, int]] = []
         self._ended = False
+        self._if_kept: tuple[Callable[[Any], Mapping[str, AnyValue]], Any] | None = None
 
     def get_span_context(self) -> SpanContext:
         return self._context
@@ -390,6 +392,9 @@ class UnsampledEntry(trace.Span):
         ctx = self._context
         kept = SpanContext(ctx.trace_id, ctx.span_id, False, TraceFlags(ctx.trace_flags | TraceFlags.SAMPLED),
                            ctx.trace_state)
+        if self._if_kept is not None:
+            describe, subject = self._if_kept
+            self._attributes.update(describe(subject))
         span = _recorded(self._sdk, self._name, kept, self._parent, self._kind, self._attributes, self._links,
                          self._start)
         for name, exception, attributes, timestamp in self._events:
@@ -399,6 +404,18 @@ class UnsampledEntry(trace.Span):
                 span.record_exception(exception, attributes, timestamp)
         span.set_status(self._status)
         span.end(end)
+
+
+T = TypeVar("T")
+
+
+def set_attributes_if_kept(span: trace.Span, describe: Callable[[T], Mapping[str, AnyValue]], subject: T) -> None:
+    """Set `describe(subject)` as attributes of `span`: now on a recording span; on an `UnsampledEntry`, only
+    if it is kept (ended in error or slow), so the unsampled messages that are not pay nothing for them."""
+    if isinstance(span, UnsampledEntry):
+        span._if_kept = (describe, subject)
+    else:
+        span.set_attributes(describe(subject))
 
 
 _UNSET = Status(StatusCode.UNSET)

@@ -22,6 +22,7 @@ from typing import Generic
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, RebalanceInProgressError
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AnyValue
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenacity import (
     AsyncRetrying,
@@ -41,7 +42,7 @@ from shared.messaging.kafka import KafkaProducer, Message, create_consumer
 from shared.metrics import CONSUMER_LAG, DEAD_LETTERS, EVENTS_CONSUMED, EVENTS_DUPLICATE, HANDLER_RETRIES
 from shared.retry import until_up
 from shared.settings import ServiceSettings
-from shared.telemetry import entry_spans, parse_traceparent
+from shared.telemetry import entry_spans, parse_traceparent, set_attributes_if_kept
 from shared.unit_of_work import U, UnitOfWorkFactory, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,11 @@ def _parent_of(record: ConsumerRecord) -> SpanContext | None:
         elif key == "tracestate":
             tracestate = value.decode(errors="replace")
     return parse_traceparent(traceparent, tracestate)
+
+
+def _described(envelope: Envelope) -> dict[str, AnyValue]:
+    """A consumer span's attributes from its message's envelope."""
+    return {"event.id": str(envelope.event_id), "event.type": envelope.event_type, "person_ref": envelope.person_ref}
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its base class is Any
@@ -212,8 +218,7 @@ class ConsumerRunner(Generic[U]):
                 span.end()
                 bad.append((record, exc))
                 continue
-            span.set_attributes({"event.id": str(envelope.event_id), "event.type": envelope.event_type,
-                                 "person_ref": envelope.person_ref})
+            set_attributes_if_kept(span, _described, envelope)
             events.append(Event(topic, envelope, data, record, span))
         return events, bad
 

@@ -22,6 +22,7 @@ from shared.telemetry import (
     UnsampledEntry,
     context_from,
     parse_traceparent,
+    set_attributes_if_kept,
     trace_headers,
     traceparent_of,
 )
@@ -177,6 +178,34 @@ def test_consumer_entry_spans_follow_their_parent_and_unsampled_ones_are_kept_on
         if error:
             assert kept.status.description == "dead-lettered"
             assert (kept.events[0].attributes or {})["exception.message"] == "bank unavailable"
+
+
+@pytest.mark.parametrize(("flags", "error", "duration_ms", "described"), [
+    ("01", False, 1, True),       # sampled: described at once
+    ("00", False, 1, False),      # unsampled, quick and fine: never described
+    ("00", True, 1, True),        # unsampled, kept for its error: described when it is kept
+    ("00", False, 1500, True),    # unsampled, kept because slow
+])
+def test_attributes_worth_their_cost_only_on_a_kept_span_are_made_only_for_one(
+        flags: str, error: bool, duration_ms: int, described: bool) -> None:
+    spans, out, _ = production_entries(1.0)
+    start, asked = time.time_ns(), []
+
+    def describe(event_id: int) -> dict[str, str]:
+        asked.append(event_id)
+        return {"event.id": f"e-{event_id}"}
+
+    span = spans.start("case.decided process", parse_traceparent(f"{PARENT}-{flags}"), start_time=start,
+                       attributes={"messaging.kafka.offset": 7})
+    set_attributes_if_kept(span, describe, 42)
+    assert asked == ([42] if flags == "01" else []), "a sampled span is described at once, an unsampled one not yet"
+    if error:
+        span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+    span.end(start + duration_ms * 1_000_000)
+    assert asked == ([42] if described else [])
+    finished = out.get_finished_spans()
+    assert [dict(s.attributes or {}) for s in finished] == (
+        [{"messaging.kafka.offset": 7, "event.id": "e-42"}] if described else [])
 
 
 @pytest.mark.parametrize(("ratio", "sampled"), [(1.0, True), (0.0, False)])
