@@ -56,7 +56,7 @@ class Envelope(BaseModel):
     def _trusted(cls, event_id: UUID, event_type: str, schema_version: int, occurred_at: datetime, producer: str,
                  person_ref: str, data: dict[str, Any]) -> "Envelope":
         """An envelope of fields already known valid: what `model_construct` makes, without its walk over the
-        fields' defaults and aliases (2 us, a third of a small event's decode; docs/decisions/0038)."""
+        fields' defaults and aliases (2 us, a third of a small event's decode; docs/decisions/0040)."""
         envelope = cls.__new__(cls)
         object.__setattr__(envelope, "__dict__", {
             "event_id": event_id, "event_type": event_type, "schema_version": schema_version,

@@ -21,7 +21,7 @@ _RATIO_PATTERN = re.compile(r"^[0-9](\.[0-9]{1,4})?$")
 
 class _WireDecimal:
     """A decimal that travels as a string matching `pattern`, checked and parsed inside pydantic-core, with no
-    Python call a field (an AssistanceCalculated carries 19 of them; docs/decisions/0038). JSON input must be
+    Python call a field (an AssistanceCalculated carries 19 of them; docs/decisions/0040). JSON input must be
     such a string: a JSON number is refused. Python input may also be a Decimal, which `from_decimal` rounds
     (None: taken as it is). It is written as `str()`: a value read from the wire has the pattern's places, and
     `from_decimal` gives a Decimal its places, so `str()` is the pattern's form (never an exponent)."""
