@@ -50,7 +50,7 @@ class AttemptRow(SQLModel, table=True):
     __tablename__ = "payment_attempt"
 
     idempotency_key: str = Field(primary_key=True, max_length=64)
-    payment_id: UUID = Field(index=True)
+    payment_id: UUID  # looked up by uq_payment_attempt (payment_id, attempt)
     attempt: int
     account_version: int | None = None
     status: str = Field(max_length=32)
