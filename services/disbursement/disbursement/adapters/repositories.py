@@ -149,16 +149,21 @@ _EVERY_ATTEMPT = select(ATTEMPT).where(in_bound_array(ATTEMPT.c.payment_id, "ids
 _ASKED_ATTEMPTS = _EVERY_ATTEMPT.where(in_bound_array(ATTEMPT.c.idempotency_key, "keys")
                                        | (ATTEMPT.c.status == AttemptStatus.SETTLED.value))
 
-_CLAIMED = PAYMENT.alias("claimed")
-_PICKED = (select(_CLAIMED.c.id, PAYEE.c.account_version, PAYEE.c.payee_ciphertext)
-           .select_from(_CLAIMED.outerjoin(PAYEE, PAYEE.c.person_ref == _CLAIMED.c.person_ref))
-           .where(_CLAIMED.c.status == PaymentStatus.PENDING.value, _CLAIMED.c.next_attempt_at <= bindparam("now"))
-           .order_by(_CLAIMED.c.next_attempt_at).limit(bindparam("limit"))
-           .with_for_update(of=_CLAIMED, skip_locked=True).subquery("picked"))
-_CLAIM_DUE = update(PAYMENT).where(PAYMENT.c.id == _PICKED.c.id).values(
-    status=PaymentStatus.SENDING.value, updated_at=bindparam("now"),
-    account_version=func.coalesce(_PICKED.c.account_version, PAYMENT.c.account_version),
-).returning(*PAYMENT.c, _PICKED.c.payee_ciphertext)
+# Claiming: the due payments' ids picked in the partial index's order and locked (SKIP LOCKED), then updated by
+# primary key, each with its person's account looked up by key. Written as a join (payment to the picked ids,
+# payment to payee), the planner hashed the whole payment and payee tables for every claim (a sequential scan of
+# each: ~200 ms for 500 payments among 50,000), and more as they grow; `= ANY(ARRAY(...))` and the scalar lookups
+# leave it nothing but index scans.
+_PAYMENT_COLUMNS = ", ".join(f"payment.{c.name}" for c in PAYMENT.c)
+_ACCOUNT = "(SELECT a.{} FROM payee AS a WHERE a.person_ref = payment.person_ref)"
+_CLAIM_DUE = text(
+    f"WITH picked AS (SELECT id FROM payment WHERE status = '{PaymentStatus.PENDING.value}' "
+    "AND next_attempt_at <= :now ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    f"UPDATE payment SET status = '{PaymentStatus.SENDING.value}', updated_at = :now, "
+    f"account_version = coalesce({_ACCOUNT.format('account_version')}, payment.account_version) "
+    "WHERE payment.id = ANY(ARRAY(SELECT id FROM picked)) "
+    f"RETURNING {_PAYMENT_COLUMNS}, {_ACCOUNT.format('payee_ciphertext')} AS payee_ciphertext"
+).columns(*PAYMENT.c, PAYEE.c.payee_ciphertext)
 _RELEASE_UNSENT = update(PAYMENT).where(
     PAYMENT.c.status == PaymentStatus.SENDING.value, PAYMENT.c.updated_at < bindparam("stale_before"),
     PAYMENT.c.idempotency_key.in_(select(ATTEMPT.c.idempotency_key).where(
