@@ -3,14 +3,14 @@ same column and serves every lookup of a payment's attempts (by `payment_id = AN
 payment in attempt order) as well; the second index only cost an entry on every attempt written and on every
 update of one (each changes its status, which no update can keep HOT): three or four per payment.
 
-Revision ID: 0003
+Revision ID: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
