@@ -162,13 +162,16 @@ class RegistryRepository:
                 facts.terms.append(PolicyTerms(ref, n, s1, d1, d2, ConsentLookback(s2)))
         return facts
 
-    async def records(self, refs: Collection[str]) -> PersonRecords:
-        """The persons' entries, periods and consents (three queries, plain columns)."""
+    async def records(self, refs: Collection[str], persons: Sequence[PersonEntry] | None = None) -> PersonRecords:
+        """The persons' entries, periods and consents (three queries, plain columns); `persons` are the entries
+        of `refs` when the caller has just written them (an import), and are not read back."""
         refs = list(refs)
-        persons = [PersonEntry(*row) for row in (await self.session.execute(
-            select(col(PersonRow.person_ref), col(PersonRow.national_id_enc), col(PersonRow.name_enc),
-                   col(PersonRow.district_code), col(PersonRow.subdistrict_code), col(PersonRow.account_version))
-            .where(in_array(col(PersonRow.person_ref), refs)))).all()]
+        if persons is None:
+            persons = [PersonEntry(*row) for row in (await self.session.execute(
+                select(col(PersonRow.person_ref), col(PersonRow.national_id_enc), col(PersonRow.name_enc),
+                       col(PersonRow.district_code), col(PersonRow.subdistrict_code),
+                       col(PersonRow.account_version))
+                .where(in_array(col(PersonRow.person_ref), refs)))).all()]
         periods: dict[str, list[RegistryPeriod]] = {}
         for ref, category, valid_from, valid_to in (await self.session.execute(
                 select(col(RegistryPeriodRow.person_ref), col(RegistryPeriodRow.category),
@@ -182,7 +185,7 @@ class RegistryRepository:
                 .where(in_array(col(ConsentRow.person_ref), refs))
                 .order_by(col(ConsentRow.signed_on)))).all():
             consents.setdefault(ref, []).append(Consent(signed_on, revoked_on))
-        return PersonRecords(persons, periods, consents)
+        return PersonRecords(list(persons), periods, consents)
 
     async def add_consent(self, consent: ConsentRow) -> None:
         self.session.add(consent)

@@ -5,11 +5,12 @@ many to an event (`PersonsRecorded`, ADR 0033). The name and national ID are re-
 to the case-view transport key.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from eligibility.adapters.repositories import PersonEntry
 from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
 from eligibility.service_layer.unit_of_work import EligibilityUnitOfWork
@@ -18,13 +19,14 @@ from shared.contracts.topics import REGISTRY_PERSON
 
 
 async def publish_person_records(uow: EligibilityUnitOfWork, keys: Keys, refs: Collection[str],
-                                 imported: Mapping[str, RegistryRecordIn] | None = None) -> int:
-    """The entry of every registered person among `refs`, in PersonsRecorded events (three queries in all);
-    returns how many persons. The identity of a person in `imported` (records just stored) is taken from the
-    record, not decrypted again."""
+                                 imported: Mapping[str, RegistryRecordIn] | None = None,
+                                 stored: Sequence[PersonEntry] | None = None) -> int:
+    """The entry of every registered person among `refs`, in PersonsRecorded events (three queries in all, two
+    when the entries of `refs` were just `stored`: they are not read back); returns how many persons. The identity
+    of a person in `imported` (records just stored) is taken from the record, not decrypted again."""
     if not refs:
         return 0
-    records = await uow.registry.records(refs)
+    records = await uow.registry.records(refs, stored)
     entries: list[dict[str, Any]] = []
     for person in records.persons:
         ref = person.person_ref

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import orjson
 
-from eligibility.adapters.repositories import AccountOnFile
+from eligibility.adapters.repositories import AccountOnFile, PersonEntry
 from eligibility.adapters.tables import ConsentRow, ContactRow
 from eligibility.config import Keys
 from eligibility.domain.registry import RegistryRecordIn
@@ -76,7 +76,9 @@ async def import_registry(uow: EligibilityUnitOfWork, keys: Keys, officer: Princ
         "person_ref": ref, "category": r.category.value, "valid_from": r.valid_from, "valid_to": r.valid_to}
         for ref, r in zip(refs, records, strict=True)}.values())
     await uow.registry.save_periods(period_rows)
-    await publish_person_records(uow, keys, by_ref, imported=by_ref)
+    await publish_person_records(uow, keys, by_ref, imported=by_ref, stored=[PersonEntry(
+        row["person_ref"], row["national_id_enc"], row["name_enc"], row["district_code"], row["subdistrict_code"],
+        row["account_version"]) for row in person_rows])
     contacts = await update_contacts(uow, keys, phones={ref: r.phone for ref, r in by_ref.items() if r.phone})
     rescreened = await rescreen_parked(uow, by_ref)
     return ImportResult(len(records), len(by_ref.keys() - on_file.keys()), len(period_rows), len(payees),

@@ -102,8 +102,9 @@ class FakeRegistry(RegistryRepository):
         facts.terms = await self.terms.of_districts({a.district_code for a in facts.areas.values()})
         return facts
 
-    async def records(self, refs):  # type: ignore[no-untyped-def]
+    async def records(self, refs, persons=None):  # type: ignore[no-untyped-def]
         return PersonRecords(
+            list(persons) if persons is not None else
             [PersonEntry(p.person_ref, p.national_id_enc, p.name_enc, p.district_code, p.subdistrict_code,
                          p.account_version) for r in refs if (p := self.persons.get(r))],
             {r: [RegistryPeriod(p.category, p.valid_from, p.valid_to) for p in self.periods.values()
