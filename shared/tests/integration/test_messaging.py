@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -247,6 +249,23 @@ async def test_the_relay_publishes_only_while_it_holds_the_lock_one_statement_a_
         by_key.setdefault(r.key.decode(), []).append(Envelope.from_bytes(r.value).event_id)
     assert by_key == {e.person_ref: [x.event_id for x in envelopes if x.person_ref == e.person_ref]
                       for e in envelopes}, "each event once, a key's events in the order written"
+
+
+async def test_a_publish_that_fails_leaves_every_row_for_the_next_pass(probe_settings, db, producer,
+                                                                     monkeypatch) -> None:
+    await write_outbox(db, probe_settings, [settlement_event(i) for i in range(20)])
+    relay = OutboxRelay(db, producer, probe_settings)
+
+    async def refuse(messages: Sequence[Message], timeout_s: float) -> None:  # after the relay deleted the rows
+        raise KafkaError("refused")
+
+    monkeypatch.setattr(producer, "publish", refuse)
+    with pytest.raises(KafkaError):
+        await relay.publish_once()
+    async with db.transaction() as session:
+        assert await session.scalar(text("SELECT count(*) FROM outbox")) == 20, "the delete was rolled back"
+    monkeypatch.undo()
+    assert await relay.publish_once() == 20
 
 
 async def test_the_inbox_claims_each_id_once_with_one_statement_text_for_any_batch_size(probe_settings, db) -> None:
