@@ -1,7 +1,8 @@
-"""A settlement as intake keeps it: the aggregate that alone changes its status and raises its events.
+"""A settlement as intake keeps it: the aggregate whose rules decide its status and raise its events.
 
 A new settlement is received once (`receive`); afterwards it only learns what happened downstream (`learn`,
-through `journey.wins`; a batch's facts at once as `News`) or is reversed by its hospital (`reverse`), which is final.
+through `journey.wins`; a batch's facts at once as `News`, which the status view's UPDATE applies by the same
+rule) or is reversed by its hospital (`reverse`), which is final.
 """
 
 from collections.abc import Iterable
@@ -51,6 +52,9 @@ class Announced:
     data: dict[str, Any]
 
 
+SCREENED = (Journey.ELIGIBLE, Journey.PARKED)  # the screening's outcomes: their reason is the eligibility reason
+
+
 @dataclass
 class News:
     """What one batch of downstream facts says about one settlement, folded in event order (`hear`): the fact
@@ -86,9 +90,6 @@ class News:
             # Screening decisions arrive in order on one partition: the latest is the one that stands.
             self.screened, self.eligibility_reason = True, reason
         self.steps.append(Step(status, reason))
-
-
-SCREENED = (Journey.ELIGIBLE, Journey.PARKED)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class Settlement:
         apart from the status, so later steps (calculated, approved, paid) do not erase it."""
         self.learn_news(News.fold([(self.id, status, reason, assistance)])[0])
 
-    def learn_news(self, news: "News") -> None:
+    def learn_news(self, news: News) -> None:
         """A batch's facts about this settlement at once: the same as learning each of them in turn."""
         if wins(self.status, news.status):
             self.status, self.status_reason = news.status, news.reason
