@@ -73,35 +73,35 @@ class PayeeAccount:
     masked: str
 
 
+_PAYEE_COLUMNS = ("person_ref", "payee_ciphertext", "account_version", "account_masked", "updated_at")
+_STORE_PAYEES = insert_arrays(PAYEE, _PAYEE_COLUMNS, "ON CONFLICT (person_ref) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in _PAYEE_COLUMNS[1:]) + " WHERE payee.account_version < excluded.account_version")
+_VERSIONS = select(PAYEE.c.person_ref, PAYEE.c.account_version).where(in_bound_array(PAYEE.c.person_ref, "refs"))
+_ACCOUNTS = select(PAYEE).where(in_bound_array(PAYEE.c.person_ref, "refs"))
+
+
 class PayeeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def store(self, accounts: Iterable[PayeeAccount], now: datetime) -> None:
-        """Upsert; an older version arriving late never overwrites a newer account."""
+        """Upsert (one account per person); an older version arriving late never overwrites a newer account."""
         rows = [{"person_ref": a.person_ref, "payee_ciphertext": a.ciphertext, "account_version": a.version,
                  "account_masked": a.masked, "updated_at": now} for a in accounts]
-        if not rows:
-            return
-        stmt = pg_insert(PAYEE).values(rows)
-        await self.session.execute(stmt.on_conflict_do_update(
-            index_elements=[PAYEE.c.person_ref],
-            set_={c: stmt.excluded[c] for c in ("payee_ciphertext", "account_version", "account_masked",
-                                                "updated_at")},
-            where=PAYEE.c.account_version < stmt.excluded.account_version))
+        if rows:
+            await self.session.execute(_STORE_PAYEES, as_arrays(rows, _PAYEE_COLUMNS))
 
     async def versions(self, refs: Collection[str]) -> dict[str, int]:
         """Who of `refs` has an account, and its version."""
         if not refs:
             return {}
-        rows = await self.session.execute(select(PAYEE.c.person_ref, PAYEE.c.account_version).where(
-            PAYEE.c.person_ref.in_(list(refs))))
+        rows = await self.session.execute(_VERSIONS, {"refs": list(refs)})
         return {ref: version for ref, version in rows}
 
     async def accounts(self, refs: Collection[str]) -> dict[str, PayeeAccount]:
         if not refs:
             return {}
-        rows = await self.session.execute(select(PAYEE).where(PAYEE.c.person_ref.in_(list(refs))))
+        rows = await self.session.execute(_ACCOUNTS, {"refs": list(refs)})
         return {r.person_ref: PayeeAccount(r.person_ref, r.payee_ciphertext, r.account_version, r.account_masked)
                 for r in rows}
 
