@@ -12,8 +12,6 @@ from sqlmodel import Field, SQLModel
 
 class CaseRecord(SQLModel, table=True):
     __tablename__ = "case"
-    # 30 % of each page free: the payment_status update stays HOT (migration 0007).
-    __table_args__ = {"postgresql_with": {"fillfactor": 70}}
 
     id: UUID = Field(primary_key=True)
     calculation_id: UUID = Field(unique=True)
