@@ -369,6 +369,13 @@ class PaymentRepository:
         return int(await self.session.scalar(select(func.count()).select_from(twice)) or 0)
 
 
+_ALARM_COLUMNS = tuple(c.name for c in ALARM.c)
+_ADD_ALARMS = insert_arrays(ALARM, _ALARM_COLUMNS,
+                            "ON CONFLICT ON CONSTRAINT uq_payment_alarm DO NOTHING RETURNING kind")
+_ENTRY_COLUMNS = tuple(c.name for c in ENTRY.c)
+_ADD_ENTRIES = insert_arrays(ENTRY, _ENTRY_COLUMNS, "ON CONFLICT DO NOTHING")
+
+
 class AlarmRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -377,8 +384,7 @@ class AlarmRepository:
         """Store alarms (one per kind and subject, however often found); returns the kinds of the new ones."""
         if not rows:
             return []
-        return list((await self.session.execute(pg_insert(ALARM).on_conflict_do_nothing(
-            constraint="uq_payment_alarm").returning(ALARM.c.kind), list(rows))).scalars())
+        return list((await self.session.execute(_ADD_ALARMS, as_arrays(rows, _ALARM_COLUMNS))).scalars())
 
     async def count_by_kind(self) -> dict[str, int]:
         rows = await self.session.execute(select(ALARM.c.kind, func.count()).group_by(ALARM.c.kind))
@@ -399,7 +405,7 @@ class StatementRepository:
 
     async def add_entries(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
-            await self.session.execute(pg_insert(ENTRY).on_conflict_do_nothing(), list(rows))
+            await self.session.execute(_ADD_ENTRIES, as_arrays(rows, _ENTRY_COLUMNS))
 
     async def reconciled(self, day: date) -> bool:
         return (await self.session.execute(select(RUN.c.booked_on).where(RUN.c.booked_on == day))
