@@ -198,12 +198,15 @@ async def statements(processes: list[ServiceProcess]) -> dict[str, float]:
 
 
 async def wal_written(settings: ServiceSettings) -> tuple[int, int, int]:
-    """WAL records, full-page images and bytes the whole PostgreSQL cluster has written so far (pg_stat_wal):
-    every database in it counts, the bench's and anyone else's, and the background writers' too."""
+    """WAL records and full-page images the whole PostgreSQL cluster has written so far (pg_stat_wal), and its
+    WAL position in bytes: every database in it counts, the bench's and anyone else's, and the background
+    writers' too. The bytes are exact (the insert position); the counters lag by up to a second (a backend
+    reports them at most once a second, after a transaction)."""
     conn = await asyncpg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
                                  password=settings.pg_password.get_secret_value(), database="postgres")
     try:
-        row = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+        row = await conn.fetchrow("SELECT wal_records, wal_fpi, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0') "
+                                  "AS wal_bytes FROM pg_stat_wal")
     finally:
         await conn.close()
     assert row is not None
