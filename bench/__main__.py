@@ -380,7 +380,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         def registry_records(start: int, stop: int) -> list[dict[str, Any]]:
             out = [{"national_id": consented[i].national_id, "name": consented[i].name, "category": "extreme_poverty",
                     "district_code": "310110", "subdistrict_code": "310110001", "valid_from": "2026-01-01",
-                    "bank_account": f"6222{i:012d}1"} for i in range(start, min(stop, len(consented)))]
+                    "bank_account": f"6222{i:012d}1", "phone": f"139{i:08d}"}
+                   for i in range(start, min(stop, len(consented)))]
             return out + [{"national_id": other_ids[i], "name": f"登记人{i}", "category": "low_income",
                            "district_code": "310110", "subdistrict_code": "310110002", "valid_from": "2026-01-01"}
                           for i in range(max(start - len(consented), 0), min(stop - len(consented), len(other_ids)))]
