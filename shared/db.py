@@ -45,8 +45,15 @@ LOCK_PERSON = 0x9E250  # eligibility: registry entries and consents of one perso
 _SETUP_LOCK_KEY = 0x5E7095  # ensure_database, on the maintenance database: one process at a time
 
 
+LOCK_BUCKETS = 256
+"""Keys hash into this many advisory locks per namespace, so a transaction holds at most this many however many
+keys it writes. PostgreSQL's lock table is shared and fixed (max_locks_per_transaction x max_connections: 6,400
+entries with the defaults and 100 connections): a registry import of 5,000 persons took 5,000 locks, and a few
+at once ran it out ("out of shared memory"). Two keys in one bucket take turns, which costs only waiting."""
+
+
 async def lock_keys(session: AsyncSession, namespace: int, keys: Iterable[str]) -> None:
-    """Take transaction-scoped advisory locks on `keys`, always in the same order.
+    """Take transaction-scoped advisory locks on `keys` (their buckets: `LOCK_BUCKETS`), always in one order.
 
     For writes of rows that do not exist yet (a new settlement id, a new person), which no row lock can
     cover: concurrent requests for the same keys take turns instead of failing on a unique violation, and
@@ -55,10 +62,12 @@ async def lock_keys(session: AsyncSession, namespace: int, keys: Iterable[str]) 
     distinct = sorted(set(keys))
     if not distinct:
         return
-    await session.execute(text(
-        "SELECT pg_advisory_xact_lock(:namespace, h) FROM "
-        "(SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k ORDER BY h) AS ordered"
-    ), {"namespace": namespace, "keys": distinct})
+    await session.execute(_LOCK_KEYS, {"namespace": namespace, "keys": distinct, "mask": LOCK_BUCKETS - 1})
+
+
+_LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(:namespace, b) FROM "
+    "(SELECT DISTINCT hashtext(k) & :mask AS b FROM unnest(CAST(:keys AS text[])) AS k ORDER BY b) AS ordered")
 
 
 Column = ColumnElement[Any] | Mapped[Any]
