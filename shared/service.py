@@ -226,6 +226,14 @@ def prepare_database(settings: ServiceSettings, migrations_dir: Path) -> None:
     upgrade_to_head(settings, migrations_dir)
 
 
+GC_THRESHOLDS = (50_000, 20, 20)
+"""The collector's generation thresholds once start-up is frozen (Python's are 700, 10, 10). A batch keeps its
+decoded events, their payloads and its rows alive until it commits, so with 700 the youngest generation is walked
+every 700 allocations while hundreds of objects survive each pass, and they are walked again in the older
+generations. Decoding 500 envelopes (kept alive as a batch keeps them): 12.3 -> 9.8 us a message at the best of
+eight runs, 19.0 -> 11.2 at the median; with the collector off, 9.5. Cyclic garbage waits a little longer."""
+
+
 def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrations_dir: Path) -> None:
     """Entry point of `python -m <service> [migrate|serve]`.
 
@@ -246,4 +254,5 @@ def serve(app_factory: Callable[[], FastAPI], settings: ServiceSettings, migrati
     # full passes no longer walk it. A 5,000-person registry import spent a third of eligibility's CPU in them.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     run_http(app, host=settings.http_host, port=settings.http_port, timeout_graceful_shutdown=20)
