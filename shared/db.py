@@ -142,6 +142,16 @@ def insert_arrays(table: Table, columns: Sequence[str], then: str = "") -> TextC
                 .rstrip())
 
 
+def update_arrays(table: Table, key: str, columns: Sequence[str], *, where: str = "", **fixed: str) -> TextClause:
+    """An UPDATE of every row of a batch in one execution: `columns` from one bound array each (named like the
+    column), the rows matched on `key` (an array too); `fixed`: columns set to one SQL expression (a parameter,
+    `now()`) in every row; `where`: a further guard on the row (`AND t.status = ...`; the table is `t`)."""
+    name = postgresql.dialect().identifier_preparer.format_table(table)  # type: ignore[no-untyped-call]  # unannotated
+    sets = ", ".join([f"{c} = v.{c}" for c in columns] + [f"{c} = {e}" for c, e in fixed.items()])
+    return text(f"UPDATE {name} AS t SET {sets} FROM {unnest_arrays(table, (key, *columns))} "
+                f"AS v({', '.join((key, *columns))}) WHERE t.{key} = v.{key}{where}")
+
+
 def as_arrays(rows: Sequence[Mapping[str, Any]], columns: Iterable[str]) -> dict[str, list[Any]]:
     """The parameters of `insert_arrays` (or any statement over `unnest_arrays`): one list per column."""
     return {c: [row[c] for row in rows] for c in columns}

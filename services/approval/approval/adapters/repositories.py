@@ -15,13 +15,13 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col
 
 from approval.adapters.tables import AuditRecord, CaseRecord, PersonCalculation, PersonView
 from approval.domain.case import Action, Case, CaseState
-from shared.db import as_arrays, in_array, insert_arrays, unnest_arrays
+from shared.db import as_arrays, in_array, insert_arrays, update_arrays
 from shared.security.roles import Role
 
 _NEW = ("created_at", "updated_at", "payment_status", "payment_failures")  # the database's defaults
@@ -36,10 +36,8 @@ _ADD_AUDIT = insert_arrays(_AUDIT, _AUDIT_COLUMNS)  # in the cases' and their en
 _CALCULATION_COLUMNS = ("calculation_id", "settlement_id", "person_ref", "year", "hospital_id",
                         "hospital_settlement_id", "discharge_date", "deductible_applied", "assistance", "deductible",
                         "cap")
-_SAVE_MOVES = text(f'UPDATE "case" AS c SET {", ".join(f"{m} = v.{m}" for m in _MOVED)} '
-                   f'FROM {unnest_arrays(_CASES, ("id", *_MOVED))} AS v(id, {", ".join(_MOVED)}) WHERE c.id = v.id')
-_SAVE_PAYMENTS = text(f'UPDATE "case" AS c SET payment_status = v.payment_status FROM '
-                      f'{unnest_arrays(_CASES, ("id", "payment_status"))} AS v(id, payment_status) WHERE c.id = v.id')
+_SAVE_MOVES = update_arrays(_CASES, "id", _MOVED)
+_SAVE_PAYMENTS = update_arrays(_CASES, "id", ("payment_status",))
 _ADD_CALCULATIONS = insert_arrays(_CALCULATIONS, _CALCULATION_COLUMNS, "ON CONFLICT (calculation_id) DO NOTHING")
 
 

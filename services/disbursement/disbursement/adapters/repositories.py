@@ -2,7 +2,7 @@
 
 They load `domain.payment.Payment` aggregates (plain objects the session does not track) and write back what
 the aggregates changed in one statement per table over bound arrays (`shared.db.insert_arrays`,
-`unnest_arrays`), built once at import: an executemany would run one server statement per row. The few
+`update_arrays`), built once at import: an executemany would run one server statement per row. The few
 transitions that must hold against a concurrent worker without a lock on the payment (claiming due payments,
 stamping an attempt as handed over, queueing a send again) are guarded bulk UPDATEs whose WHERE is the domain's
 rule.
@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, Table, TextClause, bindparam, case, func, literal_column, select, text, update
+from sqlalchemy import Row, Table, bindparam, case, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,7 @@ from disbursement.domain.payment import (
     PaymentStatus,
 )
 from disbursement.domain.reconciliation import DayTally, Tally
-from shared.db import as_arrays, in_bound_array, insert_arrays, unnest_arrays
+from shared.db import as_arrays, in_bound_array, insert_arrays, update_arrays
 
 PAYEE: Table = tables.PaymentRow.metadata.tables["payee"]
 PAYMENT: Table = tables.PaymentRow.metadata.tables["payment"]
@@ -115,22 +115,12 @@ _ATTEMPT_NEW = ("idempotency_key", "payment_id", "attempt", "status")
 _ADD_ATTEMPTS = insert_arrays(ATTEMPT, _ATTEMPT_NEW)
 
 
-def _update_arrays(table: Table, key: str, columns: tuple[str, ...], *, where: str = "", **fixed: str) -> TextClause:
-    """One UPDATE of every row of a batch: `columns` from one bound array each (named like the column), matched
-    on `key`; `fixed`: columns set to the same expression (a parameter) in every row; `where`: a further guard on
-    the row updated."""
-    sets = ", ".join([f"{c} = v.{c}" for c in columns] + [f"{c} = {e}" for c, e in fixed.items()])
-    names = ", ".join((key, *columns))
-    return text(f"UPDATE {table.name} AS t SET {sets} FROM {unnest_arrays(table, (key, *columns))} AS v({names}) "
-                f"WHERE t.{key} = v.{key}{where}")
-
-
 _PAYMENT_SAVED = ("status", "attempt", "idempotency_key", "bank_reference", "failure_reason", "next_attempt_at")
-_SAVE_PAYMENTS = _update_arrays(PAYMENT, "id", _PAYMENT_SAVED, updated_at=":now")
+_SAVE_PAYMENTS = update_arrays(PAYMENT, "id", _PAYMENT_SAVED, updated_at=":now")
 _ATTEMPT_SAVED = ("status", "reason", "bank_reference", "settled_at")
-_SAVE_ATTEMPTS = _update_arrays(ATTEMPT, "idempotency_key", _ATTEMPT_SAVED)
+_SAVE_ATTEMPTS = update_arrays(ATTEMPT, "idempotency_key", _ATTEMPT_SAVED)
 _HANDED_OVER = ("account_fingerprint", "account_version")
-_HAND_OVER = _update_arrays(
+_HAND_OVER = update_arrays(
     ATTEMPT, "idempotency_key", _HANDED_OVER, status=f"'{AttemptStatus.UNKNOWN.value}'", sent_at=":now",
     # an attempt already answered (or no longer sendable) is left as it is
     where=" AND t.status IN (" + ", ".join(sorted(f"'{s.value}'" for s in HANDED_OVER_FROM)) + ")")

@@ -19,7 +19,7 @@ from sqlmodel import col
 from intake.adapters.tables import JOURNEY_TABLE, NONCE_TABLE, SETTLEMENT_TABLE, RequestNonce, SettlementRow
 from intake.domain.journey import STAGE, Journey
 from intake.domain.settlement import Known, News, Settlement
-from shared.db import LOCK_SETTLEMENT_ID, as_arrays, in_array, insert_arrays, lock_keys, unnest_arrays
+from shared.db import LOCK_SETTLEMENT_ID, as_arrays, in_array, insert_arrays, lock_keys, update_arrays
 
 # What the aggregate is loaded from: its state, not the personal data or the amounts.
 _STATE = [SETTLEMENT_TABLE.c[name] for name in ("id", "hospital_id", "hospital_settlement_id", "person_ref", "status",
@@ -31,8 +31,7 @@ _STEP = ("settlement_id", "status", "reason")
 _INSERT_SETTLEMENTS = insert_arrays(SETTLEMENT_TABLE, _NEW)
 _INSERT_STEPS = insert_arrays(JOURNEY_TABLE, _STEP)
 _SAVED = ("id", "status", "status_reason", "eligibility_reason", "assistance")
-_SAVE = text(f"UPDATE settlement AS s SET {', '.join(f'{c} = v.{c}' for c in _SAVED[1:])}, updated_at = now() "
-             f"FROM {unnest_arrays(SETTLEMENT_TABLE, _SAVED)} AS v({', '.join(_SAVED)}) WHERE s.id = v.id")
+_SAVE = update_arrays(SETTLEMENT_TABLE, "id", _SAVED[1:], updated_at="now()")
 
 
 def _stage(status: str) -> str:

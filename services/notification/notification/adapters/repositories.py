@@ -25,7 +25,7 @@ from notification.adapters.tables import (
 from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
 from notification.domain.moments import Place
 from shared.contracts.events import ContactUpdated
-from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit, unnest_arrays
+from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit, update_arrays
 
 MESSAGES_DUE = "messages.due"
 """Raised by a commit that made messages `pending` (written or released): wakes the sender."""
@@ -179,10 +179,8 @@ _CLAIM = text("""
     RETURNING id, person_ref, moment, body, traceparent,
         (SELECT phone_ciphertext FROM recipient c WHERE c.person_ref = message.person_ref) AS phone_ciphertext""")
 _OUTCOME = ("status", "gateway_id", "failure_reason", "not_before", "sent_at")
-_RECORD = text(f"""
-    UPDATE message m SET {', '.join(f'{c} = o.{c}' for c in _OUTCOME)}, updated_at = :now
-    FROM {unnest_arrays(MESSAGES, ("id", *_OUTCOME))} AS o(id, {', '.join(_OUTCOME)})
-    WHERE m.id = o.id AND m.status = 'sending'""")  # one statement for a pass's outcomes, not one per row
+# One statement for a pass's outcomes, not one per row.
+_RECORD = update_arrays(MESSAGES, "id", _OUTCOME, where=" AND t.status = 'sending'", updated_at=":now")
 # OR, not IN: each arm matches a partial index (IN matches neither, and the count read the whole table).
 _WAITING = text("SELECT count(*) FROM message WHERE status = 'pending' OR status = 'sending'")
 
