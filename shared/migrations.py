@@ -114,6 +114,25 @@ def mark_published_outbox_rows() -> None:
     op.create_index("ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL"))
 
 
+def lighten_messaging_tables() -> None:
+    """ADR 0043, for one migration per service, after `delete_published_outbox_rows`: the outbox loses its unique
+    index on `event_id` (nothing looks a row up by it) and keeps its `headers` as `json`; the inbox's
+    `received_at`, read only by the week-old purge, gets a BRIN index instead of a B-tree. Existing rows stay as
+    they are (the headers are rewritten once, as the same JSON text)."""
+    op.drop_constraint("outbox_event_id_key", "outbox", type_="unique")
+    op.alter_column("outbox", "headers", type_=sa.JSON, postgresql_using="headers::json")
+    op.drop_index("ix_inbox_received_at", table_name="inbox")
+    op.create_index("ix_inbox_received_at", "inbox", ["received_at"], postgresql_using="brin")
+
+
+def unlighten_messaging_tables() -> None:
+    """The downgrade of `lighten_messaging_tables`."""
+    op.drop_index("ix_inbox_received_at", table_name="inbox")
+    op.create_index("ix_inbox_received_at", "inbox", ["received_at"])
+    op.alter_column("outbox", "headers", type_=JSONB, postgresql_using="headers::jsonb")
+    op.create_unique_constraint("outbox_event_id_key", "outbox", ["event_id"])
+
+
 def create_append_only_trigger(table: str) -> None:
     """Refuse UPDATE, DELETE and TRUNCATE on `table` from any role, the owner included (for a migration)."""
     name = quote_ident(table)

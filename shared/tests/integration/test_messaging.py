@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import StatusCode
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import SETTLEMENT_RECEIVED, dlq
@@ -280,6 +281,28 @@ async def test_the_inbox_claims_each_id_once_with_one_statement_text_for_any_bat
             assert await claim_new(session, "other group", seen[:1]) == set(seen[:1])  # per consumer group
             assert await claim_new(session, "probe", []) == set()
     assert len(sent) == 3 and len(set(sent)) == 1, sent  # one statement each, prepared once whatever the size
+
+
+@pytest.mark.parametrize("first_commits", [True, False])
+async def test_a_claim_racing_another_transaction_of_the_group_for_an_id_never_gets_it_twice(
+        probe_settings, db, first_commits: bool) -> None:
+    raced, other = uuid.uuid4(), uuid.uuid4()
+    async with db.sessions() as first, db.sessions() as second:
+        assert await claim_new(first, "probe", [raced]) == {raced}
+        late = asyncio.create_task(claim_new(second, "probe", [raced, other]))
+        await asyncio.sleep(0.3)
+        assert not late.done(), "the second claim waits for the first transaction"
+        if first_commits:
+            await first.commit()
+            with pytest.raises(IntegrityError):  # the batch rolls back, the consumer retries it
+                await late
+            await second.rollback()
+        else:
+            await first.rollback()
+            assert await late == {raced, other}  # the first never applied it
+            await second.commit()
+    async with db.transaction() as retry:
+        assert await claim_new(retry, "probe", [raced, other]) == ({other} if first_commits else set())
 
 
 @pytest.mark.parametrize(("slow_ms", "handler_delay_s"), [(600_000, 0.0), (500, 1.0)])
