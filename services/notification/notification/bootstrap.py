@@ -50,4 +50,5 @@ def create_app(settings: NotificationSettings | None = None) -> FastAPI:
         background=[send_due_messages],
         dependencies=dependencies,
         on_stop=on_stop,
+        signed_prefixes=("/v1/sms/delivery-reports",),  # the gateway's signature is checked before the body is read
     ))

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import TextClause, select, text, update
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -22,7 +22,7 @@ from notification.adapters.tables import (
     PayeeAccount,
     Recipient,
 )
-from notification.domain.messages import REPORTABLE, Claimed, NewMessage, Outcome
+from notification.domain.messages import REPORTABLE, Claimed, DeliveryReport, NewMessage, Outcome
 from notification.domain.moments import Place
 from shared.contracts.events import ContactUpdated
 from shared.db import as_arrays, in_arrays, in_bound_array, insert_arrays, signal_after_commit, update_arrays
@@ -181,6 +181,11 @@ _CLAIM = text("""
 _OUTCOME = ("status", "gateway_id", "failure_reason", "not_before", "sent_at")
 # One statement for a pass's outcomes, not one per row.
 _RECORD = update_arrays(MESSAGES, "id", _OUTCOME, where=" AND t.status = 'sending'", updated_at=":now")
+# The gateway's word on a batch of messages, in one statement; only rows it can still move (REPORTABLE).
+_REPORT = update_arrays(
+    MESSAGES, "id", ("status", "failure_reason"),
+    where=f" AND t.status IN ({', '.join(repr(s) for s in REPORTABLE)}) RETURNING t.status",
+    updated_at=":now", delivered_at="CASE WHEN v.status = 'delivered' THEN CAST(:now AS timestamptz) END")
 # OR, not IN: each arm matches a partial index (IN matches neither, and the count read the whole table).
 _WAITING = text("SELECT count(*) FROM message WHERE status = 'pending' OR status = 'sending'")
 
@@ -240,10 +245,12 @@ class MessageRepository:
                 "not_before": [o.not_before for o in outcomes], "sent_at": [o.sent_at for o in outcomes],
                 "now": now})
 
-    async def report(self, message_id: UUID, status: str, reason: str | None, now: datetime) -> bool:
-        """A delivery report; False when the message is not one the report can still move."""
-        result = await self.session.execute(
-            update(MESSAGES).where(MESSAGES.c.id == message_id, MESSAGES.c.status.in_(REPORTABLE))
-            .values(status=status, failure_reason=reason, updated_at=now,
-                    delivered_at=now if status == "delivered" else None))
-        return bool(getattr(result, "rowcount", 0))
+    async def report(self, reports: Sequence[DeliveryReport], now: datetime) -> list[str]:
+        """Delivery reports (one per message), in one statement; the statuses of the messages they moved (a
+        message not one its report can still move is left as it is)."""
+        if not reports:
+            return []
+        result = await self.session.execute(_REPORT, {
+            "id": [r.message_id for r in reports], "status": [r.status for r in reports],
+            "failure_reason": [r.reason for r in reports], "now": now})
+        return list(result.scalars())

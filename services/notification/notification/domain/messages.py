@@ -98,6 +98,25 @@ REPORTABLE = ("sending", "sent")
 
 
 @dataclass(frozen=True)
+class DeliveryReport:
+    """The gateway's last word on a message it accepted: `delivered` or `undeliverable` (with its reason)."""
+
+    message_id: uuid.UUID
+    status: str
+    reason: str | None = None
+
+
+def one_per_message(reports: Iterable[DeliveryReport]) -> list[DeliveryReport]:
+    """The first report of each message, in id order (a batch's rows are locked in the order the sender's
+    claims and outcomes lock theirs): a message reported twice in a batch is moved once, by the first word,
+    as it would have been by two reports one after the other (the first makes it final)."""
+    first: dict[uuid.UUID, DeliveryReport] = {}
+    for report in reports:
+        first.setdefault(report.message_id, report)
+    return [first[key] for key in sorted(first)]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What became of a claimed message at the gateway, and so its next state."""
 

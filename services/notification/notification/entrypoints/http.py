@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from notification.domain.messages import DeliveryReport
 from notification.domain.schedule import LOCAL_TIME
 from notification.entrypoints import views
 from notification.entrypoints.dependencies import NotificationRuntime
 from notification.entrypoints.views import MessageOut, ResidentStatus
-from notification.service_layer.reports import record_delivery_report
+from notification.service_layer.reports import record_delivery_reports
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from shared.contracts.openapi import request_body
 from shared.contracts.types import PERSON_REF_PATTERN, TEXT_PATTERN
@@ -24,6 +25,7 @@ from shared.problems import ProblemError, validated
 from shared.request_guard import parsed_json
 from shared.security.area import Area
 from shared.security.crypto import person_ref
+from shared.security.hospital_signing import hex_digest_matches
 from shared.security.national_id import validate_national_id
 from shared.security.staff_auth import Principal, Role
 from shared.service import staff
@@ -86,20 +88,31 @@ class DeliveryReportIn(BaseModel):
     reason: str | None = Field(default=None, max_length=64, pattern=TEXT_PATTERN)
 
 
-@router.post("/sms/delivery-reports", status_code=202,
-             openapi_extra=request_body({"application/json": DeliveryReportIn}))
-async def delivery_report(request: Request, runtime: NotificationRuntime) -> dict[str, str]:
-    """The gateway's delivery report for a message, signed by the gateway (X-Sms-Signature: hex HMAC-SHA256 of
-    the body). The signature is checked before the body is read."""
+class DeliveryReportBatchIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    reports: list[DeliveryReportIn] = Field(min_length=1, max_length=1000)
+
+
+@router.post("/sms/delivery-reports", status_code=202, openapi_extra=request_body(
+    {"application/json": TypeAdapter(DeliveryReportIn | DeliveryReportBatchIn).json_schema()}))
+async def delivery_report(request: Request, runtime: NotificationRuntime) -> dict[str, Any]:
+    """The gateway's delivery report for a message, or for many at once (`{"reports": [...]}`, as the gateway
+    sends them), signed by the gateway (X-Sms-Signature: hex HMAC-SHA256 of the body, so of every report in
+    it). The signature is checked before the body is read; a batch is validated whole (one invalid report
+    refuses it all, 422) and recorded in one transaction. `moved`: the messages it moved (a report of an
+    unknown or already final message moves none)."""
     raw = await request.body()
     secret = runtime.deps.settings.sms_callback_secret.get_secret_value().encode()
-    if not hmac.compare_digest(hmac.new(secret, raw, hashlib.sha256).hexdigest(),
-                               request.headers.get("X-Sms-Signature", "")):
+    if not hex_digest_matches([hmac.new(secret, raw, hashlib.sha256).hexdigest()],
+                              request.headers.get("X-Sms-Signature")):
         raise ProblemError(401, "bad_signature", "the report is not signed by the gateway", field="X-Sms-Signature")
-    report = validated(DeliveryReportIn, parsed_json(request))
+    body = parsed_json(request)  # strict JSON, parsed once (request_guard)
+    reports = validated(DeliveryReportBatchIn, body).reports if isinstance(body, dict) and "reports" in body \
+        else [validated(DeliveryReportIn, body)]
     async with unit_of_work(runtime.db, NotificationUnitOfWork) as uow:
-        await record_delivery_report(uow, UUID(report.idempotency_key), report.status, report.reason)
-    return {"status": "received"}
+        moved = await record_delivery_reports(uow, [
+            DeliveryReport(UUID(r.idempotency_key), r.status, r.reason) for r in reports])
+    return {"status": "received", "moved": moved}
 
 
 @router.get("/messages", response_model=list[MessageOut])

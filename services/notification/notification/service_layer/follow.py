@@ -36,8 +36,9 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     # the order things happened, so a payment's message never goes before its approval's.
     for event in sorted(events, key=lambda e: e.envelope.occurred_at):
         sid = settlement_of(event.data)
-        notice = notice_for(event.envelope, event.data, places.get(sid, Place()) if sid else Place(),
-                            _account(event, contacts, accounts), wording.hospital_names)
+        account = _account(event, contacts, accounts) if isinstance(event.data, ev.TransferSettled) else None
+        notice = notice_for(event.envelope, event.data, places.get(sid, Place()) if sid else Place(), account,
+                            wording.hospital_names)  # only a transfer's text names an account
         if notice is not None:
             notices.append(notice)
             causes[notice.message_id] = event

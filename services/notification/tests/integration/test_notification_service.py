@@ -3,6 +3,9 @@ PostgreSQL: one SMS per moment and person whatever is redelivered, nothing lost 
 opt-outs honoured, and a status view that shows a resident their own settlements and nobody else's."""
 
 import asyncio
+import hashlib
+import hmac
+import json
 import random
 import secrets
 import uuid
@@ -215,6 +218,8 @@ async def test_each_moment_is_one_sms_in_order_and_redelivery_sends_none(service
             break
         await asyncio.sleep(0.2)
     assert await delivered()
+    stats = await service.stats()
+    assert stats["report_batches_sent"] >= 1 and stats["reports_sent"] >= 5, "the gateway reports in batches"
 
 
 async def test_the_gateway_down_for_a_while_loses_no_message_and_sends_none_twice(service: Notification) -> None:
@@ -352,6 +357,32 @@ async def test_delivery_reports_must_be_signed(service: Notification) -> None:
         forged = await anyone.post("/v1/sms/delivery-reports", json={
             "idempotency_key": str(uuid.uuid4()), "status": "delivered"}, headers={"X-Sms-Signature": "00"})
     assert forged.status_code == 401 and forged.json()["code"] == "bad_signature"
+    async with httpx.AsyncClient(base_url=service.url) as anyone:
+        garbled = await anyone.post("/v1/sms/delivery-reports", content=b'{"reports": [',
+                                    headers={"Content-Type": "application/json", "X-Sms-Signature": "00"})
+    assert garbled.status_code == 401, "the signature is checked before the body is read"
+
+
+async def test_the_gateways_reports_come_one_or_many_to_a_callback(service: Notification) -> None:
+    secret = service.settings.sms_callback_secret.get_secret_value().encode()
+
+    async def post(body: object) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        async with httpx.AsyncClient(base_url=service.url) as gateway:
+            return await gateway.post("/v1/sms/delivery-reports", content=raw, headers={
+                "Content-Type": "application/json",
+                "X-Sms-Signature": hmac.new(secret, raw, hashlib.sha256).hexdigest()})
+
+    def unknown(status: str = "delivered") -> dict[str, object]:
+        return {"idempotency_key": str(uuid.uuid4()), "message_id": "SM1", "status": status}
+
+    one = await post(unknown())
+    assert (one.status_code, one.json()) == (202, {"status": "received", "moved": 0}), "an unknown message: no move"
+    many = await post({"reports": [unknown(), {**unknown("undeliverable"), "reason": "switched_off"}]})
+    assert (many.status_code, many.json()) == (202, {"status": "received", "moved": 0})
+    bad = await post({"reports": [unknown(), {**unknown(), "status": "lost"}]})
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_input", "one bad report refuses the batch"
+    assert (await post({"reports": []})).status_code == 422
 
 
 async def test_a_transfers_message_names_the_account_it_went_to_not_a_later_correction(

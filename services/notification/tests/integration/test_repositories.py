@@ -14,7 +14,7 @@ from notification.adapters.tables import ResidentSettlement
 from notification.bootstrap import MIGRATIONS, events_handler
 from notification.config import NotificationSettings
 from notification.dependencies import NotificationDeps, Wording
-from notification.domain.messages import NewMessage, Outcome
+from notification.domain.messages import DeliveryReport, NewMessage, Outcome
 from notification.domain.moments import Place
 from notification.domain.templates import Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
@@ -117,19 +117,21 @@ async def test_messages_are_written_once_claimed_in_order_and_moved_by_the_gatew
         assert claimed[0].phone_ciphertext == "c:x" and await uow.messages.waiting() >= 2
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
         await uow.messages.record([Outcome.accepted(claimed[0], "gw-1", "accepted", now)], now)
-        assert await uow.messages.report(claimed[0].id, "delivered", None, now)
-        assert not await uow.messages.report(claimed[0].id, "undeliverable", "late", now), "delivered is final"
-        assert not await uow.messages.report(uuid.uuid4(), "delivered", None, now)
+        assert await uow.messages.report([DeliveryReport(claimed[0].id, "delivered"),
+                                          DeliveryReport(uuid.uuid4(), "delivered")], now) == ["delivered"]
+        assert await uow.messages.report([DeliveryReport(claimed[0].id, "undeliverable", "late")], now) == [], \
+            "delivered is final"
+        assert await uow.messages.report([DeliveryReport(uuid.uuid4(), "delivered")], now) == []
         claimed = [c for c in await uow.messages.claim_due(1000, 60.0) if c.person_ref == me]
         assert [c.moment for c in claimed] == ["transfer_settled"]
         await uow.messages.record([Outcome.unreachable(claimed[0], now, 30.0)], now)
     async with unit_of_work(db, NotificationUnitOfWork) as uow:
         assert [c for c in await uow.messages.claim_due(1000, 60.0) if c.person_ref == me] == [], "not yet due"
         rows = (await uow.session.execute(text(
-            "SELECT moment, status, gateway_id, attempts FROM message WHERE person_ref = :ref ORDER BY seq"),
-            {"ref": me})).all()
-    assert [tuple(r) for r in rows] == [("case_approved", "delivered", "gw-1", 1),
-                                        ("transfer_settled", "pending", None, 1)]
+            "SELECT moment, status, gateway_id, attempts, delivered_at IS NOT NULL FROM message "
+            "WHERE person_ref = :ref ORDER BY seq"), {"ref": me})).all()
+    assert [tuple(r) for r in rows] == [("case_approved", "delivered", "gw-1", 1, True),
+                                        ("transfer_settled", "pending", None, 1, False)]
 
 
 async def test_a_message_waits_held_for_a_phone_then_follows_the_persons_contact(db: Database) -> None:

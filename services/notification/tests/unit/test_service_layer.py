@@ -16,10 +16,10 @@ from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.bootstrap import events_handler
 from notification.config import NotificationSettings
 from notification.dependencies import NotificationDeps, Wording
-from notification.domain.messages import Claimed, NewMessage, Outcome
+from notification.domain.messages import Claimed, DeliveryReport, NewMessage, Outcome, one_per_message
 from notification.domain.moments import Place
 from notification.domain.schedule import QuietHours
-from notification.service_layer.reports import record_delivery_report
+from notification.service_layer.reports import record_delivery_reports
 from notification.service_layer.sender import Sender
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from opentelemetry import trace
@@ -103,12 +103,14 @@ class FakeMessages:
     async def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         self.outcomes += outcomes
 
-    async def report(self, message_id: uuid.UUID, status: str, reason: str | None, now: datetime) -> bool:
-        known = message_id in self.rows and self.rows[message_id]["status"] in ("sending", "sent")
-        if known:
-            self.rows[message_id]["status"] = status
-            self.reports.append((message_id, status))
-        return known
+    async def report(self, reports: Sequence[DeliveryReport], now: datetime) -> list[str]:
+        moved = []
+        for r in reports:
+            if r.message_id in self.rows and self.rows[r.message_id]["status"] in ("sending", "sent"):
+                self.rows[r.message_id]["status"] = r.status
+                self.reports.append((r.message_id, r.status))
+                moved.append(r.status)
+        return moved
 
 
 class FakeUnitOfWork(NotificationUnitOfWork):
@@ -268,8 +270,19 @@ async def test_the_sender_records_what_the_gateway_said_and_sends_nothing_in_qui
 
 async def test_a_delivery_report_moves_only_a_message_still_open_to_it() -> None:
     uow = FakeUnitOfWork()
-    sent, final = uuid.uuid4(), uuid.uuid4()
-    uow.messages.rows = {sent: {"status": "sent"}, final: {"status": "failed"}}
-    for message_id in (sent, final, uuid.uuid4()):
-        await record_delivery_report(uow, message_id, "delivered", None)
-    assert uow.messages.reports == [(sent, "delivered")]
+    sent, sending, final = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    uow.messages.rows = {sent: {"status": "sent"}, sending: {"status": "sending"}, final: {"status": "failed"}}
+    moved = await record_delivery_reports(uow, [
+        DeliveryReport(sent, "delivered"), DeliveryReport(final, "delivered"),
+        DeliveryReport(uuid.uuid4(), "delivered"),
+        DeliveryReport(sending, "undeliverable", "switched_off"), DeliveryReport(sent, "undeliverable", "late")])
+    assert moved == 2
+    assert sorted(uow.messages.reports) == sorted([(sent, "delivered"), (sending, "undeliverable")]), \
+        "the first word on a message reported twice in a batch is the one taken"
+
+
+def test_a_batch_of_reports_is_one_per_message_in_id_order() -> None:
+    ids = sorted(uuid.uuid4() for _ in range(3))
+    reports = [DeliveryReport(ids[2], "delivered"), DeliveryReport(ids[0], "undeliverable", "off"),
+               DeliveryReport(ids[2], "undeliverable", "late"), DeliveryReport(ids[1], "delivered")]
+    assert one_per_message(reports) == [reports[1], reports[3], reports[0]]

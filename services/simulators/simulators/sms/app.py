@@ -8,6 +8,7 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,31 +59,58 @@ def create_app(settings: SmsSettings | None = None) -> FastAPI:
     def chance(rate: float) -> bool:
         return rate > 0 and rng.random() < rate
 
+    # Delivery reports waiting to be handed over, per callback URL: like a real gateway's receipts, they go in
+    # batches, {"reports": [...]}, one signed callback per batch (at most `report_batch_max` reports, sent
+    # `report_linger_ms` after the first of them was ready).
+    waiting: dict[str, list[dict[str, Any]]] = {}
+
+    async def post_reports(url: str, reports: list[dict[str, Any]]) -> None:
+        body = json.dumps({"reports": reports}).encode()
+        signature = hmac.new(settings.callback_secret.encode(), body, hashlib.sha256).hexdigest()
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)))
+        for _ in range(3):  # a batch that cannot be handed over is tried again a little later
+            try:
+                async with sessions[0].post(url, data=body, headers={
+                        "Content-Type": "application/json", "X-Sms-Signature": signature}) as response:
+                    await response.read()
+                    if response.status < 500:
+                        stats["reports_sent"] += len(reports)  # reports, however batched
+                        stats["report_batches_sent"] += 1
+                        return
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            await asyncio.sleep(1)
+        stats["reports_failed"] += len(reports)
+
+    def spawn(work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def flush_later(url: str) -> None:
+        await asyncio.sleep(settings.report_linger_ms / 1000)
+        if reports := waiting.pop(url, None):
+            await post_reports(url, reports)
+
+    def report(url: str, item: dict[str, Any]) -> None:
+        batch = waiting.setdefault(url, [])
+        batch.append(item)
+        if len(batch) >= settings.report_batch_max:
+            del waiting[url]
+            spawn(post_reports(url, batch))
+        elif len(batch) == 1:
+            spawn(flush_later(url))
+
     async def deliver_later(sent: Sent) -> None:
         await asyncio.sleep(faults().deliver_delay_ms / 1000)
         suffix = faults().undeliverable_suffix
         sent.status = "undeliverable" if suffix and sent.to.endswith(suffix) else "delivered"
         stats[f"status_{sent.status}"] += 1
-        if not sent.callback_url:
-            return
-        report = {"idempotency_key": sent.key, "message_id": sent.message_id, "status": sent.status,
-                  "reason": "switched_off" if sent.status == "undeliverable" else None}
-        body = json.dumps(report).encode()
-        signature = hmac.new(settings.callback_secret.encode(), body, hashlib.sha256).hexdigest()
-        if not sessions:
-            sessions.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)))
-        for _ in range(3):  # a report that cannot be handed over is tried again a little later
-            try:
-                async with sessions[0].post(sent.callback_url, data=body, headers={
-                        "Content-Type": "application/json", "X-Sms-Signature": signature}) as response:
-                    await response.read()
-                    if response.status < 500:
-                        stats["reports_sent"] += 1
-                        return
-            except (TimeoutError, aiohttp.ClientError):
-                pass
-            await asyncio.sleep(1)
-        stats["reports_failed"] += 1
+        if sent.callback_url:
+            report(sent.callback_url, {"idempotency_key": sent.key, "message_id": sent.message_id,
+                                       "status": sent.status,
+                                       "reason": "switched_off" if sent.status == "undeliverable" else None})
 
     @app.post("/v1/messages", status_code=202)
     async def send(body: MessageIn, idempotency_key: str = Header(..., max_length=64)) -> Any:
@@ -102,9 +130,7 @@ def create_app(settings: SmsSettings | None = None) -> FastAPI:
         sent = Sent(idempotency_key, fingerprint, body.to, body.text, body.callback_url)
         messages[idempotency_key] = sent
         stats["messages_received"] += 1
-        task = asyncio.create_task(deliver_later(sent))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        spawn(deliver_later(sent))
         if chance(f.timeout_rate):
             stats["timeouts_injected"] += 1
             await asyncio.sleep(f.timeout_sleep_ms / 1000)

@@ -25,6 +25,8 @@ class SmsSettings(BaseSettings):
     timeout_sleep_ms: int = 5000
     deliver_delay_ms: int = 50
     callback_secret: str = "dev-sms-callback-secret"
+    report_batch_max: int = Field(200, ge=1, le=1000)  # delivery reports per callback at most
+    report_linger_ms: int = Field(50, ge=0)  # a report waits this long for others to go with it
 
     def faults(self) -> SmsFaults:
         return SmsFaults(latency_ms=self.latency_ms, error_rate=self.error_rate, timeout_rate=self.timeout_rate,
