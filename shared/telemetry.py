@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Tracer as SdkTracer
@@ -75,6 +76,42 @@ class NoParentlessQueries(Sampler):
 
     def get_description(self) -> str:
         return f"NoParentlessQueries{{{self._delegate.get_description()}}}"
+
+
+def query_span_recorded(parent: SpanContext) -> bool:
+    """Whether the services' sampler can record a query's span started under `parent` (the current span's
+    context): inside a sampled trace, or under a remote parent left out (an entry span, `RecordUnsampledEntries`).
+    Never parentless (`NoParentlessQueries`) nor inside an unsampled trace of this process, which is where a
+    consumer batch's and the outbox relay's statements run."""
+    return parent.is_valid and (parent.trace_flags.sampled or parent.is_remote)
+
+
+class SampledQueriesInstrumentor(AsyncPGInstrumentor):
+    """asyncpg's instrumentation, which skips a statement whose span the sampler would drop.
+
+    The instrumentor builds a statement's name and attributes (it parses the SQL and reads the connection's
+    address) and starts a span, which the sampler then drops when the statement belongs to no sampled trace:
+    about 40 us of client CPU a statement on the loaded 2-core machine (132 us for a one-row SELECT through
+    SQLAlchemy uninstrumented, 175 instrumented, 129 with this), a third of the statement's client CPU. Where
+    `query_span_recorded` says no span can be recorded, the statement runs without any of that; elsewhere the
+    instrumentor's own path runs unchanged (ADR 0045)."""
+
+    _instance = None  # its own singleton (the base class keeps one per class that sets it, else inherits it)
+
+    async def _do_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not query_span_recorded(trace.get_current_span().get_span_context()):
+            return await func(*args, **kwargs)
+        return await super()._do_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
+
+    async def _do_cursor_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not query_span_recorded(trace.get_current_span().get_span_context()):
+            return await func(*args, **kwargs)
+        return await super()._do_cursor_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
+
+    async def _do_prepared_execute(self, func: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        if not query_span_recorded(trace.get_current_span().get_span_context()):
+            return await func(*args, **kwargs)
+        return await super()._do_prepared_execute(func, instance, args, kwargs)  # type: ignore[no-untyped-call]
 
 
 class RecordUnsampledEntries(Sampler):

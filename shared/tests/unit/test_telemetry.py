@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.instrumentation._semconv import _StabilityMode
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,9 +20,11 @@ from shared.telemetry import (
     KeepErrorsAndSlow,
     NoParentlessQueries,
     RecordUnsampledEntries,
+    SampledQueriesInstrumentor,
     UnsampledEntry,
     context_from,
     parse_traceparent,
+    query_span_recorded,
     set_attributes_if_kept,
     trace_headers,
     traceparent_of,
@@ -314,3 +317,76 @@ def test_entry_spans_carry_the_tracers_own_scope_so_every_exporter_accepts_them(
     [kept], [ordinary] = out.get_finished_spans(), plain.get_finished_spans()
     assert kept.instrumentation_scope == ordinary.instrumentation_scope
     assert kept.instrumentation_scope is not None and kept.instrumentation_scope.version == ""
+
+
+def _contexts(tracer: Any) -> dict[str, Context]:
+    """The contexts a statement can run in: nothing current, the two remote parents, and a local entry span of
+    each kind (sampled SDK span, record-only SDK span, `UnsampledEntry`)."""
+    entries, _, _ = production_entries(0.0)
+    sampled = tracer.start_span("sampled entry", context=remote(True))
+    record_only = tracer.start_span("unsampled entry", context=remote(False))
+    unsampled_entry = entries.start("consumed", parse_traceparent(f"00-{'ab' * 16}-{'cd' * 8}-00"))
+    return {"none": Context(), "remote sampled": remote(True), "remote unsampled": remote(False),
+            "local sampled": trace.set_span_in_context(sampled),
+            "local record-only": trace.set_span_in_context(record_only),
+            "local UnsampledEntry": trace.set_span_in_context(unsampled_entry)}
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0])
+def test_a_query_span_is_skipped_exactly_where_the_sampler_would_not_record_it(ratio: float) -> None:
+    tracer, _, _ = production(ratio)
+    decided = {}
+    for name, context in _contexts(tracer).items():
+        recorded = tracer.start_span("SELECT", context=context, attributes={"db.system": "postgresql"}).is_recording()
+        assert query_span_recorded(trace.get_current_span(context).get_span_context()) is recorded, name
+        decided[name] = recorded
+    assert decided == {"none": False, "remote sampled": True, "remote unsampled": True, "local sampled": True,
+                       "local record-only": False, "local UnsampledEntry": False}
+
+
+class _Statement:
+    """What the instrumentor reads of an asyncpg prepared statement (no connection: the span has no address)."""
+
+    _query = "SELECT 1"
+    _connection = None
+
+
+class _Counting:
+    """A tracer that counts the spans the instrumentor asks it for."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer, self.started = tracer, 0
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        self.started += 1
+        return self.tracer.start_as_current_span(*args, **kwargs)
+
+
+# (where the statement runs, spans the instrumentor starts, spans exported); a remote unsampled parent's query is
+# recorded (an entry span, kept if it fails or is slow), so it takes the instrumentor's own path.
+@pytest.mark.parametrize(("where", "started", "spans"), [
+    ("none", 0, 0), ("local UnsampledEntry", 0, 0), ("local record-only", 0, 0), ("local sampled", 1, 1),
+    ("remote sampled", 1, 1), ("remote unsampled", 1, 0)])
+async def test_statements_get_a_span_only_inside_a_sampled_trace(where: str, started: int, spans: int) -> None:
+    tracer, exported, _ = production(0.0)
+    counting = _Counting(tracer)
+    instrumentor = object.__new__(SampledQueriesInstrumentor)  # not the process-wide one, and nothing wrapped
+    instrumentor.capture_parameters = False
+    instrumentor._tracer = counting  # type: ignore[assignment]  # counts what it passes on
+    instrumentor._semconv_opt_in_mode = _StabilityMode.DEFAULT
+    calls = []
+
+    async def execute(*args: Any, **kwargs: Any) -> str:
+        calls.append((args, kwargs))
+        return "rows"
+
+    token = attach(_contexts(tracer)[where])
+    try:
+        for run in (instrumentor._do_prepared_execute, instrumentor._do_execute):
+            assert await run(execute, _Statement(), ("SELECT 1",), {"timeout": 1}) == "rows"
+    finally:
+        detach(token)
+    assert calls == [(("SELECT 1",), {"timeout": 1})] * 2, "the statement runs, with its arguments, either way"
+    assert counting.started == 2 * started
+    assert [s.name for s in exported.get_finished_spans() if (s.attributes or {}).get("db.system")] == \
+        ["SELECT"] * 2 * spans

@@ -68,10 +68,26 @@ class SettlementIn(BaseModel):
     def canonical(self) -> dict[str, Any]:
         """The body as JSON values in one canonical form (amounts with two places): what `fingerprint` hashes,
         and what `SettlementReceived` carries of it, so each settlement is dumped once."""
-        body: dict[str, Any] = self.model_dump(mode="json")
-        for key in AMOUNTS:
-            body[key] = f"{Decimal(body[key]):.2f}"
-        return body
+        # Built from the fields as `model_dump(mode="json")` writes them (the same keys, in the same order), without
+        # pydantic's serializer walking the model, the amounts by `two_places`: 3.5 -> 2.3 us a settlement (best of
+        # nine batches of 500 on the loaded machine). Stored settlements' fingerprints depend on it: tests pin one.
+        return {
+            "hospital_settlement_id": self.hospital_settlement_id, "hospital_level": self.hospital_level,
+            "visit_type": self.visit_type.value, "admission_date": self.admission_date.isoformat(),
+            "discharge_date": self.discharge_date.isoformat(),
+            "patient": {"national_id": self.patient.national_id, "name": self.patient.name},
+            "total_amount": two_places(self.total_amount),
+            "policy_scope_amount": two_places(self.policy_scope_amount),
+            "basic_insurance_paid": two_places(self.basic_insurance_paid),
+            "critical_illness_paid": two_places(self.critical_illness_paid),
+        }
+
+
+def two_places(amount: str) -> str:
+    """An `Amount` (digits, and at most two places) with exactly two places and no leading zeros: what
+    `f"{Decimal(amount):.2f}"` writes for every string the pattern admits, at about half its cost."""
+    whole, _, places = amount.partition(".")
+    return f"{whole.lstrip('0') or '0'}.{places:0<2}"
 
 
 def fingerprint(canonical: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from intake.domain.settlement import Announced, Sealed, Settlement
-from intake.domain.submission import SettlementIn, fingerprint
+from intake.domain.submission import SettlementIn, fingerprint, two_places
 from intake.service_layer.accept import _envelope
 
 from shared.contracts.envelope import Envelope
@@ -62,3 +62,23 @@ def test_a_body_keeps_the_fingerprint_it_was_stored_with() -> None:
         fingerprint(item.canonical())
     assert fingerprint(SettlementIn.model_validate({**BODY, "total_amount": "12000.01"}).canonical()) != \
         fingerprint(item.canonical())
+
+
+def _every_amount() -> list[str]:
+    """Amounts the submission's pattern admits, leading zeros and every number of places included."""
+    wholes = ["0", "00", "1", "01", "10", "0100", "00000000", "12345678", "99999999", "00000001"]
+    return [w + p for w in wholes for p in ("", ".0", ".00", ".5", ".05", ".50", ".9", ".99")]
+
+
+def test_amounts_get_two_places_as_decimal_formats_them() -> None:
+    for amount in _every_amount():
+        assert two_places(amount) == f"{Decimal(amount):.2f}", amount
+
+
+@pytest.mark.parametrize("amount", ["0012", "0.5", "00000000.00", "7"])
+def test_the_canonical_body_is_the_models_json_dump_with_two_place_amounts(amount: str) -> None:
+    item = SettlementIn.model_validate({**BODY, "total_amount": "9999999.99", "policy_scope_amount": amount})
+    dumped = item.model_dump(mode="json")
+    for key in ("total_amount", "policy_scope_amount", "basic_insurance_paid", "critical_illness_paid"):
+        dumped[key] = f"{Decimal(dumped[key]):.2f}"
+    assert list(item.canonical().items()) == list(dumped.items())
