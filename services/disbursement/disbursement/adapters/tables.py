@@ -23,6 +23,8 @@ class PayeeRow(SQLModel, table=True):
 
 class PaymentRow(SQLModel, table=True):
     __tablename__ = "payment"
+    # Half of each page free: a batch's status moves stay HOT, every payment of a page at once (0005).
+    __table_args__ = {"postgresql_with": {"fillfactor": 50}}
 
     id: UUID = Field(primary_key=True)
     case_id: UUID = Field(unique=True)
@@ -42,6 +44,18 @@ class PaymentRow(SQLModel, table=True):
     approved_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     next_attempt_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class PaymentQueueRow(SQLModel, table=True):
+    """A payment a worker must act on: pending (due `at` its next_attempt_at) or sending (since `at`, its
+    updated_at). Written only by the triggers on `payment` (migration 0005), so that no index of `payment` names
+    its moving status and its moves stay HOT (ADR 0044)."""
+
+    __tablename__ = "payment_queue"
+
+    payment_id: UUID = Field(primary_key=True)
+    status: str = Field(max_length=32)  # pending or sending; looked up by ix_payment_queue (status, at)
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class AttemptRow(SQLModel, table=True):

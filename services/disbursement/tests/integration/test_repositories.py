@@ -15,7 +15,7 @@ from disbursement.bootstrap import MIGRATIONS
 from disbursement.config import DisbursementSettings
 from disbursement.domain.payment import AttemptStatus, BankWord, Payment, PaymentStatus
 from disbursement.service_layer.unit_of_work import Units, units_of
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from shared.db import Database
 from shared.testing import migrated_database, statements_sent
@@ -261,6 +261,58 @@ async def test_a_payment_left_sending_before_its_hand_over_is_queued_again(units
         assert await uow.payments.release_unsent(later - timedelta(seconds=1), later) >= 1
         stored = (await uow.payments.of_cases({payment.case_id}))[payment.case_id]
     assert (stored.status, stored.idempotency_key) == (P.PENDING, payment.idempotency_key)
+
+
+async def _queued(units: Units, *payments: Payment) -> dict[uuid.UUID, tuple[str, datetime]]:
+    async with units() as uow:
+        rows = await uow.session.execute(text("SELECT payment_id, status, at FROM payment_queue "
+                                              "WHERE payment_id = ANY(:ids)"), {"ids": [p.id for p in payments]})
+    return {i: (status, at) for i, status, at in rows}
+
+
+async def test_the_queue_lists_a_payment_exactly_while_it_is_pending_or_sending(units: Units) -> None:
+    payment, without_account = new_payment(), new_payment(has_account=False)
+    async with units() as uow:
+        await uow.payments.add([payment, without_account])
+        await uow.payees.store([PayeeAccount(payment.person_ref, "c", 1, "****1")], datetime.now(UTC))
+    assert await _queued(units, payment, without_account) == {payment.id: ("pending", payment.next_attempt_at)}
+    claimed_at = datetime.now(UTC)
+    async with units() as uow:
+        assert payment.id in {d.payment.id for d in await uow.payments.claim_due(10_000, claimed_at)}
+    assert await _queued(units, payment) == {payment.id: ("sending", claimed_at)}
+    later = claimed_at + timedelta(minutes=3)
+    async with units() as uow:
+        await uow.payments.send_later([payment.idempotency_key], later, datetime.now(UTC))
+    assert await _queued(units, payment) == {payment.id: ("pending", later)}
+    async with units() as uow:
+        assert payment.id not in {d.payment.id for d in await uow.payments.claim_due(10_000, datetime.now(UTC))}, \
+            "not due before its time"
+        assert payment.id in {d.payment.id for d in await uow.payments.claim_due(10_000, later)}
+        await uow.payments.hand_over({payment.idempotency_key: ("f" * 64, 1)}, datetime.now(UTC))
+    now = datetime.now(UTC)
+    async with units() as uow:
+        loaded = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
+        assert loaded.hear(payment.idempotency_key, BankWord.ACCEPTED, "REF-Q", None, now=now, quiet_before=now)
+        await uow.payments.save([loaded], now)
+    assert await _queued(units, payment) == {}, "the bank has it: no worker's business until it answers"
+
+
+async def test_no_index_of_payment_names_a_column_its_moves_change(units: Units) -> None:
+    """Every status move of a payment is a HOT update only while no index (key, expression or predicate) names
+    a column the move changes; the worker's lists are in payment_queue instead (ADR 0044)."""
+    # (idempotency_key is unique and moves only on a re-issue, rarely: that update is not HOT)
+    moving = {"status", "attempt", "bank_reference", "failure_reason", "next_attempt_at", "updated_at",
+              "account_version"}
+    async with units() as uow:
+        named = set((await uow.session.execute(text(
+            "SELECT a.attname FROM pg_index AS i JOIN pg_attribute AS a ON a.attrelid = i.indrelid "
+            "WHERE i.indrelid = 'payment'::regclass AND a.attnum > 0 AND (a.attnum = ANY(i.indkey) "
+            "OR pg_get_expr(i.indexprs, i.indrelid) ~ ('\\m' || a.attname || '\\M') "
+            "OR pg_get_expr(i.indpred, i.indrelid) ~ ('\\m' || a.attname || '\\M'))"))).scalars())
+        fillfactor = (await uow.session.execute(text(
+            "SELECT reloptions FROM pg_class WHERE oid = 'payment'::regclass"))).scalar_one()
+    assert named & moving == set(), named
+    assert fillfactor == ["fillfactor=50"]
 
 
 async def test_the_tally_adds_up_per_district_and_day(units: Units) -> None:
