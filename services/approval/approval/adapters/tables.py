@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 class CaseRecord(SQLModel, table=True):
     __tablename__ = "case"
-    # Half of each page free: a batch's payment_status updates stay HOT, every case of a page at once (0011).
+    # Half of each page free: a batch's payment_status updates stay HOT, every case of a page at once (0012).
     __table_args__ = {"postgresql_with": {"fillfactor": 50}}
 
     id: UUID = Field(primary_key=True)

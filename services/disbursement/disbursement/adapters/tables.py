@@ -23,7 +23,7 @@ class PayeeRow(SQLModel, table=True):
 
 class PaymentRow(SQLModel, table=True):
     __tablename__ = "payment"
-    # Half of each page free: a batch's status moves stay HOT, every payment of a page at once (0005).
+    # Half of each page free: a batch's status moves stay HOT, every payment of a page at once (0006).
     __table_args__ = {"postgresql_with": {"fillfactor": 50}}
 
     id: UUID = Field(primary_key=True)
@@ -48,7 +48,7 @@ class PaymentRow(SQLModel, table=True):
 
 class PaymentQueueRow(SQLModel, table=True):
     """A payment a worker must act on: pending (due `at` its next_attempt_at) or sending (since `at`, its
-    updated_at). Written only by the triggers on `payment` (migration 0005), so that no index of `payment` names
+    updated_at). Written only by the triggers on `payment` (migration 0006), so that no index of `payment` names
     its moving status and its moves stay HOT (ADR 0044)."""
 
     __tablename__ = "payment_queue"

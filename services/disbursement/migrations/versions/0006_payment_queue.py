@@ -9,14 +9,14 @@ The triggers are per statement, over the statement's new rows (a transition tabl
 and one DELETE per payment statement, whatever its batch size. A payment is in the queue exactly while its
 status is pending or sending.
 
-Revision ID: 0005
+Revision ID: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

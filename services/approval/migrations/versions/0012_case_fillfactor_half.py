@@ -10,13 +10,13 @@ case-sized rows with the case's indexes, updated in batches of 100 in page order
 4,000 updates HOT, 70 made 3,000, 50 all 4,000, and the table after them was 1,143, 1,250 and 1,334 pages.
 The setting applies to the pages written from now on; existing pages keep their rows as they are.
 
-Revision ID: 0011
+Revision ID: 0012
 """
 
 from alembic import op
 
-revision = "0011"
-down_revision = "0010"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
