@@ -157,8 +157,10 @@ class ConsumerRunner(Generic[U]):
                         await self._handle_batch(batch)
                 await self._record_lag()
         finally:
-            await self._offsets_committed()
-            await self._consumer.stop()
+            try:
+                await self._offsets_committed()
+            finally:  # a stop that ran out of time cancels the commit under way, never the consumer's stop
+                await self._consumer.stop()
 
     def stop(self) -> None:
         self._stopping.set()
