@@ -5,6 +5,10 @@ hand the new events to the service's handler, write the events it emitted to the
 then commit the Kafka offsets. A crash anywhere
 before the offset commit redelivers the batch; the inbox turns the redelivery into a no-op.
 
+The offset commit (a broker round trip) goes on while the next batch is polled and applied (ADR 0042): it is
+started only after the batch's database commit, each one waits for the one before (so offsets only move
+forward), and a rebalance or a stop waits for the one under way.
+
 Failures: infrastructure errors (database or broker unreachable) are retried without limit, so an outage
 pauses consumption instead of emptying the topic into the DLQ. Any other error is retried a bounded number
 of times for the batch; then each event is tried alone and the ones that still fail go to `<topic>.dlq`
@@ -46,6 +50,8 @@ from shared.telemetry import entry_spans, parse_traceparent, set_attributes_if_k
 from shared.unit_of_work import U, UnitOfWorkFactory, unit_of_work
 
 log = logging.getLogger(__name__)
+_WAITED_S = 0.001
+"""A getmany that took this long waited for a fetch: what it returns is fresh, with nothing behind it to gather."""
 
 
 @dataclass
@@ -93,12 +99,13 @@ def _described(envelope: Envelope) -> dict[str, AnyValue]:
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its base class is Any
     """Before partitions are taken away, let the batch in hand finish and commit its offsets."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, committed: Callable[[], Awaitable[None]]) -> None:
         self._lock = lock
+        self._committed = committed
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
-            pass
+            await self._committed()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None
@@ -129,6 +136,7 @@ class ConsumerRunner(Generic[U]):
         self._physical_to_logical = {settings.topic(t): t for t in topics}
         self._consumer = create_consumer(settings, group_id, self._topics)
         self._lock = asyncio.Lock()
+        self._committing: asyncio.Task[None] | None = None  # the last batch's offset commit, maybe still under way
         self._stopping = asyncio.Event()
         self._service = settings.service_name
         self.ready = asyncio.Event()
@@ -149,7 +157,10 @@ class ConsumerRunner(Generic[U]):
                         await self._handle_batch(batch)
                 await self._record_lag()
         finally:
-            await self._consumer.stop()
+            try:
+                await self._offsets_committed()
+            finally:  # a stop that ran out of time cancels the commit under way, never the consumer's stop
+                await self._consumer.stop()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -161,10 +172,18 @@ class ConsumerRunner(Generic[U]):
         unread, so what it holds is what the broker had when the last batch began. Taking it empties the buffer
         and sends a fetch at once; waiting `consumer_gather_ms` for that fetch puts what arrived during the last
         batch in this one instead of the next (a whole batch sooner).
+
+        A poll that had to wait got what the broker answered the moment it arrived, and nothing is left behind
+        it to gather: it is applied at once (under light load each hop would otherwise wait the gather for
+        nothing).
         """
         s = self._settings
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
         batch: dict[TopicPartition, list[ConsumerRecord]] = await self._consumer.getmany(
             timeout_ms=s.consumer_poll_timeout_ms, max_records=s.consumer_batch_max)
+        if loop.time() - asked >= _WAITED_S:
+            return batch
         room = s.consumer_batch_max - sum(len(records) for records in batch.values())
         if batch and room > 0 and s.consumer_gather_ms > 0:
             more = await self._consumer.getmany(timeout_ms=s.consumer_gather_ms, max_records=room)
@@ -173,7 +192,8 @@ class ConsumerRunner(Generic[U]):
         return batch
 
     async def _start_consumer(self) -> None:
-        self._consumer.subscribe(list(self._physical_to_logical), listener=_WaitForBatch(self._lock))
+        self._consumer.subscribe(list(self._physical_to_logical),
+                                 listener=_WaitForBatch(self._lock, self._offsets_committed))
         await until_up(self._consumer.start, "consumer start", retry_on=KafkaError)
         self.ready.set()
 
@@ -190,12 +210,24 @@ class ConsumerRunner(Generic[U]):
             for event in events:
                 event.span.end(ended)
         offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
+        # The database has committed the batch (or dead-lettered what it could not apply): its offsets may go.
+        # The commit goes on while the next batch is polled and applied; the one before it is finished first.
+        await self._offsets_committed()
+        self._committing = asyncio.create_task(self._commit(offsets), name=f"offset-commit-{self._group}")
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError, RebalanceInProgressError, KafkaError) as exc:
             # The partitions moved to another member, or the broker is away: these messages will be
             # delivered again and the inbox will skip them, because the database transaction committed.
             log.warning("offset commit failed (%s); redelivery will be deduplicated", type(exc).__name__)
+
+    async def _offsets_committed(self) -> None:
+        """Wait for the offset commit under way, if any (before the next one, a rebalance, or a stop)."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
 
     def _decode(self, records: list[ConsumerRecord]) -> tuple[list[Event], list[tuple[ConsumerRecord, Exception]]]:
         events: list[Event] = []

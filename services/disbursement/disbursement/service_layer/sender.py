@@ -15,6 +15,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from disbursement.adapters.bank import BankResult, BankStatus, BatchAnswer, PaymentInstruction
 from disbursement.adapters.metrics import CALLBACKS_UNCONFIRMED
+from disbursement.adapters.repositories import Due
 from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import BankWord, Payment
 from disbursement.service_layer.payments import Answer, apply_bank_answers
@@ -164,16 +165,34 @@ class Sender:
 
     async def _claim(self) -> tuple[list[Payment], list[PaymentInstruction]] | None:
         """Due payments claimed and handed over (recorded as possibly at the bank), with their instructions;
-        None when nothing was due."""
-        settings, now = self.deps.settings, _now()
+        None when nothing was due.
+
+        A batch of first attempts is claimed and handed over in one transaction: one commit, not two, before
+        its bank call. A batch with a re-issue is handed over in a second one, after the bank has been asked about
+        the earlier attempts (never while the claim's row locks are held)."""
+        settings = self.deps.settings
         async with self.units() as uow:
-            claimed = await uow.payments.claim_due(settings.worker_batch, now)
+            claimed = await uow.payments.claim_due(settings.worker_batch, _now())
             await uow.payments.await_account([d.payment.id for d in claimed if d.ciphertext is None])
             due = [d for d in claimed if d.ciphertext is not None]
             earlier = await uow.payments.earlier_keys([d.payment for d in due])
+            if due and not earlier:
+                to_send, instructions, handed = self._instructions(due, set())
+                await uow.payments.hand_over(handed, _now())
+                return to_send, instructions
         if not due:
             return None
         held = await self._held([d.payment for d in due], earlier)
+        to_send, instructions, handed = self._instructions(due, held)
+        later = _now() + timedelta(seconds=settings.resend_backoff_s)
+        async with self.units() as uow:
+            await uow.payments.hand_over(handed, _now())
+            await uow.payments.send_later(sorted(held), later, _now())
+        return to_send, instructions
+
+    def _instructions(self, due: list[Due], held: set[str]
+                      ) -> tuple[list[Payment], list[PaymentInstruction], dict[str, tuple[str, int | None]]]:
+        """The payments that go now (not `held`), their instructions, and what each hand-over records."""
         cipher = self.deps.payee_cipher
         to_send, instructions, handed = [], [], {}
         for d in due:
@@ -188,11 +207,7 @@ class Sender:
                 creditor_name=payee["name"], remittance_info=f"medical assistance case {payment.case_id}",
                 callback_url=self.callback_url))
             handed[payment.idempotency_key] = (fingerprint(self.deps, payee["account"]), payment.account_version)
-        later = _now() + timedelta(seconds=settings.resend_backoff_s)
-        async with self.units() as uow:
-            await uow.payments.hand_over(handed, _now())
-            await uow.payments.send_later(sorted(held), later, _now())
-        return to_send, instructions
+        return to_send, instructions, handed
 
     async def _deliver(self, to_send: list[Payment], instructions: list[PaymentInstruction]) -> None:
         """The bank call for a handed-over batch, and its answers recorded."""

@@ -3,6 +3,8 @@ bank: one payment per case, cancellations and re-issues by the Payment aggregate
 word moves a payment, and every final word is published once."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -14,6 +16,7 @@ from disbursement import bootstrap
 from disbursement.adapters.bank import BankResult, BankStatus, StatementLine
 from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import Attempt, AttemptStatus, Payment, PaymentStatus
+from disbursement.service_layer.sender import Sender
 from disbursement.service_layer.statements import reconcile_statement
 from opentelemetry.trace import INVALID_SPAN
 
@@ -302,3 +305,32 @@ async def test_a_transfer_the_bank_could_not_take_leaves_its_failed_span_though_
     only_payment(store).next_attempt_at = datetime.now(UTC)  # due again now
     assert await passes(store, deps)["payment sender"]() is True
     assert len(exported.get_finished_spans()) == 1, "the transfer the bank took leaves nothing (unsampled)"
+
+
+async def test_a_first_attempt_is_claimed_and_handed_over_in_one_transaction_before_its_bank_call(
+        store: FakeStore, deps: DisbursementDeps, bank: FakeBank) -> None:
+    ref = "f1" * 32
+    await consume(store, deps, event(REGISTRY_PAYEE, payee(deps, ref), ref), event(CASE_DECIDED, approved(), ref))
+    opened: list[int] = []
+    units = store.units
+
+    @asynccontextmanager
+    async def counted() -> AsyncIterator[Any]:
+        opened.append(len(bank.calls))
+        async with units() as uow:
+            yield uow
+
+    seen: dict[str, Any] = {}
+    submit = bank.submit_batch
+
+    async def submit_batch(instructions: Any) -> Any:  # what is committed when the bank is called
+        seen.update(units=len(opened), status=only_payment(store).status, attempts=attempts(store))
+        return await submit(instructions)
+
+    bank.submit_batch = submit_batch
+    sender = Sender(counted, deps)
+    assert await sender.step() is True
+    await sender.drain()
+    key = only_payment(store).idempotency_key
+    assert seen == {"units": 1, "status": P.SENDING, "attempts": {key: A.UNKNOWN}}, "one commit before the call"
+    assert only_payment(store).status is P.ACCEPTED
