@@ -3,7 +3,7 @@
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Union
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -12,6 +12,7 @@ from shared.contracts.events import EventData
 from shared.contracts.topics import EVENT_TYPES
 from shared.contracts.types import PERSON_REF_PATTERN
 from shared.contracts.versions import upcast
+from shared.ids import new_id
 
 _PERSON_REF = re.compile(PERSON_REF_PATTERN)
 
@@ -49,7 +50,7 @@ class Envelope(BaseModel):
         The fields are made here, so only the key is checked (the envelope is not validated again)."""
         if not _PERSON_REF.fullmatch(person_ref):
             raise ValueError(f"person_ref must match {PERSON_REF_PATTERN}")
-        return cls._trusted(event_id or uuid4(), event_type.__name__, event_type.schema_version, datetime.now(UTC),
+        return cls._trusted(event_id or new_id(), event_type.__name__, event_type.schema_version, datetime.now(UTC),
                             producer, person_ref, data)
 
     @classmethod

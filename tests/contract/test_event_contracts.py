@@ -108,6 +108,20 @@ def test_the_envelope_is_written_as_pydantic_would_write_it(sample: ev.EventData
     assert Envelope.from_bytes(envelope.to_bytes()) == envelope
 
 
+def test_a_new_envelope_has_a_time_ordered_id_that_round_trips() -> None:
+    """Event ids are UUID version 7 (docs/decisions/0048): successive ones increase, so the consumers' inbox
+    claims write the right edge of its primary key; the id comes back unchanged from the wire."""
+    envelopes = [Envelope.wrap(sample, person_ref=PERSON, producer="test") for sample in SAMPLES * 3]
+    ids = [e.event_id for e in envelopes]
+    assert {i.version for i in ids} == {7}
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for envelope in envelopes:
+        assert Envelope.from_bytes(envelope.to_bytes()) == envelope
+        assert Envelope.model_validate(json.loads(envelope.to_bytes())).event_id == envelope.event_id
+    given = uuid.uuid4()
+    assert Envelope.wrap(SAMPLES[0], person_ref=PERSON, producer="test", event_id=given).event_id == given
+
+
 @pytest.mark.parametrize(
     ("mutate", "why"),
     [

@@ -19,6 +19,7 @@ from approval.service_layer.people import record_calculations, record_people
 from approval.service_layer.unit_of_work import ApprovalUnitOfWork
 from shared.contracts import events as ev
 from shared.errors import DomainError, NotFound
+from shared.ids import new_id
 from shared.messaging.consumer import Event
 from shared.security.area import Area
 from shared.security.roles import Role
@@ -57,7 +58,7 @@ async def _open(uow: ApprovalUnitOfWork, rules: ApprovalRules, events: list[Even
         calc = event.data
         assert isinstance(calc, ev.AssistanceCalculated)
         case = Case.open(
-            rules, now, id=uuid.uuid4(), calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
+            rules, now, id=new_id(), calculation_id=calc.calculation_id, settlement_id=calc.settlement_id,
             person_ref=event.envelope.person_ref, hospital_id=calc.hospital_id, district_code=calc.district_code,
             subdistrict_code=calc.subdistrict_code, category=calc.category.value, discharge_date=calc.discharge_date,
             amount=calc.figures.assistance, calculation=calc.model_dump(mode="json"),

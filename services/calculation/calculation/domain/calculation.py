@@ -24,6 +24,7 @@ from calculation.domain.money_rule import AssistanceCalculation, LedgerPosition,
 from calculation.domain.policy import Policy, select_policy
 from shared.contracts import events as ev
 from shared.contracts.types import Category
+from shared.ids import new_id
 from shared.money import ZERO
 
 
@@ -218,7 +219,7 @@ class Calculation:
         if self.recovered:
             return None
         self.recovered = True
-        self.recovery = Recovery(uuid.uuid4(), amount, now or datetime.now(UTC))
+        self.recovery = Recovery(new_id(), amount, now or datetime.now(UTC))
         return self.recovery
 
     def _open_recovery(self, amount: Decimal, now: datetime | None) -> None:

@@ -13,6 +13,7 @@ from calculation.domain.calculation import Calculation, CalculationStatus
 from calculation.domain.policy import Policy
 from calculation.service_layer.unit_of_work import CalculationUnitOfWork
 from shared.contracts import events as ev
+from shared.ids import new_id
 from shared.messaging.consumer import Event
 from shared.telemetry import tracer
 
@@ -72,7 +73,7 @@ async def _assess(uow: CalculationUnitOfWork, events: list[Event]) -> None:
     decided = [(e, d) for sid, (e, d) in first.items() if sid not in known]
     if not decided:
         return
-    calculations = [(Calculation.of(uuid.uuid4(), e.envelope.person_ref, d), e.span) for e, d in decided]
+    calculations = [(Calculation.of(new_id(), e.envelope.person_ref, d), e.span) for e, d in decided]
     await _calculate(uow, await uow.policies.all(), calculations)
     await uow.calculations.add([c for c, _ in calculations])
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from uuid import UUID, uuid4
+from uuid import UUID
+
+from shared.ids import new_id
 
 # China Standard Time (no daylight saving): the districts reconcile by their own calendar day, not UTC's.
 BUSINESS_TIME = timezone(timedelta(hours=8), "CST")
@@ -275,7 +277,7 @@ class Payment:
              district_code: str, amount: Decimal, decided_at: datetime, has_account: bool, now: datetime,
              traceparent: str | None = None) -> "Payment":
         """A new payment for an approved case, its first key fixed before any bank call can happen."""
-        payment_id = uuid4()
+        payment_id = new_id()
         key = idempotency_key(payment_id, 1)
         payment = cls(id=payment_id, case_id=case_id, calculation_id=calculation_id, settlement_id=settlement_id,
                       person_ref=person_ref, district_code=district_code, amount=amount,

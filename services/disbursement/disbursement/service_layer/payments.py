@@ -5,7 +5,6 @@ recorded into outbox events, alarms and wake-ups; the repositories write the cha
 """
 
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from disbursement.service_layer.unit_of_work import DisbursementUnitOfWork
 from shared.contracts import events as ev
 from shared.contracts.envelope import Envelope
 from shared.contracts.topics import TRANSFER_SETTLED
+from shared.ids import new_id
 from shared.messaging.consumer import Event
 from shared.messaging.outbox import Outgoing
 from shared.telemetry import entry_spans, parse_traceparent, traceparent_of
@@ -201,7 +201,7 @@ def alarm_row(kind: Alarm, key: str, payment: Payment, bank_reference: str | Non
               detail: str | None = None) -> dict[str, Any]:
     """An alarm about one attempt. Money paid twice, or paid for a cancelled case, is to be recovered."""
     recovery = payment.amount if kind in (Alarm.DOUBLE_PAYMENT, Alarm.PAID_AFTER_CANCEL) else None
-    return {"id": uuid.uuid4(), "kind": kind.value, "subject": key, "idempotency_key": key,
+    return {"id": new_id(), "kind": kind.value, "subject": key, "idempotency_key": key,
             "payment_id": payment.id, "case_id": payment.case_id, "district_code": payment.district_code,
             "amount": payment.amount, "recovery_amount": recovery, "bank_reference": bank_reference,
             "detail": detail or ALARM_DETAIL[kind], "raised_at": now}

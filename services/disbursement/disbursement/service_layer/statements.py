@@ -3,7 +3,6 @@ attempt. A transfer we never issued, a key booked twice, an amount or account th
 booking of an attempt we do not hold as settled is confirmed with the bank by key and then recorded."""
 
 import logging
-import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -15,13 +14,14 @@ from disbursement.domain.payment import Alarm, AttemptStatus, Payment, business_
 from disbursement.service_layer.payments import ALARM_DETAIL, Answer, raise_alarms
 from disbursement.service_layer.sender import apply_safely, fingerprint
 from disbursement.service_layer.unit_of_work import Units
+from shared.ids import new_id
 
 log = logging.getLogger(__name__)
 
 
 def _alarm(kind: Alarm, line: StatementLine, payment: Payment | None, detail: str | None = None,
            recovery: bool = False) -> dict[str, Any]:
-    return {"id": uuid.uuid4(), "kind": kind.value, "subject": line.entry_reference,
+    return {"id": new_id(), "kind": kind.value, "subject": line.entry_reference,
             "idempotency_key": line.idempotency_key, "payment_id": payment.id if payment else None,
             "case_id": payment.case_id if payment else None,
             "district_code": payment.district_code if payment else None, "amount": line.amount,

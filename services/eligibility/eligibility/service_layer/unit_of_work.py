@@ -3,7 +3,6 @@
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +16,7 @@ from eligibility.adapters.repositories import (
 from shared.contracts.envelope import Envelope
 from shared.contracts.events import MAX_REGISTRY_EVENT_BYTES, PERSONS_PER_EVENT, EventData, RegistryChunk
 from shared.contracts.topics import REGISTRY_KEY
+from shared.ids import new_id
 from shared.messaging.outbox import Outgoing
 from shared.settings import ServiceSettings
 from shared.unit_of_work import UnitOfWork
@@ -47,7 +47,7 @@ class EligibilityUnitOfWork(UnitOfWork):
                    for start in range(0, len(entries), PERSONS_PER_EVENT))
 
     def _emit_chunk(self, topic: str, chunk: type[RegistryChunk], part: list[dict[str, Any]]) -> int:
-        envelope = Envelope(event_id=uuid4(), event_type=chunk.__name__, schema_version=chunk.schema_version,
+        envelope = Envelope(event_id=new_id(), event_type=chunk.__name__, schema_version=chunk.schema_version,
                             occurred_at=datetime.now(UTC), producer=PRODUCER, person_ref=REGISTRY_KEY,
                             data={chunk.ENTRIES: part})
         if len(part) > 1 and len(envelope.to_bytes()) > MAX_REGISTRY_EVENT_BYTES:
