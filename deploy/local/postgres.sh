@@ -30,12 +30,23 @@ install_if_missing() {
     || fail "apt-get install postgresql failed"
 }
 
+# settings: the project's settings (deploy/local/postgres.conf, docs/decisions/0047) copied into the cluster at
+# every `up` and included last by its postgresql.conf, so a cluster made by an older checkout gets them too.
+settings() {
+  local conf="$PGDATA/medassist.conf" include="include_if_exists = 'medassist.conf'"
+  cp "$ROOT_DIR/deploy/local/postgres.conf" "$conf"
+  [ "$(id -u)" = 0 ] && chown postgres "$conf"
+  grep -qxF "$include" "$PGDATA/postgresql.conf" || printf '%s\n' "$include" >>"$PGDATA/postgresql.conf"
+}
+
 up() {
   install_if_missing
   PG_HOME=$(pg_home); PGDATA="$PG_HOME/data"; LOG="$PG_HOME/postgres.log"
   local bin; bin=$(pg_bin)
   if as_db_owner "$bin/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then
-    say "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return
+    settings && as_db_owner "$bin/pg_ctl" -D "$PGDATA" reload >/dev/null
+    say "PostgreSQL already running on 127.0.0.1:$PG_PORT (settings that need a restart apply at its next start)"
+    return
   fi
   port_open "$PG_PORT" && fail "port $PG_PORT is taken by another process; set PG_PORT to a free port"
   if [ ! -f "$PGDATA/PG_VERSION" ]; then
@@ -52,11 +63,11 @@ listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = ''
 max_connections = 300
-shared_buffers = 256MB
 synchronous_commit = on
 fsync = on
 CONF
   fi
+  settings
   touch "$LOG"; [ "$(id -u)" = 0 ] && chown postgres "$LOG"
   say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   as_db_owner "$bin/pg_ctl" -D "$PGDATA" -l "$LOG" -w -t 60 start >/dev/null || fail "PostgreSQL did not start: see $LOG"
