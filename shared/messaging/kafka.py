@@ -20,6 +20,13 @@ from shared.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 
+BATCHED_FROM = 32
+"""From this many messages `publish` builds a batch per partition itself (ADR 0049); fewer go through `send()`.
+A batch costs a fixed 40-65 us (a builder, a queueing and a shielded future per partition it reaches, and one
+more turn of the event loop for the answer) and saves about 6 us a message: 1-10 messages cost more batched,
+20 about the same, 60 and more less."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One message to publish: physical topic, bytes, key (person_ref) and headers (trace context)."""
@@ -82,7 +89,11 @@ class KafkaProducer:
         """
 
         async def confirmed() -> None:
-            await asyncio.gather(*await self._send_batches(messages))
+            if len(messages) >= BATCHED_FROM:
+                await asyncio.gather(*await self._send_batches(messages))
+            else:
+                await asyncio.gather(*[await self.send(m.topic, m.value, key=m.key, headers=m.headers)
+                                       for m in messages])
 
         try:
             await asyncio.wait_for(confirmed(), timeout_s)
