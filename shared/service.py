@@ -133,7 +133,9 @@ def build_app(spec: ServiceSpec) -> FastAPI:
                 await spec.on_stop(runtime)
             await producer.stop()
             await db.dispose()
-            log.info("%s stopped; collector pauses: %s", settings.service_name, collector_pauses.summary())
+            # A pass that stopped the process for 50 ms or more is a warning: it is that long on every hop it met.
+            log.log(logging.WARNING if collector_pauses.longest_ms() >= 50 else logging.INFO,
+                    "%s stopped; collector pauses: %s", settings.service_name, collector_pauses.summary())
 
     app = FastAPI(title=spec.title, lifespan=lifespan, version="1.0.0")
     install_problem_handlers(app)
@@ -277,6 +279,9 @@ class CollectorPauses:
                 buckets.append(("+Inf" if bound is None else str(bound / 1000), cumulative))
             family.add_metric([str(generation)], buckets, self._sum_ns[generation] / 1e9)
         yield family
+
+    def longest_ms(self) -> float:
+        return max(self._max_ns) / 1e6
 
     def summary(self) -> str:
         """One line: passes, total and longest pause of each generation, and the passes over 10 ms."""
