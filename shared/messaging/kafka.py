@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 BATCHED_FROM = 32
 """From this many messages `publish` builds a batch per partition itself (ADR 0049); fewer go through `send()`.
-A batch costs a fixed 40-65 us (a builder, a queueing and a shielded future per partition it reaches, and one
+A batch costs a fixed 40-65 us (a builder, a queueing and a shielded future per partition it reaches, likely one
 more turn of the event loop for the answer) and saves about 6 us a message: 1-10 messages cost more batched,
 20 about the same, 60 and more less."""
 
