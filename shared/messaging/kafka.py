@@ -6,10 +6,11 @@ import logging
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError, TopicAlreadyExistsError
 
 from shared.contracts.topics import all_topics
 from shared.messaging.partitioner import partition_for
@@ -17,6 +18,13 @@ from shared.retry import until_up
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+BATCHED_FROM = 32
+"""From this many messages `publish` builds a batch per partition itself (ADR 0049); fewer go through `send()`.
+A batch costs a fixed 40-65 us (a builder, a queueing and a shielded future per partition it reaches, likely one
+more turn of the event loop for the answer) and saves about 6 us a message: 1-10 messages cost more batched,
+20 about the same, 60 and more less."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class KafkaProducer:
 
     def __init__(self, settings: ServiceSettings) -> None:
         self._settings = settings
+        self._partitioner = partition_for
         self._producer = self._create()
 
     def _create(self) -> AIOKafkaProducer:
@@ -45,7 +54,7 @@ class KafkaProducer:
             linger_ms=self._settings.producer_linger_ms,
             max_batch_size=256 * 1024,
             request_timeout_ms=30000,
-            partitioner=partition_for,  # Kafka's murmur2, word by word (shared/messaging/partitioner.py)
+            partitioner=self._partitioner,  # Kafka's murmur2, word by word (shared/messaging/partitioner.py)
         )
 
     async def start(self) -> None:
@@ -80,8 +89,11 @@ class KafkaProducer:
         """
 
         async def confirmed() -> None:
-            futures = [await self.send(m.topic, m.value, key=m.key, headers=m.headers) for m in messages]
-            await asyncio.gather(*futures)
+            if len(messages) >= BATCHED_FROM:
+                await asyncio.gather(*await self._send_batches(messages))
+            else:
+                await asyncio.gather(*[await self.send(m.topic, m.value, key=m.key, headers=m.headers)
+                                       for m in messages])
 
         try:
             await asyncio.wait_for(confirmed(), timeout_s)
@@ -90,6 +102,41 @@ class KafkaProducer:
                         len(messages), timeout_s)
             await self.renew()
             raise
+
+    async def _send_batches(self, messages: Sequence[Message]) -> "list[asyncio.Future[object]]":
+        """Queue the messages as one record batch per partition (in their order); the futures of the batches.
+
+        `send()` builds the same batches, but a message at a time, with a future, a metadata check and a size
+        estimate each: 20.6 -> 10.9 us of CPU a message (median, send to acknowledgement) for 1,000 messages,
+        19.1 -> 15.4 for 60 (ADR 0049). The batches take the same road to the broker as `send()`'s: the
+        accumulator's queue per partition, where the sender gives each its producer id, epoch and sequence
+        numbers when it takes it, one request in flight per partition (idempotence); a batch that fills up is
+        queued before the next one of its partition is begun, so a partition's messages keep their order. The
+        partition is the one `send()` would choose: the configured partitioner over the topic's partitions."""
+        producer = self._producer
+        partitioner = self._partitioner
+        partitions: dict[str, list[int]] = {}
+        builders: dict[tuple[str, int], Any] = {}
+        delivered: list[asyncio.Future[object]] = []
+        for m in messages:
+            topic = m.topic
+            everyone = partitions.get(topic)
+            if everyone is None:
+                everyone = partitions[topic] = sorted(await producer.partitions_for(topic))
+            key = m.key.encode()
+            headers = [(k, v.encode()) for k, v in m.headers.items()] if m.headers else []
+            partition = partitioner(key, everyone, everyone)
+            builder = builders.get((topic, partition))
+            if builder is None:
+                builder = builders[topic, partition] = producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=m.value, headers=headers) is None:  # full
+                delivered.append(await producer.send_batch(builder, topic, partition=partition))
+                builder = builders[topic, partition] = producer.create_batch()
+                if builder.append(timestamp=None, key=key, value=m.value, headers=headers) is None:
+                    raise MessageSizeTooLargeError(f"a message of {len(m.value)} bytes does not fit in a batch")
+        for (topic, partition), builder in builders.items():
+            delivered.append(await producer.send_batch(builder, topic, partition=partition))
+        return delivered
 
     async def renew(self) -> None:
         """Replace the client by a new one (new producer id, sequences from zero); the old one is abandoned.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span
-from sqlalchemy import delete, select, text
+from sqlalchemy import Text, column, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -37,8 +37,10 @@ _INSERT_OUTBOX = insert_arrays(OUTBOX_TABLE, _OUTBOX_COLUMNS)
 _TAKE = text(
     f"DELETE FROM {OUTBOX_TABLE.name} WHERE id = ANY(ARRAY(SELECT id FROM {OUTBOX_TABLE.name} "
     f"WHERE (SELECT pg_try_advisory_xact_lock({_RELAY_LOCK_KEY})) ORDER BY id LIMIT :limit)) "
-    "RETURNING id, topic, key, payload, headers"
-).columns(*(OUTBOX_TABLE.c[c] for c in ("id", "topic", "key", "payload", "headers")))
+    "RETURNING id, topic, key, payload, headers::text AS headers"
+).columns(*(OUTBOX_TABLE.c[c] for c in ("id", "topic", "key", "payload")), column("headers", Text))
+# The headers come back as their text and are read here by orjson: the `json` column's codec on the connection is
+# the standard library's json.loads (SQLAlchemy's default for every JSON column), 3-4 us a row against 0.3.
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,8 @@ class OutboxRelay:
                           key=lambda row: int(row.id))
             if not rows:
                 return 0
-            await self._producer.publish([Message(row.topic, row.payload, row.key, row.headers) for row in rows],
+            await self._producer.publish([Message(row.topic, row.payload, row.key, orjson.loads(row.headers))
+                                          for row in rows],
                                          self._settings.outbox_publish_timeout_s)
         OUTBOX_PUBLISHED.labels(self._settings.service_name).inc(len(rows))
         return len(rows)
