@@ -177,6 +177,11 @@ _CLAIM_UNRESOLVED = update(ATTEMPT).where(ATTEMPT.c.idempotency_key.in_(
     .scalar_subquery())).values(checked_at=bindparam("now")).returning(ATTEMPT.c.idempotency_key)
 
 
+_COUNTS = text("SELECT status, sum(n) FROM payment_count GROUP BY status")
+_FOLD_COUNTS = text("WITH taken AS (DELETE FROM payment_count RETURNING status, n) INSERT INTO payment_count "
+                    "(status, n) SELECT status, sum(n) FROM taken GROUP BY status HAVING sum(n) <> 0")
+
+
 class PaymentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -356,8 +361,17 @@ class PaymentRepository:
         return out
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = await self.session.execute(select(PAYMENT.c.status, func.count()).group_by(PAYMENT.c.status))
-        return {status: n for status, n in rows}
+        """Payments per status, from the running counts the triggers on `payment` keep (`payment_count`, 0007): a
+        read of a few hundred rows at most, where a count of the payments reads the whole table (no index names
+        the status, ADR 0044). Statuses no payment is in are left out."""
+        rows = await self.session.execute(_COUNTS)
+        return {status: int(n) for status, n in rows if n}
+
+    async def fold_counts(self) -> None:
+        """The running counts' rows folded into one per status (the gauge, every 15 s): the rows read are deleted
+        and their sums appended in one statement. A payment writer only appends, so none waits for this; two
+        folds at once each fold the rows the other did not take."""
+        await self.session.execute(_FOLD_COUNTS)
 
     async def paid_twice(self) -> int:
         """Payments with more than one attempt the bank settled."""
