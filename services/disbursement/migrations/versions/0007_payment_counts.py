@@ -4,6 +4,10 @@ of (+ for the new rows, - for the old ones), and the status gauge folds the rows
 sums them. With no index naming `status` (ADR 0044), counting the payments themselves read the whole table
 every 15 s (ADR 0054).
 
+`ix_attempt_reissued (payment_id) WHERE attempt > 1` lists the re-issued attempts, the only ones whose payment
+can have been paid twice (the gauge's other read of a whole table). Neither its key nor its predicate names a
+column an update changes, and a first attempt has no entry in it.
+
 The table has no index and no key: the triggers only append to it (no lock shared by two payment writers, no
 deadlock), the gauge's fold deletes what it read and appends the sums in one statement.
 
@@ -78,9 +82,11 @@ def upgrade() -> None:
     op.execute("CREATE TRIGGER payment_queue_delete AFTER DELETE ON payment REFERENCING OLD TABLE AS old_payments "
                "FOR EACH STATEMENT EXECUTE FUNCTION payment_queue_follow()")
     op.execute("INSERT INTO payment_count (status, n) SELECT status, count(*) FROM payment GROUP BY status")
+    op.create_index("ix_attempt_reissued", "payment_attempt", ["payment_id"], postgresql_where=sa.text("attempt > 1"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_attempt_reissued", "payment_attempt")
     op.execute("DROP TRIGGER payment_queue_delete ON payment")
     op.execute("DROP TRIGGER payment_queue_update ON payment")
     op.execute(_FOLLOW_0006)

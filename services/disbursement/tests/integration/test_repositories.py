@@ -446,3 +446,23 @@ async def test_the_pending_and_sending_lists_are_read_through_the_queue(db: Data
             await views.payments(uow, status=P.PENDING, district=where, limit=10, offset=0)
     assert listed == {P.PENDING: [str(pending.id)], P.SENDING: [str(sending.id)], P.SETTLED: [str(settled.id)]}
     assert any("payment_queue" in s for s in sent)
+
+
+async def test_paid_twice_counts_the_payments_with_two_settled_attempts_through_the_reissued_index(
+        units: Units) -> None:
+    twice, once, reissued_once = new_payment(), new_payment(), new_payment()
+    async with units() as uow:
+        await uow.payments.add([twice, once, reissued_once])
+        before = await uow.payments.paid_twice()
+        for p, settled in ((twice, (1, 2)), (once, (1,)), (reissued_once, (2,))):
+            if p is not once:
+                await uow.session.execute(text(
+                    "INSERT INTO payment_attempt (idempotency_key, payment_id, attempt, status) "
+                    "VALUES (:key, :id, 2, 'failed')"), {"key": f"{p.id}-2", "id": p.id})
+            for number in settled:
+                await uow.session.execute(text("UPDATE payment_attempt SET status = 'settled' "
+                                               "WHERE payment_id = :id AND attempt = :n"), {"id": p.id, "n": number})
+        assert await uow.payments.paid_twice() == before + 1
+        index = (await uow.session.execute(text(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_attempt_reissued'"))).scalar_one()
+    assert index.endswith("(payment_id) WHERE (attempt > 1)"), index
