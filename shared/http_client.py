@@ -52,7 +52,7 @@ class PartnerSession:
     """Requests to one partner through two aiohttp sessions: the traced one (`traced_session`: a client span and
     the traceparent header) when the request's client span can be recorded (`client_span_recorded`), a plain one
     otherwise. Building the span the sampler then drops (redacted URL, host and port, semantic-convention
-    attributes, header capture) was 13-15 % of a sender's CPU (ADR 0046, 0053). A request of an unsampled trace
+    attributes, header capture) was 13-15 % of notification's CPU (ADR 0046, 0053). A request of an unsampled trace
     sends no traceparent: the partner does not trace, and the unsampled trace has no recorded span to join.
     Create it inside the running event loop; the sessions are opened on first use."""
 
