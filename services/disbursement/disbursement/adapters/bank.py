@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 
 from shared import http_client
-from shared.http_client import traced_session  # aiohttp for the bank: ADR 0011
+from shared.http_client import PartnerSession  # aiohttp for the bank (ADR 0011), traced when kept (0053)
 
 T = TypeVar("T")
 
@@ -176,12 +176,14 @@ class HttpBank(ABC):
                  backoff_max_s: float) -> None:
         self._base_url, self._timeout_s = base_url, timeout_s
         self._max_attempts, self._initial_s, self._max_s = max_attempts, backoff_initial_s, backoff_max_s
-        self._http: aiohttp.ClientSession | None = None
+        self._http: PartnerSession | None = None
 
     @property
-    def http(self) -> aiohttp.ClientSession:
+    def http(self) -> PartnerSession:
+        """A request is a client span in the settlement's trace (and carries its traceparent) only when that span
+        can be recorded; in an unsampled trace it goes through a plain session (ADR 0053)."""
         if self._http is None:
-            self._http = traced_session(self._base_url, self._timeout_s)
+            self._http = PartnerSession(self._base_url, self._timeout_s)
         return self._http
 
     async def aclose(self) -> None:

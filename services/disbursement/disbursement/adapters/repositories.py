@@ -177,6 +177,16 @@ _CLAIM_UNRESOLVED = update(ATTEMPT).where(ATTEMPT.c.idempotency_key.in_(
     .scalar_subquery())).values(checked_at=bindparam("now")).returning(ATTEMPT.c.idempotency_key)
 
 
+_REISSUED = ATTEMPT.alias("reissued")
+_PAID_TWICE = select(func.count()).select_from(select(ATTEMPT.c.payment_id).where(
+    ATTEMPT.c.payment_id.in_(select(_REISSUED.c.payment_id).where(_REISSUED.c.attempt > literal_column("1"))),
+    ATTEMPT.c.status == AttemptStatus.SETTLED.value).group_by(ATTEMPT.c.payment_id).having(
+    func.count() > 1).subquery())  # the literal 1: a bound value would keep a generic plan off the partial index
+_COUNTS = text("SELECT status, sum(n) FROM payment_count GROUP BY status")
+_FOLD_COUNTS = text("WITH taken AS (DELETE FROM payment_count RETURNING status, n) INSERT INTO payment_count "
+                    "(status, n) SELECT status, sum(n) FROM taken GROUP BY status HAVING sum(n) <> 0")
+
+
 class PaymentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -356,14 +366,24 @@ class PaymentRepository:
         return out
 
     async def count_by_status(self) -> dict[str, int]:
-        rows = await self.session.execute(select(PAYMENT.c.status, func.count()).group_by(PAYMENT.c.status))
-        return {status: n for status, n in rows}
+        """Payments per status, from the running counts the triggers on `payment` keep (`payment_count`, 0007): a
+        read of a few hundred rows at most, where a count of the payments reads the whole table (no index names
+        the status, ADR 0044). Statuses no payment is in are left out."""
+        rows = await self.session.execute(_COUNTS)
+        return {status: int(n) for status, n in rows if n}
+
+    async def fold_counts(self) -> None:
+        """The running counts' rows folded into one per status (the gauge, every 15 s): the rows read are deleted
+        and their sums appended in one statement. A payment writer only appends, so none waits for this; two
+        folds at once each fold the rows the other did not take."""
+        await self.session.execute(_FOLD_COUNTS)
 
     async def paid_twice(self) -> int:
-        """Payments with more than one attempt the bank settled."""
-        twice = select(ATTEMPT.c.payment_id).where(ATTEMPT.c.status == AttemptStatus.SETTLED.value).group_by(
-            ATTEMPT.c.payment_id).having(func.count() > 1).subquery()
-        return int(await self.session.scalar(select(func.count()).select_from(twice)) or 0)
+        """Payments with more than one attempt the bank settled. Only a re-issued payment can have two: its
+        attempts are numbered 1, 2, ... (one number each, `uq_payment_attempt`), so it has one numbered above 1,
+        and `ix_attempt_reissued` lists exactly those (0007). Grouping every settled attempt read the whole
+        attempt table every 15 s (0.6-1 s at a million, ADR 0054)."""
+        return int(await self.session.scalar(_PAID_TWICE) or 0)
 
 
 _ALARM_COLUMNS = tuple(c.name for c in ALARM.c)

@@ -11,8 +11,10 @@ REFRESH_S = 15
 
 
 async def refresh_payment_gauges(units: Units) -> bool:
-    """Grouped counts on indexed columns, one transaction (every REFRESH_S seconds, on the worker loop)."""
+    """Payments per status from the running counts (folded first), the tally of the last days by the
+    reconciliation index, the doubly paid: one transaction (every REFRESH_S seconds, on the worker loop)."""
     async with units() as uow:
+        await uow.payments.fold_counts()
         by_status = await uow.payments.count_by_status()
         days = await uow.payments.tally(since=date.today() - timedelta(days=RECONCILE_DAYS))
         doubles = await uow.payments.paid_twice()

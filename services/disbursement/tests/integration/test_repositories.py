@@ -374,3 +374,95 @@ async def test_statements_remember_bookings_in_order_and_each_run(units: Units) 
         assert await uow.statements.bookings({key}) == [(key, r["entry_reference"]) for r in rows]
         assert await uow.statements.reconciled(day)
         await uow.statements.record_run(day, 3, 0, now)  # a second run of the day replaces the first
+
+
+async def _counted(units: Units) -> tuple[dict[str, int], dict[str, int], int]:
+    """(the running counts, a count of the payments themselves, rows of payment_count)."""
+    async with units() as uow:
+        running = await uow.payments.count_by_status()
+        actual = {s: n for s, n in await uow.session.execute(text(
+            "SELECT status, count(*) FROM payment GROUP BY status"))}
+        rows = (await uow.session.execute(text("SELECT count(*) FROM payment_count"))).scalar_one()
+    return running, actual, rows
+
+
+async def test_the_running_counts_follow_every_move_and_fold_to_one_row_per_status(units: Units) -> None:
+    """The status gauge reads `payment_count`, kept by the triggers (ADR 0054): whatever moves a payment (the
+    claim, a save, send_later, await_account, a direct statement, a delete), the counts are the table's."""
+    payment, other, without_account = new_payment(), new_payment(), new_payment(has_account=False)
+    async with units() as uow:
+        await uow.payments.add([payment, other, without_account])
+        await uow.payments.add([new_payment(case_id=payment.case_id)])  # a case paid already: nothing inserted
+        await uow.payees.store([PayeeAccount(p.person_ref, "c", 1, "****1") for p in (payment, other)],
+                               datetime.now(UTC))
+    async with units() as uow:
+        claimed = {d.payment.id for d in await uow.payments.claim_due(10_000, datetime.now(UTC))}
+        assert {payment.id, other.id} <= claimed
+        await uow.payments.send_later([other.idempotency_key], datetime.now(UTC), datetime.now(UTC))
+        await uow.payments.hand_over({payment.idempotency_key: ("f" * 64, 1)}, datetime.now(UTC))
+    now = datetime.now(UTC)
+    async with units() as uow:
+        loaded = (await uow.payments.answered({payment.idempotency_key}))[payment.idempotency_key]
+        assert loaded.hear(payment.idempotency_key, BankWord.SETTLED, "REF-C", None, now=now, quiet_before=now)
+        await uow.payments.save([loaded], now)
+        await uow.session.execute(text("UPDATE payment SET status = 'cancelled' WHERE id = :id"), {"id": other.id})
+        await uow.session.execute(text("UPDATE payment SET updated_at = now() WHERE id = :id"), {"id": other.id})
+        await uow.session.execute(text("DELETE FROM payment WHERE id = :id"), {"id": without_account.id})
+        assert await uow.payments.count_by_status() == {s: n for s, n in (await uow.session.execute(text(
+            "SELECT status, count(*) FROM payment GROUP BY status"))).all()}, "its own moves, before the commit"
+    running, actual, _ = await _counted(units)
+    assert running == actual
+    async with units() as uow:
+        await uow.payments.fold_counts()
+    running, actual, rows = await _counted(units)
+    assert running == actual and rows == len(actual), "one row per status after the fold"
+
+
+async def test_a_fold_leaves_the_counts_of_a_writer_not_yet_committed(db: Database, units: Units) -> None:
+    before, _, _ = await _counted(units)
+    payment = new_payment(has_account=False)
+    async with units() as writer:
+        await writer.payments.add([payment])
+        async with units() as uow:  # another transaction folds meanwhile: it does not see the writer's rows
+            await uow.payments.fold_counts()
+    running, actual, _ = await _counted(units)
+    assert running == actual and running[P.AWAITING_ACCOUNT.value] == before.get(P.AWAITING_ACCOUNT.value, 0) + 1
+
+
+async def test_the_pending_and_sending_lists_are_read_through_the_queue(db: Database, units: Units) -> None:
+    from disbursement.entrypoints import views
+
+    where = district()
+    pending, sending, settled = (new_payment(where) for _ in range(3))
+    async with units() as uow:
+        await uow.payments.add([pending, sending, settled])
+        await uow.session.execute(text("UPDATE payment SET status = 'sending' WHERE id = :id"), {"id": sending.id})
+        await uow.session.execute(text("UPDATE payment SET status = 'settled' WHERE id = :id"), {"id": settled.id})
+    async with units() as uow:
+        listed = {s: [p["payment_id"] for p in await views.payments(uow, status=s, district=where, limit=10,
+                                                                    offset=0)]
+                  for s in (P.PENDING, P.SENDING, P.SETTLED)}
+        with statements_sent(db) as sent:
+            await views.payments(uow, status=P.PENDING, district=where, limit=10, offset=0)
+    assert listed == {P.PENDING: [str(pending.id)], P.SENDING: [str(sending.id)], P.SETTLED: [str(settled.id)]}
+    assert any("payment_queue" in s for s in sent)
+
+
+async def test_paid_twice_counts_the_payments_with_two_settled_attempts_through_the_reissued_index(
+        units: Units) -> None:
+    twice, once, reissued_once = new_payment(), new_payment(), new_payment()
+    async with units() as uow:
+        await uow.payments.add([twice, once, reissued_once])
+        before = await uow.payments.paid_twice()
+        for p, settled in ((twice, (1, 2)), (once, (1,)), (reissued_once, (2,))):
+            if p is not once:
+                await uow.session.execute(text(
+                    "INSERT INTO payment_attempt (idempotency_key, payment_id, attempt, status) "
+                    "VALUES (:key, :id, 2, 'failed')"), {"key": f"{p.id}-2", "id": p.id})
+            for number in settled:
+                await uow.session.execute(text("UPDATE payment_attempt SET status = 'settled' "
+                                               "WHERE payment_id = :id AND attempt = :n"), {"id": p.id, "n": number})
+        assert await uow.payments.paid_twice() == before + 1
+        index = (await uow.session.execute(text(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_attempt_reissued'"))).scalar_one()
+    assert index.endswith("(payment_id) WHERE (attempt > 1)"), index
