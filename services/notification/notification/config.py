@@ -12,7 +12,8 @@ class NotificationSettings(ServiceSettings):
     sms_backoff_initial_s: float = 0.2
     sms_backoff_max_s: float = 5.0
     sms_resend_backoff_s: float = Field(default=30.0, description="After the gateway stayed unreachable.")
-    sms_concurrency: int = 16
+    sms_concurrency: int = Field(default=4, description="Requests to the gateway under way at once.")
+    sms_batch_max: int = Field(default=200, ge=1, le=1000, description="Messages per request to the gateway.")
     sms_callback_base_url: str = "http://127.0.0.1:8006"
     sms_callback_secret: SecretStr = SecretStr("dev-sms-callback-secret")
     sms_quiet_hours: str = Field(default="21:00-08:00", description="Local (CST) window with no SMS; 'off'.")

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 from notification.adapters.repositories import ViewFacts
-from notification.adapters.sms_gateway import Sms, SmsReceipt, SmsRejected
+from notification.adapters.sms_gateway import Sms, SmsBatchAnswer, SmsReceipt, SmsRejected
 from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.bootstrap import events_handler
 from notification.config import NotificationSettings
@@ -123,15 +123,28 @@ class FakeUnitOfWork(NotificationUnitOfWork):
 
 
 class FakeGateway:
+    """Answers each message by its text: a gateway status, SmsRejected (refused alone) or PartnerUnavailable
+    (unknown after the retries)."""
+
     def __init__(self, answers: dict[str, Exception | str]) -> None:
         self.answers, self.sent = answers, []
+        self.batches: list[list[Sms]] = []
 
-    async def send(self, sms: Sms) -> SmsReceipt:
-        self.sent.append(sms)
-        answer = self.answers.get(sms.text, "accepted")
-        if isinstance(answer, Exception):
-            raise answer
-        return SmsReceipt(sms.idempotency_key, f"gw-{sms.idempotency_key[:8]}", answer)
+    async def send_batch(self, messages: Sequence[Sms], callback_url: str | None = None, *,
+                         sampled: bool = False) -> SmsBatchAnswer:
+        self.batches.append(list(messages))
+        answer = SmsBatchAnswer()
+        for sms in messages:
+            self.sent.append(sms)
+            said = self.answers.get(sms.text, "accepted")
+            if isinstance(said, SmsRejected):
+                answer.rejected[sms.idempotency_key] = said.reason
+            elif isinstance(said, Exception):
+                answer.unknown.add(sms.idempotency_key)
+            else:
+                answer.receipts[sms.idempotency_key] = SmsReceipt(sms.idempotency_key,
+                                                                  f"gw-{sms.idempotency_key[:8]}", said)
+        return answer
 
 
 def deps(quiet: str = "off", gateway: FakeGateway | None = None) -> NotificationDeps:
@@ -262,6 +275,8 @@ async def test_the_sender_records_what_the_gateway_said_and_sends_nothing_in_qui
     assert outcomes["bad"].reason == "not_mobile" and outcomes["ok"].gateway_id and outcomes["ok"].sent_at
     assert outcomes["away"].not_before >= before + timedelta(seconds=d.settings.sms_resend_backoff_s)
     assert [s.idempotency_key for s in gateway.sent] == [str(m.message.id) for m in messages.outcomes]
+    assert len(gateway.batches) == 1 and {s.to for s in gateway.sent} == {"13800135678"}, \
+        "the pass's messages go in one request, each with its number"
     night = Sender(replace(d, wording=replace(d.wording, quiet=QuietHours.parse("00:00-23:59"))), open_uow)
     messages.due = [claimed("ok")]
     assert await night.send_due() is False and len(messages.due) == 1
@@ -286,3 +301,21 @@ def test_a_batch_of_reports_is_one_per_message_in_id_order() -> None:
     reports = [DeliveryReport(ids[2], "delivered"), DeliveryReport(ids[0], "undeliverable", "off"),
                DeliveryReport(ids[2], "undeliverable", "late"), DeliveryReport(ids[1], "delivered")]
     assert one_per_message(reports) == [reports[1], reports[3], reports[0]]
+
+
+async def test_a_pass_sends_its_messages_sms_batch_max_to_a_request() -> None:
+    gateway = FakeGateway({})
+    d = deps(gateway=gateway)
+    d = replace(d, settings=d.settings.model_copy(update={"sms_batch_max": 2}),
+                contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    messages = FakeMessages()
+    messages.due = [claimed(f"text {i}") for i in range(5)]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    assert await Sender(d, open_uow).send_due() is True
+    assert [len(b) for b in gateway.batches] == [2, 2, 1]
+    assert [o.status for o in messages.outcomes] == ["sent"] * 5
+    assert [str(o.message.id) for o in messages.outcomes] == [s.idempotency_key for b in gateway.batches for s in b]
