@@ -319,3 +319,55 @@ async def test_a_pass_sends_its_messages_sms_batch_max_to_a_request() -> None:
     assert [len(b) for b in gateway.batches] == [2, 2, 1]
     assert [o.status for o in messages.outcomes] == ["sent"] * 5
     assert [str(o.message.id) for o in messages.outcomes] == [s.idempotency_key for b in gateway.batches for s in b]
+
+
+class CountingRecipients(FakeRecipients):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[set[str]] = []
+
+    async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
+        self.reads.append(set(refs))
+        return await super().get_many(refs)
+
+
+class CountingView(FakeView):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[set[uuid.UUID]] = []
+
+    async def places(self, settlement_ids: set[uuid.UUID]) -> dict[uuid.UUID, Place]:
+        if settlement_ids:  # as the repository: no statement for none
+            self.reads.append(set(settlement_ids))
+        return await super().places(settlement_ids)
+
+
+def screened(sid: uuid.UUID, eligible: bool = False) -> ev.EligibilityDecided:
+    settlement = ev.SettlementReceived(
+        settlement_id=sid, hospital_id="H001", hospital_settlement_id=f"N-{sid.hex[:8]}", hospital_level=2,
+        visit_type="inpatient", admission_date=date(2026, 2, 20), discharge_date=date(2026, 3, 2),
+        total_amount=Decimal("9000.00"), policy_scope_amount=Decimal("8000.00"),
+        basic_insurance_paid=Decimal("5000.00"), critical_illness_paid=Decimal("1000.00"))
+    return ev.EligibilityDecided(settlement=settlement, eligible=eligible, reason="not_registered",
+                                 district_code="310110", subdistrict_code="310110001")
+
+
+@pytest.mark.parametrize(("batch", "contact_reads", "place_reads"), [
+    ("screened", 0, 0),  # screening decisions call for no message: the view only, nothing read
+    ("calculated+paid", 1, 0),  # a calculation says where itself, a transfer's text names no place
+    ("approved", 1, 1),  # an approval's text may name the hospital and the date: the view's
+])
+async def test_a_batch_reads_only_what_its_messages_need(batch: str, contact_reads: int, place_reads: int) -> None:
+    recipients, view = CountingRecipients(), CountingView()
+    uow = FakeUnitOfWork(recipients=recipients, view=view)
+    sid = uuid.uuid4()
+    calculated, approved, paid = journey(sid)
+    events = {"screened": [event(screened(sid)), event(screened(uuid.uuid4()), ref="8" * 64)],
+              "calculated+paid": [event(screened(sid, eligible=True)), event(calculated), event(paid)],
+              "approved": [event(screened(sid, eligible=True)), event(approved)]}[batch]
+    await events_handler(runtime(deps()))(uow, events)
+    assert len(recipients.reads) == contact_reads and len(view.reads) == place_reads
+    assert all(reads == {REF} for reads in recipients.reads), "the contacts of the persons messages go to"
+    assert all(reads == {sid} for reads in view.reads)
+    assert len(uow.messages.rows) == len(events) - 1 if batch != "screened" else not uow.messages.rows
+    assert sid in view.rows, "every screening decision is in the resident's view, message or not"
