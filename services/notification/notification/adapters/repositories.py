@@ -225,9 +225,11 @@ class MessageRepository:
         if "pending" in statuses:
             signal_after_commit(self.session, MESSAGES_DUE)
 
-    async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
-        """Mark up to `limit` due messages `sending` and return them (in id order: locks taken alike)."""
-        await self.session.execute(_UNSTICK, {"stale": stale_s})
+    async def claim_due(self, limit: int, stale_s: float, *, unstick: bool = True) -> list[Claimed]:
+        """Mark up to `limit` due messages `sending` and return them (in id order: locks taken alike); with
+        `unstick`, first put back what has been `sending` longer than `stale_s` (left by a crash)."""
+        if unstick:
+            await self.session.execute(_UNSTICK, {"stale": stale_s})
         rows = (await self.session.execute(_CLAIM, {"limit": limit})).mappings().all()
         return sorted((Claimed(**row) for row in rows), key=lambda c: str(c.id))
 

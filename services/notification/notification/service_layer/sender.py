@@ -25,6 +25,10 @@ OpenUnitOfWork = Callable[[], AbstractAsyncContextManager[NotificationUnitOfWork
 GAUGE_EVERY_S = 5.0
 """How often a pass also counts the waiting messages for the gauge: a count over the backlog in every pass
 (woken by every commit that wrote messages) is work that grows with the backlog, not with what the pass sends."""
+UNSTICK_EVERY_S = 5.0
+"""How often a pass first puts back what a crash left `sending` (for longer than `sms_sending_stale_s`, 60 s): a
+statement in every pass (woken by every commit that made messages pending) that finds nothing but after a crash;
+such a message waits at most this much longer."""
 SETTLE_EVERY_S = 60.0
 """How often a pass also brings every unsent message in line with its person's contact (`settle_all`): the
 consumer does it for the persons whose contact it stores, so this only catches a message written while another
@@ -39,7 +43,7 @@ class Sender:
         self.deps, self.open_uow = deps, open_uow
         self.semaphore = asyncio.Semaphore(deps.settings.sms_concurrency)
         self.callback_url = f"{deps.settings.sms_callback_base_url}/v1/sms/delivery-reports"
-        self._counted_at = self._settled_at = float("-inf")
+        self._counted_at = self._settled_at = self._unstuck_at = float("-inf")
 
     async def send_due(self) -> bool:
         """One pass; True when it sent something (there may be more at once), False when idle or quiet."""
@@ -50,7 +54,11 @@ class Sender:
             if (now := time.monotonic()) - self._settled_at >= SETTLE_EVERY_S:
                 await uow.messages.settle_all()
                 self._settled_at = now
-            claimed = await uow.messages.claim_due(settings.worker_batch, settings.sms_sending_stale_s)
+            unstick = now - self._unstuck_at >= UNSTICK_EVERY_S
+            claimed = await uow.messages.claim_due(settings.worker_batch, settings.sms_sending_stale_s,
+                                                   unstick=unstick)
+            if unstick:
+                self._unstuck_at = now
             if now - self._counted_at >= GAUGE_EVERY_S:
                 MESSAGES_WAITING.set(await uow.messages.waiting())
                 self._counted_at = now
@@ -72,8 +80,11 @@ class Sender:
         """One request to the gateway for a batch of messages (ADR 0051), each message's key its id. Each keeps
         its own `sms send` span in its trace; the request runs under an `sms batch` span, a child of the first
         sampled message's, linked to the other sampled ones (no span at all when none is sampled)."""
-        decrypt = self.deps.contact_cipher.decrypt
-        messages = [Sms(str(m.id), decrypt(m.phone_ciphertext, m.person_ref), m.body) for m in batch]
+        decrypt, phones = self.deps.contact_cipher.decrypt, dict[tuple[str, str], str]()
+        for m in batch:  # a person's messages of one pass share their number: decrypted once
+            if (m.phone_ciphertext, m.person_ref) not in phones:
+                phones[m.phone_ciphertext, m.person_ref] = decrypt(m.phone_ciphertext, m.person_ref)
+        messages = [Sms(str(m.id), phones[m.phone_ciphertext, m.person_ref], m.body) for m in batch]
         spans = [entry_spans.start("sms send", parse_traceparent(m.traceparent), kind=SpanKind.CLIENT)
                  for m in batch]
         for m, span in zip(batch, spans, strict=True):

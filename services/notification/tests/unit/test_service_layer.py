@@ -78,6 +78,7 @@ class FakeMessages:
         self.rows: dict[uuid.UUID, dict[str, Any]] = {}
         self.due: list[Claimed] = []
         self.outcomes: list[Outcome] = []
+        self.unsticks = 0
         self.reports: list[tuple[uuid.UUID, str]] = []
         self.followed: list[str] = []
         self.settled = 0
@@ -93,7 +94,8 @@ class FakeMessages:
     async def settle_all(self) -> None:
         self.settled += 1
 
-    async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
+    async def claim_due(self, limit: int, stale_s: float, *, unstick: bool = True) -> list[Claimed]:
+        self.unsticks += unstick
         claimed, self.due = self.due[:limit], self.due[limit:]
         return claimed
 
@@ -281,6 +283,7 @@ async def test_the_sender_records_what_the_gateway_said_and_sends_nothing_in_qui
     messages.due = [claimed("ok")]
     assert await night.send_due() is False and len(messages.due) == 1
     assert messages.settled == 1, "the sweep over every unsent message runs now and then, not every pass"
+    assert messages.unsticks == 1, "what a crash left sending is looked for now and then, not every pass"
 
 
 async def test_a_delivery_report_moves_only_a_message_still_open_to_it() -> None:
