@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from notification.adapters.metrics import MESSAGES_WRITTEN
-from notification.adapters.repositories import ViewFacts
-from notification.adapters.tables import Recipient
+from notification.adapters.repositories import RecipientRow, ViewFacts
 from notification.dependencies import Wording
 from notification.domain.messages import NewMessage, initial_status, one_per_event
-from notification.domain.moments import Place, notice_for, settlement_of
+from notification.domain.moments import Place, moment_of, notice_for, settlement_of
 from notification.domain.schedule import LOCAL_TIME
 from notification.domain.templates import PLACEHOLDERS, Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
@@ -30,12 +29,11 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     if changed := await _store_contacts(uow, events, now):
         await uow.messages.follow_contacts(changed)  # an opt-out suppresses, a first phone releases
     await uow.view.apply(_view_facts(events, now))
-    # Which events call for a message is known from the events alone: the reads below are only for those (a
-    # batch of screening decisions, most of all, calls for none and reads nothing), and the view's place only
-    # for a text that names the hospital or the date and an event that does not carry them itself.
+    # Which events call for a message is known from the events alone (`moment_of`): the reads below are only for
+    # those (a batch of screening decisions, most of all, calls for none and reads nothing), and the view's place
+    # only for a text that names the hospital or the date and an event that does not carry them itself.
     hospitals = wording.hospital_names
-    moments = {id(e): n.moment for e in events
-               if (n := notice_for(e.envelope, e.data, Place(), None, hospitals)) is not None}
+    moments = {id(e): m for e in events if (m := moment_of(e.data)) is not None}
     if not moments:
         return
     telling = [e for e in events if id(e) in moments]
@@ -77,7 +75,7 @@ def _names_the_place(data: ev.EventData, moment: Moment) -> bool:
     return not isinstance(data, ev.AssistanceCalculated) and bool(PLACEHOLDERS[moment] & PLACE_FIELDS)
 
 
-def _account(event: Event, contacts: dict[str, Recipient], accounts: dict[tuple[str, int], str]) -> str | None:
+def _account(event: Event, contacts: dict[str, RecipientRow], accounts: dict[tuple[str, int], str]) -> str | None:
     """The account a transfer's message names: the version that transfer went to; only when that version is
     not known here (an event without it) the latest account the registry sent."""
     ref = event.envelope.person_ref
