@@ -43,13 +43,17 @@ class Sender:
         self.deps, self.open_uow = deps, open_uow
         self.semaphore = asyncio.Semaphore(deps.settings.sms_concurrency)
         self.callback_url = f"{deps.settings.sms_callback_base_url}/v1/sms/delivery-reports"
-        self._counted_at = self._settled_at = self._unstuck_at = float("-inf")
+        self._counted_at = self._settled_at = self._unstuck_at = self._passed_at = float("-inf")
+        self._full = False
 
     async def send_due(self) -> bool:
         """One pass; True when it sent something (there may be more at once), False when idle or quiet."""
         settings = self.deps.settings
         if self.deps.wording.quiet.is_quiet(datetime.now(UTC)):
             return False  # nothing goes out at night; what is written meanwhile waits
+        if not self._full and (wait := self._passed_at + settings.sms_pass_min_s - time.monotonic()) > 0:
+            await asyncio.sleep(wait)  # woken again at once by a commit: let what falls due meanwhile come along
+        self._passed_at = time.monotonic()
         async with self.open_uow() as uow:
             if (now := time.monotonic()) - self._settled_at >= SETTLE_EVERY_S:
                 await uow.messages.settle_all()
@@ -62,6 +66,7 @@ class Sender:
             if now - self._counted_at >= GAUGE_EVERY_S:
                 MESSAGES_WAITING.set(await uow.messages.waiting())
                 self._counted_at = now
+        self._full = len(claimed) >= settings.worker_batch
         if not claimed:
             return False
         size = max(1, settings.sms_batch_max)

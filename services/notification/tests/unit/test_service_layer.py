@@ -1,6 +1,7 @@
 """Notification's service layer through its bootstrap, on a fake unit of work with in-memory repositories:
 which messages a batch writes, and what the sender makes of the gateway's answers."""
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -374,3 +375,23 @@ async def test_a_batch_reads_only_what_its_messages_need(batch: str, contact_rea
     assert all(reads == {sid} for reads in view.reads)
     assert len(uow.messages.rows) == len(events) - 1 if batch != "screened" else not uow.messages.rows
     assert sid in view.rows, "every screening decision is in the resident's view, message or not"
+
+
+@pytest.mark.parametrize(("due", "waits"), [(1, True), (2, False)])
+async def test_a_pass_woken_soon_after_the_last_waits_unless_the_last_took_a_full_batch(due: int, waits: bool) -> None:
+    gateway = FakeGateway({})
+    d = deps(gateway=gateway)
+    d = replace(d, settings=d.settings.model_copy(update={"worker_batch": 2, "sms_pass_min_s": 0.3}),
+                contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    messages = FakeMessages()
+    messages.due = [claimed(f"text {i}") for i in range(due)]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    sender = Sender(d, open_uow)
+    assert await sender.send_due() is True
+    started = time.monotonic()
+    await sender.send_due()
+    assert (time.monotonic() - started >= 0.25) is waits
