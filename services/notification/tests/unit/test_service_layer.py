@@ -395,3 +395,48 @@ async def test_a_pass_woken_soon_after_the_last_waits_unless_the_last_took_a_ful
     started = time.monotonic()
     await sender.send_due()
     assert (time.monotonic() - started >= 0.25) is waits
+
+
+async def test_each_message_keeps_its_span_in_its_trace_and_the_request_runs_under_the_first_sampled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0051: a batch's messages keep their own `sms send` spans; the one request is an `sms batch` span, a
+    child of the first sampled message's, linked to the other sampled ones; an unsampled message leaves nothing."""
+    from notification.service_layer import sender as sender_module
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from shared import telemetry
+
+    exported = InMemorySpanExporter()
+    keep = telemetry.KeepErrorsAndSlow([SimpleSpanProcessor(exported)], slow_ms=60_000, max_per_s=1000)
+    provider = TracerProvider(sampler=telemetry.RecordUnsampledEntries(ParentBased(TraceIdRatioBased(0.0))))
+    provider.add_span_processor(keep)
+    for name in ("_sdk", "_keep", "_random_ids"):  # put back after the test: the services' one EntrySpans
+        monkeypatch.setattr(telemetry.entry_spans, name, getattr(telemetry.entry_spans, name))
+    telemetry.entry_spans.use(provider, keep)
+    monkeypatch.setattr(sender_module, "tracer", provider.get_tracer("test"))
+    gateway = FakeGateway({})
+    d = replace(deps(gateway=gateway),
+                contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    traces = [uuid.uuid4().hex for _ in range(3)]
+    flags = ["01", "00", "01"]  # sampled, unsampled, sampled
+    messages = FakeMessages()
+    messages.due = [replace(claimed(f"text {i}"), traceparent=f"00-{t}-{uuid.uuid4().hex[:16]}-{f}")
+                    for i, (t, f) in enumerate(zip(traces, flags, strict=True))]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    assert await Sender(d, open_uow).send_due() is True
+    spans = exported.get_finished_spans()
+    sends = [s for s in spans if s.name == "sms send"]
+    [request] = [s for s in spans if s.name == "sms batch"]
+    assert sorted(f"{s.context.trace_id:032x}" for s in sends) == sorted([traces[0], traces[2]]), \
+        "a span for each sampled message, in its own trace; none for the unsampled one"
+    first = next(s for s in sends if f"{s.context.trace_id:032x}" == traces[0])
+    assert request.parent is not None and request.parent.span_id == first.context.span_id
+    assert [link.context.trace_id for link in request.links] == [int(traces[2], 16)]
+    assert (first.attributes or {})["sms.batch_size"] == 3 and "message.id" in (first.attributes or {})
