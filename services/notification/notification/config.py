@@ -12,7 +12,12 @@ class NotificationSettings(ServiceSettings):
     sms_backoff_initial_s: float = 0.2
     sms_backoff_max_s: float = 5.0
     sms_resend_backoff_s: float = Field(default=30.0, description="After the gateway stayed unreachable.")
-    sms_concurrency: int = 16
+    sms_concurrency: int = Field(default=4, description="Requests to the gateway under way at once.")
+    sms_batch_max: int = Field(default=200, ge=1, le=1000, description="Messages per request to the gateway.")
+    sms_pass_min_s: float = Field(
+        default=0.2, ge=0, description="A sender pass starts at most this soon after the one before (unless that "
+        "one took a full batch): every commit that makes messages pending wakes the sender, and the messages wait "
+        "sms_hold_s anyway, so passes woken close together take one batch each instead of many small ones.")
     sms_callback_base_url: str = "http://127.0.0.1:8006"
     sms_callback_secret: SecretStr = SecretStr("dev-sms-callback-secret")
     sms_quiet_hours: str = Field(default="21:00-08:00", description="Local (CST) window with no SMS; 'off'.")

@@ -51,8 +51,11 @@ def one_per_event(notices: Iterable[Notice]) -> list[Notice]:
 class Contact(Protocol):
     """What a message's first state depends on: whether the person can be and wants to be texted."""
 
-    phone_ciphertext: str | None
-    sms_opt_out: bool
+    @property
+    def phone_ciphertext(self) -> str | None: ...
+
+    @property
+    def sms_opt_out(self) -> bool: ...
 
 
 def initial_status(contact: Contact | None) -> str:

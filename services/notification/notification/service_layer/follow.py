@@ -1,23 +1,26 @@
 """The consumer handler: contacts, the resident's view, and the messages the events call for, in one transaction.
 
-Per batch: one upsert per kind of fact, one read of the settlements and contacts the messages need, one insert
-of the messages. A message's id is derived from its event and person, so a redelivered event writes nothing.
+Per batch: one upsert per kind of fact; only when some event calls for a message, one read of the contacts, the
+settlements and the accounts its messages need, and one insert of the messages. A message's id is derived from
+its event and person, so a redelivered event writes nothing.
 """
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from notification.adapters.metrics import MESSAGES_WRITTEN
-from notification.adapters.repositories import ViewFacts
-from notification.adapters.tables import Recipient
+from notification.adapters.repositories import RecipientRow, ViewFacts
 from notification.dependencies import Wording
 from notification.domain.messages import NewMessage, initial_status, one_per_event
-from notification.domain.moments import Place, notice_for, settlement_of
+from notification.domain.moments import Place, moment_of, notice_for, settlement_of
 from notification.domain.schedule import LOCAL_TIME
+from notification.domain.templates import PLACEHOLDERS, Moment
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from shared.contracts import events as ev
 from shared.messaging.consumer import Event
 from shared.telemetry import traceparent_of
+
+PLACE_FIELDS = frozenset({"hospital", "discharge_date"})
 
 
 async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: Sequence[Event]) -> None:
@@ -26,19 +29,28 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
     if changed := await _store_contacts(uow, events, now):
         await uow.messages.follow_contacts(changed)  # an opt-out suppresses, a first phone releases
     await uow.view.apply(_view_facts(events, now))
-    contacts = await uow.recipients.get_many({e.envelope.person_ref for e in events})
-    accounts = await uow.recipients.accounts({(e.envelope.person_ref, e.data.account_version) for e in events
+    # Which events call for a message is known from the events alone (`moment_of`): the reads below are only for
+    # those (a batch of screening decisions, most of all, calls for none and reads nothing), and the view's place
+    # only for a text that names the hospital or the date and an event that does not carry them itself.
+    hospitals = wording.hospital_names
+    moments = {id(e): m for e in events if (m := moment_of(e.data)) is not None}
+    if not moments:
+        return
+    telling = [e for e in events if id(e) in moments]
+    contacts = await uow.recipients.get_many({e.envelope.person_ref for e in telling})
+    accounts = await uow.recipients.accounts({(e.envelope.person_ref, e.data.account_version) for e in telling
                                               if isinstance(e.data, ev.TransferSettled)
                                               and e.data.account_version is not None})
-    places = await uow.view.places({sid for e in events if (sid := settlement_of(e.data)) is not None})
+    places = await uow.view.places({sid for e in telling if _names_the_place(e.data, moments[id(e)])
+                                    and (sid := settlement_of(e.data)) is not None})
     notices, causes = [], {}
     # One batch mixes topics (partitions are not ordered among each other): write the person's messages in
     # the order things happened, so a payment's message never goes before its approval's.
-    for event in sorted(events, key=lambda e: e.envelope.occurred_at):
+    for event in sorted(telling, key=lambda e: e.envelope.occurred_at):
         sid = settlement_of(event.data)
         account = _account(event, contacts, accounts) if isinstance(event.data, ev.TransferSettled) else None
         notice = notice_for(event.envelope, event.data, places.get(sid, Place()) if sid else Place(), account,
-                            wording.hospital_names)  # only a transfer's text names an account
+                            hospitals)  # only a transfer's text names an account
         if notice is not None:
             notices.append(notice)
             causes[notice.message_id] = event
@@ -57,7 +69,13 @@ async def follow_events(uow: NotificationUnitOfWork, wording: Wording, events: S
         MESSAGES_WRITTEN.labels(moment).inc()
 
 
-def _account(event: Event, contacts: dict[str, Recipient], accounts: dict[tuple[str, int], str]) -> str | None:
+def _names_the_place(data: ev.EventData, moment: Moment) -> bool:
+    """Whether this event's text may name where or when the care was (its moment's placeholders) and takes it
+    from the view (a calculation carries both itself)."""
+    return not isinstance(data, ev.AssistanceCalculated) and bool(PLACEHOLDERS[moment] & PLACE_FIELDS)
+
+
+def _account(event: Event, contacts: dict[str, RecipientRow], accounts: dict[tuple[str, int], str]) -> str | None:
     """The account a transfer's message names: the version that transfer went to; only when that version is
     not known here (an event without it) the latest account the registry sent."""
     ref = event.envelope.person_ref

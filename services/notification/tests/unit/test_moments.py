@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from notification.domain.moments import Place, notice_for
+from notification.domain.moments import Place, moment_of, notice_for
 from notification.domain.templates import Moment
 
 from shared.contracts import events as ev
@@ -57,6 +57,7 @@ def test_the_moments_that_matter_and_nothing_else(data: ev.EventData, moment: Mo
                                                   hospital: str | None) -> None:
     envelope = Envelope.wrap(data, person_ref="a" * 64, producer="test")
     notice = notice_for(envelope, data, Place("H001", date(2026, 3, 2)), "****1234", {})
+    assert moment_of(data) == moment, "which events call for a message is known from the event alone"
     if moment is None:
         assert notice is None
         return

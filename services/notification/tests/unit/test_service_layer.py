@@ -1,6 +1,7 @@
 """Notification's service layer through its bootstrap, on a fake unit of work with in-memory repositories:
 which messages a batch writes, and what the sender makes of the gateway's answers."""
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 from notification.adapters.repositories import ViewFacts
-from notification.adapters.sms_gateway import Sms, SmsReceipt, SmsRejected
+from notification.adapters.sms_gateway import Sms, SmsBatchAnswer, SmsReceipt, SmsRejected
 from notification.adapters.tables import Recipient, ResidentSettlement
 from notification.bootstrap import events_handler
 from notification.config import NotificationSettings
@@ -78,6 +79,7 @@ class FakeMessages:
         self.rows: dict[uuid.UUID, dict[str, Any]] = {}
         self.due: list[Claimed] = []
         self.outcomes: list[Outcome] = []
+        self.unsticks = 0
         self.reports: list[tuple[uuid.UUID, str]] = []
         self.followed: list[str] = []
         self.settled = 0
@@ -93,7 +95,8 @@ class FakeMessages:
     async def settle_all(self) -> None:
         self.settled += 1
 
-    async def claim_due(self, limit: int, stale_s: float) -> list[Claimed]:
+    async def claim_due(self, limit: int, stale_s: float, *, unstick: bool = True) -> list[Claimed]:
+        self.unsticks += unstick
         claimed, self.due = self.due[:limit], self.due[limit:]
         return claimed
 
@@ -123,15 +126,28 @@ class FakeUnitOfWork(NotificationUnitOfWork):
 
 
 class FakeGateway:
+    """Answers each message by its text: a gateway status, SmsRejected (refused alone) or PartnerUnavailable
+    (unknown after the retries)."""
+
     def __init__(self, answers: dict[str, Exception | str]) -> None:
         self.answers, self.sent = answers, []
+        self.batches: list[list[Sms]] = []
 
-    async def send(self, sms: Sms) -> SmsReceipt:
-        self.sent.append(sms)
-        answer = self.answers.get(sms.text, "accepted")
-        if isinstance(answer, Exception):
-            raise answer
-        return SmsReceipt(sms.idempotency_key, f"gw-{sms.idempotency_key[:8]}", answer)
+    async def send_batch(self, messages: Sequence[Sms], callback_url: str | None = None, *,
+                         sampled: bool = False) -> SmsBatchAnswer:
+        self.batches.append(list(messages))
+        answer = SmsBatchAnswer()
+        for sms in messages:
+            self.sent.append(sms)
+            said = self.answers.get(sms.text, "accepted")
+            if isinstance(said, SmsRejected):
+                answer.rejected[sms.idempotency_key] = said.reason
+            elif isinstance(said, Exception):
+                answer.unknown.add(sms.idempotency_key)
+            else:
+                answer.receipts[sms.idempotency_key] = SmsReceipt(sms.idempotency_key,
+                                                                  f"gw-{sms.idempotency_key[:8]}", said)
+        return answer
 
 
 def deps(quiet: str = "off", gateway: FakeGateway | None = None) -> NotificationDeps:
@@ -262,10 +278,13 @@ async def test_the_sender_records_what_the_gateway_said_and_sends_nothing_in_qui
     assert outcomes["bad"].reason == "not_mobile" and outcomes["ok"].gateway_id and outcomes["ok"].sent_at
     assert outcomes["away"].not_before >= before + timedelta(seconds=d.settings.sms_resend_backoff_s)
     assert [s.idempotency_key for s in gateway.sent] == [str(m.message.id) for m in messages.outcomes]
+    assert len(gateway.batches) == 1 and {s.to for s in gateway.sent} == {"13800135678"}, \
+        "the pass's messages go in one request, each with its number"
     night = Sender(replace(d, wording=replace(d.wording, quiet=QuietHours.parse("00:00-23:59"))), open_uow)
     messages.due = [claimed("ok")]
     assert await night.send_due() is False and len(messages.due) == 1
     assert messages.settled == 1, "the sweep over every unsent message runs now and then, not every pass"
+    assert messages.unsticks == 1, "what a crash left sending is looked for now and then, not every pass"
 
 
 async def test_a_delivery_report_moves_only_a_message_still_open_to_it() -> None:
@@ -286,3 +305,138 @@ def test_a_batch_of_reports_is_one_per_message_in_id_order() -> None:
     reports = [DeliveryReport(ids[2], "delivered"), DeliveryReport(ids[0], "undeliverable", "off"),
                DeliveryReport(ids[2], "undeliverable", "late"), DeliveryReport(ids[1], "delivered")]
     assert one_per_message(reports) == [reports[1], reports[3], reports[0]]
+
+
+async def test_a_pass_sends_its_messages_sms_batch_max_to_a_request() -> None:
+    gateway = FakeGateway({})
+    d = deps(gateway=gateway)
+    d = replace(d, settings=d.settings.model_copy(update={"sms_batch_max": 2}),
+                contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    messages = FakeMessages()
+    messages.due = [claimed(f"text {i}") for i in range(5)]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    assert await Sender(d, open_uow).send_due() is True
+    assert [len(b) for b in gateway.batches] == [2, 2, 1]
+    assert [o.status for o in messages.outcomes] == ["sent"] * 5
+    assert [str(o.message.id) for o in messages.outcomes] == [s.idempotency_key for b in gateway.batches for s in b]
+
+
+class CountingRecipients(FakeRecipients):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[set[str]] = []
+
+    async def get_many(self, refs: Iterable[str]) -> dict[str, Recipient]:
+        self.reads.append(set(refs))
+        return await super().get_many(refs)
+
+
+class CountingView(FakeView):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[set[uuid.UUID]] = []
+
+    async def places(self, settlement_ids: set[uuid.UUID]) -> dict[uuid.UUID, Place]:
+        if settlement_ids:  # as the repository: no statement for none
+            self.reads.append(set(settlement_ids))
+        return await super().places(settlement_ids)
+
+
+def screened(sid: uuid.UUID, eligible: bool = False) -> ev.EligibilityDecided:
+    settlement = ev.SettlementReceived(
+        settlement_id=sid, hospital_id="H001", hospital_settlement_id=f"N-{sid.hex[:8]}", hospital_level=2,
+        visit_type="inpatient", admission_date=date(2026, 2, 20), discharge_date=date(2026, 3, 2),
+        total_amount=Decimal("9000.00"), policy_scope_amount=Decimal("8000.00"),
+        basic_insurance_paid=Decimal("5000.00"), critical_illness_paid=Decimal("1000.00"))
+    return ev.EligibilityDecided(settlement=settlement, eligible=eligible, reason="not_registered",
+                                 district_code="310110", subdistrict_code="310110001")
+
+
+@pytest.mark.parametrize(("batch", "contact_reads", "place_reads"), [
+    ("screened", 0, 0),  # screening decisions call for no message: the view only, nothing read
+    ("calculated+paid", 1, 0),  # a calculation says where itself, a transfer's text names no place
+    ("approved", 1, 1),  # an approval's text may name the hospital and the date: the view's
+])
+async def test_a_batch_reads_only_what_its_messages_need(batch: str, contact_reads: int, place_reads: int) -> None:
+    recipients, view = CountingRecipients(), CountingView()
+    uow = FakeUnitOfWork(recipients=recipients, view=view)
+    sid = uuid.uuid4()
+    calculated, approved, paid = journey(sid)
+    events = {"screened": [event(screened(sid)), event(screened(uuid.uuid4()), ref="8" * 64)],
+              "calculated+paid": [event(screened(sid, eligible=True)), event(calculated), event(paid)],
+              "approved": [event(screened(sid, eligible=True)), event(approved)]}[batch]
+    await events_handler(runtime(deps()))(uow, events)
+    assert len(recipients.reads) == contact_reads and len(view.reads) == place_reads
+    assert all(reads == {REF} for reads in recipients.reads), "the contacts of the persons messages go to"
+    assert all(reads == {sid} for reads in view.reads)
+    assert len(uow.messages.rows) == len(events) - 1 if batch != "screened" else not uow.messages.rows
+    assert sid in view.rows, "every screening decision is in the resident's view, message or not"
+
+
+@pytest.mark.parametrize(("due", "waits"), [(1, True), (2, False)])
+async def test_a_pass_woken_soon_after_the_last_waits_unless_the_last_took_a_full_batch(due: int, waits: bool) -> None:
+    gateway = FakeGateway({})
+    d = deps(gateway=gateway)
+    d = replace(d, settings=d.settings.model_copy(update={"worker_batch": 2, "sms_pass_min_s": 0.3}),
+                contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    messages = FakeMessages()
+    messages.due = [claimed(f"text {i}") for i in range(due)]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    sender = Sender(d, open_uow)
+    assert await sender.send_due() is True
+    started = time.monotonic()
+    await sender.send_due()
+    assert (time.monotonic() - started >= 0.25) is waits
+
+
+async def test_each_message_keeps_its_span_in_its_trace_and_the_request_runs_under_the_first_sampled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADR 0051: a batch's messages keep their own `sms send` spans; the one request is an `sms batch` span, a
+    child of the first sampled message's, linked to the other sampled ones; an unsampled message leaves nothing."""
+    from notification.service_layer import sender as sender_module
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from shared import telemetry
+
+    exported = InMemorySpanExporter()
+    keep = telemetry.KeepErrorsAndSlow([SimpleSpanProcessor(exported)], slow_ms=60_000, max_per_s=1000)
+    provider = TracerProvider(sampler=telemetry.RecordUnsampledEntries(ParentBased(TraceIdRatioBased(0.0))))
+    provider.add_span_processor(keep)
+    for name in ("_sdk", "_keep", "_random_ids"):  # put back after the test: the services' one EntrySpans
+        monkeypatch.setattr(telemetry.entry_spans, name, getattr(telemetry.entry_spans, name))
+    telemetry.entry_spans.use(provider, keep)
+    monkeypatch.setattr(sender_module, "tracer", provider.get_tracer("test"))
+    gateway = FakeGateway({})
+    d = replace(deps(gateway=gateway),
+                contact_cipher=cast(Any, type("Plain", (), {"decrypt": lambda self, c, aad: "13800135678"})()))
+    traces = [uuid.uuid4().hex for _ in range(3)]
+    flags = ["01", "00", "01"]  # sampled, unsampled, sampled
+    messages = FakeMessages()
+    messages.due = [replace(claimed(f"text {i}"), traceparent=f"00-{t}-{uuid.uuid4().hex[:16]}-{f}")
+                    for i, (t, f) in enumerate(zip(traces, flags, strict=True))]
+
+    @asynccontextmanager
+    async def open_uow() -> AsyncIterator[NotificationUnitOfWork]:
+        yield FakeUnitOfWork(messages=messages)
+
+    assert await Sender(d, open_uow).send_due() is True
+    spans = exported.get_finished_spans()
+    sends = [s for s in spans if s.name == "sms send"]
+    [request] = [s for s in spans if s.name == "sms batch"]
+    assert sorted(f"{s.context.trace_id:032x}" for s in sends) == sorted([traces[0], traces[2]]), \
+        "a span for each sampled message, in its own trace; none for the unsampled one"
+    first = next(s for s in sends if f"{s.context.trace_id:032x}" == traces[0])
+    assert request.parent is not None and request.parent.span_id == first.context.span_id
+    assert [link.context.trace_id for link in request.links] == [int(traces[2], 16)]
+    assert (first.attributes or {})["sms.batch_size"] == 3 and "message.id" in (first.attributes or {})

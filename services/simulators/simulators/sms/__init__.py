@@ -1,1 +1,2 @@
-"""An SMS gateway for local runs and tests: idempotency keys, latency, errors, timeouts, delivery reports."""
+"""An SMS gateway for local runs and tests: idempotency keys, single and batch sends, latency, errors, timeouts,
+delivery reports."""

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from simulators.sms.settings import SmsFaults, SmsSettings
 
@@ -24,6 +24,22 @@ class MessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: str = Field(pattern=r"^1[3-9]\d{9}$")
     text: str = Field(min_length=1, max_length=500)
+    callback_url: str | None = None
+
+
+class BatchItemIn(BaseModel):
+    """One message of a batch: its own idempotency key; what it says is validated on its own (`MessageIn`), so a
+    message the gateway cannot take is refused alone."""
+
+    model_config = ConfigDict(extra="allow")
+    idempotency_key: str = Field(min_length=1, max_length=64)
+
+
+class MessageBatchIn(BaseModel):
+    """Many messages in one request, each with its own key; the callback URL is the batch's (one sender's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[BatchItemIn] = Field(min_length=1, max_length=1000)
     callback_url: str | None = None
 
 
@@ -102,15 +118,33 @@ def create_app(settings: SmsSettings | None = None) -> FastAPI:
         elif len(batch) == 1:
             spawn(flush_later(url))
 
-    async def deliver_later(sent: Sent) -> None:
+    async def deliver_later(taken: list[Sent]) -> None:
+        """The messages taken by one request reach their phones together (one timer per request, not one per
+        message)."""
         await asyncio.sleep(faults().deliver_delay_ms / 1000)
         suffix = faults().undeliverable_suffix
-        sent.status = "undeliverable" if suffix and sent.to.endswith(suffix) else "delivered"
-        stats[f"status_{sent.status}"] += 1
-        if sent.callback_url:
-            report(sent.callback_url, {"idempotency_key": sent.key, "message_id": sent.message_id,
-                                       "status": sent.status,
-                                       "reason": "switched_off" if sent.status == "undeliverable" else None})
+        for sent in taken:
+            sent.status = "undeliverable" if suffix and sent.to.endswith(suffix) else "delivered"
+            stats[f"status_{sent.status}"] += 1
+            if sent.callback_url:
+                report(sent.callback_url, {"idempotency_key": sent.key, "message_id": sent.message_id,
+                                           "status": sent.status,
+                                           "reason": "switched_off" if sent.status == "undeliverable" else None})
+
+    def take(key: str, body: MessageIn, callback_url: str | None) -> Sent | str:
+        """The message for a key: the one taken before (same content), a new one, or why not (a key reused with
+        other content). A new one is not yet scheduled for delivery (the caller does it, per request)."""
+        fingerprint = hashlib.sha256(f"{body.to}|{body.text}".encode()).hexdigest()
+        existing = messages.get(key)
+        if existing is not None:
+            if existing.fingerprint != fingerprint:
+                return "idempotency_key_reused"
+            stats["duplicates_absorbed"] += 1
+            return existing
+        sent = Sent(key, fingerprint, body.to, body.text, callback_url)
+        messages[key] = sent
+        stats["messages_received"] += 1
+        return sent
 
     @app.post("/v1/messages", status_code=202)
     async def send(body: MessageIn, idempotency_key: str = Header(..., max_length=64)) -> Any:
@@ -120,21 +154,57 @@ def create_app(settings: SmsSettings | None = None) -> FastAPI:
         if chance(f.error_rate):
             stats["errors_injected"] += 1
             return JSONResponse({"code": "unavailable"}, status_code=503)
-        fingerprint = hashlib.sha256(f"{body.to}|{body.text}".encode()).hexdigest()
-        existing = messages.get(idempotency_key)
-        if existing is not None:
-            if existing.fingerprint != fingerprint:
-                return JSONResponse({"code": "idempotency_key_reused"}, status_code=409)
-            stats["duplicates_absorbed"] += 1
-            return existing.public()
-        sent = Sent(idempotency_key, fingerprint, body.to, body.text, body.callback_url)
-        messages[idempotency_key] = sent
-        stats["messages_received"] += 1
-        spawn(deliver_later(sent))
+        before = len(messages)
+        sent = take(idempotency_key, body, body.callback_url)
+        if isinstance(sent, str):
+            return JSONResponse({"code": sent}, status_code=409)
+        if len(messages) > before:
+            spawn(deliver_later([sent]))
         if chance(f.timeout_rate):
             stats["timeouts_injected"] += 1
             await asyncio.sleep(f.timeout_sleep_ms / 1000)
         return sent.public()
+
+    @app.post("/v1/messages/batch")
+    async def send_batch(body: MessageBatchIn) -> dict[str, list[dict[str, Any]]]:
+        """Many messages in one request, answered per message in the order sent: its status (`accepted`, or
+        where it has got to for a key taken before: nothing is sent twice), `rejected` with a `code` (that
+        message alone is refused: `invalid_message`, `idempotency_key_reused`), or `unavailable` (not taken: send
+        it again, same key). Faults are drawn per message: `error_rate` makes one `unavailable`, `timeout_rate`
+        takes it and makes the request's one answer late."""
+        f = faults()
+        stats["batches_received"] += 1
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000)
+        results: list[dict[str, Any]] = []
+        new: list[Sent] = []
+        late = False
+        for item in body.messages:
+            key = item.idempotency_key
+            if chance(f.error_rate):
+                stats["errors_injected"] += 1
+                results.append({"idempotency_key": key, "status": "unavailable"})
+                continue
+            try:
+                message = MessageIn.model_validate(item.model_extra or {})
+            except ValidationError:
+                results.append({"idempotency_key": key, "status": "rejected", "code": "invalid_message"})
+                continue
+            before = len(messages)
+            sent = take(key, message, message.callback_url or body.callback_url)
+            if isinstance(sent, str):
+                results.append({"idempotency_key": key, "status": "rejected", "code": sent})
+                continue
+            if len(messages) > before:
+                new.append(sent)
+            results.append(sent.public())
+            late = late or chance(f.timeout_rate)
+        if new:
+            spawn(deliver_later(new))
+        if late:
+            stats["timeouts_injected"] += 1
+            await asyncio.sleep(f.timeout_sleep_ms / 1000)
+        return {"results": results}
 
     @app.get("/v1/messages/{key}")
     async def status(key: str) -> Any:
