@@ -27,6 +27,10 @@ from shared.db import as_arrays, in_array, in_bound_array, insert_arrays
 _POLICY_LOCK_KEY = 0x706F6C69
 
 
+_ALL_POLICIES = select(col(PolicyRow.policy_id), col(PolicyRow.version), col(PolicyRow.document))
+_PUBLISHED: dict[tuple[str, int], tuple[dict[str, Any], Policy]] = {}  # each version read: document, validated
+
+
 class PolicyRepository:
     """Published policy versions; a published version never changes."""
 
@@ -34,10 +38,19 @@ class PolicyRepository:
         self.session = session
 
     async def all(self) -> list[Policy]:
-        """Every published policy; the transaction holds the policy lock, shared, until it ends."""
+        """Every published policy; the transaction holds the policy lock, shared, until it ends.
+
+        A published version never changes, so each is validated once and kept by (id, version) with the
+        document it was read from (`_PUBLISHED`): a later batch that reads the same document reuses the object
+        and the rule amounts it has read (`Policy.amounts`); any other document is validated again."""
         await self.session.execute(text(f"SELECT pg_advisory_xact_lock_shared({_POLICY_LOCK_KEY})"))
-        return [Policy.model_validate(doc) for doc in (await self.session.execute(select(col(PolicyRow.document))))
-                .scalars()]
+        policies = []
+        for policy_id, version, document in (await self.session.execute(_ALL_POLICIES)).all():
+            kept = _PUBLISHED.get((policy_id, version))
+            if kept is None or kept[0] != document:
+                kept = _PUBLISHED[(policy_id, version)] = (document, Policy.model_validate(document))
+            policies.append(kept[1])
+        return policies
 
     async def lock(self) -> None:
         """Hold the policy lock alone until the transaction ends (publishing, announcing)."""

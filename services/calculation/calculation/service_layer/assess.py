@@ -4,6 +4,7 @@ this layer loads them a batch at a time, calls them, saves them and hands their 
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 
 from opentelemetry.trace import Span
@@ -82,6 +83,7 @@ async def _calculate(uow: CalculationUnitOfWork, policies: list[Policy],
     """The money rule for each calculation in order against its person's locked ledger, ledgers written in bulk.
     No policy for the region, date and category: it stays `no_policy` until one is published."""
     ledgers = await uow.ledgers.lock({(c.person_ref, c.year) for c, _ in calculations})
+    counted: Counter[str] = Counter()  # the metric once a label per batch, not once a settlement
     for calc, span in calculations:
         span.set_attribute("settlement.id", str(calc.settlement_id))
         span.set_attribute("calculation.id", str(calc.calculation_id))
@@ -90,11 +92,13 @@ async def _calculate(uow: CalculationUnitOfWork, policies: list[Policy],
             # publishing a policy that covers it calculates it then (assess_waiting).
             log.error("no policy for region %s, category %s on %s", calc.district_code,
                       calc.category.value if calc.category else None, _settlement(calc).discharge_date)
-            CALCULATIONS.labels("no_policy").inc()
+            counted["no_policy"] += 1
             continue
         span.set_attribute("assistance.amount", str(calc.assistance))
-        CALCULATIONS.labels("assistance" if calc.assistance > 0 else "nothing_to_pay").inc()
+        counted["assistance" if calc.assistance > 0 else "nothing_to_pay"] += 1
         uow.collect(calc, span)
+    for outcome, count in counted.items():
+        CALCULATIONS.labels(outcome).inc(count)
     await uow.ledgers.save(ledgers)
 
 
