@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from calculation.adapters.tables import CalculationRow, LedgerRow, PolicyRow, Re
 from calculation.domain.calculation import Assessment, Calculation, CalculationStatus, LedgerKey, Ledgers
 from calculation.domain.money_rule import LedgerPosition
 from calculation.domain.policy import Policy
+from calculation.domain.wire import figures_json
 from shared.contracts.events import SettlementReceived
 from shared.contracts.types import Category
 from shared.db import as_arrays, in_array, in_bound_array, insert_arrays
@@ -245,7 +247,10 @@ def _row(calc: Calculation) -> dict[str, object]:
         "district_code": calc.district_code, "subdistrict_code": calc.subdistrict_code,
         "policy_id": assessment.policy_id, "policy_version": assessment.policy_version,
         "deductible_applied": calc.deductible_applied, "assistance": calc.assistance,
-        "settlement": assessment.settlement.model_dump_json(),
-        "figures": assessment.figures.model_dump_json() if assessment.figures else None,
+        # JSON text written by orjson from the JSON forms (`domain.wire`, or the settlement as received): the same
+        # text pydantic's dump writes, without its serializer (tests/unit/test_wire.py).
+        "settlement": (assessment.settlement.model_dump_json() if assessment.settlement_json is None
+                       else orjson.dumps(assessment.settlement_json).decode()),
+        "figures": orjson.dumps(figures_json(assessment.figures)).decode() if assessment.figures else None,
         "status": calc.status.value, "released": calc.released,
     }

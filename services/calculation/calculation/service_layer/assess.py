@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.trace import Span
 
@@ -73,9 +74,23 @@ async def _assess(uow: CalculationUnitOfWork, events: list[Event]) -> None:
     decided = [(e, d) for sid, (e, d) in first.items() if sid not in known]
     if not decided:
         return
-    calculations = [(Calculation.of(uuid.uuid4(), e.envelope.person_ref, d), e.span) for e, d in decided]
+    calculations = [(Calculation.of(uuid.uuid4(), e.envelope.person_ref, d, _received_json(e)), e.span)
+                    for e, d in decided]
     await _calculate(uow, await uow.policies.all(), calculations)
     await uow.calculations.add([c for c, _ in calculations])
+
+
+_RECEIVED_KEYS = ev.SettlementReceived.model_fields.keys()
+
+
+def _received_json(event: Event) -> dict[str, Any] | None:
+    """The decision's settlement in its JSON form as it came: from the envelope's `data` when the decision is the
+    current version and its settlement has the model's keys (validated on the way in), else None."""
+    settlement = event.envelope.data.get("settlement")
+    if (event.envelope.schema_version == ev.EligibilityDecided.schema_version and isinstance(settlement, dict)
+            and settlement.keys() == _RECEIVED_KEYS):
+        return settlement
+    return None
 
 
 async def _calculate(uow: CalculationUnitOfWork, policies: list[Policy],
