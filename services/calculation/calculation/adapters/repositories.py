@@ -152,6 +152,7 @@ _LOCK_IDS = select(*_STATE).where(in_bound_array(col(CalculationRow.id), "ids"))
     col(CalculationRow.id)).with_for_update()
 _LOCK_SETTLEMENT = select(*_STATE).where(col(CalculationRow.settlement_id) == bindparam("settlement_id")).order_by(
     col(CalculationRow.id)).with_for_update()
+_MAY_HAVE_A_RECOVERY = (CalculationStatus.PAID, CalculationStatus.REVERSED)
 _RECOVERED = select(col(RecoveryRow.calculation_id)).where(in_bound_array(col(RecoveryRow.calculation_id), "ids"))
 
 
@@ -195,8 +196,13 @@ class CalculationRepository:
 
     async def locked(self, ids: Collection[uuid.UUID] = (), *, settlement_id: uuid.UUID | None = None
                      ) -> list[Calculation]:
-        """The calculations of these ids (or of one settlement), locked, and whether each has a recovery (two
-        statements: the recoveries are read after the lock, so a recovery committed meanwhile is seen)."""
+        """The calculations of these ids (or of one settlement), locked, and whether each has a recovery (a second
+        statement, after the lock, so a recovery committed meanwhile is seen).
+
+        Only a paid or reversed calculation can have a recovery (one is opened by reversing a paid calculation, or
+        by a payment landing on a reversed one, and a reversed calculation never moves again), and only for those
+        does the aggregate ask (`reverse` of a paid one, `settle` of a reversed one): the recoveries are read when
+        the batch holds one, so the approvals and payments of the pipeline cost one read, not two."""
         if settlement_id is not None:
             rows = await self.session.execute(_LOCK_SETTLEMENT, {"settlement_id": settlement_id})
         elif ids:
@@ -204,9 +210,9 @@ class CalculationRepository:
         else:
             return []
         calculations = [_aggregate(r) for r in rows.all()]
-        if calculations:
-            recovered = set((await self.session.execute(_RECOVERED, {
-                "ids": [c.calculation_id for c in calculations]})).scalars())
+        asked = [c.calculation_id for c in calculations if c.status in _MAY_HAVE_A_RECOVERY]
+        if asked:
+            recovered = set((await self.session.execute(_RECOVERED, {"ids": asked})).scalars())
             for calc in calculations:
                 calc.recovered = calc.calculation_id in recovered
         return calculations
