@@ -126,6 +126,23 @@ async def test_case_repository(store: Store) -> None:
     assert await store.trail(other.id) == [("system", "system", "open", None, "awaiting_subdistrict", None, None)]
 
 
+async def test_cases_opened_together_keep_their_entries_in_order_and_one_without_any_is_still_stored(
+        store: Store) -> None:
+    auto = [Case.open(ApprovalRules(auto_approve=True), AT, **{**{f: getattr(new_case(), f) for f in (
+        "id", "calculation_id", "settlement_id", "person_ref", "hospital_id", "district_code", "subdistrict_code",
+        "category", "discharge_date", "amount", "calculation")}, "traceparent": None}) for _ in range(3)]
+    bare = new_case()
+    bare.audit.clear()
+    async with store.start() as uow:
+        assert [c.id for c in await uow.cases.add(auto)] == [c.id for c in auto]
+        assert all(not c.audit for c in auto)
+        assert [c.id for c in await uow.cases.add([bare])] == [bare.id]
+    for case in auto:
+        assert [t[2:5] for t in await store.trail(case.id)] == [
+            ("open", None, "awaiting_subdistrict"), ("approve", "awaiting_subdistrict", "approved")]
+    assert await store.trail(bare.id) == []
+
+
 async def test_a_recovery_is_saved_with_the_case(store: Store) -> None:
     case = new_case()
     async with store.start() as uow:
@@ -204,8 +221,8 @@ async def test_a_batch_costs_the_same_statements_for_one_calculation_or_a_hundre
         return calc.model_copy(update={"hospital_settlement_id": None}) if n % 2 else calc
 
     batches = [[unhinted(calculated("120.00"), n) for n in range(size)] for size in (1, 100)]
-    # calculations kept, cases inserted, their audit, the decisions (auto-approval) in the outbox
-    assert [await statements([event(c) for c in batch]) for batch in batches] == [[3, 3], [4, 4]][auto_approve]
+    # calculations kept, cases inserted with their audit (one statement), the decisions (auto-approval) in the outbox
+    assert [await statements([event(c) for c in batch]) for batch in batches] == [[2, 2], [3, 3]][auto_approve]
     async with unit_of_work(database, ApprovalUnitOfWork) as uow:
         opened = await uow.cases.by_calculation({c.calculation_id for batch in batches for c in batch})
     assert len(opened) == 101

@@ -91,6 +91,22 @@ async def test_a_calculation_opens_one_case_and_nothing_to_pay_opens_none() -> N
     assert db.published == [], "opening decides nothing"
 
 
+async def test_the_case_keeps_the_payload_as_the_model_dumps_it_from_the_wire_or_from_an_upcast() -> None:
+    service, db = build()
+    current, upcast = calculated("120.50"), calculated("80.00")
+    wire = Envelope.from_bytes(Envelope.wrap(current, person_ref=REF, producer="test").to_bytes())
+    # An envelope whose data is not the current version's form (as an upcast one is): the model's dump is kept.
+    old = wire.model_copy(update={"schema_version": 1, "data": {"calculation_id": str(upcast.calculation_id)}})
+    uow = db.unit_of_work()
+    await service.handle(uow, [Event(ASSISTANCE_CALCULATED, e, d, record=None,  # type: ignore[arg-type]
+                                     span=trace.INVALID_SPAN) for e, d in ((wire, current), (old, upcast))])
+    db.commit(uow)
+    kept = {c.calculation_id: c.calculation for c in db.cases.rows.values()}
+    assert kept[current.calculation_id] == current.model_dump(mode="json")
+    assert kept[current.calculation_id] is wire.data, "the wire's form of the current version, not a second dump"
+    assert kept[upcast.calculation_id] == upcast.model_dump(mode="json")
+
+
 async def test_the_benchmarks_auto_approval_decides_at_once() -> None:
     service, db = build(bench_auto_approve=True)
     case_id = await open_case(service, db)

@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,7 @@ from calculation.adapters.tables import CalculationRow, LedgerRow, PolicyRow, Re
 from calculation.domain.calculation import Assessment, Calculation, CalculationStatus, LedgerKey, Ledgers
 from calculation.domain.money_rule import LedgerPosition
 from calculation.domain.policy import Policy
+from calculation.domain.wire import figures_json
 from shared.contracts.events import SettlementReceived
 from shared.contracts.types import Category
 from shared.db import as_arrays, in_array, in_bound_array, insert_arrays
@@ -27,6 +29,10 @@ from shared.db import as_arrays, in_array, in_bound_array, insert_arrays
 _POLICY_LOCK_KEY = 0x706F6C69
 
 
+_ALL_POLICIES = select(col(PolicyRow.policy_id), col(PolicyRow.version), col(PolicyRow.document))
+_PUBLISHED: dict[tuple[str, int], tuple[dict[str, Any], Policy]] = {}  # each version read: document, validated
+
+
 class PolicyRepository:
     """Published policy versions; a published version never changes."""
 
@@ -34,10 +40,19 @@ class PolicyRepository:
         self.session = session
 
     async def all(self) -> list[Policy]:
-        """Every published policy; the transaction holds the policy lock, shared, until it ends."""
+        """Every published policy; the transaction holds the policy lock, shared, until it ends.
+
+        A published version never changes, so each is validated once and kept by (id, version) with the
+        document it was read from (`_PUBLISHED`): a later batch that reads the same document reuses the object
+        and the rule amounts it has read (`Policy.amounts`); any other document is validated again."""
         await self.session.execute(text(f"SELECT pg_advisory_xact_lock_shared({_POLICY_LOCK_KEY})"))
-        return [Policy.model_validate(doc) for doc in (await self.session.execute(select(col(PolicyRow.document))))
-                .scalars()]
+        policies = []
+        for policy_id, version, document in (await self.session.execute(_ALL_POLICIES)).all():
+            kept = _PUBLISHED.get((policy_id, version))
+            if kept is None or kept[0] != document:
+                kept = _PUBLISHED[(policy_id, version)] = (document, Policy.model_validate(document))
+            policies.append(kept[1])
+        return policies
 
     async def lock(self) -> None:
         """Hold the policy lock alone until the transaction ends (publishing, announcing)."""
@@ -137,6 +152,7 @@ _LOCK_IDS = select(*_STATE).where(in_bound_array(col(CalculationRow.id), "ids"))
     col(CalculationRow.id)).with_for_update()
 _LOCK_SETTLEMENT = select(*_STATE).where(col(CalculationRow.settlement_id) == bindparam("settlement_id")).order_by(
     col(CalculationRow.id)).with_for_update()
+_MAY_HAVE_A_RECOVERY = (CalculationStatus.PAID, CalculationStatus.REVERSED)
 _RECOVERED = select(col(RecoveryRow.calculation_id)).where(in_bound_array(col(RecoveryRow.calculation_id), "ids"))
 
 
@@ -180,8 +196,13 @@ class CalculationRepository:
 
     async def locked(self, ids: Collection[uuid.UUID] = (), *, settlement_id: uuid.UUID | None = None
                      ) -> list[Calculation]:
-        """The calculations of these ids (or of one settlement), locked, and whether each has a recovery (two
-        statements: the recoveries are read after the lock, so a recovery committed meanwhile is seen)."""
+        """The calculations of these ids (or of one settlement), locked, and whether each has a recovery (a second
+        statement, after the lock, so a recovery committed meanwhile is seen).
+
+        Only a paid or reversed calculation can have a recovery (one is opened by reversing a paid calculation, or
+        by a payment landing on a reversed one, and a reversed calculation never moves again), and only for those
+        does the aggregate ask (`reverse` of a paid one, `settle` of a reversed one): the recoveries are read when
+        the batch holds one, so the approvals and payments of the pipeline cost one read, not two."""
         if settlement_id is not None:
             rows = await self.session.execute(_LOCK_SETTLEMENT, {"settlement_id": settlement_id})
         elif ids:
@@ -189,9 +210,9 @@ class CalculationRepository:
         else:
             return []
         calculations = [_aggregate(r) for r in rows.all()]
-        if calculations:
-            recovered = set((await self.session.execute(_RECOVERED, {
-                "ids": [c.calculation_id for c in calculations]})).scalars())
+        asked = [c.calculation_id for c in calculations if c.status in _MAY_HAVE_A_RECOVERY]
+        if asked:
+            recovered = set((await self.session.execute(_RECOVERED, {"ids": asked})).scalars())
             for calc in calculations:
                 calc.recovered = calc.calculation_id in recovered
         return calculations
@@ -232,7 +253,10 @@ def _row(calc: Calculation) -> dict[str, object]:
         "district_code": calc.district_code, "subdistrict_code": calc.subdistrict_code,
         "policy_id": assessment.policy_id, "policy_version": assessment.policy_version,
         "deductible_applied": calc.deductible_applied, "assistance": calc.assistance,
-        "settlement": assessment.settlement.model_dump_json(),
-        "figures": assessment.figures.model_dump_json() if assessment.figures else None,
+        # JSON text written by orjson from the JSON forms (`domain.wire`, or the settlement as received): the same
+        # text pydantic's dump writes, without its serializer (tests/unit/test_wire.py).
+        "settlement": (assessment.settlement.model_dump_json() if assessment.settlement_json is None
+                       else orjson.dumps(assessment.settlement_json).decode()),
+        "figures": orjson.dumps(figures_json(assessment.figures)).decode() if assessment.figures else None,
         "status": calc.status.value, "released": calc.released,
     }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from calculation.domain import money_rule
 from calculation.domain.money_rule import AssistanceCalculation, LedgerPosition, SettlementAmounts
@@ -70,6 +71,8 @@ class Assessment:
     figures: ev.AssistanceFigures | None = None
     policy_id: str | None = None
     policy_version: int | None = None
+    settlement_json: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The settlement in its JSON form (`model_dump(mode="json")`) when it is at hand: as it came off the wire."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,14 @@ def amounts_of(s: ev.SettlementReceived) -> SettlementAmounts:
 
 
 def figures_of(s: ev.SettlementReceived, result: AssistanceCalculation) -> ev.AssistanceFigures:
-    """The figures as they travel and are shown: the settlement's inputs, then the rule's every step."""
-    return ev.AssistanceFigures(
+    """The figures as they travel and are shown: the settlement's inputs, then the rule's every step.
+
+    Built without validating them again (`model_construct`): every value is already what validation would make
+    of it: the inputs are the settlement's validated Money, the rule's figures come out of `to_money` (the two
+    caps and the deductible are two-place texts of the policy), the ratio is the policy's. Validating them
+    again rounded each of the 16 a second time (half the cost of a calculation's figures);
+    `test_figures_are_what_validation_makes_of_them` holds the two to each other."""
+    return ev.AssistanceFigures.model_construct(
         policy_scope_amount=s.policy_scope_amount, basic_insurance_paid=s.basic_insurance_paid,
         critical_illness_paid=s.critical_illness_paid, base=result.base, deductible=result.deductible,
         deductible_used_before=result.deductible_used_before, deductible_left=result.deductible_left,
@@ -125,13 +134,16 @@ class Calculation:
     events: list[ev.EventData] = field(default_factory=list)
 
     @classmethod
-    def of(cls, calculation_id: uuid.UUID, person_ref: str, decision: ev.EligibilityDecided) -> "Calculation":
-        """A calculation of an eligible settlement, waiting for the money rule (`calculate`)."""
+    def of(cls, calculation_id: uuid.UUID, person_ref: str, decision: ev.EligibilityDecided,
+           settlement_json: dict[str, Any] | None = None) -> "Calculation":
+        """A calculation of an eligible settlement, waiting for the money rule (`calculate`); `settlement_json`
+        is the decision's settlement in its JSON form when the caller has it (as received)."""
         s = decision.settlement
         return cls(calculation_id=calculation_id, settlement_id=s.settlement_id, person_ref=person_ref,
                    year=s.discharge_date.year, category=decision.category,
                    district_code=decision.district_code or "", subdistrict_code=decision.subdistrict_code or "",
-                   status=CalculationStatus.NO_POLICY, assessment=Assessment(settlement=s))
+                   status=CalculationStatus.NO_POLICY,
+                   assessment=Assessment(settlement=s, settlement_json=settlement_json))
 
     @property
     def ledger_keys(self) -> set[LedgerKey]:

@@ -75,13 +75,12 @@ def calculate(amounts: SettlementAmounts, category: str, policy: Policy, ledger:
     year = amounts.discharge_date.year
     if ledger.year != year:
         raise WrongLedgerYear(f"ledger of {ledger.year} for a settlement discharged in {year}")
-    rule = policy.rule(category)
-    deductible, cap = Decimal(rule.deductible), Decimal(rule.cap)
-    per_settlement_cap = Decimal(rule.per_settlement_cap) if rule.per_settlement_cap is not None else None
+    rule = policy.amounts(category)
+    deductible, cap, per_settlement_cap = rule.deductible, rule.cap, rule.per_settlement_cap
     base = max(ZERO, amounts.policy_scope_amount - amounts.basic_insurance_paid - amounts.critical_illness_paid)
     deductible_left = max(ZERO, deductible - ledger.deductible_used)
     deductible_applied = min(base, deductible_left)
-    ratio = policy.ratio(category, amounts.visit_type, amounts.hospital_level)
+    ratio = rule.ratio(amounts.visit_type, amounts.hospital_level)
     amount_before_caps = to_money((base - deductible_applied) * ratio)
     amount = min(amount_before_caps, per_settlement_cap) if per_settlement_cap is not None else amount_before_caps
     cap_left = max(ZERO, cap - ledger.committed)

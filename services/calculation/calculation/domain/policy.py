@@ -1,11 +1,12 @@
 """Versioned policy documents: per region and period, per category the deductible, ratios and caps."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from shared.contracts.types import Category, ConsentLookback, IsoDate, VisitType
 
@@ -41,6 +42,30 @@ class CategoryRule(BaseModel):
         return ratios
 
 
+@dataclass(frozen=True)
+class RuleAmounts:
+    """A category's rule as the money rule computes with it: its texts read as Decimals, once per policy object
+    (a published version never changes), not once per settlement."""
+
+    deductible: Decimal
+    cap: Decimal
+    per_settlement_cap: Decimal | None
+    ratios: dict[str, dict[str, Decimal]]
+
+    def ratio(self, visit_type: str, hospital_level: int) -> Decimal:
+        """The level's own ratio when the policy sets one, else the visit type's default."""
+        ratios = self.ratios[VisitType(visit_type).value]
+        return ratios.get(str(hospital_level), ratios["default"])
+
+    @classmethod
+    def of(cls, rule: CategoryRule) -> "RuleAmounts":
+        return cls(deductible=Decimal(rule.deductible), cap=Decimal(rule.cap),
+                   per_settlement_cap=Decimal(rule.per_settlement_cap) if rule.per_settlement_cap is not None
+                   else None,
+                   ratios={visit.value: {level: Decimal(r) for level, r in levels.items()}
+                           for visit, levels in rule.ratios.items()})
+
+
 class Policy(BaseModel):
     """One published version of a region's policy."""
 
@@ -56,6 +81,7 @@ class Policy(BaseModel):
         description="calendar_year: a consent signed in a year also covers that year's earlier settlements; none: "
         "only settlements on or after the signing date. Eligibility applies it (policy.published).")
     categories: dict[Category, CategoryRule]
+    _amounts: dict[str, RuleAmounts] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _period(self) -> "Policy":
@@ -71,10 +97,16 @@ class Policy(BaseModel):
         except (ValueError, KeyError):
             raise NotCovered(f"policy {self.policy_id} v{self.version} has no category {category!r}") from None
 
+    def amounts(self, category: str) -> RuleAmounts:
+        """The category's rule with its amounts and ratios as Decimals (read once, then kept with the policy)."""
+        found = self._amounts.get(category)
+        if found is None:
+            found = self._amounts[category] = RuleAmounts.of(self.rule(category))
+        return found
+
     def ratio(self, category: str, visit_type: str, hospital_level: int) -> Decimal:
         """The level's own ratio when the policy sets one, else the visit type's default."""
-        ratios = self.rule(category).ratios[VisitType(visit_type)]
-        return Decimal(ratios.get(str(hospital_level), ratios["default"]))
+        return self.amounts(category).ratio(visit_type, hospital_level)
 
     def covers(self, region_code: str, on: date) -> bool:
         return (self.region_code == region_code and self.effective_from <= on

@@ -4,7 +4,9 @@ this layer loads them a batch at a time, calls them, saves them and hands their 
 
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.trace import Span
 
@@ -73,9 +75,23 @@ async def _assess(uow: CalculationUnitOfWork, events: list[Event]) -> None:
     decided = [(e, d) for sid, (e, d) in first.items() if sid not in known]
     if not decided:
         return
-    calculations = [(Calculation.of(new_id(), e.envelope.person_ref, d), e.span) for e, d in decided]
+    calculations = [(Calculation.of(new_id(), e.envelope.person_ref, d, _received_json(e)), e.span)
+                    for e, d in decided]
     await _calculate(uow, await uow.policies.all(), calculations)
     await uow.calculations.add([c for c, _ in calculations])
+
+
+_RECEIVED_KEYS = ev.SettlementReceived.model_fields.keys()
+
+
+def _received_json(event: Event) -> dict[str, Any] | None:
+    """The decision's settlement in its JSON form as it came: from the envelope's `data` when the decision is the
+    current version and its settlement has the model's keys (validated on the way in), else None."""
+    settlement = event.envelope.data.get("settlement")
+    if (event.envelope.schema_version == ev.EligibilityDecided.schema_version and isinstance(settlement, dict)
+            and settlement.keys() == _RECEIVED_KEYS):
+        return settlement
+    return None
 
 
 async def _calculate(uow: CalculationUnitOfWork, policies: list[Policy],
@@ -83,6 +99,7 @@ async def _calculate(uow: CalculationUnitOfWork, policies: list[Policy],
     """The money rule for each calculation in order against its person's locked ledger, ledgers written in bulk.
     No policy for the region, date and category: it stays `no_policy` until one is published."""
     ledgers = await uow.ledgers.lock({(c.person_ref, c.year) for c, _ in calculations})
+    counted: Counter[str] = Counter()  # the metric once a label per batch, not once a settlement
     for calc, span in calculations:
         span.set_attribute("settlement.id", str(calc.settlement_id))
         span.set_attribute("calculation.id", str(calc.calculation_id))
@@ -91,11 +108,13 @@ async def _calculate(uow: CalculationUnitOfWork, policies: list[Policy],
             # publishing a policy that covers it calculates it then (assess_waiting).
             log.error("no policy for region %s, category %s on %s", calc.district_code,
                       calc.category.value if calc.category else None, _settlement(calc).discharge_date)
-            CALCULATIONS.labels("no_policy").inc()
+            counted["no_policy"] += 1
             continue
         span.set_attribute("assistance.amount", str(calc.assistance))
-        CALCULATIONS.labels("assistance" if calc.assistance > 0 else "nothing_to_pay").inc()
+        counted["assistance" if calc.assistance > 0 else "nothing_to_pay"] += 1
         uow.collect(calc, span)
+    for outcome, count in counted.items():
+        CALCULATIONS.labels(outcome).inc(count)
     await uow.ledgers.save(ledgers)
 
 

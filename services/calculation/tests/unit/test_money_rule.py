@@ -106,3 +106,27 @@ def test_release_never_goes_below_zero() -> None:
 def test_unknown_category_is_not_covered() -> None:
     with pytest.raises(NotCovered):
         calculate(figures("100.00"), "extreme_poverty", POLICY, ledger())
+
+
+@pytest.mark.parametrize("scope", ["0.00", "33.33", "100.01", "1500.00", "2500.00", "99999.99"])
+@pytest.mark.parametrize("before", [ledger(), ledger("450.00"), ledger("500.00", "900.00")])
+def test_figures_are_what_validation_makes_of_them(scope: str, before: LedgerPosition) -> None:
+    """`figures_of` skips validation: its figures must equal, value and text, what the validated model makes."""
+    import uuid
+
+    from calculation.domain.calculation import figures_of
+
+    from shared.contracts import events as ev
+
+    s = ev.SettlementReceived(
+        settlement_id=uuid.uuid4(), hospital_id="H001", hospital_settlement_id="C-1", hospital_level=3,
+        visit_type="inpatient", admission_date=date(2026, 5, 1), discharge_date=date(2026, 5, 1),
+        total_amount=D(scope), policy_scope_amount=D(scope), basic_insurance_paid=D("0.00"),
+        critical_illness_paid=D("0.00"))
+    result = calculate(SettlementAmounts(s.policy_scope_amount, s.basic_insurance_paid, s.critical_illness_paid,
+                                         "inpatient", 3, s.discharge_date), "subsistence", POLICY, before)
+    built = figures_of(s, result)
+    validated = ev.AssistanceFigures.model_validate(dict(built))
+    assert built == validated
+    assert built.model_dump_json() == validated.model_dump_json()
+    assert ev.AssistanceFigures.model_validate_json(built.model_dump_json()) == validated

@@ -74,3 +74,17 @@ def test_demo_policies_load_and_cover_both_districts() -> None:
 def test_versions_outside_what_is_stored_are_refused(version: int) -> None:
     with pytest.raises(ValidationError):
         policy(version=version)
+
+
+def test_rule_amounts_are_the_policy_texts_as_decimals_for_every_category_visit_and_level() -> None:
+    for p in demo_policies():
+        for category, rule in p.categories.items():
+            amounts = p.amounts(category.value)
+            assert amounts is p.amounts(category.value)  # read once, kept with the policy
+            assert (amounts.deductible, amounts.cap, amounts.per_settlement_cap) == (
+                Decimal(rule.deductible), Decimal(rule.cap),
+                None if rule.per_settlement_cap is None else Decimal(rule.per_settlement_cap))
+            for visit, levels in rule.ratios.items():
+                for level in (1, 2, 3):
+                    assert p.ratio(category.value, visit.value, level) == Decimal(
+                        levels.get(str(level), levels["default"]))

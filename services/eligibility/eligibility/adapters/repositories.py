@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -257,8 +258,9 @@ _REDECIDE = insert_arrays(_SCREENING, _SCREENING_COLUMNS, "ON CONFLICT (settleme
 
 def _screening_arrays(screenings: Sequence[Screening]) -> dict[str, list[Any]]:
     now = datetime.now(UTC)
-    return as_arrays([{**_row(s, s.settlement.model_dump_json()), "decided_at": now} for s in screenings],
-                     _SCREENING_COLUMNS)
+    return as_arrays([{**_row(s, s.settlement.model_dump_json() if s.settlement_json is None
+                              else orjson.dumps(s.settlement_json).decode()), "decided_at": now}
+                      for s in screenings], _SCREENING_COLUMNS)
 
 
 class ScreeningRepository:

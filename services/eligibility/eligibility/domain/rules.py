@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import Any
 
 from shared.contracts.events import SettlementReceived
 from shared.contracts.types import Category, ConsentLookback
@@ -155,6 +156,8 @@ class Screening:
     settlement: SettlementReceived
     decision: EligibilityDecision
     terms: PolicyTerms | None = None
+    settlement_json: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The settlement in its JSON form (`model_dump(mode="json")`) when it is at hand: as it came off the wire."""
 
     def changes(self, eligible: bool, reason: str) -> bool:
         """Whether this decision is worth emitting over the one stored (`eligible`, `reason`)."""

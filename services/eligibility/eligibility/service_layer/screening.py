@@ -2,7 +2,9 @@
 when a policy version's consent lookback may now cover what was parked. The decision is the domain's
 (domain.rules); this layer loads the facts a batch at a time, stores the decisions and emits them."""
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 from uuid import UUID
 
 from opentelemetry.trace import Span
@@ -32,13 +34,48 @@ def _decided(facts: Facts, s: Screening, rescreened: bool) -> EligibilityDecided
     )
 
 
-def _screen(facts: Facts, person_ref: str, settlement: SettlementReceived) -> Screening:
+def _decided_json(facts: Facts, s: Screening, rescreened: bool, settlement: dict[str, Any]) -> dict[str, Any]:
+    """What `_decided(...).model_dump(mode="json")` writes (the same keys in the same order), made from the
+    decision and the settlement's JSON form as it was received, without building and dumping the model (its
+    four amounts and the settlement a second time). `test_a_decision_is_written_as_its_model_dumps_it` holds
+    the two to each other."""
+    d, terms = s.decision, s.terms
+    area = facts.areas.get(s.person_ref) if d.eligible else None
+    return {
+        "settlement": settlement, "eligible": d.eligible, "reason": d.reason.value,
+        "category": d.category.value if d.category else None,
+        "district_code": area.district_code if area else None,
+        "subdistrict_code": area.subdistrict_code if area else None,
+        "rescreened": rescreened, "consent_lookback": d.lookback.value if d.lookback else None,
+        "lookback_policy_id": terms.policy_id if terms else None,
+        "lookback_policy_version": terms.version if terms else None,
+    }
+
+
+_RECEIVED_KEYS = SettlementReceived.model_fields.keys()
+
+
+def _received_json(event: Event) -> dict[str, Any] | None:
+    """The settlement's JSON form as it came: the envelope's `data` when it is the current version with the
+    model's keys (validated on the way in, written by `model_dump(mode="json")`'s rules), else None."""
+    data = event.envelope.data
+    if event.envelope.schema_version == SettlementReceived.schema_version and data.keys() == _RECEIVED_KEYS:
+        return data
+    return None
+
+
+def _screen(facts: Facts, person_ref: str, settlement: SettlementReceived,
+            settlement_json: dict[str, Any] | None = None) -> Screening:
     decision, terms = facts.screen(person_ref, settlement.discharge_date)
-    return Screening(person_ref, settlement, decision, terms)
+    return Screening(person_ref, settlement, decision, terms, settlement_json)
 
 
 def _annotate(span: Span, s: Screening, rescreened: bool = False) -> None:
     DECISIONS.labels(s.decision.reason.value, str(rescreened).lower()).inc()
+    _attributes(span, s)
+
+
+def _attributes(span: Span, s: Screening) -> None:
     span.set_attribute("settlement.id", str(s.settlement.settlement_id))
     span.set_attribute("eligibility.reason", s.decision.reason.value)
 
@@ -52,14 +89,22 @@ async def screen_events(uow: EligibilityUnitOfWork, events: Sequence[Event]) -> 
             first.setdefault(e.data.settlement_id, (e, e.data))
     arrivals = list(first.values())
     facts = await uow.registry.facts(e.envelope.person_ref for e, _ in arrivals)
-    screenings = [(e, _screen(facts, e.envelope.person_ref, s)) for e, s in arrivals]
+    screenings = [(e, _screen(facts, e.envelope.person_ref, s, _received_json(e))) for e, s in arrivals]
     # A settlement id seen before (a hospital retry that slipped past intake) keeps its first decision.
     stored = await uow.screenings.add([s for _, s in screenings])
+    counted: Counter[str] = Counter()  # the metric once a reason per batch, not once a settlement
     for event, screening in screenings:
-        _annotate(event.span, screening)
+        counted[screening.decision.reason.value] += 1
+        _attributes(event.span, screening)
         if screening.settlement.settlement_id in stored:
-            uow.publish(ELIGIBILITY_DECIDED, screening.person_ref, _decided(facts, screening, rescreened=False),
-                        event.span)
+            if screening.settlement_json is None:
+                uow.publish(ELIGIBILITY_DECIDED, screening.person_ref,
+                            _decided(facts, screening, rescreened=False), event.span)
+            else:
+                uow.publish_json(ELIGIBILITY_DECIDED, screening.person_ref, EligibilityDecided,
+                                 _decided_json(facts, screening, False, screening.settlement_json), event.span)
+    for reason, count in counted.items():
+        DECISIONS.labels(reason, "false").inc(count)
     for event in events:
         if isinstance(event.data, SettlementReversed):
             await uow.screenings.reverse(event.data.settlement_id)

@@ -36,6 +36,13 @@ class EligibilityUnitOfWork(UnitOfWork):
         """Emit one of eligibility's events about a person (or region) at commit."""
         self.emit(Outgoing(topic, Envelope.wrap(data, person_ref=person_ref, producer=PRODUCER), cause))
 
+    def publish_json(self, topic: str, person_ref: str, event_type: type[EventData], data: dict[str, Any],
+                     cause: Span | None = None) -> None:
+        """`publish` of a payload already in its JSON form (`event_type`'s `model_dump(mode="json")`, the same
+        keys in the same order; the caller's tests hold it to the model)."""
+        self.emit(Outgoing(topic, Envelope.wrap_json(event_type, data, person_ref=person_ref, producer=PRODUCER),
+                           cause))
+
     def publish_chunked(self, topic: str, chunk: type[RegistryChunk], entries: Sequence[dict[str, Any]]) -> int:
         """Emit many persons' registry facts in as few `chunk` events as fit (docs/decisions/0033): at most
         PERSONS_PER_EVENT each, halved while an envelope would pass MAX_REGISTRY_EVENT_BYTES, all under

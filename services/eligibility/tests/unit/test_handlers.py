@@ -247,6 +247,54 @@ async def test_each_settlement_is_screened_stored_and_published(listed: bool, si
                                                            else (None, None))
 
 
+@pytest.mark.parametrize("with_policy", [False, True])
+async def test_a_decision_is_written_as_its_model_dumps_it(with_policy: bool) -> None:
+    """The decisions of arrivals are written as JSON from the wire's settlement, not as a dumped model: the same
+    keys in the same order and the same values as the model would write, and the screening row's settlement too."""
+    uow = FakeUnitOfWork()
+    if with_policy:  # the lookback's policy named in the decision
+        await record_policies(uow, [event(ev.PolicyPublished(
+            policy_id="p", policy_version=3, region_code=DISTRICT, effective_from=date(2026, 1, 1),
+            consent_lookback=ConsentLookback.CALENDAR_YEAR, published_at=datetime.now(UTC)), region_key(DISTRICT))])
+    arrivals = []
+    for listed, signed_on, discharge in [(False, None, date(2026, 3, 1)), (True, None, date(2026, 3, 1)),
+                                         (True, date(2026, 2, 1), date(2025, 12, 1)),
+                                         (True, date(2026, 2, 1), date(2026, 3, 1)),
+                                         (True, date(2026, 4, 1), date(2026, 3, 1))]:
+        nid = national_id(rng)
+        if listed:
+            await import_registry(uow, KEYS, OFFICER, [record(nid)])
+        if signed_on:
+            await sign_consent(uow, KEYS, OFFICER, nid, signed_on, "counter")
+        arrivals.append(event(settlement(discharge), person_ref(KEYS.pepper, nid)))
+    await screen(uow, arrivals)
+    sent = {o.envelope.data["settlement"]["settlement_id"]: o.envelope for o in uow.pending
+            if o.envelope.event_type == "EligibilityDecided"}
+    assert len(sent) == len(arrivals)
+    reasons = set()
+    for arrival in arrivals:
+        envelope = sent[str(arrival.data.settlement_id)]  # type: ignore[attr-defined]
+        dumped = envelope.payload().model_dump(mode="json")
+        assert list(envelope.data) == list(dumped) and envelope.data == dumped
+        assert envelope.data["settlement"] is arrival.envelope.data
+        assert envelope.schema_version == ev.EligibilityDecided.schema_version
+        reasons.add((envelope.data["reason"], envelope.data["lookback_policy_id"]))
+    assert {r for r, _ in reasons} == {"not_registered", "no_consent", "category_not_valid_on_date", "eligible"}
+    assert any(p == "p" for _, p in reasons) == with_policy
+
+
+def test_the_screening_row_keeps_the_settlement_as_received_or_as_dumped() -> None:
+    from eligibility.adapters.repositories import _screening_arrays
+    from eligibility.domain.rules import EligibilityDecision, Reason, Screening
+
+    s = settlement(date(2026, 3, 1))
+    decision = EligibilityDecision(False, Reason.NO_CONSENT, None, parked=True)
+    wire = Envelope.from_bytes(Envelope.wrap(s, person_ref="ab" * 32, producer="t").to_bytes()).data
+    received, dumped = (_screening_arrays([Screening("ab" * 32, s, decision, None, j)])["settlement"][0]
+                        for j in (wire, None))
+    assert received == dumped == s.model_dump_json()
+
+
 async def test_a_settlement_seen_again_keeps_its_first_decision_and_a_reversal_is_forwarded() -> None:
     uow = FakeUnitOfWork()
     _, ref = await registered(uow)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel import col
 
 from intake.adapters.tables import JOURNEY_TABLE, NONCE_TABLE, SETTLEMENT_TABLE, RequestNonce, SettlementRow
@@ -52,6 +53,19 @@ _LEARN = text(
     "CAST(:screened AS BOOLEAN[]), CAST(:eligibility_reason AS TEXT[]), CAST(:assistance AS NUMERIC(14, 2)[]), "
     "CAST(:stage AS SMALLINT[])) AS v(id, status, status_reason, screened, eligibility_reason, assistance, stage) "
     "WHERE s.id = v.id RETURNING s.id")
+
+
+# The news and their steps in one statement: the steps of the settlements the UPDATE found (ours), in the batch's
+# order (the serial id follows `n`); which were ours comes back from the steps (every fact is a step). The steps'
+# arrays are bound under their own names (`step_*`): `status` is the news' too.
+def _learn_with_steps() -> TextClause:
+    steps = _INSERT_STEPS.text.replace(" ORDER BY n", " WHERE v.settlement_id IN (SELECT id FROM learnt) ORDER BY n")
+    for column in _STEP:
+        steps = steps.replace(f"CAST(:{column} AS", f"CAST(:step_{column} AS")
+    return text(f"WITH learnt AS ({_LEARN.text}) {steps} RETURNING settlement_id")
+
+
+_LEARN_WITH_STEPS = _learn_with_steps()
 
 
 def _settlement(row: Any) -> Settlement:
@@ -100,16 +114,23 @@ class SettlementRepository:
         rest (not ours) is dropped."""
         if not news:
             return []
-        found = set((await self.session.execute(_LEARN, {
+        learnt = {
             "id": [n.settlement_id for n in news], "status": [n.status.value for n in news],
             "status_reason": [n.reason for n in news], "screened": [n.screened for n in news],
             "eligibility_reason": [n.eligibility_reason for n in news],
-            "assistance": [n.assistance for n in news], "stage": [STAGE[n.status] for n in news]})).scalars())
+            "assistance": [n.assistance for n in news], "stage": [STAGE[n.status] for n in news]}
+        if all(n.steps for n in news):  # as `News.fold` makes them: the UPDATE and the steps in one statement
+            steps = [(n.settlement_id, step.status.value, step.reason) for n in news for step in n.steps]
+            found = set((await self.session.execute(_LEARN_WITH_STEPS, {
+                **learnt, "step_settlement_id": [s[0] for s in steps], "step_status": [s[1] for s in steps],
+                "step_reason": [s[2] for s in steps]})).scalars())
+            return [n for n in news if n.settlement_id in found]
+        found = set((await self.session.execute(_LEARN, learnt)).scalars())
         ours = [n for n in news if n.settlement_id in found]
-        steps = [{"settlement_id": n.settlement_id, "status": step.status.value, "reason": step.reason}
-                 for n in ours for step in n.steps]
-        if steps:
-            await self.session.execute(_INSERT_STEPS, as_arrays(steps, _STEP))
+        rows = [{"settlement_id": n.settlement_id, "status": step.status.value, "reason": step.reason}
+                for n in ours for step in n.steps]
+        if rows:
+            await self.session.execute(_INSERT_STEPS, as_arrays(rows, _STEP))
         return ours
 
     async def save(self, settlements: Sequence[Settlement]) -> None:

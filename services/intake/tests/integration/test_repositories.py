@@ -129,7 +129,31 @@ async def test_a_request_or_a_batch_costs_the_same_statements_for_one_settlement
             (known[i.hospital_settlement_id].id, Journey.ELIGIBLE, "eligible", None) for i in batch))
         assert len(learned) == len(batch)
 
-    assert [await statements(lambda uow, batch=batch: follow(uow, batch)) for batch in (one, hundred)] == [2, 2]
+    # the news and their steps: one statement (a data-modifying WITH)
+    assert [await statements(lambda uow, batch=batch: follow(uow, batch)) for batch in (one, hundred)] == [1, 1]
+
+
+async def test_news_keep_their_steps_in_order_and_news_without_steps_still_update(db: Database) -> None:
+    deps = IntakeDeps.build(IntakeSettings())
+    mine, bare = (received(deps, f"N-{uuid.uuid4().hex[:12]}") for _ in range(2))
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        await uow.settlements.add([mine, bare])
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        news = News.fold([(mine.id, Journey.ELIGIBLE, "eligible", None), (uuid.uuid4(), Journey.PAID, None, None),
+                          (mine.id, Journey.CALCULATED, None, Decimal("12.30")),
+                          (mine.id, Journey.APPROVED, None, None)])
+        assert [n.settlement_id for n in await uow.settlements.learn(news)] == [mine.id]  # not ours: dropped
+        assert [n.settlement_id for n in await uow.settlements.learn([News(bare.id, Journey.PARKED, "no_consent")])
+                ] == [bare.id]
+    async with unit_of_work(db, IntakeUnitOfWork) as uow:
+        steps = (await uow.session.execute(text(
+            "SELECT settlement_id, status FROM journey_step WHERE settlement_id = ANY(:ids) ORDER BY id"),
+            {"ids": [mine.id, bare.id]})).all()
+        states = dict((await uow.session.execute(text(
+            "SELECT id, status FROM settlement WHERE id = ANY(:ids)"), {"ids": [mine.id, bare.id]})).all())
+    assert [s for i, s in steps if i == mine.id] == ["received", "eligible", "calculated", "approved"]
+    assert [s for i, s in steps if i == bare.id] == ["received"]  # news without steps writes none
+    assert states == {mine.id: "approved", bare.id: "parked"}
 
 
 async def test_the_status_view_rewrites_a_settlement_in_its_own_page(db: Database) -> None:
