@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from aiohttp import web
 from pydantic import SecretStr
 from sqlalchemy import event
 
@@ -178,6 +179,21 @@ class ServiceUnderTest:
     async def resend(self, topic: str, envelope: Envelope) -> None:
         """Publish an envelope (again): a redelivery, as Kafka does after a crash."""
         await self.producer.send_and_wait(self.settings.topic(topic), envelope.to_bytes(), key=envelope.person_ref)
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """A test's own aiohttp app (a partner's stand-in, a callback receiver) on a free loopback port: its base URL,
+    the server cleaned up on the way out."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started: it has its socket
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def free_port() -> int:

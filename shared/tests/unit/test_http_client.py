@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from shared.http_client import PartnerSession, client_span_recorded
+from shared.testing import serving
 from shared.tests.unit.test_telemetry import _contexts, production
 
 
@@ -37,15 +38,8 @@ async def partner() -> AsyncIterator[tuple[list[str | None], str]]:
 
     app = web.Application()
     app.router.add_post("/v1/things", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started: it has its socket
-    try:
-        yield seen, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield seen, url
 
 
 def within(sampled: bool, remote: bool = False) -> Any:

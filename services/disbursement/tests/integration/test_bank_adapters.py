@@ -18,7 +18,7 @@ from disbursement.adapters.iso20022 import Iso20022BankGateway
 from disbursement.adapters.rest_bank import RestBankGateway
 from simulators.bank.ledger import BANK_TIME
 
-from shared.testing import ServiceProcess, free_port
+from shared.testing import ServiceProcess, free_port, serving
 
 pytestmark = pytest.mark.integration
 
@@ -218,12 +218,8 @@ async def test_a_batch_callback_is_confirmed_by_one_batched_status_call(bank: st
 
     app = web.Application()
     app.router.add_post("/v1/bank/callbacks", callback)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        url = f"http://127.0.0.1:{port}/v1/bank/callbacks"
+    async with serving(app) as receiver:
+        url = f"{receiver}/v1/bank/callbacks"
         batch = [replace(order(f"cb-{i}", amount=f"{i + 2}.00"), callback_url=url) for i in range(3)]
         assert set((await rest.submit_batch(batch)).results) == {"cb-0", "cb-1", "cb-2"}
         deadline = asyncio.get_running_loop().time() + 20
@@ -242,5 +238,3 @@ async def test_a_batch_callback_is_confirmed_by_one_batched_status_call(bank: st
         after = await stats(bank)
         assert (after["status_inquiries"] - before["status_inquiries"],
                 after["status_keys_asked"] - before["status_keys_asked"]) == (1, 4), "one call for every key"
-    finally:
-        await runner.cleanup()

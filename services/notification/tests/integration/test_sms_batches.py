@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from notification.adapters.sms_gateway import Sms, SmsGateway
 
-from shared.testing import ServiceProcess, free_port
+from shared.testing import ServiceProcess, free_port, serving
 
 CALM = {"latency_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "timeout_sleep_ms": 5000, "deliver_delay_ms": 20}
 
@@ -104,21 +104,17 @@ async def test_the_messages_of_a_batch_are_reported_back_in_batches(simulator: s
 
     app = web.Application()
     app.router.add_post("/v1/sms/delivery-reports", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     gateway = SmsGateway(simulator)
-    try:
-        messages = [sms() for _ in range(30)]
-        answer = await gateway.send_batch(messages, f"http://127.0.0.1:{port}/v1/sms/delivery-reports")
-        assert len(answer.receipts) == 30
-        for _ in range(100):
-            if len(reports) >= 30:
-                break
-            await asyncio.sleep(0.05)
-        assert sorted(r["idempotency_key"] for r in reports) == sorted(m.idempotency_key for m in messages)
-        assert {r["status"] for r in reports} == {"delivered"} and callbacks <= 3
-    finally:
-        await gateway.aclose()
-        await runner.cleanup()
+    async with serving(app) as receiver:
+        try:
+            messages = [sms() for _ in range(30)]
+            answer = await gateway.send_batch(messages, f"{receiver}/v1/sms/delivery-reports")
+            assert len(answer.receipts) == 30
+            for _ in range(100):
+                if len(reports) >= 30:
+                    break
+                await asyncio.sleep(0.05)
+            assert sorted(r["idempotency_key"] for r in reports) == sorted(m.idempotency_key for m in messages)
+            assert {r["status"] for r in reports} == {"delivered"} and callbacks <= 3
+        finally:
+            await gateway.aclose()

@@ -13,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from shared.http_client import PartnerUnavailable
+from shared.testing import serving
 
 BatchAnswer = Callable[[list[dict[str, Any]]], Any]  # the messages of a request -> an HTTP status or a body
 
@@ -58,15 +59,8 @@ async def gateway() -> AsyncIterator[tuple[Gateway, str]]:
     app = web.Application()
     app.router.add_post("/v1/messages", fake.handle)
     app.router.add_post("/v1/messages/batch", fake.handle_batch)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started: it has its socket
-    try:
-        yield fake, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield fake, url
 
 
 def sms() -> Sms:
