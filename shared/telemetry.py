@@ -446,6 +446,16 @@ class UnsampledEntry(trace.Span):
 T = TypeVar("T")
 
 
+def end_spans_of_a_failed_call(spans: Sequence[trace.Span], exc: BaseException, description: str) -> None:
+    """End the spans of one batched partner call that raised: each an error span with the exception, except on a
+    cancellation (a stop), where the call did not fail and the spans just end."""
+    for span in spans:
+        if isinstance(exc, Exception):
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, description))
+        span.end()
+
+
 def set_attributes_if_kept(span: trace.Span, describe: Callable[[T], Mapping[str, AnyValue]], subject: T) -> None:
     """Set `describe(subject)` as attributes of `span`: now on a recording span; on an `UnsampledEntry`, only
     if it is kept (ended in error or slow), so the unsampled messages that are not pay nothing for them."""

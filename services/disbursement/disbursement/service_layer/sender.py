@@ -20,7 +20,7 @@ from disbursement.dependencies import DisbursementDeps
 from disbursement.domain.payment import BankWord, Payment
 from disbursement.service_layer.payments import Answer, apply_bank_answers
 from disbursement.service_layer.unit_of_work import Units
-from shared.telemetry import entry_spans, parse_traceparent, tracer
+from shared.telemetry import end_spans_of_a_failed_call, entry_spans, parse_traceparent, tracer
 
 log = logging.getLogger(__name__)
 GATHER_S = 0.05
@@ -113,11 +113,7 @@ class Sender:
                     payments)}, links=[Link(span.get_span_context()) for span in sampled[1:]]):
                 answer = await self.deps.bank.submit_batch(instructions)
         except BaseException as exc:
-            for span in spans:
-                if isinstance(exc, Exception):  # not a cancellation (a stop): the call failed
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, "bank call failed"))
-                span.end()
+            end_spans_of_a_failed_call(spans, exc, "bank call failed")
             raise
         for payment, span in zip(payments, spans, strict=True):
             # A refused transfer and one the bank could not take are failed transfer spans: kept even when the

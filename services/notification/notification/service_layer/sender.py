@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from notification.adapters.metrics import MESSAGE_OUTCOMES, MESSAGES_SENT, MESSAGES_WAITING
@@ -17,7 +17,13 @@ from notification.dependencies import NotificationDeps
 from notification.domain.messages import Claimed, Outcome
 from notification.service_layer.unit_of_work import NotificationUnitOfWork
 from shared.service import Runtime
-from shared.telemetry import entry_spans, parse_traceparent, set_attributes_if_kept, tracer
+from shared.telemetry import (
+    end_spans_of_a_failed_call,
+    entry_spans,
+    parse_traceparent,
+    set_attributes_if_kept,
+    tracer,
+)
 from shared.unit_of_work import unit_of_work
 from shared.worker import Wakeup, run_worker
 
@@ -106,11 +112,7 @@ class Sender:
                 else:
                     answer = await self.deps.sms.send_batch(messages, self.callback_url)
         except BaseException as exc:
-            for span in spans:
-                if isinstance(exc, Exception):  # not a cancellation (a stop): the call failed
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, "sms batch failed"))
-                span.end()
+            end_spans_of_a_failed_call(spans, exc, "sms batch failed")
             raise
         now = datetime.now(UTC)
         outcomes = []
